@@ -1,0 +1,37 @@
+# hwbench: `make run` and `make test` are the two commands a fresh machine needs (see README).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PROFILE ?= quick
+PORT ?= 3000
+# torch first, pinned to the exact build: a looser spec pulls a multi-GB CUDA build on some machines.
+TORCH_SPEC ?= torch==2.13.0
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+export GX_ANALYTICS_ENABLED = false
+export RAY_AUTH_MODE ?= disabled
+
+.PHONY: install run test lint ui clean-data
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH_SPEC)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+run: install
+	$(VENV)/bin/hwbench run --profile $(PROFILE)
+
+test: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/python -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+ui: install
+	$(VENV)/bin/dagster dev -h 127.0.0.1 -p $(PORT)
+
+clean-data:
+	rm -rf data/warehouse data/hwbench.duckdb data/predictor data/reports data/.locks

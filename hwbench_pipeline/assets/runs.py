@@ -1,0 +1,129 @@
+"""inference_runs[target]: measure the profile's configurations on one target, validate, store."""
+
+from collections import Counter
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from hwbench_pipeline.assets.catalog import model_catalog
+from hwbench_pipeline.assets.hardware import hardware_targets
+from hwbench_pipeline.bench import hardware
+from hwbench_pipeline.bench.backends import load_backend
+from hwbench_pipeline.bench.dispatch import run_configurations
+from hwbench_pipeline.bench.environment import environment_fields
+from hwbench_pipeline.bench.scenarios.inference import InferenceConfig, failure_row
+from hwbench_pipeline.partitions import hardware_target_partitions
+from hwbench_pipeline.resources.ray import RayResource
+from hwbench_pipeline.resources.settings import HwbenchSettings
+from hwbench_pipeline.warehouse.store import row_json
+from hwbench_pipeline.warehouse.validation import inference_suite, split_valid_rows, validate
+
+INFERENCE_CHECK = "inference_results_suite"
+
+
+def _progress_logger(context: dg.AssetExecutionContext):
+    def on_result(i: int, n: int, cfg: InferenceConfig, row: dict) -> None:
+        if row["status"] == "ok":
+            busy = " (busy machine)" if row.get("contaminated") else ""
+            context.log.info(f"[{i}/{n}] {cfg.label}: p50 {row['p50_ms']:.3f} ms, "
+                             f"{row['throughput_samples_s']:.1f} samples/s, {row['n_samples']} samples, "
+                             f"{row['stop_reason']}{busy}")
+        else:
+            context.log.warning(f"[{i}/{n}] {cfg.label}: FAILED {row['failure_class']}: "
+                                f"{row['message'].splitlines()[0][:200]}")
+    return on_result
+
+
+@dg.asset(
+    partitions_def=hardware_target_partitions,
+    deps=[model_catalog, hardware_targets],
+    group_name="benchmarks",
+    pool="hwbench_warehouse",
+    check_specs=[dg.AssetCheckSpec(
+        INFERENCE_CHECK, asset="inference_runs", blocking=True,
+        description="Great Expectations suite on the rows this run stored: schema, non-null unique keys, "
+                    "positive latencies, p50 ≤ p90 ≤ p99, at least one configuration measured.")],
+)
+def inference_runs(context: dg.AssetExecutionContext, settings: HwbenchSettings, ray: RayResource):
+    """Every inference configuration of the profile on this partition's target, each measured in a fresh
+    Ray worker process. Failures become classified rows; rows that fail validation go to quarantine."""
+    target_key = context.partition_key
+    try:
+        target = hardware.parse_target(target_key)
+    except hardware.UnknownTargetError as exc:
+        raise dg.Failure(str(exc)) from exc
+    if not ray.cluster_address and target_key not in {t.key for t in hardware.detect_targets()}:
+        raise dg.Failure(f"hardware target {target_key} is not available on this host and RAY_ADDRESS is unset; "
+                         f"available here: {', '.join(t.key for t in hardware.detect_targets())}")
+    profile = settings.load_profile()
+    warehouse = settings.warehouse()
+    run_id = context.run.run_id
+    started = datetime.now(UTC)
+
+    supported = load_backend(target.backend).precisions(target.device_kind)
+    configs = profile.inference_configs(target_key, precisions_available=supported)
+    refused = [c for c in profile.inference_configs(target_key) if c.precision not in supported]
+    context.log.info(f"{target_key}: {len(configs)} configurations of profile {profile.name}; "
+                     f"{len(refused)} refused (precision not supported here)")
+    rows = run_configurations(
+        configs, run_id,
+        ray_address=ray.cluster_address,
+        timeout_s=ray.timeout_s or profile.timeout_s,
+        lock_dir=warehouse.lock_dir,
+        on_result=_progress_logger(context),
+        log=context.log.info,
+    )
+    rows += [failure_row(c, run_id, "unsupported_configuration",
+                         f"precision {c.precision} is not supported on {target_key} "
+                         f"(supported: {', '.join(supported)})")
+             for c in refused]
+
+    measured = [r for r in rows if r["status"] == "ok"]
+    failed = [r for r in rows if r["status"] != "ok"]
+    valid, invalid, outcome = split_valid_rows(measured, inference_suite())
+    metadata: dict[str, object] = {}
+    if valid:
+        metadata["results_path"] = dg.MetadataValue.path(str(
+            warehouse.write("inference_results", valid, run_id=run_id, partition=target_key)))
+    if failed:
+        warehouse.write("failures", failed, run_id=run_id, partition=target_key)
+    if invalid:
+        warehouse.write("quarantine", [
+            {"run_id": run_id, "source_table": "inference_results", "failed_expectations": "; ".join(why),
+             "row_json": row_json(row), "quarantined_at": datetime.now(UTC)} for row, why in invalid
+        ], run_id=run_id, partition=target_key)
+    warehouse.write("runs", [{
+        "run_id": run_id, "dagster_run_id": context.run.run_id, "profile": profile.name, "target": target_key,
+        "scenario": "inference", "n_configs": len(rows), "n_ok": len(valid), "n_failed": len(failed),
+        "n_quarantined": len(invalid), "started_at": started, "finished_at": datetime.now(UTC),
+        "status": "ok" if valid else "failed", **environment_fields(),
+    }], run_id=run_id, partition=target_key)
+
+    # The blocking check reads back what landed, so it proves the stored data, not the rows in memory.
+    stored = warehouse.read("inference_results", where=f"run_id = '{run_id}' AND _partition = '{target_key}'")
+    check = validate(stored.drop("samples_ms").to_pandas(), inference_suite()) if stored.height else None
+    passed = bool(check and check.success)
+    classes = Counter(r["failure_class"] for r in failed)
+    p50s = sorted(r["p50_ms"] for r in valid)
+    metadata.update({
+        "profile": profile.name,
+        "configurations": len(rows),
+        "measured": len(valid),
+        "failed": len(failed),
+        "quarantined": len(invalid),
+        "failure_classes": ", ".join(f"{k}: {v}" for k, v in sorted(classes.items())) or "none",
+        "contaminated_retried": sum(1 for r in measured if (r.get("attempts") or 1) > 1),
+        "fastest_p50_ms": p50s[0] if p50s else None,
+        "slowest_p50_ms": p50s[-1] if p50s else None,
+        "validation": outcome.summary(),
+    })
+    yield dg.MaterializeResult(
+        metadata={k: v for k, v in metadata.items() if v is not None},
+        check_results=[dg.AssetCheckResult(
+            check_name=INFERENCE_CHECK,
+            passed=passed,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={"summary": check.summary() if check else "no configuration was measured on this target",
+                      "rows": stored.height},
+        )],
+    )

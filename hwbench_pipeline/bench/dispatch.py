@@ -1,0 +1,157 @@
+"""Dispatch measurements as Ray tasks: one fresh worker process per configuration, one measurement per node.
+
+Placement and exclusivity are Ray resources:
+
+* every node that measures advertises ``hwbench_node_slot: 1``; every measurement asks for it, so two
+  measurements never overlap on one node;
+* a node advertises ``hwbench_target:<key>: 1`` for each target it has; a measurement asks for its target's,
+  so it lands on the hardware it measures (a Ray cluster's nodes are started with these resources);
+* ``max_calls=1`` retires the worker after one task: each configuration starts in a fresh process.
+
+Locally (no ``RAY_ADDRESS``) a private Ray instance is started, and a host-wide lock file keeps two hwbench
+processes (two Dagster steps, a CLI run beside a schedule) from measuring at the same time on this host:
+two local Ray instances would each believe they own all the cores.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+from hwbench_pipeline.bench.scenarios.inference import InferenceConfig, failure_row, run_configuration
+
+NODE_SLOT = "hwbench_node_slot"
+# Ray takes custom resource names verbatim; ':' keeps them readable and cannot appear in a target key.
+TARGET_RESOURCE_PREFIX = "hwbench_target:"
+
+ProgressCallback = Callable[[int, int, InferenceConfig, dict], None]
+
+
+def target_resource(key: str) -> str:
+    return f"{TARGET_RESOURCE_PREFIX}{key}"
+
+
+@contextlib.contextmanager
+def host_measurement_lock(lock_dir: Path, log: Callable[[str], None] = print) -> Iterator[None]:
+    """Hold the host-wide measurement lock; waits (saying so) while another hwbench process measures."""
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    path = lock_dir / "measure.lock"
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"another hwbench process is measuring on this host; waiting for {path}")
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None, targets: Sequence[str]) -> Iterator[bool]:
+    """Connect to the cluster at ``address`` or start a private local instance; yields True when local."""
+    import ray
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private local instance needs no token
+    if ray.is_initialized():
+        yield False
+        return
+    local = not address
+    if local:
+        ray.init(
+            num_cpus=os.cpu_count(),
+            resources={NODE_SLOT: 1, **{target_resource(t): 1 for t in targets}},
+            include_dashboard=False,
+            logging_level="WARNING",
+            log_to_driver=True,
+        )
+    else:
+        ray.init(address=address, logging_level="WARNING")
+    try:
+        yield local
+    finally:
+        ray.shutdown()
+
+
+def _missing_resources(cfg: InferenceConfig) -> str | None:
+    import ray
+
+    total = ray.cluster_resources()
+    for name in (NODE_SLOT, target_resource(cfg.target)):
+        if total.get(name, 0) < 1:
+            return name
+    if total.get("CPU", 0) < cfg.threads:
+        return f"{cfg.threads} CPUs on one node"
+    return None
+
+
+def _remote_measure():
+    import ray
+
+    @ray.remote(max_calls=1, max_retries=0)
+    def measure(cfg: InferenceConfig, run_id: str) -> dict:
+        return run_configuration(cfg, run_id)
+
+    return measure
+
+
+def run_configurations(
+    configs: Sequence[InferenceConfig],
+    run_id: str,
+    *,
+    ray_address: str | None = None,
+    timeout_s: float = 600.0,
+    retry_contaminated: int = 1,
+    lock_dir: Path | None = None,
+    on_result: ProgressCallback | None = None,
+    log: Callable[[str], None] = print,
+) -> list[dict]:
+    """Measure every configuration on Ray; returns one row per configuration (result or failure), in order.
+
+    A contaminated measurement (the machine was busy with something else) is measured again up to
+    ``retry_contaminated`` times; the row records how many attempts it took.
+    """
+    import ray
+    from ray.exceptions import GetTimeoutError, RayError
+
+    targets = sorted({c.target for c in configs})
+    lock = host_measurement_lock(lock_dir, log) if (lock_dir and not ray_address) else contextlib.nullcontext()
+    rows: list[dict] = []
+    with lock, ray_session(ray_address, targets):
+        measure = _remote_measure()
+        for i, cfg in enumerate(configs, start=1):
+            missing = _missing_resources(cfg)
+            if missing:
+                row = failure_row(cfg, run_id, "unsupported_configuration",
+                                  f"no Ray node offers {missing}; nodes must advertise {NODE_SLOT} and "
+                                  f"{target_resource(cfg.target)} (see README, 'Using a Ray cluster')")
+            else:
+                row = {}
+                for attempt in range(1, retry_contaminated + 2):
+                    ref = measure.options(
+                        num_cpus=cfg.threads if cfg.target.startswith("cpu") else 1,
+                        resources={NODE_SLOT: 1, target_resource(cfg.target): 1},
+                    ).remote(cfg, run_id)
+                    t0 = time.monotonic()
+                    try:
+                        row = ray.get(ref, timeout=timeout_s)
+                    except GetTimeoutError:
+                        ray.cancel(ref, force=True)
+                        row = failure_row(cfg, run_id, "timeout",
+                                          f"no result after {time.monotonic() - t0:.0f} s (limit {timeout_s:.0f} s)")
+                    except RayError as exc:
+                        row = failure_row(cfg, run_id, "worker_crashed", f"{type(exc).__name__}: {exc}")
+                    row["attempts"] = attempt
+                    if not row.get("contaminated"):
+                        break
+                    if attempt <= retry_contaminated:
+                        log(f"{cfg.label}: machine busy with other work during measurement; measuring again")
+            rows.append(row)
+            if on_result:
+                on_result(i, len(configs), cfg, row)
+    return rows

@@ -1,0 +1,215 @@
+"""Inference scenario: build one model, time its forward pass on one target, return one result row.
+
+Runs inside a fresh worker process (see :mod:`hwbench_pipeline.bench.dispatch`), so the RSS high-water
+mark is this configuration's own and nothing another configuration loaded is still warm.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+
+from hwbench_pipeline.bench.failures import classify
+from hwbench_pipeline.bench.trackers.stats import StoppingRule, summarize
+
+# A measurement during which other processes used more than this fraction of all cores' time, or whose
+# steal exceeded STEAL_LIMIT, ran beside something else: its numbers are flagged (and measured again).
+FOREIGN_BUSY_LIMIT = 0.10
+STEAL_LIMIT = 0.05
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    family: str
+    preset: str
+    target: str
+    batch_size: int
+    seq_len: int
+    precision: str = "fp32"
+    threads: int = 1
+    rule: StoppingRule = field(default_factory=StoppingRule)
+    count_flops: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.seq_len < 1 or self.threads < 1:
+            raise ValueError(f"batch, sequence and threads must be positive: {self.label}")
+
+    @property
+    def label(self) -> str:
+        return (f"{self.target} {self.family}/{self.preset} bs={self.batch_size} seq={self.seq_len} "
+                f"{self.precision} t={self.threads}")
+
+    def key_fields(self) -> dict[str, object]:
+        return {
+            "target": self.target,
+            "family": self.family,
+            "preset": self.preset,
+            "batch_size": self.batch_size,
+            "seq_len": self.seq_len,
+            "precision": self.precision,
+            "threads": self.threads,
+        }
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def count_flops(model, inputs, forward) -> float | None:
+    """FLOPs of one forward pass, counted by torch's FLOP counter (attention included: models use eager)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    try:
+        with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+            forward(model, inputs)
+        return float(counter.get_total_flops())
+    except Exception:  # noqa: BLE001 - a model the counter cannot trace still gets measured
+        return None
+
+
+def _time_calls(runner, rule: StoppingRule) -> tuple[list[float], int, str]:
+    """Warm up until stable, then sample until the stopping rule says so. Returns (samples ms, warmup calls, why)."""
+    perf = time.perf_counter_ns
+    warm: list[float] = []
+    start = perf()
+    while not rule.warmup_done(warm, (perf() - start) / 1e9):
+        t0 = perf()
+        runner()
+        warm.append((perf() - t0) / 1e6)
+    samples: list[float] = []
+    start = perf()
+    while True:
+        t0 = perf()
+        runner()
+        samples.append((perf() - t0) / 1e6)
+        reason = rule.stop_reason(samples, (perf() - start) / 1e9)
+        if reason:
+            return samples, len(warm), reason
+
+
+def measure_inference(cfg: InferenceConfig, run_id: str) -> dict:
+    """Measure one configuration. Raises on failure (see :func:`run_configuration`)."""
+    import torch
+
+    from hwbench_pipeline.bench import models
+    from hwbench_pipeline.bench.backends import load_backend
+    from hwbench_pipeline.bench.environment import environment_fields
+    from hwbench_pipeline.bench.hardware import parse_target
+    from hwbench_pipeline.bench.trackers.memory import current_rss_mb, rss_high_water_mb
+    from hwbench_pipeline.bench.trackers.system_load import load_between, read_cpu_times
+
+    started = _now()
+    target = parse_target(cfg.target)
+    torch.set_num_threads(cfg.threads)
+    backend = load_backend(target.backend)
+    baseline_rss = current_rss_mb()
+
+    t0 = time.perf_counter()
+    config = models.build_config(cfg.family, cfg.preset)
+    model = models.build_model(cfg.family, cfg.preset, seed=cfg.seed)
+    inputs = models.make_inputs(cfg.family, config, cfg.batch_size, cfg.seq_len, seed=cfg.seed)
+    params = sum(p.numel() for p in model.parameters())
+    flops = count_flops(model, inputs, models.forward) if cfg.count_flops else None
+    runner = backend.prepare(model, inputs, models.forward, target.torch_device, cfg.precision)
+    load_s = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    runner()
+    first_call_ms = (time.perf_counter() - t0) * 1e3
+
+    cpu_before = read_cpu_times()
+    samples, warmup_calls, stop_reason = _time_calls(runner, cfg.rule)
+    load = load_between(cpu_before, read_cpu_times())
+    device_peak = runner.peak_memory_mb()
+    precision_ran = runner.precision
+    runner.release()
+
+    stats = summarize(samples)
+    p50_s = stats["p50_ms"] / 1e3
+    tokens = models.tokens_per_call(cfg.family, config, cfg.batch_size, cfg.seq_len)
+    contaminated = bool(
+        (load.steal_fraction is not None and load.steal_fraction > STEAL_LIMIT)
+        or (load.foreign_fraction is not None and load.foreign_fraction > FOREIGN_BUSY_LIMIT)
+    )
+    return {
+        "run_id": run_id,
+        **cfg.key_fields(),
+        "precision_ran": precision_ran,
+        "backend": target.backend,
+        "device_kind": target.device_kind,
+        "status": "ok",
+        "params": int(params),
+        "n_samples": len(samples),
+        "warmup_calls": warmup_calls,
+        "stop_reason": stop_reason,
+        "ci_target": cfg.rule.ci_target,
+        **stats,
+        "throughput_samples_s": cfg.batch_size / p50_s,
+        "throughput_tokens_s": tokens / p50_s if tokens else None,
+        "first_call_ms": first_call_ms,
+        "load_s": load_s,
+        "baseline_rss_mb": baseline_rss,
+        "peak_rss_mb": rss_high_water_mb(),
+        "device_peak_mb": device_peak,
+        "flops_per_call": flops,
+        "achieved_gflops": flops / p50_s / 1e9 if flops else None,
+        "machine_busy_fraction": load.busy_fraction,
+        "foreign_busy_fraction": load.foreign_fraction,
+        "steal_fraction": load.steal_fraction,
+        "loadavg_1m": load.loadavg_1m,
+        "contaminated": contaminated,
+        "samples_ms": [float(s) for s in samples],
+        "worker_pid": os.getpid(),
+        "started_at": started,
+        "finished_at": _now(),
+        **environment_fields(),
+    }
+
+
+def failure_row(cfg: InferenceConfig, run_id: str, failure_class: str, message: str,
+                started: datetime | None = None) -> dict:
+    from hwbench_pipeline.bench.environment import environment_fields
+
+    return {
+        "run_id": run_id,
+        "scenario": "inference",
+        **cfg.key_fields(),
+        "status": "failed",
+        "failure_class": failure_class,
+        "message": message[:4000],
+        "started_at": started or _now(),
+        "finished_at": _now(),
+        **environment_fields(),
+    }
+
+
+def run_configuration(cfg: InferenceConfig, run_id: str) -> dict:
+    """Measure one configuration; any failure becomes a classified failure row instead of an exception."""
+    started = _now()
+    try:
+        return measure_inference(cfg, run_id)
+    except Exception as exc:  # noqa: BLE001 - every failure is recorded, none aborts the partition
+        message = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"
+        return failure_row(cfg, run_id, classify(exc), message, started)
+
+
+def config_from_dict(data: dict) -> InferenceConfig:
+    rule = data.get("rule")
+    fields = {k: v for k, v in data.items() if k != "rule"}
+    return InferenceConfig(**fields, rule=StoppingRule(**rule) if isinstance(rule, dict) else (rule or StoppingRule()))
+
+
+def config_to_dict(cfg: InferenceConfig) -> dict:
+    return asdict(cfg)
+
+
+def is_finite_row(row: dict) -> bool:
+    return row.get("status") == "ok" and all(
+        math.isfinite(row[k]) for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms")
+    )

@@ -1,0 +1,113 @@
+"""Statistics of latency samples and the rules that decide when a measurement is done.
+
+The rules, in one place:
+
+* **Warm-up** runs the call until latency is stable: at least ``min_calls`` calls, then until the median of
+  the last ``window`` calls is within ``tolerance`` of the median of the ``window`` calls before them, or
+  the warm-up time cap is reached. Warm-up samples are never reported.
+* **Measurement** collects samples until the 95 % confidence interval of the median is narrower than
+  ``±target`` (relative to the median) with at least ``min_samples`` samples, or the time cap is reached,
+  or ``max_samples`` is reached. How it stopped is recorded (``ci_reached``, ``time_cap``, ``sample_cap``).
+* The confidence interval of the median is distribution-free: the order statistics whose ranks are
+  ``n/2 ± 1.96·√n/2`` (normal approximation to the binomial). Latency distributions are skewed and
+  heavy-tailed; the median and its order-statistic interval do not assume otherwise.
+* Percentiles use linear interpolation between order statistics (numpy's default).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+Z_95 = 1.959963984540054
+
+
+def median_ci(samples: np.ndarray | list[float], z: float = Z_95) -> tuple[float, float]:
+    """Distribution-free confidence interval of the median (order statistics, normal approximation)."""
+    x = np.sort(np.asarray(samples, dtype=float))
+    n = x.size
+    if n == 0:
+        raise ValueError("median_ci needs at least one sample")
+    half = z * math.sqrt(n) / 2.0
+    lo_rank = max(int(math.floor(n / 2.0 - half)), 1)  # 1-based ranks
+    hi_rank = min(int(math.ceil(n / 2.0 + half + 1.0)), n)
+    return float(x[lo_rank - 1]), float(x[hi_rank - 1])
+
+
+def median_ci_relative_halfwidth(samples: np.ndarray | list[float]) -> float:
+    """Half the width of the median's 95 % interval, as a fraction of the median."""
+    lo, hi = median_ci(samples)
+    med = float(np.median(samples))
+    if med <= 0:
+        return math.inf
+    return (hi - lo) / 2.0 / med
+
+
+@dataclass(frozen=True)
+class StoppingRule:
+    """When to stop warming up and when to stop measuring (see the module docstring)."""
+
+    ci_target: float = 0.01
+    min_samples: int = 10
+    max_samples: int = 100_000
+    max_seconds: float = 10.0
+    warmup_min_calls: int = 3
+    warmup_window: int = 5
+    warmup_tolerance: float = 0.05
+    warmup_max_seconds: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.ci_target < 1:
+            raise ValueError(f"ci_target must be between 0 and 1, got {self.ci_target}")
+        if self.min_samples < 3:
+            raise ValueError(f"min_samples must be at least 3, got {self.min_samples}")
+        if self.max_seconds <= 0 or self.warmup_max_seconds < 0:
+            raise ValueError("time caps must be positive")
+
+    def warmup_done(self, warmup_samples: list[float], elapsed_s: float) -> bool:
+        n = len(warmup_samples)
+        if elapsed_s >= self.warmup_max_seconds and n >= 1:
+            return True
+        if n < max(self.warmup_min_calls, 2 * self.warmup_window):
+            return False
+        last = np.median(warmup_samples[-self.warmup_window :])
+        prev = np.median(warmup_samples[-2 * self.warmup_window : -self.warmup_window])
+        return abs(last - prev) <= self.warmup_tolerance * prev
+
+    def stop_reason(self, samples: list[float], elapsed_s: float) -> str | None:
+        """Why measuring should stop now, or None to keep going."""
+        n = len(samples)
+        if n >= self.min_samples and median_ci_relative_halfwidth(samples) <= self.ci_target:
+            return "ci_reached"
+        if n >= self.max_samples:
+            return "sample_cap"
+        # The time cap still needs a handful of samples, or the percentiles mean nothing.
+        if elapsed_s >= self.max_seconds and n >= 3:
+            return "time_cap"
+        return None
+
+
+def summarize(samples_ms: list[float] | np.ndarray) -> dict[str, float]:
+    """p50/p90/p99, mean, std, CV, min, max and the median's interval, all in milliseconds."""
+    x = np.asarray(samples_ms, dtype=float)
+    if x.size == 0:
+        raise ValueError("summarize needs at least one sample")
+    mean = float(x.mean())
+    std = float(x.std(ddof=1)) if x.size > 1 else 0.0
+    lo, hi = median_ci(x)
+    p50, p90, p99 = (float(v) for v in np.percentile(x, [50, 90, 99]))
+    return {
+        "p50_ms": p50,
+        "p90_ms": p90,
+        "p99_ms": p99,
+        "mean_ms": mean,
+        "std_ms": std,
+        "cv": std / mean if mean > 0 else math.nan,
+        "min_ms": float(x.min()),
+        "max_ms": float(x.max()),
+        "median_ci_low_ms": lo,
+        "median_ci_high_ms": hi,
+        "ci_rel_halfwidth": (hi - lo) / 2.0 / p50 if p50 > 0 else math.inf,
+    }

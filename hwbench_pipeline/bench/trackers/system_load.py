@@ -1,0 +1,64 @@
+"""System load around a measurement: what else the machine was doing while we timed.
+
+Reads /proc counters at the start and end of a measurement only, so it never spins a core while the
+measurement runs. Where /proc is missing (macOS) the figures are None.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+@dataclass(frozen=True)
+class CpuTimes:
+    busy: int  # machine-wide, in clock ticks
+    steal: int
+    total: int
+    own: float  # this process's user + system time, in clock ticks
+
+
+def read_cpu_times() -> CpuTimes | None:
+    own = os.times()
+    try:
+        with open("/proc/stat") as fh:
+            fields = fh.readline().split()
+    except OSError:
+        return None
+    # cpu user nice system idle iowait irq softirq steal guest guest_nice
+    values = [int(v) for v in fields[1:]]
+    user, nice, system, idle, iowait, irq, softirq, steal = (values + [0] * 8)[:8]
+    busy = user + nice + system + irq + softirq
+    return CpuTimes(busy=busy, steal=steal, total=busy + idle + iowait + steal,
+                    own=(own.user + own.system) * CLOCK_TICKS)
+
+
+@dataclass(frozen=True)
+class LoadWindow:
+    """CPU use between two readings, as fractions of all cores' time: the whole machine's, the part that was
+    not this process (other work competing with the measurement), and steal (the hypervisor's)."""
+
+    busy_fraction: float | None
+    foreign_fraction: float | None
+    steal_fraction: float | None
+    loadavg_1m: float | None
+
+
+def load_between(start: CpuTimes | None, end: CpuTimes | None) -> LoadWindow:
+    try:
+        loadavg = os.getloadavg()[0]
+    except OSError:
+        loadavg = None
+    if start is None or end is None or end.total <= start.total:
+        return LoadWindow(None, None, None, loadavg)
+    total = end.total - start.total
+    busy = end.busy - start.busy
+    foreign = max(busy - (end.own - start.own), 0.0)
+    return LoadWindow(
+        busy_fraction=busy / total,
+        foreign_fraction=foreign / total,
+        steal_fraction=(end.steal - start.steal) / total,
+        loadavg_1m=loadavg,
+    )

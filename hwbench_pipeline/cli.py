@@ -1,0 +1,194 @@
+"""The ``hwbench`` command.
+
+    hwbench run --profile quick          materialize the whole graph through Dagster (runs show in the UI)
+    hwbench bench --model bert ...       measure configurations directly, outside Dagster
+    hwbench targets                      the hardware targets of this host, and those that are absent
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class UsageError(Exception):
+    """Bad input: one line to the user, exit status 2, nothing stored."""
+
+
+def _csv_ints(text: str, what: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(f"{what} must be comma-separated positive integers, got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise UsageError(f"{what} must be comma-separated positive integers, got {text!r}")
+    return values
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)
+
+
+# ---- hwbench targets ------------------------------------------------------------------------------------
+def cmd_targets(args: argparse.Namespace) -> int:
+    from hwbench_pipeline.bench.hardware import detect_targets, skipped_targets
+
+    console = _console()
+    for t in detect_targets():
+        console.print(f"[green]available[/]  {t.key}")
+    for key, why in skipped_targets():
+        console.print(f"[yellow]absent[/]     {key}: {why}")
+    return 0
+
+
+# ---- hwbench bench --------------------------------------------------------------------------------------
+def cmd_bench(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from hwbench_pipeline.bench import models
+    from hwbench_pipeline.bench.dispatch import run_configurations
+    from hwbench_pipeline.bench.hardware import UnknownTargetError, detect_targets, parse_target
+    from hwbench_pipeline.bench.scenarios.inference import InferenceConfig
+    from hwbench_pipeline.bench.trackers.stats import StoppingRule
+
+    try:
+        models.build_config(args.model, args.preset)
+        parse_target(args.target)
+    except (models.UnknownModelError, UnknownTargetError) as exc:
+        raise UsageError(str(exc)) from None
+    ray_address = os.environ.get("RAY_ADDRESS") or None
+    if not ray_address and args.target not in {t.key for t in detect_targets()}:
+        raise UsageError(f"hardware target {args.target} is not available on this host; available: "
+                         f"{', '.join(t.key for t in detect_targets())} (see 'hwbench targets')")
+    try:
+        rule = StoppingRule(ci_target=args.ci_target, max_seconds=args.max_seconds)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    seqs = _csv_ints(args.seq, "--seq") if args.seq else [models.default_seq_len(args.model)]
+    configs = [
+        InferenceConfig(family=args.model, preset=args.preset, target=args.target, batch_size=b, seq_len=s,
+                        precision=args.precision, threads=args.threads or (os.cpu_count() or 1), rule=rule)
+        for b in _csv_ints(args.batch, "--batch") for s in seqs
+    ]
+    run_id = f"cli-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+    console = _console()
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as progress:
+        task = progress.add_task(f"measuring {len(configs)} configurations", total=len(configs))
+
+        def on_result(i, n, cfg, row):
+            progress.update(task, completed=i, description=f"done: {cfg.label}")
+
+        rows = run_configurations(configs, run_id, ray_address=ray_address, timeout_s=args.timeout,
+                                  on_result=on_result, log=console.print)
+    table = Table(title=f"hwbench bench {args.model}/{args.preset} on {args.target}")
+    for col in ("batch", "seq", "precision", "p50 ms", "p90 ms", "p99 ms", "CV", "samples/s", "peak RSS MiB",
+                "GFLOP/s", "samples", "stopped by"):
+        table.add_column(col, justify="right")
+    failed = 0
+    for row in rows:
+        if row["status"] != "ok":
+            failed += 1
+            table.add_row(str(row["batch_size"]), str(row["seq_len"]), row["precision"], "[red]failed[/]",
+                          row["failure_class"], "", "", "", "", "", "", row["message"].splitlines()[0][:60])
+            continue
+        gflops = f"{row['achieved_gflops']:.1f}" if row.get("achieved_gflops") else "n/a"
+        table.add_row(str(row["batch_size"]), str(row["seq_len"]), row["precision_ran"], f"{row['p50_ms']:.3f}",
+                      f"{row['p90_ms']:.3f}", f"{row['p99_ms']:.3f}", f"{row['cv']:.3f}",
+                      f"{row['throughput_samples_s']:.1f}", f"{row['peak_rss_mb']:.0f}", gflops,
+                      str(row["n_samples"]), row["stop_reason"] + (" (busy)" if row.get("contaminated") else ""))
+    console.print(table)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2, default=str))
+        console.print(f"rows written to {args.json}")
+    return 1 if failed == len(rows) else 0
+
+
+# ---- hwbench run ----------------------------------------------------------------------------------------
+def _dagster_home() -> Path:
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(REPO_ROOT / ".dagster_home")))
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from hwbench_pipeline.bench.hardware import UnknownTargetError, detect_targets, parse_target
+    from hwbench_pipeline.bench.profiles import ProfileError, load_profile
+
+    # Validate everything before anything is stored.
+    try:
+        profile = load_profile(args.profile)
+    except ProfileError as exc:
+        raise UsageError(str(exc)) from None
+    available = [t.key for t in detect_targets()]
+    targets = available
+    if args.targets:
+        targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+        for key in targets:
+            try:
+                parse_target(key)
+            except UnknownTargetError as exc:
+                raise UsageError(str(exc)) from None
+            if key not in available and not os.environ.get("RAY_ADDRESS"):
+                raise UsageError(f"hardware target {key} is not available on this host; available: "
+                                 f"{', '.join(available)}")
+
+    from hwbench_pipeline.pipeline_runner import run_pipeline
+
+    _dagster_home()
+    console = _console()
+    console.print(f"[bold]hwbench[/] profile [cyan]{profile.name}[/]: {profile.description}")
+    console.print(f"targets: {', '.join(targets)}; data: {os.environ.get('HWBENCH_DATA_DIR', REPO_ROOT / 'data')}; "
+                  f"DAGSTER_HOME: {os.environ['DAGSTER_HOME']}")
+    summary = run_pipeline(args.profile, targets, console=console)
+    return 0 if summary.success else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hwbench", description="Benchmark ML models on every hardware target.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="materialize the whole pipeline through Dagster")
+    run.add_argument("--profile", default="quick", help="smoke, quick, full, or a path to a profile YAML")
+    run.add_argument("--targets", help="comma-separated target keys (default: every target detected here)")
+    run.set_defaults(func=cmd_run)
+
+    bench = sub.add_parser("bench", help="measure configurations directly (no Dagster, nothing stored)")
+    bench.add_argument("--model", required=True, help="model family, e.g. bert")
+    bench.add_argument("--preset", default="small", help="tiny, small, base or full")
+    bench.add_argument("--target", default="cpu-torch", help="hardware target key, e.g. cpu-torch")
+    bench.add_argument("--batch", default="1", help="comma-separated batch sizes")
+    bench.add_argument("--seq", default=None, help="comma-separated sequence lengths (default: the family's)")
+    bench.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    bench.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
+    bench.add_argument("--ci-target", type=float, default=0.01, help="stop at this ± relative CI of the median")
+    bench.add_argument("--max-seconds", type=float, default=10.0, help="time cap of the measurement")
+    bench.add_argument("--timeout", type=float, default=600.0, help="per-configuration timeout in seconds")
+    bench.add_argument("--json", help="also write the rows (raw samples included) to this JSON file")
+    bench.set_defaults(func=cmd_bench)
+
+    targets = sub.add_parser("targets", help="list the hardware targets of this host")
+    targets.set_defaults(func=cmd_targets)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UsageError as exc:
+        print(f"hwbench: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,18 @@
+"""The Dagster code location: assets, checks, jobs, schedules, sensors and resources."""
+
+import dagster as dg
+
+from hwbench_pipeline.assets import ALL_ASSETS
+from hwbench_pipeline.jobs import catalog_job, inference_job, refresh_job
+from hwbench_pipeline.resources.ray import RayResource
+from hwbench_pipeline.resources.settings import HwbenchSettings
+from hwbench_pipeline.schedules import nightly_quick_schedule
+from hwbench_pipeline.sensors import new_hardware_target_sensor, refresh_after_measurement_sensor
+
+defs = dg.Definitions(
+    assets=ALL_ASSETS,
+    jobs=[catalog_job, inference_job, refresh_job],
+    schedules=[nightly_quick_schedule],
+    sensors=[new_hardware_target_sensor, refresh_after_measurement_sensor],
+    resources={"settings": HwbenchSettings(), "ray": RayResource()},
+)

@@ -1,0 +1,22 @@
+"""Jobs: the catalog, the per-target measurements, and the refresh of everything downstream."""
+
+import dagster as dg
+
+from hwbench_pipeline.assets import DOWNSTREAM, UNPARTITIONED_UPSTREAM, inference_runs
+
+catalog_job = dg.define_asset_job(
+    "catalog_job", selection=UNPARTITIONED_UPSTREAM,
+    description="Rebuild the model catalog and detect this host's hardware targets.",
+)
+inference_job = dg.define_asset_job(
+    "inference_job", selection=[inference_runs],
+    description="Measure the profile's inference configurations on one hardware target (one partition).",
+)
+refresh_job = dg.define_asset_job(
+    "refresh_job", selection=DOWNSTREAM,
+    description="Refresh the DuckDB catalog, retrain the predictor, rebuild recommendations and the report.",
+)
+
+
+def profile_run_config(profile: str) -> dict:
+    return {"resources": {"settings": {"config": {"profile": profile}}}}

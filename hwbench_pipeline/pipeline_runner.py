@@ -1,0 +1,111 @@
+"""Materialize the whole graph through Dagster from a script or the CLI, stage by stage.
+
+Runs are recorded in the Dagster instance (DAGSTER_HOME), so they show in the UI like runs launched there.
+The partitioned stage runs once per target; the unpartitioned stages around it run once.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+
+from hwbench_pipeline.assets import ALL_ASSETS, DOWNSTREAM, UNPARTITIONED_UPSTREAM, inference_runs
+from hwbench_pipeline.partitions import hardware_target_partitions
+from hwbench_pipeline.resources.ray import RayResource
+from hwbench_pipeline.resources.settings import HwbenchSettings, default_data_dir
+
+
+@dataclass
+class PipelineSummary:
+    success: bool
+    stages: list[tuple[str, bool, float]] = field(default_factory=list)
+    report_html: Path | None = None
+    report_markdown: Path | None = None
+
+
+def _run_config(log_level: str) -> dict:
+    return {"loggers": {"console": {"config": {"log_level": log_level}}}}
+
+
+def run_pipeline(
+    profile: str,
+    targets: list[str],
+    *,
+    data_dir: str | None = None,
+    instance: dg.DagsterInstance | None = None,
+    console=None,
+    log_level: str = "INFO",
+) -> PipelineSummary:
+    """Catalog and targets, then each target's measurements, then tables, predictor, recommendations, report.
+
+    Stops at the first failing stage (a failed blocking check counts) and says which one.
+    """
+    say = console.print if console else print
+    instance = instance or dg.DagsterInstance.get()
+    settings = HwbenchSettings(profile=profile, data_dir=data_dir or default_data_dir())
+    resources = {"settings": settings, "ray": RayResource()}
+    summary = PipelineSummary(success=True)
+
+    existing = set(instance.get_dynamic_partitions(hardware_target_partitions.name))
+    missing = [t for t in targets if t not in existing]
+    if missing:
+        instance.add_dynamic_partitions(hardware_target_partitions.name, missing)
+
+    stages: list[tuple[str, list, str | None]] = [("catalog and hardware targets", UNPARTITIONED_UPSTREAM, None)]
+    stages += [(f"inference on {t}", [inference_runs], t) for t in targets]
+    stages += [("tables, predictor, recommendations, report", DOWNSTREAM, None)]
+    for i, (name, selection, partition) in enumerate(stages, start=1):
+        say(f"[{i}/{len(stages)}] {name} …")
+        started = time.monotonic()
+        result = dg.materialize(
+            ALL_ASSETS, selection=selection, instance=instance, resources=resources,
+            partition_key=partition, run_config=_run_config(log_level), raise_on_error=False,
+            tags={"hwbench/profile": profile},
+        )
+        elapsed = time.monotonic() - started
+        ok = result.success and all(
+            e.passed for e in result.get_asset_check_evaluations())
+        summary.stages.append((name, ok, elapsed))
+        say(f"[{i}/{len(stages)}] {name}: {'done' if ok else 'FAILED'} in {elapsed:.1f} s (run {result.run_id})")
+        if not ok:
+            summary.success = False
+            failed_steps = [e.step_key for e in result.get_step_failure_events()]
+            failed_checks = [e.check_name for e in result.get_asset_check_evaluations()
+                             if not e.passed]
+            say(f"stage failed: steps {failed_steps or 'none'}, checks {failed_checks or 'none'}; "
+                f"details in the Dagster UI under run {result.run_id}")
+            return summary
+
+    report_dir = settings.reports_dir
+    summary.report_html = report_dir / "regression_report.html"
+    summary.report_markdown = report_dir / "regression_report.md"
+    _print_summary(settings, summary, say)
+    return summary
+
+
+def _print_summary(settings: HwbenchSettings, summary: PipelineSummary, say) -> None:
+    warehouse = settings.warehouse()
+    latest = warehouse.read("runs", latest=False).sort("_written_at", descending=True)
+    say("")
+    say("summary of this run:")
+    seen = set()
+    for row in latest.iter_rows(named=True):
+        if row["target"] in seen:
+            continue
+        seen.add(row["target"])
+        say(f"  {row['target']}: {row['n_ok']} configurations measured, {row['n_failed']} failed, "
+            f"{row['n_quarantined']} quarantined (profile {row['profile']})")
+    schema_path = settings.predictor_dir / "latency_model.schema.json"
+    if schema_path.exists():
+        evaluation = json.loads(schema_path.read_text())["evaluation"]
+        if evaluation["mape"] is not None:
+            say(f"  predictor: held-out MAPE {evaluation['mape'] * 100:.1f} % leaving out one of "
+                f"{evaluation['n_groups']} families at a time")
+    total = sum(s[2] for s in summary.stages)
+    say(f"  wall time {total:.0f} s")
+    say(f"report: {summary.report_html}")
+    say(f"        {summary.report_markdown}")

@@ -1,0 +1,38 @@
+"""Sensors: new hardware → its partition and its runs; finished measurements → refresh downstream."""
+
+import dagster as dg
+
+from hwbench_pipeline.bench.hardware import detect_targets
+from hwbench_pipeline.jobs import inference_job, profile_run_config, refresh_job
+from hwbench_pipeline.partitions import hardware_target_partitions
+from hwbench_pipeline.resources.settings import default_profile
+
+
+def new_target_keys(instance: dg.DagsterInstance) -> list[str]:
+    known = set(instance.get_dynamic_partitions(hardware_target_partitions.name))
+    return [t.key for t in detect_targets() if t.key not in known]
+
+
+@dg.sensor(job=inference_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
+           description="Detects hardware targets on this host; a new one gets its partition and its runs "
+                       "(the backfill for new hardware).")
+def new_hardware_target_sensor(context: dg.SensorEvaluationContext):
+    new = new_target_keys(context.instance)
+    if not new:
+        return dg.SkipReason("no new hardware target")
+    context.log.info(f"new hardware targets: {', '.join(new)}")
+    profile = default_profile()
+    return dg.SensorResult(
+        dynamic_partitions_requests=[hardware_target_partitions.build_add_request(new)],
+        run_requests=[dg.RunRequest(run_key=f"new-target-{k}", partition_key=k,
+                                    run_config=profile_run_config(profile), tags={"hwbench/profile": profile})
+                      for k in new],
+    )
+
+
+@dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, monitored_jobs=[inference_job],
+                      request_job=refresh_job, default_status=dg.DefaultSensorStatus.RUNNING,
+                      description="After a target's measurements succeed: refresh the catalog, retrain the "
+                                  "predictor, rebuild recommendations and the report.")
+def refresh_after_measurement_sensor(context: dg.RunStatusSensorContext):
+    return dg.RunRequest(run_key=f"refresh-after-{context.dagster_run.run_id}")

@@ -1,0 +1,194 @@
+"""The warehouse's tables and their columns. docs/warehouse.md explains them for readers.
+
+Every fact row carries ``run_id``; the writer adds ``_partition`` and ``_written_at`` so views can pick the
+newest run. Keys name the columns that identify one configuration within a run.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+TS = pa.timestamp("us", tz="UTC")
+
+ENVIRONMENT_COLUMNS = [
+    ("host", pa.string()),
+    ("cpu_model", pa.string()),
+    ("cpu_cores", pa.int64()),
+    ("memory_gb", pa.float64()),
+    ("python_version", pa.string()),
+    ("torch_version", pa.string()),
+    ("transformers_version", pa.string()),
+    ("package_versions", pa.string()),
+    ("git_revision", pa.string()),
+]
+
+CONFIG_KEY = ["target", "family", "preset", "batch_size", "seq_len", "precision", "threads"]
+CONFIG_COLUMNS = [
+    ("target", pa.string()),
+    ("family", pa.string()),
+    ("preset", pa.string()),
+    ("batch_size", pa.int64()),
+    ("seq_len", pa.int64()),
+    ("precision", pa.string()),
+    ("threads", pa.int64()),
+]
+
+INFERENCE_RESULTS = pa.schema(
+    [("run_id", pa.string()), *CONFIG_COLUMNS]
+    + [
+        ("precision_ran", pa.string()),
+        ("backend", pa.string()),
+        ("device_kind", pa.string()),
+        ("status", pa.string()),
+        ("params", pa.int64()),
+        ("n_samples", pa.int64()),
+        ("warmup_calls", pa.int64()),
+        ("stop_reason", pa.string()),
+        ("ci_target", pa.float64()),
+        ("p50_ms", pa.float64()),
+        ("p90_ms", pa.float64()),
+        ("p99_ms", pa.float64()),
+        ("mean_ms", pa.float64()),
+        ("std_ms", pa.float64()),
+        ("cv", pa.float64()),
+        ("min_ms", pa.float64()),
+        ("max_ms", pa.float64()),
+        ("median_ci_low_ms", pa.float64()),
+        ("median_ci_high_ms", pa.float64()),
+        ("ci_rel_halfwidth", pa.float64()),
+        ("throughput_samples_s", pa.float64()),
+        ("throughput_tokens_s", pa.float64()),
+        ("first_call_ms", pa.float64()),
+        ("load_s", pa.float64()),
+        ("baseline_rss_mb", pa.float64()),
+        ("peak_rss_mb", pa.float64()),
+        ("device_peak_mb", pa.float64()),
+        ("flops_per_call", pa.float64()),
+        ("achieved_gflops", pa.float64()),
+        ("machine_busy_fraction", pa.float64()),
+        ("foreign_busy_fraction", pa.float64()),
+        ("steal_fraction", pa.float64()),
+        ("loadavg_1m", pa.float64()),
+        ("contaminated", pa.bool_()),
+        ("attempts", pa.int64()),
+        ("samples_ms", pa.list_(pa.float64())),
+        ("worker_pid", pa.int64()),
+        ("started_at", TS),
+        ("finished_at", TS),
+    ]
+    + ENVIRONMENT_COLUMNS
+)
+
+FAILURES = pa.schema(
+    [("run_id", pa.string()), ("scenario", pa.string()), *CONFIG_COLUMNS]
+    + [
+        ("status", pa.string()),
+        ("failure_class", pa.string()),
+        ("message", pa.string()),
+        ("attempts", pa.int64()),
+        ("started_at", TS),
+        ("finished_at", TS),
+    ]
+    + ENVIRONMENT_COLUMNS
+)
+
+QUARANTINE = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("source_table", pa.string()),
+        ("failed_expectations", pa.string()),
+        ("row_json", pa.string()),
+        ("quarantined_at", TS),
+    ]
+)
+
+MODELS = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("family", pa.string()),
+        ("preset", pa.string()),
+        ("category", pa.string()),
+        ("modality", pa.string()),
+        ("sequence_meaning", pa.string()),
+        ("hf_class", pa.string()),
+        ("params", pa.int64()),
+        ("layers", pa.int64()),
+        ("hidden_size", pa.int64()),
+        ("heads", pa.int64()),
+        ("intermediate_size", pa.int64()),
+        ("vocab_size", pa.int64()),
+        ("vision_layers", pa.int64()),
+        ("vision_hidden_size", pa.int64()),
+        ("in_profile", pa.bool_()),
+    ]
+)
+
+HARDWARE_TARGETS = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("target", pa.string()),
+        ("device_kind", pa.string()),
+        ("device_index", pa.int64()),
+        ("backend", pa.string()),
+        ("device_name", pa.string()),
+        ("precisions", pa.string()),
+        ("detected_at", TS),
+    ]
+    + ENVIRONMENT_COLUMNS
+)
+
+RUNS = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("dagster_run_id", pa.string()),
+        ("profile", pa.string()),
+        ("target", pa.string()),
+        ("scenario", pa.string()),
+        ("n_configs", pa.int64()),
+        ("n_ok", pa.int64()),
+        ("n_failed", pa.int64()),
+        ("n_quarantined", pa.int64()),
+        ("started_at", TS),
+        ("finished_at", TS),
+        ("status", pa.string()),
+    ]
+    + ENVIRONMENT_COLUMNS
+)
+
+RECOMMENDATIONS = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("family", pa.string()),
+        ("preset", pa.string()),
+        ("objective", pa.string()),
+        ("target", pa.string()),
+        ("batch_size", pa.int64()),
+        ("seq_len", pa.int64()),
+        ("precision", pa.string()),
+        ("value", pa.float64()),
+        ("unit", pa.string()),
+        ("source", pa.string()),
+        ("source_run_id", pa.string()),
+        ("candidates", pa.int64()),
+    ]
+)
+
+TABLES: dict[str, pa.Schema] = {
+    "inference_results": INFERENCE_RESULTS,
+    "failures": FAILURES,
+    "quarantine": QUARANTINE,
+    "models": MODELS,
+    "hardware_targets": HARDWARE_TARGETS,
+    "runs": RUNS,
+    "recommendations": RECOMMENDATIONS,
+}
+
+#: columns that identify one row of a table within one run (the 'latest' views use them)
+TABLE_KEYS: dict[str, list[str]] = {
+    "inference_results": CONFIG_KEY,
+    "failures": CONFIG_KEY,
+    "models": ["family", "preset"],
+    "hardware_targets": ["target"],
+    "runs": ["run_id", "target", "scenario"],
+    "recommendations": ["family", "preset", "objective"],
+}

@@ -1,0 +1,176 @@
+"""Parquet files written atomically, and a DuckDB catalog of views over them.
+
+Layout under the data directory::
+
+    warehouse/<table>/<partition>/<run_id>.parquet   one file per (table, partition, run)
+    hwbench.duckdb                                    views only: <table> (history), <table>_latest
+
+A file is written under a hidden temporary name in its final folder and renamed into place, so a reader
+or a crash never sees half a file. Writing the same (table, partition, run) again replaces that file:
+re-running a step is idempotent. Views read the folders by glob, so new files show up without touching
+the DuckDB file; the catalog is rebuilt (again atomically, by rename) only when a table gets its first file.
+Readers open the catalog read-only and never block the pipeline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from hwbench_pipeline.warehouse.schema import TABLE_KEYS, TABLES
+
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+META_COLUMNS = [("_partition", pa.string()), ("_written_at", pa.timestamp("us", tz="UTC"))]
+
+
+class WarehouseError(ValueError):
+    pass
+
+
+def _check_name(kind: str, value: str) -> str:
+    if not SAFE_NAME.match(value):
+        raise WarehouseError(f"{kind} {value!r} is not a safe name (letters, digits, '_', '.', '-')")
+    return value
+
+
+def to_arrow(table: str, rows: Sequence[dict]) -> pa.Table:
+    """Rows as an Arrow table in the table's schema; unknown columns are an error, missing ones null."""
+    schema = TABLES[table]
+    known = set(schema.names)
+    unknown = sorted({k for row in rows for k in row} - known)
+    if unknown:
+        raise WarehouseError(f"rows for {table} have columns not in its schema: {', '.join(unknown)}")
+    columns = {name: [row.get(name) for row in rows] for name in schema.names}
+    return pa.Table.from_pydict(columns, schema=schema)
+
+
+class Warehouse:
+    def __init__(self, data_dir: str | Path) -> None:
+        self.data_dir = Path(data_dir).resolve()
+        self.parquet_dir = self.data_dir / "warehouse"
+        self.catalog_path = self.data_dir / "hwbench.duckdb"
+        self.lock_dir = self.data_dir / ".locks"
+
+    # ---- writing -------------------------------------------------------------------------------------------
+    def write(self, table: str, rows: Sequence[dict] | pa.Table, *, run_id: str, partition: str = "all") -> Path:
+        """Write one run's rows of one partition as a single Parquet file, atomically."""
+        if table not in TABLES:
+            raise WarehouseError(f"unknown table {table!r}; tables: {', '.join(TABLES)}")
+        _check_name("run id", run_id)
+        _check_name("partition", partition)
+        data = rows if isinstance(rows, pa.Table) else to_arrow(table, rows)
+        now = datetime.now(UTC)
+        data = data.append_column(pa.field(*META_COLUMNS[0]), pa.array([partition] * data.num_rows, pa.string()))
+        data = data.append_column(pa.field(*META_COLUMNS[1]), pa.array([now] * data.num_rows, META_COLUMNS[1][1]))
+        folder = self.parquet_dir / table / partition
+        folder.mkdir(parents=True, exist_ok=True)
+        final = folder / f"{run_id}.parquet"
+        tmp = folder / f".{run_id}.parquet.{os.getpid()}.tmp"
+        try:
+            pq.write_table(data, tmp)
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            first_file = not any(self.files(table))
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+        if first_file or not self.catalog_path.exists():
+            self.refresh_catalog()
+        return final
+
+    # ---- reading -------------------------------------------------------------------------------------------
+    def files(self, table: str) -> list[Path]:
+        return sorted((self.parquet_dir / table).glob("*/*.parquet"))
+
+    def _glob(self, table: str) -> str:
+        return str(self.parquet_dir / table / "*" / "*.parquet")
+
+    def _history_sql(self, table: str) -> str:
+        return f"SELECT * FROM read_parquet('{self._glob(table)}', union_by_name = true)"
+
+    def _latest_sql(self, table: str, source: str) -> str:
+        keys = ", ".join(TABLE_KEYS.get(table, ["_partition"]))
+        return (f"SELECT * EXCLUDE (_rank) FROM (SELECT *, row_number() OVER "
+                f"(PARTITION BY {keys} ORDER BY _written_at DESC) AS _rank FROM {source}) WHERE _rank = 1")
+
+    def read(self, table: str, *, latest: bool = False, where: str | None = None) -> pl.DataFrame:
+        """A table (or its newest row per key) as polars, straight from the Parquet files."""
+        if table not in TABLES:
+            raise WarehouseError(f"unknown table {table!r}; tables: {', '.join(TABLES)}")
+        if not self.files(table):
+            empty = pa.schema(list(TABLES[table]) + [pa.field(*c) for c in META_COLUMNS]).empty_table()
+            return pl.from_arrow(empty)
+        sql = self._history_sql(table)
+        if latest:
+            sql = self._latest_sql(table, f"({sql})")
+        if where:
+            sql = f"SELECT * FROM ({sql}) WHERE {where}"
+        with duckdb.connect() as con:
+            return con.sql(sql).pl()
+
+    def read_newest_run(self, table: str) -> pl.DataFrame:
+        """The rows of the run that wrote this table most recently (for tables rebuilt whole each run)."""
+        if not self.files(table):
+            return self.read(table)
+        newest = f"SELECT max_by(run_id, _written_at) FROM ({self._history_sql(table)})"
+        return self.read(table, where=f"run_id = ({newest})")
+
+    # ---- the DuckDB catalog --------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _catalog_lock(self) -> Iterator[None]:
+        self.lock_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.lock_dir / "catalog.lock", "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def refresh_catalog(self) -> Path:
+        """Rebuild hwbench.duckdb (views over every table) under a new name and rename it into place."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with self._catalog_lock():
+            tmp = self.catalog_path.with_name(f".{self.catalog_path.name}.{os.getpid()}.tmp")
+            tmp.unlink(missing_ok=True)
+            try:
+                with duckdb.connect(str(tmp)) as con:
+                    for table, schema in TABLES.items():
+                        if self.files(table):
+                            con.execute(f"CREATE VIEW {table} AS {self._history_sql(table)}")
+                        else:
+                            empty = pa.schema(list(schema) + [pa.field(*c) for c in META_COLUMNS]).empty_table()
+                            con.register("empty_arrow", empty)
+                            con.execute(f"CREATE TABLE {table} AS SELECT * FROM empty_arrow")
+                            con.unregister("empty_arrow")
+                        con.execute(f"CREATE VIEW {table}_latest AS {self._latest_sql(table, table)}")
+                    con.execute("CREATE TABLE _catalog_info AS SELECT ? AS built_at, ? AS parquet_dir",
+                                [datetime.now(UTC).isoformat(), str(self.parquet_dir)])
+                os.replace(tmp, self.catalog_path)
+            finally:
+                tmp.unlink(missing_ok=True)
+        return self.catalog_path
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """A read-only connection to the catalog (built first if missing)."""
+        if not self.catalog_path.exists():
+            self.refresh_catalog()
+        return duckdb.connect(str(self.catalog_path), read_only=True)
+
+    def query(self, sql: str, params: Sequence | None = None) -> pl.DataFrame:
+        with self.connect() as con:
+            return con.execute(sql, params or []).pl()
+
+
+def row_json(row: dict) -> str:
+    return json.dumps(row, default=str, sort_keys=True)

@@ -1,0 +1,58 @@
+import numpy as np
+import pytest
+
+from hwbench_pipeline.bench.trackers.stats import StoppingRule, median_ci, median_ci_relative_halfwidth, summarize
+
+
+def test_median_ci_covers_true_median_about_95_percent():
+    # Sample streams are synthetic inputs here: the rule under test must hold for any distribution.
+    rng = np.random.default_rng(1)
+    true_median = np.log(2)  # median of an exponential(1)
+    hits = 0
+    trials = 2000
+    for _ in range(trials):
+        lo, hi = median_ci(rng.exponential(1.0, size=60))
+        hits += lo <= true_median <= hi
+    assert 0.93 <= hits / trials <= 0.985
+
+
+def test_rule_stops_on_ci_for_quiet_stream_and_on_time_for_noisy_one():
+    rule = StoppingRule(ci_target=0.01, min_samples=10, max_seconds=1.0)
+    rng = np.random.default_rng(2)
+    quiet = list(10 + rng.normal(0, 0.01, size=40))
+    reasons = [rule.stop_reason(quiet[:n], elapsed_s=0.1) for n in range(1, 41)]
+    first = next(i for i, r in enumerate(reasons, start=1) if r)
+    assert reasons[first - 1] == "ci_reached" and first >= 10
+
+    noisy = list(10 * rng.lognormal(0, 0.5, size=40))
+    assert rule.stop_reason(noisy, elapsed_s=0.5) is None
+    assert rule.stop_reason(noisy, elapsed_s=1.5) == "time_cap"
+    assert median_ci_relative_halfwidth(noisy) > 0.01
+
+
+def test_time_cap_still_needs_three_samples():
+    rule = StoppingRule(max_seconds=0.1)
+    assert rule.stop_reason([5.0, 6.0], elapsed_s=10) is None
+    assert rule.stop_reason([5.0, 6.0, 7.0], elapsed_s=10) == "time_cap"
+
+
+def test_warmup_waits_for_stable_latency():
+    rule = StoppingRule(warmup_window=5, warmup_tolerance=0.05, warmup_max_seconds=100)
+    settling = [50, 40, 30, 20, 15, 12, 11, 10, 10, 10]
+    assert not rule.warmup_done(settling, elapsed_s=1)
+    assert rule.warmup_done(settling + [10] * 5, elapsed_s=1)
+    assert rule.warmup_done([50.0], elapsed_s=101)
+
+
+def test_summarize_orders_percentiles_and_rejects_empty():
+    s = summarize([1, 2, 3, 4, 100])
+    assert s["p50_ms"] == 3 and s["p50_ms"] <= s["p90_ms"] <= s["p99_ms"] <= s["max_ms"]
+    assert s["median_ci_low_ms"] <= s["p50_ms"] <= s["median_ci_high_ms"]
+    with pytest.raises(ValueError):
+        summarize([])
+
+
+@pytest.mark.parametrize("kwargs", [{"ci_target": 0}, {"ci_target": 1.5}, {"min_samples": 1}, {"max_seconds": 0}])
+def test_rule_rejects_bad_settings(kwargs):
+    with pytest.raises(ValueError):
+        StoppingRule(**kwargs)

@@ -1,0 +1,22 @@
+import dagster as dg
+
+from hwbench_pipeline.definitions import defs
+
+
+def test_definitions_load_and_validate():
+    dg.Definitions.validate_loadable(defs)
+
+
+def test_graph_has_every_stage_schedule_and_sensor():
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert keys == {"model_catalog", "hardware_targets", "inference_runs", "inference_results",
+                    "performance_predictor", "hardware_recommendations", "regression_report"}
+    assert graph.get(dg.AssetKey("inference_runs")).partitions_def.name == "hardware_targets"
+    assert defs.resolve_schedule_def("nightly_quick_schedule").cron_schedule == "0 2 * * *"
+    assert defs.resolve_sensor_def("new_hardware_target_sensor") is not None
+    # The validation gate is blocking: a failed suite stops the predictor and the report in the same run.
+    specs = list(graph.get(dg.AssetKey("inference_runs")).check_keys)
+    assert [c.name for c in specs] == ["inference_results_suite"]
+    check = graph.get_check_spec(specs[0])
+    assert check.blocking

@@ -1,0 +1,89 @@
+"""The smoke profile through the whole graph: real Ray, real tiny models, a real Dagster instance."""
+
+import dagster as dg
+import duckdb
+import polars as pl
+import pytest
+
+from hwbench_pipeline.bench.models import FAMILIES
+from hwbench_pipeline.pipeline_runner import run_pipeline
+from hwbench_pipeline.predict.features import training_frame
+from hwbench_pipeline.predict.predictor import load, predict_latency_ms
+from hwbench_pipeline.warehouse.store import Warehouse
+
+ASSETS = ["model_catalog", "hardware_targets", "inference_runs", "inference_results", "performance_predictor",
+          "hardware_recommendations", "regression_report"]
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("data")
+    with dg.instance_for_test() as instance:
+        summary = run_pipeline("smoke", ["cpu-torch"], data_dir=str(data_dir), instance=instance)
+        materialized = {key: instance.get_latest_materialization_event(dg.AssetKey(key)) for key in ASSETS}
+        yield summary, Warehouse(data_dir), materialized
+
+
+@pytest.mark.slow
+def test_every_stage_materializes_and_is_recorded_in_dagster(smoke_run):
+    summary, _, materialized = smoke_run
+    assert summary.success, summary.stages
+    assert all(materialized[k] is not None for k in ASSETS), [k for k in ASSETS if materialized[k] is None]
+    meta = materialized["inference_runs"].asset_materialization.metadata
+    assert meta["profile"].value == "smoke"
+    assert meta["measured"].value + meta["failed"].value == len(FAMILIES)
+
+
+@pytest.mark.slow
+def test_every_family_is_measured_for_real_or_a_classified_failure(smoke_run):
+    _, warehouse, _ = smoke_run
+    results = warehouse.read("inference_results")
+    failures = warehouse.read("failures")
+    assert set(results["family"]) | set(failures["family"]) == set(FAMILIES)
+    assert results.height >= 10, failures.select("family", "failure_class", "message").to_dicts()
+    assert (failures["failure_class"].is_not_null()).all()
+    assert (results["p50_ms"] > 0).all() and (results["n_samples"] >= 3).all()
+    assert results["samples_ms"].list.len().min() >= 3
+    assert (results["flops_per_call"] > 0).all()
+    # each configuration ran in its own fresh worker process, and no two measurements overlapped
+    assert results["worker_pid"].n_unique() == results.height
+    windows = results.sort("started_at").select("started_at", "finished_at").rows()
+    assert all(prev_end <= start for (_, prev_end), (start, _) in zip(windows, windows[1:], strict=False))
+
+
+@pytest.mark.slow
+def test_catalog_views_predictor_and_recommendations(smoke_run):
+    _, warehouse, _ = smoke_run
+    with duckdb.connect(str(warehouse.catalog_path), read_only=True) as con:
+        n_latest = con.execute("SELECT count(*) FROM inference_results_latest").fetchone()[0]
+        n_models = con.execute("SELECT count(DISTINCT family) FROM models_latest").fetchone()[0]
+    assert n_latest == warehouse.read("inference_results").height
+    assert n_models == len(FAMILIES)
+
+    predictor_dir = warehouse.data_dir / "predictor"
+    booster, schema = load(predictor_dir)
+    assert (predictor_dir / "latency_model.ubj").stat().st_size > 0
+    frame = training_frame(warehouse.read("inference_results", latest=True), warehouse.read("models", latest=True))
+    predicted = predict_latency_ms(booster, schema, frame)
+    assert len(predicted) == frame.height and (predicted > 0).all()
+    assert schema["evaluation"]["mape"] is not None  # held-out error over whole families
+
+    recs = warehouse.read("recommendations")
+    measured = warehouse.read("inference_results").select("family", "preset").unique()
+    assert recs.height == 2 * measured.height
+    assert set(recs["objective"]) == {"latency", "throughput"} and set(recs["source"]) == {"measured"}
+
+
+@pytest.mark.slow
+def test_report_names_every_configuration_measured(smoke_run):
+    summary, warehouse, _ = smoke_run
+    markdown = summary.report_markdown.read_text()
+    html = summary.report_html.read_text()
+    for row in warehouse.read("inference_results").iter_rows(named=True):
+        line = f"| {row['target']} | {row['family']}/{row['preset']} | {row['batch_size']} | {row['seq_len']} |"
+        assert line in markdown
+        assert f"<td>{row['family']}/{row['preset']}</td>" in html
+    for row in warehouse.read("failures").iter_rows(named=True):
+        assert f"| {row['family']}/{row['preset']} |" in markdown and row["failure_class"] in markdown
+    assert "Mann–Whitney" in markdown
+    assert pl.read_parquet(warehouse.files("runs")[0])["profile"][0] == "smoke"

@@ -1,0 +1,61 @@
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+
+from hwbench_pipeline.warehouse.store import Warehouse, WarehouseError
+
+
+def _row(run_id, family="bert", p50=1.0, **extra):
+    return {"run_id": run_id, "target": "cpu-torch", "family": family, "preset": "tiny", "batch_size": 1,
+            "seq_len": 16, "precision": "fp32", "threads": 2, "status": "ok", "p50_ms": p50, "p90_ms": p50,
+            "p99_ms": p50, "samples_ms": [p50, p50], **extra}
+
+
+def test_write_is_one_file_per_run_and_rewrite_is_idempotent(tmp_path):
+    wh = Warehouse(tmp_path)
+    path = wh.write("inference_results", [_row("r1")], run_id="r1", partition="cpu-torch")
+    assert path == tmp_path / "warehouse" / "inference_results" / "cpu-torch" / "r1.parquet"
+    wh.write("inference_results", [_row("r1", p50=2.0)], run_id="r1", partition="cpu-torch")
+    table = wh.read("inference_results")
+    assert table.height == 1 and table["p50_ms"][0] == 2.0
+    assert not list(path.parent.glob(".*tmp"))  # no temporary file left behind
+
+
+def test_latest_view_picks_newest_run_per_configuration_and_history_keeps_all(tmp_path):
+    wh = Warehouse(tmp_path)
+    wh.write("inference_results", [_row("r1", p50=1.0), _row("r1", family="vit", p50=5.0)], run_id="r1",
+             partition="cpu-torch")
+    wh.write("inference_results", [_row("r2", p50=3.0)], run_id="r2", partition="cpu-torch")
+    latest = wh.read("inference_results", latest=True).sort("family")
+    assert latest["run_id"].to_list() == ["r2", "r1"] and latest["p50_ms"].to_list() == [3.0, 5.0]
+    assert wh.read("inference_results").height == 3
+    # The same through the DuckDB catalog, opened read-only as a notebook would.
+    with duckdb.connect(str(wh.catalog_path), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM inference_results").fetchone()[0] == 3
+        assert con.execute("SELECT count(*) FROM inference_results_latest").fetchone()[0] == 2
+        assert con.execute("SELECT count(*) FROM failures").fetchone()[0] == 0  # empty tables exist too
+
+
+def test_rejects_unknown_columns_tables_and_unsafe_names(tmp_path):
+    wh = Warehouse(tmp_path)
+    with pytest.raises(WarehouseError, match="not in its schema: bogus"):
+        wh.write("inference_results", [_row("r1", bogus=1)], run_id="r1")
+    with pytest.raises(WarehouseError, match="unknown table"):
+        wh.write("nope", [], run_id="r1")
+    with pytest.raises(WarehouseError, match="not a safe name"):
+        wh.write("inference_results", [_row("r1")], run_id="../escape")
+    assert not (tmp_path / "warehouse" / "inference_results").exists() or not wh.files("inference_results")
+
+
+def test_failed_write_leaves_previous_file_intact(tmp_path, monkeypatch):
+    wh = Warehouse(tmp_path)
+    path = wh.write("inference_results", [_row("r1", p50=1.0)], run_id="r1", partition="cpu-torch")
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pq, "write_table", crash)
+    with pytest.raises(OSError):
+        wh.write("inference_results", [_row("r1", p50=9.0)], run_id="r1", partition="cpu-torch")
+    assert pq.read_table(path).column("p50_ms").to_pylist() == [1.0]
+    assert not list(path.parent.glob(".*tmp"))
