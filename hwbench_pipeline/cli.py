@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from hwbench_pipeline.paths import REPO_ROOT, default_data_dir
 
 
 class UsageError(Exception):
@@ -59,6 +59,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from hwbench_pipeline.bench.hardware import UnknownTargetError, detect_targets, parse_target
     from hwbench_pipeline.bench.scenarios.inference import InferenceConfig
     from hwbench_pipeline.bench.trackers.stats import StoppingRule
+    from hwbench_pipeline.warehouse.store import Warehouse
 
     try:
         models.build_config(args.model, args.preset)
@@ -89,7 +90,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             progress.update(task, completed=i, description=f"done: {cfg.label}")
 
         rows = run_configurations(configs, run_id, ray_address=ray_address, timeout_s=args.timeout,
-                                  on_result=on_result, log=console.print)
+                                  lock_dir=Warehouse(default_data_dir()).lock_dir, on_result=on_result,
+                                  log=console.print)
     table = Table(title=f"hwbench bench {args.model}/{args.preset} on {args.target}")
     for col in ("batch", "seq", "precision", "p50 ms", "p90 ms", "p99 ms", "CV", "samples/s", "peak RSS MiB",
                 "GFLOP/s", "samples", "stopped by"):
@@ -147,7 +149,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _dagster_home()
     console = _console()
     console.print(f"[bold]hwbench[/] profile [cyan]{profile.name}[/]: {profile.description}")
-    console.print(f"targets: {', '.join(targets)}; data: {os.environ.get('HWBENCH_DATA_DIR', REPO_ROOT / 'data')}; "
+    console.print(f"targets: {', '.join(targets)}; data: {default_data_dir()}; "
                   f"DAGSTER_HOME: {os.environ['DAGSTER_HOME']}")
     summary = run_pipeline(args.profile, targets, console=console)
     return 0 if summary.success else 1

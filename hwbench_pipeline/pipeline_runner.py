@@ -15,8 +15,9 @@ import dagster as dg
 
 from hwbench_pipeline.assets import ALL_ASSETS, DOWNSTREAM, UNPARTITIONED_UPSTREAM, inference_runs
 from hwbench_pipeline.partitions import hardware_target_partitions
+from hwbench_pipeline.paths import default_data_dir
 from hwbench_pipeline.resources.ray import RayResource
-from hwbench_pipeline.resources.settings import HwbenchSettings, default_data_dir
+from hwbench_pipeline.resources.settings import HwbenchSettings
 
 
 @dataclass

@@ -4,6 +4,7 @@ from collections import Counter
 from datetime import UTC, datetime
 
 import dagster as dg
+import polars as pl
 
 from hwbench_pipeline.assets.catalog import model_catalog
 from hwbench_pipeline.assets.hardware import hardware_targets
@@ -11,6 +12,7 @@ from hwbench_pipeline.bench import hardware
 from hwbench_pipeline.bench.backends import load_backend
 from hwbench_pipeline.bench.dispatch import run_configurations
 from hwbench_pipeline.bench.environment import environment_fields
+from hwbench_pipeline.bench.peaks import compare_with_peak
 from hwbench_pipeline.bench.scenarios.inference import InferenceConfig, failure_row
 from hwbench_pipeline.partitions import hardware_target_partitions
 from hwbench_pipeline.resources.ray import RayResource
@@ -32,6 +34,17 @@ def _progress_logger(context: dg.AssetExecutionContext):
             context.log.warning(f"[{i}/{n}] {cfg.label}: FAILED {row['failure_class']}: "
                                 f"{row['message'].splitlines()[0][:200]}")
     return on_result
+
+
+def _device_peaks(warehouse, target_key: str) -> dict[str, float | None]:
+    """The newest measured peaks of this target on this host (empty until hardware_targets has run)."""
+    host = environment_fields()["host"]
+    targets = warehouse.read("hardware_targets", latest=False).filter(
+        (pl.col("target") == target_key) & (pl.col("host") == host)).sort("_written_at", descending=True)
+    if not targets.height:
+        return {}
+    row = targets.row(0, named=True)
+    return {p: row.get(f"peak_gflops_{p}") for p in ("fp32", "bf16", "fp16")}
 
 
 @dg.asset(
@@ -73,6 +86,9 @@ def inference_runs(context: dg.AssetExecutionContext, settings: HwbenchSettings,
         on_result=_progress_logger(context),
         log=context.log.info,
     )
+    above_peak = compare_with_peak(rows, _device_peaks(warehouse, target_key))
+    if above_peak:
+        context.log.warning(f"{above_peak} rows above the measured peak: the roofline reference is wrong for them")
     rows += [failure_row(c, run_id, "unsupported_configuration",
                          f"precision {c.precision} is not supported on {target_key} "
                          f"(supported: {', '.join(supported)})")
@@ -113,6 +129,7 @@ def inference_runs(context: dg.AssetExecutionContext, settings: HwbenchSettings,
         "quarantined": len(invalid),
         "failure_classes": ", ".join(f"{k}: {v}" for k, v in sorted(classes.items())) or "none",
         "contaminated_retried": sum(1 for r in measured if (r.get("attempts") or 1) > 1),
+        "above_measured_peak": above_peak,
         "fastest_p50_ms": p50s[0] if p50s else None,
         "slowest_p50_ms": p50s[-1] if p50s else None,
         "validation": outcome.summary(),

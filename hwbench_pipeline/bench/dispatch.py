@@ -69,6 +69,9 @@ def ray_session(address: str | None, targets: Sequence[str]) -> Iterator[bool]:
             include_dashboard=False,
             logging_level="WARNING",
             log_to_driver=True,
+            # Ray would otherwise start idle workers in the background, which import Python while a
+            # measurement runs: a worker is started only when a configuration is ready to run.
+            _system_config={"enable_worker_prestart": False, "prestart_worker_first_driver": False},
         )
     else:
         ray.init(address=address, logging_level="WARNING")
@@ -98,6 +101,33 @@ def _remote_measure():
         return run_configuration(cfg, run_id)
 
     return measure
+
+
+def measure_device_peaks(
+    target_key: str,
+    precisions: tuple[str, ...],
+    threads: int,
+    *,
+    ray_address: str | None = None,
+    lock_dir: Path | None = None,
+    timeout_s: float = 600.0,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Peak GFLOP/s and GB/s of the device behind a target, measured on a node that has it, exclusively."""
+    import ray
+
+    from hwbench_pipeline.bench.hardware import parse_target
+    from hwbench_pipeline.bench.peaks import measure_peaks
+
+    target = parse_target(target_key)
+    lock = host_measurement_lock(lock_dir, log) if (lock_dir and not ray_address) else contextlib.nullcontext()
+    with lock, ray_session(ray_address, [target_key]):
+        remote = ray.remote(max_calls=1, max_retries=0)(measure_peaks)
+        ref = remote.options(
+            num_cpus=threads if target.device_kind == "cpu" else 1,
+            resources={NODE_SLOT: 1, target_resource(target_key): 1},
+        ).remote(target.torch_device, precisions, threads)
+        return ray.get(ref, timeout=timeout_s)
 
 
 def run_configurations(

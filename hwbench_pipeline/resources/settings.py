@@ -8,13 +8,8 @@ from pathlib import Path
 import dagster as dg
 
 from hwbench_pipeline.bench.profiles import Profile, load_profile
+from hwbench_pipeline.paths import default_data_dir
 from hwbench_pipeline.warehouse.store import Warehouse
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def default_data_dir() -> str:
-    return os.environ.get("HWBENCH_DATA_DIR", str(REPO_ROOT / "data"))
 
 
 def default_profile() -> str:

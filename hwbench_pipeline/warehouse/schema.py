@@ -65,6 +65,10 @@ INFERENCE_RESULTS = pa.schema(
         ("device_peak_mb", pa.float64()),
         ("flops_per_call", pa.float64()),
         ("achieved_gflops", pa.float64()),
+        ("pct_of_peak", pa.float64()),
+        ("above_peak", pa.bool_()),
+        ("max_abs_diff", pa.float64()),
+        ("max_rel_diff", pa.float64()),
         ("machine_busy_fraction", pa.float64()),
         ("foreign_busy_fraction", pa.float64()),
         ("steal_fraction", pa.float64()),
@@ -132,6 +136,12 @@ HARDWARE_TARGETS = pa.schema(
         ("backend", pa.string()),
         ("device_name", pa.string()),
         ("precisions", pa.string()),
+        ("peak_threads", pa.int64()),
+        ("peak_gflops_fp32", pa.float64()),
+        ("peak_gflops_bf16", pa.float64()),
+        ("peak_gflops_fp16", pa.float64()),
+        ("peak_gbps", pa.float64()),
+        ("peak_details", pa.string()),
         ("detected_at", TS),
     ]
     + ENVIRONMENT_COLUMNS

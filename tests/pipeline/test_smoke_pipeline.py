@@ -45,6 +45,11 @@ def test_every_family_is_measured_for_real_or_a_classified_failure(smoke_run):
     assert (results["p50_ms"] > 0).all() and (results["n_samples"] >= 3).all()
     assert results["samples_ms"].list.len().min() >= 3
     assert (results["flops_per_call"] > 0).all()
+    # compared against the target's measured peak (the roofline reference) and the torch fp32 output
+    targets = warehouse.read("hardware_targets")
+    assert (targets["peak_gflops_fp32"] > 0).all() and (targets["peak_gbps"] > 0).all()
+    assert results["pct_of_peak"].is_not_null().all() and (results["pct_of_peak"] > 0).all()
+    assert results["max_rel_diff"].is_not_null().all()
     # each configuration ran in its own fresh worker process, and no two measurements overlapped
     assert results["worker_pid"].n_unique() == results.height
     windows = results.sort("started_at").select("started_at", "finished_at").rows()

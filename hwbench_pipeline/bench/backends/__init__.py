@@ -12,6 +12,8 @@ from hwbench_pipeline.bench.backends.base import Backend
 
 BACKENDS: dict[str, str] = {
     "torch": "hwbench_pipeline.bench.backends.torch.backend",
+    "onnxruntime": "hwbench_pipeline.bench.backends.onnxruntime.backend",
+    "openvino": "hwbench_pipeline.bench.backends.openvino.backend",
 }
 
 
@@ -26,5 +28,5 @@ def backend_available(name: str, device_kind: str) -> tuple[bool, str]:
     try:
         backend = load_backend(name)
     except ImportError as exc:
-        return False, f"{name} is not installed ({exc})"
+        return False, f"{name} cannot be imported here ({exc})"
     return backend.available(device_kind)

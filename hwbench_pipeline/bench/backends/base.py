@@ -33,5 +33,8 @@ class Backend(Protocol):
     def precisions(self, device_kind: str) -> tuple[str, ...]:
         """Precisions this backend can run on that device kind here."""
 
+    def tolerance(self, precision: str) -> float:
+        """Largest accepted difference from the torch fp32 output, relative to the output's largest magnitude."""
+
     def prepare(self, model: Any, inputs: dict[str, Any], forward: Any, device: str, precision: str) -> Runner:
         """Move/convert the model for the device and precision; return a runner bound to the inputs."""

@@ -73,6 +73,25 @@ def count_flops(model, inputs, forward) -> float | None:
         return None
 
 
+def check_agreement(output, reference, tolerance: float, label: str) -> tuple[float, float]:
+    """Largest absolute difference from the torch fp32 output, and that relative to the output's scale.
+
+    Raises a ``numerical_mismatch`` failure when the relative difference exceeds the backend's tolerance for
+    the precision that ran: a fast wrong answer is not a result.
+    """
+    from hwbench_pipeline.bench.failures import BenchmarkFailure
+
+    if tuple(output.shape) != tuple(reference.shape):
+        raise BenchmarkFailure("numerical_mismatch",
+                               f"{label}: output shape {tuple(output.shape)} != torch {tuple(reference.shape)}")
+    diff = float((output.float() - reference).abs().max())
+    scale = float(reference.abs().max()) or 1.0
+    if not math.isfinite(diff) or diff / scale > tolerance:
+        raise BenchmarkFailure("numerical_mismatch", f"{label}: max |diff| {diff:.3g} is {diff / scale:.3g} of the "
+                                                     f"output scale {scale:.3g}, above the tolerance {tolerance:g}")
+    return diff, diff / scale
+
+
 def _time_calls(runner, rule: StoppingRule) -> tuple[list[float], int, str]:
     """Warm up until stable, then sample until the stopping rule says so. Returns (samples ms, warmup calls, why)."""
     perf = time.perf_counter_ns
@@ -116,8 +135,12 @@ def measure_inference(cfg: InferenceConfig, run_id: str) -> dict:
     inputs = models.make_inputs(cfg.family, config, cfg.batch_size, cfg.seq_len, seed=cfg.seed)
     params = sum(p.numel() for p in model.parameters())
     flops = count_flops(model, inputs, models.forward) if cfg.count_flops else None
+    with torch.inference_mode():
+        reference = models.forward(model, inputs).float().cpu()
     runner = backend.prepare(model, inputs, models.forward, target.torch_device, cfg.precision)
     load_s = time.perf_counter() - t0
+    max_abs_diff, max_rel_diff = check_agreement(runner.output(), reference, backend.tolerance(runner.precision),
+                                                 cfg.label)
 
     t0 = time.perf_counter()
     runner()
@@ -158,6 +181,8 @@ def measure_inference(cfg: InferenceConfig, run_id: str) -> dict:
         "peak_rss_mb": rss_high_water_mb(),
         "device_peak_mb": device_peak,
         "flops_per_call": flops,
+        "max_abs_diff": max_abs_diff,
+        "max_rel_diff": max_rel_diff,
         "achieved_gflops": flops / p50_s / 1e9 if flops else None,
         "machine_busy_fraction": load.busy_fraction,
         "foreign_busy_fraction": load.foreign_fraction,

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from hwbench_pipeline.bench.backends.torch.config import AUTOCAST_DTYPES, CPU_PRECISIONS_REFUSED
+from hwbench_pipeline.bench.backends.torch.config import AUTOCAST_DTYPES, CPU_PRECISIONS_REFUSED, TOLERANCE
 from hwbench_pipeline.bench.failures import UnsupportedConfigurationError
 
 
@@ -79,6 +79,9 @@ class TorchBackend:
             ok = ["fp32"] + (["bf16"] if _cpu_bf16_supported() else [])
             return tuple(p for p in ok if p not in CPU_PRECISIONS_REFUSED)
         return ("fp32", "bf16", "fp16")
+
+    def tolerance(self, precision: str) -> float:
+        return TOLERANCE[precision]
 
     def prepare(self, model: Any, inputs: dict[str, Any], forward: Any, device: str, precision: str) -> TorchRunner:
         kind = torch.device(device).type
