@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from hwbench_pipeline.paths import REPO_ROOT, default_data_dir
+from hwbench_pipeline.paths import REPO_ROOT, default_data_dir, host_lock_dir
 
 
 class UsageError(Exception):
@@ -59,7 +59,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from hwbench_pipeline.bench.hardware import UnknownTargetError, detect_targets, parse_target
     from hwbench_pipeline.bench.scenarios.inference import InferenceConfig
     from hwbench_pipeline.bench.trackers.stats import StoppingRule
-    from hwbench_pipeline.warehouse.store import Warehouse
 
     try:
         models.build_config(args.model, args.preset)
@@ -90,7 +89,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             progress.update(task, completed=i, description=f"done: {cfg.label}")
 
         rows = run_configurations(configs, run_id, ray_address=ray_address, timeout_s=args.timeout,
-                                  lock_dir=Warehouse(default_data_dir()).lock_dir, on_result=on_result,
+                                  lock_dir=host_lock_dir(), on_result=on_result,
                                   log=console.print)
     table = Table(title=f"hwbench bench {args.model}/{args.preset} on {args.target}")
     for col in ("batch", "seq", "precision", "p50 ms", "p90 ms", "p99 ms", "CV", "samples/s", "peak RSS MiB",

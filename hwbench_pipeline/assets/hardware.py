@@ -10,6 +10,7 @@ from hwbench_pipeline.bench.backends import load_backend
 from hwbench_pipeline.bench.dispatch import measure_device_peaks
 from hwbench_pipeline.bench.environment import environment_fields
 from hwbench_pipeline.partitions import hardware_target_partitions
+from hwbench_pipeline.paths import host_lock_dir
 from hwbench_pipeline.resources.ray import RayResource
 from hwbench_pipeline.resources.settings import HwbenchSettings
 
@@ -69,7 +70,7 @@ def hardware_targets(context: dg.AssetExecutionContext, settings: HwbenchSetting
                                        for p in r["precisions"].split(",")}))
             peaks_by_device[device] = measure_device_peaks(
                 row["target"], precisions, threads, ray_address=ray.cluster_address,
-                lock_dir=settings.warehouse().lock_dir, log=context.log.info)
+                lock_dir=host_lock_dir(), log=context.log.info)
             context.log.info(f"{device}: peaks {json.dumps(peaks_by_device[device])}")
         row.update(peak_columns(peaks_by_device[device]))
     path = settings.warehouse().write("hardware_targets", rows, run_id=context.run.run_id)

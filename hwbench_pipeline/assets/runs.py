@@ -15,6 +15,7 @@ from hwbench_pipeline.bench.environment import environment_fields
 from hwbench_pipeline.bench.peaks import compare_with_peak
 from hwbench_pipeline.bench.scenarios.inference import InferenceConfig, failure_row
 from hwbench_pipeline.partitions import hardware_target_partitions
+from hwbench_pipeline.paths import host_lock_dir
 from hwbench_pipeline.resources.ray import RayResource
 from hwbench_pipeline.resources.settings import HwbenchSettings
 from hwbench_pipeline.warehouse.store import row_json
@@ -82,7 +83,7 @@ def inference_runs(context: dg.AssetExecutionContext, settings: HwbenchSettings,
         configs, run_id,
         ray_address=ray.cluster_address,
         timeout_s=ray.timeout_s or profile.timeout_s,
-        lock_dir=warehouse.lock_dir,
+        lock_dir=host_lock_dir(),
         on_result=_progress_logger(context),
         log=context.log.info,
     )

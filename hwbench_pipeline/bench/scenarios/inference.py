@@ -16,11 +16,6 @@ from datetime import UTC, datetime
 from hwbench_pipeline.bench.failures import classify
 from hwbench_pipeline.bench.trackers.stats import StoppingRule, summarize
 
-# A measurement during which other processes used more than this fraction of all cores' time, or whose
-# steal exceeded STEAL_LIMIT, ran beside something else: its numbers are flagged (and measured again).
-FOREIGN_BUSY_LIMIT = 0.10
-STEAL_LIMIT = 0.05
-
 
 @dataclass(frozen=True)
 class InferenceConfig:
@@ -121,7 +116,7 @@ def measure_inference(cfg: InferenceConfig, run_id: str) -> dict:
     from hwbench_pipeline.bench.environment import environment_fields
     from hwbench_pipeline.bench.hardware import parse_target
     from hwbench_pipeline.bench.trackers.memory import current_rss_mb, rss_high_water_mb
-    from hwbench_pipeline.bench.trackers.system_load import load_between, read_cpu_times
+    from hwbench_pipeline.bench.trackers.system_load import is_contaminated, load_between, read_cpu_times
 
     started = _now()
     target = parse_target(cfg.target)
@@ -156,10 +151,7 @@ def measure_inference(cfg: InferenceConfig, run_id: str) -> dict:
     stats = summarize(samples)
     p50_s = stats["p50_ms"] / 1e3
     tokens = models.tokens_per_call(cfg.family, config, cfg.batch_size, cfg.seq_len)
-    contaminated = bool(
-        (load.steal_fraction is not None and load.steal_fraction > STEAL_LIMIT)
-        or (load.foreign_fraction is not None and load.foreign_fraction > FOREIGN_BUSY_LIMIT)
-    )
+    contaminated = is_contaminated(load)
     return {
         "run_id": run_id,
         **cfg.key_fields(),

@@ -11,6 +11,11 @@ from dataclasses import dataclass
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
+# A measurement during which other processes used more than this fraction of all cores' time, or whose
+# steal exceeded STEAL_LIMIT, ran beside something else: its numbers are flagged (and measured again).
+FOREIGN_BUSY_LIMIT = 0.10
+STEAL_LIMIT = 0.05
+
 
 @dataclass(frozen=True)
 class CpuTimes:
@@ -61,4 +66,12 @@ def load_between(start: CpuTimes | None, end: CpuTimes | None) -> LoadWindow:
         foreign_fraction=foreign / total,
         steal_fraction=(end.steal - start.steal) / total,
         loadavg_1m=loadavg,
+    )
+
+
+def is_contaminated(load: LoadWindow) -> bool:
+    """Whether other work (or the hypervisor) took enough CPU during the window to distort the timing."""
+    return bool(
+        (load.steal_fraction is not None and load.steal_fraction > STEAL_LIMIT)
+        or (load.foreign_fraction is not None and load.foreign_fraction > FOREIGN_BUSY_LIMIT)
     )

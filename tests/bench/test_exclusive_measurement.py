@@ -1,0 +1,32 @@
+"""Two hwbench processes on one host never measure at the same time (host lock + one Ray slot per node)."""
+
+import json
+import os
+import subprocess
+import sys
+from datetime import datetime
+
+import pytest
+
+
+@pytest.mark.slow
+def test_two_concurrent_bench_processes_do_not_overlap(tmp_path):
+    env = {**os.environ, "HWBENCH_DATA_DIR": str(tmp_path / "data"), "HWBENCH_LOCK_DIR": str(tmp_path / "locks")}
+    env.pop("RAY_ADDRESS", None)
+    procs = []
+    for name in ("a", "b"):
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "hwbench_pipeline.cli", "bench", "--model", "bert", "--preset", "tiny",
+             "--batch", "1,2", "--seq", "16", "--max-seconds", "0.5", "--json", str(tmp_path / f"{name}.json")],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    windows = []
+    for name in ("a", "b"):
+        for row in json.loads((tmp_path / f"{name}.json").read_text()):
+            assert row["status"] == "ok", row
+            windows.append((datetime.fromisoformat(row["started_at"]), datetime.fromisoformat(row["finished_at"])))
+    windows.sort()
+    assert len(windows) == 4
+    assert all(end <= next_start for (_, end), (next_start, _) in zip(windows, windows[1:], strict=False))
+    assert any("another hwbench process is measuring" in out for out in outputs)
