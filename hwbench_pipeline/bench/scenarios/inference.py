@@ -128,25 +128,28 @@ def measure_inference(cfg: InferenceConfig, run_id: str) -> dict:
     config = models.build_config(cfg.family, cfg.preset)
     model = models.build_model(cfg.family, cfg.preset, seed=cfg.seed)
     inputs = models.make_inputs(cfg.family, config, cfg.batch_size, cfg.seq_len, seed=cfg.seed)
+    build_s = time.perf_counter() - t0
     params = sum(p.numel() for p in model.parameters())
     flops = count_flops(model, inputs, models.forward) if cfg.count_flops else None
     with torch.inference_mode():
         reference = models.forward(model, inputs).float().cpu()
-    runner = backend.prepare(model, inputs, models.forward, target.torch_device, cfg.precision)
-    load_s = time.perf_counter() - t0
-    max_abs_diff, max_rel_diff = check_agreement(runner.output(), reference, backend.tolerance(runner.precision),
-                                                 cfg.label)
-
     t0 = time.perf_counter()
-    runner()
-    first_call_ms = (time.perf_counter() - t0) * 1e3
+    runner = backend.prepare(model, inputs, models.forward, target.torch_device, cfg.precision)
+    load_s = build_s + time.perf_counter() - t0  # build + prepare (export/convert/compile), not the checks
+    try:
+        t0 = time.perf_counter()
+        runner()
+        first_call_ms = (time.perf_counter() - t0) * 1e3
+        max_abs_diff, max_rel_diff = check_agreement(runner.output(), reference,
+                                                     backend.tolerance(runner.precision), cfg.label)
 
-    cpu_before = read_cpu_times()
-    samples, warmup_calls, stop_reason = _time_calls(runner, cfg.rule)
-    load = load_between(cpu_before, read_cpu_times())
-    device_peak = runner.peak_memory_mb()
-    precision_ran = runner.precision
-    runner.release()
+        cpu_before = read_cpu_times()
+        samples, warmup_calls, stop_reason = _time_calls(runner, cfg.rule)
+        load = load_between(cpu_before, read_cpu_times())
+        device_peak = runner.peak_memory_mb()
+        precision_ran = runner.precision
+    finally:
+        runner.release()
 
     stats = summarize(samples)
     p50_s = stats["p50_ms"] / 1e3

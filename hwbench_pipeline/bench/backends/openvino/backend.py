@@ -1,0 +1,225 @@
+"""OpenVINO on the CPU: the torch model is converted in process (``ov.convert_model``) and compiled for "CPU".
+
+Every configuration converts its own static shapes; conversion and compilation count as load time. The
+inference precision is set explicitly (the CPU plugin's default is bf16 on CPUs that have it) and read back
+from the compiled model: the row records what ran, not what was asked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import sys
+import warnings
+from typing import Any
+
+# openvino.convert_model sends usage telemetry (Google Analytics, opt-out) from a pool of sender threads and
+# writes ~/intel/ unless a consent file says no. A benchmark worker must neither phone home nor carry extra
+# threads: with the package masked, openvino falls back to its built-in no-op stub. That works where openvino
+# is imported after this module (the engine imports it only here); _disable_telemetry covers the other case.
+sys.modules.setdefault("openvino_telemetry", None)
+
+import torch  # noqa: E402
+
+from hwbench_pipeline.bench.backends.openvino.config import (  # noqa: E402
+    CAPABILITIES,
+    COMPILE_PROPERTIES,
+    OV_PRECISIONS,
+    RAN_PRECISIONS,
+    TOLERANCE,
+    UNSUPPORTED_OPERATOR_MARKERS,
+)
+from hwbench_pipeline.bench.failures import BenchmarkFailure, UnsupportedConfigurationError  # noqa: E402
+
+_GPU_KINDS = ("cuda", "rocm", "mps")
+
+
+@functools.cache
+def _core() -> Any:
+    import openvino as ov
+
+    return ov.Core()
+
+
+def _disable_telemetry() -> None:
+    """Point the converter at its no-op telemetry stub where openvino was imported before this module."""
+    if sys.modules.get("openvino_telemetry") is None:
+        return  # masked above: openvino already uses its stub
+    try:
+        from openvino.tools.ovc import convert_impl, telemetry_stub, telemetry_utils, utils
+    except ImportError:  # another layout: nothing to patch
+        return
+    for module in (convert_impl, telemetry_utils, utils):
+        if hasattr(module, "tm"):
+            module.tm = telemetry_stub
+    # the instance `import openvino` already created: no consent, nothing more sent (if the API is as expected)
+    with contextlib.suppress(Exception):
+        sys.modules["openvino_telemetry"].Telemetry().consent = False
+
+
+def _cpu_capabilities() -> tuple[str, ...]:
+    try:
+        return tuple(_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+    except Exception:  # noqa: BLE001 - no CPU plugin: nothing runs
+        return ()
+
+
+def _short(exc: BaseException, limit: int = 1500) -> str:
+    """The informative end of OpenVINO's (long, C++-located) error text."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    summary = [line for line in lines if "conversion rule" in line or "Conversion is failed" in line
+               or "Unsupported operation" in line or "unsupported opset" in line]
+    if not summary and "Exception:" in lines[:-1]:  # a tracing failure: the next line is torch's own error
+        start = lines.index("Exception:")
+        summary = [lines[0], lines[start + 1]]
+    text = " | ".join(summary or lines[-6:] or [type(exc).__name__])
+    return text[:limit]
+
+
+def _failure(stage: str, exc: BaseException) -> BenchmarkFailure:
+    """An OpenVINO conversion or compilation error as a classified failure."""
+    text = str(exc).lower()
+    kind = "unsupported_operator" if any(m in text for m in UNSUPPORTED_OPERATOR_MARKERS) else "export_error"
+    return BenchmarkFailure(kind, f"openvino {stage} failed ({type(exc).__name__}): {_short(exc)}")
+
+
+def _keyword_wrapper(model: torch.nn.Module, forward: Any, names: list[str]) -> torch.nn.Module:
+    """A module taking the inputs positionally, in ``names`` order, returning ``forward``'s one tensor.
+
+    Its ``forward`` advertises ``names`` as its signature, so ``convert_model`` (given a dict) names the
+    converted model's inputs after them and traces with positional arguments.
+    """
+
+    class Wrapper(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, *args: torch.Tensor) -> torch.Tensor:
+            return forward(self.model, dict(zip(names, args, strict=True)))
+
+    params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    params += [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD) for name in names]
+    Wrapper.forward.__signature__ = inspect.Signature(params)
+    return Wrapper().eval()
+
+
+class OpenVINORunner:
+    def __init__(self, compiled: Any, inputs: dict[str, Any], model: Any) -> None:
+        import openvino as ov
+
+        self._compiled = compiled
+        # convert_model shares the torch weights' memory with the converted constants: keep their owner alive
+        self._model = model
+        ran = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        #: what the compiled model reports it runs (may differ from the request)
+        self.precision = RAN_PRECISIONS.get(ran, ran)
+        self._request = compiled.create_infer_request()
+        # bind once: numpy copies kept alive here, shared with the request's input tensors
+        self._arrays: list[Any] = []
+        for index, port in enumerate(compiled.inputs):
+            name = next((n for n in port.get_names() if n in inputs), None)
+            if name is None:
+                raise BenchmarkFailure("export_error", f"openvino model input {port.get_any_name()!r} matches "
+                                                       f"none of the inputs {', '.join(inputs)}")
+            array = inputs[name].detach().cpu().contiguous().numpy().copy()
+            self._arrays.append(array)
+            self._request.set_input_tensor(index, ov.Tensor(array, shared_memory=True))
+        #: inputs the converted model does not take (never fed)
+        self.unused_inputs = sorted(set(inputs) - {n for port in compiled.inputs for n in port.get_names()})
+
+    def __call__(self) -> None:
+        # synchronous: returns when the CPU has finished; outputs stay views (no per-call copy)
+        self._request.infer(share_outputs=True)
+
+    def output(self) -> torch.Tensor:
+        self()
+        return torch.from_numpy(self._request.get_output_tensor(0).data.copy()).float()
+
+    def peak_memory_mb(self) -> float | None:
+        return None
+
+    def release(self) -> None:
+        del self._request, self._compiled, self._arrays, self._model
+
+
+class OpenVINOBackend:
+    name = "openvino"
+
+    def available(self, device_kind: str) -> tuple[bool, str]:
+        if device_kind in _GPU_KINDS:
+            return False, (f"openvino runs on Intel GPUs/NPUs only, and Intel GPU targets are not part of the "
+                           f"target-key scheme yet; {device_kind} devices are not OpenVINO devices")
+        if device_kind != "cpu":
+            return False, f"openvino does not run on {device_kind}"
+        try:
+            import openvino  # noqa: F401
+        except ImportError as exc:
+            return False, f"openvino cannot be imported here ({exc})"
+        devices = _core().available_devices
+        if "CPU" not in devices:
+            return False, f"openvino sees no CPU device (devices: {', '.join(devices) or 'none'})"
+        return True, ""
+
+    def precisions(self, device_kind: str) -> tuple[str, ...]:
+        if device_kind != "cpu" or not self.available("cpu")[0]:
+            return ()
+        capabilities = _cpu_capabilities()
+        return ("fp32",) + tuple(p for p in ("bf16",) if CAPABILITIES[p] in capabilities)
+
+    def tolerance(self, precision: str) -> float:
+        return TOLERANCE[precision]
+
+    def compile_properties(self, precision: str) -> dict[str, object]:
+        """Everything set when compiling: nothing is left to the plugin's defaults that changes what runs."""
+        return {
+            "INFERENCE_PRECISION_HINT": OV_PRECISIONS[precision],
+            "INFERENCE_NUM_THREADS": torch.get_num_threads(),
+            **COMPILE_PROPERTIES,
+        }
+
+    def prepare(self, model: Any, inputs: dict[str, Any], forward: Any, device: str,
+                precision: str) -> OpenVINORunner:
+        kind = torch.device(device).type
+        if kind != "cpu":
+            raise UnsupportedConfigurationError(f"openvino runs on the CPU here, not on {device}")
+        allowed = self.precisions("cpu")
+        if precision not in allowed:
+            raise UnsupportedConfigurationError(
+                f"precision {precision} is not supported by openvino on this CPU (supported: {', '.join(allowed)}; "
+                f"CPU plugin capabilities: {', '.join(_cpu_capabilities())})"
+            )
+        import openvino as ov
+
+        from hwbench_pipeline.bench.backends.openvino.extensions import conversion_extensions
+
+        _disable_telemetry()
+        names = list(inputs)
+        wrapper = _keyword_wrapper(model, forward, names)
+        try:
+            # tracing warns about every shape read as a Python value: shapes are static per configuration
+            # here, and the scenario checks the output against torch, so the warnings are only noise
+            with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                warnings.filterwarnings("ignore", message=r".*torch\.jit\.trace.* is deprecated",
+                                        category=DeprecationWarning)
+                converted = ov.convert_model(wrapper, example_input=dict(inputs), extension=conversion_extensions())
+        except Exception as exc:  # noqa: BLE001 - every conversion error becomes a classified row
+            raise _failure("conversion", exc) from exc
+        try:
+            shapes = {port.get_any_name(): ov.PartialShape(list(inputs[name].shape))
+                      for port in converted.inputs for name in port.get_names() if name in inputs}
+            converted.reshape(shapes)  # static shapes: this configuration's own
+            compiled = _core().compile_model(converted, "CPU", self.compile_properties(precision))
+        except Exception as exc:  # noqa: BLE001
+            raise _failure("compilation", exc) from exc
+        asked, got = torch.get_num_threads(), int(compiled.get_property("INFERENCE_NUM_THREADS"))
+        if got != asked:  # the plugin caps the count at the CPUs it sees; the row must not claim more
+            del compiled
+            raise UnsupportedConfigurationError(f"openvino runs {got} threads here, not the {asked} asked for "
+                                                f"(it uses at most one thread per CPU it sees)")
+        return OpenVINORunner(compiled, inputs, model)
+
+
+BACKEND = OpenVINOBackend()
