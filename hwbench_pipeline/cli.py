@@ -34,7 +34,8 @@ def _csv_ints(text: str, what: str) -> list[int]:
 def _console():
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=True)
+    # Piped output (CI logs, tee) gets a wide table instead of rich's 80-column default.
+    return Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 180)
 
 
 # ---- hwbench targets ------------------------------------------------------------------------------------

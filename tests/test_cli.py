@@ -13,7 +13,7 @@ def _hwbench(*args, data_dir, tmp_path):
 
 
 @pytest.mark.parametrize("args, expected", [
-    (["run", "--profile", "turbo"], "unknown profile 'turbo': use one of full, quick, smoke"),
+    (["run", "--profile", "turbo"], "unknown profile 'turbo': use one of coverage, full, quick, smoke"),
     (["run", "--profile", "smoke", "--targets", "tpu0-jax"], "unknown hardware target 'tpu0-jax'"),
     (["run", "--profile", "smoke", "--targets", "cuda7-torch"], "not available on this host"),
     (["bench", "--model", "gpt5"], "unknown model family 'gpt5'"),
