@@ -1,4 +1,4 @@
-"""Sensors: new hardware → its partition and its runs; finished measurements → refresh downstream."""
+"""Sensors: new hardware → its partition and its runs; new results → refresh everything downstream."""
 
 import dagster as dg
 
@@ -30,9 +30,9 @@ def new_hardware_target_sensor(context: dg.SensorEvaluationContext):
     )
 
 
-@dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, monitored_jobs=[inference_job],
-                      request_job=refresh_job, default_status=dg.DefaultSensorStatus.RUNNING,
-                      description="After a target's measurements succeed: refresh the catalog, retrain the "
-                                  "predictor, rebuild recommendations and the report.")
-def refresh_after_measurement_sensor(context: dg.RunStatusSensorContext):
-    return dg.RunRequest(run_key=f"refresh-after-{context.dagster_run.run_id}")
+@dg.asset_sensor(asset_key=dg.AssetKey("inference_runs"), job=refresh_job, minimum_interval_seconds=30,
+                 default_status=dg.DefaultSensorStatus.RUNNING,
+                 description="After new inference results land (from any run: a job, the UI, a backfill): "
+                             "refresh the catalog, retrain the predictor, rebuild recommendations and the report.")
+def refresh_after_measurement_sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
+    return dg.RunRequest(run_key=f"refresh-after-{asset_event.run_id}")

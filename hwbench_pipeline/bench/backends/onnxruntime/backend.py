@@ -8,6 +8,7 @@ onnxscript) is tried first, then the legacy TorchScript exporter; the graph's on
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 import tempfile
@@ -32,6 +33,10 @@ from hwbench_pipeline.bench.backends.onnxruntime.config import (
     UNSUPPORTED_OPERATOR_MARKERS,
 )
 from hwbench_pipeline.bench.failures import BenchmarkFailure, UnsupportedConfigurationError, classify
+
+# The exporter logs a warning per torchvision op it cannot register (torchvision is not a dependency):
+# four lines per configuration that say nothing about the model being exported.
+logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _SUMMARY_CHARS = 400
