@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The CUDA check for a host with an NVIDIA GPU: bert, vit and a decoder on cuda0-torch (and cuda0-onnxruntime
+# when onnxruntime-gpu is installed), rows as JSON under ${OUT:-./cuda-check}. Run from the repo root with the
+# project's environment active. Prints each table; exits non-zero if a configuration fails.
+set -euo pipefail
+out=${OUT:-./cuda-check}
+mkdir -p "$out"
+python -m hwbench_pipeline.cli targets | tee "$out/targets.txt"
+status=0
+for target in cuda0-torch cuda0-onnxruntime; do
+  if ! grep -q "available  $target" "$out/targets.txt"; then
+    echo "skipping $target: not available here (see targets.txt)"
+    continue
+  fi
+  for model in bert vit llama; do
+    python -m hwbench_pipeline.cli bench --model "$model" --preset base --target "$target" --batch 1,8 \
+      --seq 128 --max-seconds 5 --json "$out/${target}_${model}.json" || status=1
+  done
+done
+exit $status
