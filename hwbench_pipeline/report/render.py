@@ -10,7 +10,7 @@ from pathlib import Path
 import jinja2
 import polars as pl
 
-from hwbench_pipeline.report.compare import Comparison, compare_latest_runs
+from hwbench_pipeline.report.compare import DEFAULT_MIN_CHANGE, Comparison, compare_latest_runs
 from hwbench_pipeline.warehouse.schema import CONFIG_KEY
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
@@ -46,7 +46,7 @@ def render_regression_report(
     out_dir: Path,
     *,
     template_dir: Path | None = None,
-    min_change: float = 0.05,
+    min_change: float = DEFAULT_MIN_CHANGE,
     alpha: float = 0.01,
 ) -> RenderedReport:
     comparisons: list[Comparison] = compare_latest_runs(history, min_change=min_change, alpha=alpha)
