@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
+import polars as pl
 
 from hwbench_pipeline.assets import ALL_ASSETS, DOWNSTREAM, UNPARTITIONED_UPSTREAM, inference_runs
 from hwbench_pipeline.partitions import hardware_target_partitions
@@ -23,7 +24,7 @@ from hwbench_pipeline.resources.settings import HwbenchSettings
 @dataclass
 class PipelineSummary:
     success: bool
-    stages: list[tuple[str, bool, float]] = field(default_factory=list)
+    stages: list[tuple[str, bool, float, str]] = field(default_factory=list)  # name, ok, seconds, run id
     report_html: Path | None = None
     report_markdown: Path | None = None
 
@@ -70,7 +71,7 @@ def run_pipeline(
         elapsed = time.monotonic() - started
         ok = result.success and all(
             e.passed for e in result.get_asset_check_evaluations())
-        summary.stages.append((name, ok, elapsed))
+        summary.stages.append((name, ok, elapsed, result.run_id))
         say(f"[{i}/{len(stages)}] {name}: {'done' if ok else 'FAILED'} in {elapsed:.1f} s (run {result.run_id})")
         if not ok:
             summary.success = False
@@ -81,23 +82,19 @@ def run_pipeline(
                 f"details in the Dagster UI under run {result.run_id}")
             return summary
 
+    measured_runs = {run_id for name, _, _, run_id in summary.stages if name.startswith("inference on ")}
     report_dir = settings.reports_dir
     summary.report_html = report_dir / "regression_report.html"
     summary.report_markdown = report_dir / "regression_report.md"
-    _print_summary(settings, summary, say)
+    _print_summary(settings, summary, measured_runs, say)
     return summary
 
 
-def _print_summary(settings: HwbenchSettings, summary: PipelineSummary, say) -> None:
-    warehouse = settings.warehouse()
-    latest = warehouse.read("runs", latest=False).sort("_written_at", descending=True)
+def _print_summary(settings: HwbenchSettings, summary: PipelineSummary, run_ids: set[str], say) -> None:
+    runs = settings.warehouse().read("runs").filter(pl.col("run_id").is_in(sorted(run_ids))).sort("target")
     say("")
     say("summary of this run:")
-    seen = set()
-    for row in latest.iter_rows(named=True):
-        if row["target"] in seen:
-            continue
-        seen.add(row["target"])
+    for row in runs.iter_rows(named=True):
         say(f"  {row['target']}: {row['n_ok']} configurations measured, {row['n_failed']} failed, "
             f"{row['n_quarantined']} quarantined (profile {row['profile']})")
     schema_path = settings.predictor_dir / "latency_model.schema.json"

@@ -10,7 +10,7 @@ import math
 import os
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from hwbench_pipeline.bench.failures import classify
@@ -217,19 +217,3 @@ def run_configuration(cfg: InferenceConfig, run_id: str) -> dict:
     except Exception as exc:  # noqa: BLE001 - every failure is recorded, none aborts the partition
         message = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"
         return failure_row(cfg, run_id, classify(exc), message, started)
-
-
-def config_from_dict(data: dict) -> InferenceConfig:
-    rule = data.get("rule")
-    fields = {k: v for k, v in data.items() if k != "rule"}
-    return InferenceConfig(**fields, rule=StoppingRule(**rule) if isinstance(rule, dict) else (rule or StoppingRule()))
-
-
-def config_to_dict(cfg: InferenceConfig) -> dict:
-    return asdict(cfg)
-
-
-def is_finite_row(row: dict) -> bool:
-    return row.get("status") == "ok" and all(
-        math.isfinite(row[k]) for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms")
-    )
