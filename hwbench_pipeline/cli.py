@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -155,6 +156,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if summary.success else 1
 
 
+#: modules under hwbench_pipeline/commands/, each with ``register(subparsers)`` adding its subcommand(s)
+SUBCOMMAND_MODULES: tuple[str, ...] = ()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hwbench", description="Benchmark ML models on every hardware target.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -180,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     targets = sub.add_parser("targets", help="list the hardware targets of this host")
     targets.set_defaults(func=cmd_targets)
+    for name in SUBCOMMAND_MODULES:
+        importlib.import_module(f"hwbench_pipeline.commands.{name}").register(sub)
     return parser
 
 

@@ -77,6 +77,7 @@ INFERENCE_RESULTS = pa.schema(
         ("attempts", pa.int64()),
         ("samples_ms", pa.list_(pa.float64())),
         ("worker_pid", pa.int64()),
+        ("source", pa.string()),
         ("started_at", TS),
         ("finished_at", TS),
     ]
@@ -161,6 +162,9 @@ RUNS = pa.schema(
         ("started_at", TS),
         ("finished_at", TS),
         ("status", pa.string()),
+        ("source", pa.string()),
+        ("source_path", pa.string()),
+        ("source_sha256", pa.string()),
     ]
     + ENVIRONMENT_COLUMNS
 )
@@ -183,6 +187,45 @@ RECOMMENDATIONS = pa.schema(
     ]
 )
 
+#: one row per raw latency sample, in call order; the statistics of inference_results come from these
+LATENCY_SAMPLES = pa.schema(
+    [("run_id", pa.string()), ("scenario", pa.string()), *CONFIG_COLUMNS]
+    + [("sample_index", pa.int64()), ("latency_ms", pa.float64())]
+)
+
+#: a model x target x shape that nobody measured, with the figure the predictor gives it
+PREDICTIONS = pa.schema(
+    [("run_id", pa.string()), ("mode", pa.string()), *CONFIG_COLUMNS]
+    + [
+        ("metric", pa.string()),
+        ("value", pa.float64()),
+        ("interval_low", pa.float64()),
+        ("interval_high", pa.float64()),
+        ("interval_level", pa.float64()),
+        ("confidence", pa.string()),
+        ("source", pa.string()),
+        ("model_fingerprint", pa.string()),
+    ]
+)
+
+#: a configuration whose newest run differs from its history
+REGRESSIONS = pa.schema(
+    [("run_id", pa.string()), ("scenario", pa.string()), *CONFIG_COLUMNS]
+    + [
+        ("metric", pa.string()),
+        ("verdict", pa.string()),
+        ("change", pa.float64()),
+        ("p_value", pa.float64()),
+        ("baseline_run_id", pa.string()),
+        ("first_suspicious_run_id", pa.string()),
+        ("baseline_value", pa.float64()),
+        ("current_value", pa.float64()),
+        ("environment_changes", pa.string()),
+        ("reliable", pa.bool_()),
+        ("method", pa.string()),
+    ]
+)
+
 TABLES: dict[str, pa.Schema] = {
     "inference_results": INFERENCE_RESULTS,
     "failures": FAILURES,
@@ -191,6 +234,9 @@ TABLES: dict[str, pa.Schema] = {
     "hardware_targets": HARDWARE_TARGETS,
     "runs": RUNS,
     "recommendations": RECOMMENDATIONS,
+    "latency_samples": LATENCY_SAMPLES,
+    "predictions": PREDICTIONS,
+    "regressions": REGRESSIONS,
 }
 
 #: columns that identify one row of a table within one run (the 'latest' views use them)
@@ -201,4 +247,7 @@ TABLE_KEYS: dict[str, list[str]] = {
     "hardware_targets": ["target"],
     "runs": ["run_id", "target", "scenario"],
     "recommendations": ["family", "preset", "objective"],
+    "latency_samples": ["scenario", *CONFIG_KEY, "sample_index"],
+    "predictions": ["mode", *CONFIG_KEY, "metric"],
+    "regressions": ["scenario", *CONFIG_KEY, "metric"],
 }
