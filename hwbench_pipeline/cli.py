@@ -157,7 +157,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 #: modules under hwbench_pipeline/commands/, each with ``register(subparsers)`` adding its subcommand(s)
-SUBCOMMAND_MODULES: tuple[str, ...] = ()
+SUBCOMMAND_MODULES: tuple[str, ...] = ("query", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -200,4 +200,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the imported module's main, not this __main__ copy: subcommand modules raise the UsageError of
+    # hwbench_pipeline.cli, which is a different class from this copy's.
+    from hwbench_pipeline.cli import main as package_main
+
+    sys.exit(package_main())

@@ -1,0 +1,324 @@
+"""Read-only questions to the warehouse, answered as polars DataFrames.
+
+    compare_targets  how each hardware target does on one model: the newest result of every configuration
+    history          every run of one configuration, in time order, with the environment each ran in
+    coverage         model family x target: measured, failed:<class>, or untested
+    sql              any single read-only query (refused otherwise: see sql_guard)
+
+Everything runs on a sandboxed connection (``sql_guard.open_sandboxed``), and values from the user only
+ever travel as bound parameters: the SQL text of the named queries is fixed.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import math
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+
+from hwbench_pipeline.warehouse.schema import CONFIG_KEY, TABLE_KEYS, TABLES
+from hwbench_pipeline.warehouse.sql_guard import RefusedStatement, check_statement, open_sandboxed
+from hwbench_pipeline.warehouse.store import Warehouse
+
+DEFAULT_MAX_ROWS = 1000
+DEFAULT_MAX_SECONDS = 30.0
+
+#: environment columns shown with every run of a configuration's history
+HISTORY_ENVIRONMENT = ["git_revision", "torch_version", "transformers_version", "python_version", "host",
+                       "cpu_model", "cpu_cores"]
+
+
+class QueryError(ValueError):
+    """A question the warehouse cannot answer as asked; the message is one line."""
+
+
+class UnknownValueError(QueryError):
+    """A family, target, preset, ... with no rows in the warehouse; the message lists those that have rows."""
+
+
+class NoWarehouseError(QueryError):
+    """The data directory holds no usable warehouse catalog."""
+
+
+# Newest row of every configuration, measured or failed: a configuration that measured once and fails now
+# is shown as failed, and the other way round.
+_CURRENT = f"""
+WITH stored AS (
+    SELECT target, family, preset, batch_size, seq_len, precision, threads, status, precision_ran,
+           p50_ms, p90_ms, p99_ms, cv, throughput_samples_s, achieved_gflops, pct_of_peak, contaminated,
+           NULL::VARCHAR AS failure_class, NULL::VARCHAR AS message, run_id,
+           coalesce(finished_at, _written_at) AS measured_at, _written_at
+    FROM inference_results_latest
+    UNION ALL BY NAME
+    SELECT target, family, preset, batch_size, seq_len, precision, threads, status, failure_class,
+           split_part(message, chr(10), 1) AS message, run_id,
+           coalesce(finished_at, _written_at) AS measured_at, _written_at
+    FROM failures_latest
+), current AS (
+    SELECT * EXCLUDE (_rank) FROM (
+        SELECT *, row_number() OVER (PARTITION BY {", ".join(CONFIG_KEY)} ORDER BY _written_at DESC) AS _rank
+        FROM stored)
+    WHERE _rank = 1
+)
+"""
+
+_COMPARE_COLUMNS = """preset, batch_size, seq_len, precision, target, threads, status, p50_ms, p90_ms,
+    throughput_samples_s, pct_of_peak, achieved_gflops,
+    p50_ms / min(p50_ms) OVER (PARTITION BY preset, batch_size, seq_len, precision) AS p50_vs_best,
+    precision_ran, contaminated, failure_class, message, run_id, measured_at"""
+
+_HISTORY_MEASURED = f"""coalesce(finished_at, _written_at) AS measured_at, run_id, status,
+    NULL::VARCHAR AS failure_class, p50_ms, p90_ms, p99_ms, cv, throughput_samples_s, pct_of_peak, contaminated,
+    stop_reason, n_samples, precision, precision_ran, threads, {", ".join(HISTORY_ENVIRONMENT)},
+    NULL::VARCHAR AS message"""
+_HISTORY_FAILED = f"""coalesce(finished_at, _written_at) AS measured_at, run_id, status, failure_class,
+    precision, threads, {", ".join(HISTORY_ENVIRONMENT)}, split_part(message, chr(10), 1) AS message"""
+
+_COVERAGE = _CURRENT + """
+, families AS (SELECT family FROM models_latest UNION SELECT family FROM current),
+targets AS (SELECT target FROM hardware_targets_latest UNION SELECT target FROM current),
+cells AS (
+    SELECT family, target,
+           count(*) FILTER (WHERE status = 'ok') AS measured_configs,
+           count(*) FILTER (WHERE status <> 'ok') AS failed_configs,
+           string_agg(DISTINCT failure_class, ',' ORDER BY failure_class) AS failure_classes
+    FROM current GROUP BY family, target
+)
+SELECT f.family, t.target,
+       CASE WHEN coalesce(c.measured_configs, 0) > 0 THEN 'measured'
+            WHEN coalesce(c.failed_configs, 0) > 0 THEN 'failed:' || coalesce(c.failure_classes, 'unknown')
+            ELSE 'untested' END AS state,
+       coalesce(c.measured_configs, 0) AS measured_configs, coalesce(c.failed_configs, 0) AS failed_configs,
+       c.failure_classes
+FROM families f CROSS JOIN targets t LEFT JOIN cells c ON c.family = f.family AND c.target = t.target
+WHERE f.family IS NOT NULL AND t.target IS NOT NULL
+ORDER BY f.family, t.target
+"""
+
+# (column, what one value is called, what several are called)
+_FILTER_NAMES = {
+    "target": ("target", "targets"),
+    "family": ("model family", "families"),
+    "preset": ("preset", "presets"),
+    "batch_size": ("batch size", "batch sizes"),
+    "seq_len": ("sequence length", "sequence lengths"),
+    "precision": ("precision", "precisions"),
+    "threads": ("threads", "thread counts"),
+}
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _listing(values: Sequence) -> str:
+    return ", ".join(str(v) for v in sorted(v for v in values if v is not None)) or "none"
+
+
+def _narrow(choices: pl.DataFrame, filters: Sequence[tuple[str, Any]]) -> pl.DataFrame:
+    """Apply each given filter in turn; the first that matches nothing raises, naming what would match."""
+    applied: list[str] = []
+    for column, value in filters:
+        if value is None:
+            continue
+        single, plural = _FILTER_NAMES[column]
+        if value not in choices[column].to_list():
+            where = f" with {', '.join(applied)}" if applied else ""
+            raise UnknownValueError(f"no results for {single} {value!r}{where}; {plural} with results"
+                                    f"{' there' if applied else ''}: {_listing(choices[column].unique().to_list())}")
+        choices = choices.filter(pl.col(column) == value)
+        applied.append(f"{single} {value!r}")
+    return choices
+
+
+class WarehouseQueries:
+    """Named read-only queries and guarded SQL over one data directory's warehouse."""
+
+    def __init__(self, data_dir: str | Path, *, max_seconds: float = DEFAULT_MAX_SECONDS) -> None:
+        if max_seconds <= 0:
+            raise ValueError("max_seconds must be positive")
+        self.warehouse = Warehouse(data_dir)
+        self.max_seconds = max_seconds
+
+    # ---- connections -----------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        wh = self.warehouse
+        if not wh.catalog_path.exists():
+            raise NoWarehouseError(f"no warehouse in {wh.data_dir}: {wh.catalog_path.name} does not exist "
+                                   f"(run the pipeline first, e.g. 'hwbench run')")
+        with self._translated_errors():
+            con = open_sandboxed(wh.catalog_path, wh.parquet_dir)
+        try:
+            with self._translated_errors():
+                built_for = con.sql("SELECT parquet_dir FROM _catalog_info").fetchall()[0][0]
+            if Path(built_for) != wh.parquet_dir:
+                raise NoWarehouseError(f"the catalog {wh.catalog_path} describes Parquet files under {built_for}, "
+                                       f"not {wh.parquet_dir}; rebuild it with Warehouse.refresh_catalog()")
+            yield con
+        finally:
+            con.close()
+
+    @contextlib.contextmanager
+    def _translated_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except duckdb.PermissionException as exc:
+            raise RefusedStatement(f"access outside the warehouse is refused: {_first_line(exc)}") from None
+        except duckdb.InterruptException:
+            raise QueryError(f"query stopped after {self.max_seconds:g} s, the time limit") from None
+        except duckdb.Error as exc:
+            raise QueryError(_first_line(exc)) from None
+
+    @contextlib.contextmanager
+    def _deadline(self, con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+        """Interrupt whatever ``con`` runs once the time limit has passed."""
+        timer = threading.Timer(self.max_seconds, con.interrupt)
+        timer.daemon = True
+        timer.start()
+        try:
+            with self._translated_errors():
+                yield
+        finally:
+            timer.cancel()
+
+    def _frame(self, con: duckdb.DuckDBPyConnection, sql: str, params: Sequence | None = None) -> pl.DataFrame:
+        with self._deadline(con):
+            return con.sql(sql, params=list(params) if params else None).pl()
+
+    # ---- named queries ---------------------------------------------------------------------------------
+    def tables(self) -> pl.DataFrame:
+        """The catalog's views: name, kind (history: every run; latest: newest row per key), key, columns."""
+        with self._connect() as con:
+            frame = self._frame(con, """
+                SELECT table_name AS name, count(*) AS columns FROM information_schema.columns
+                WHERE table_catalog = 'hwbench' AND table_schema = 'main' AND NOT starts_with(table_name, '_')
+                GROUP BY table_name ORDER BY table_name""")
+        base = pl.col("name").str.strip_suffix("_latest")
+        return frame.with_columns(
+            kind=pl.when(pl.col("name").str.ends_with("_latest")).then(pl.lit("latest")).otherwise(pl.lit("history")),
+            key=base.replace_strict({t: ", ".join(TABLE_KEYS.get(t, [])) for t in TABLES}, default=""),
+        ).select("name", "kind", "key", "columns")
+
+    def compare_targets(self, family: str, *, preset: str | None = None, batch_size: int | None = None,
+                        seq_len: int | None = None, precision: str | None = None) -> pl.DataFrame:
+        """Every target's newest result for one model family (optionally one preset/batch/seq/precision):
+        p50/p90, throughput and % of the target's measured peak, or the failure class; fastest first within
+        each configuration, with ``p50_vs_best`` (1.0 = the fastest target)."""
+        filters = [("family", family), ("preset", preset), ("batch_size", batch_size), ("seq_len", seq_len),
+                   ("precision", precision)]
+        with self._connect() as con:
+            choices = self._frame(con, _CURRENT + "SELECT DISTINCT family, preset, batch_size, seq_len, precision "
+                                                  "FROM current")
+            _narrow(choices, filters)
+            given = [(column, value) for column, value in filters if value is not None]
+            where = " AND ".join(f"{column} = ?" for column, _ in given)
+            return self._frame(con, f"{_CURRENT} SELECT {_COMPARE_COLUMNS} FROM current WHERE {where} "
+                                    "ORDER BY preset, batch_size, seq_len, precision, status <> 'ok', p50_ms, target",
+                               [value for _, value in given])
+
+    def history(self, *, target: str, family: str, preset: str, batch_size: int, seq_len: int,
+                precision: str | None = None, threads: int | None = None) -> pl.DataFrame:
+        """Every stored run of one configuration, oldest first, measured and failed alike, with the run id and
+        the environment it ran in. Precision and threads may be left out when only one was ever used."""
+        filters = [("target", target), ("family", family), ("preset", preset), ("batch_size", batch_size),
+                   ("seq_len", seq_len), ("precision", precision), ("threads", threads)]
+        key = ", ".join(CONFIG_KEY)
+        with self._connect() as con:
+            choices = self._frame(con, f"SELECT DISTINCT {key} FROM inference_results "
+                                       f"UNION SELECT DISTINCT {key} FROM failures")
+            remaining = _narrow(choices, filters)
+            for column, value in filters[-2:]:
+                options = remaining[column].unique().to_list()
+                if value is None and len(options) > 1:
+                    raise QueryError(f"{family}/{preset} on {target} at batch {batch_size}, sequence {seq_len} ran "
+                                     f"with several {_FILTER_NAMES[column][1]} ({_listing(options)}): choose one "
+                                     f"with the {column} option")
+            given = [(column, value) for column, value in filters if value is not None]
+            where = " AND ".join(f"{column} = ?" for column, _ in given)
+            params = [value for _, value in given]
+            return self._frame(con, f"SELECT {_HISTORY_MEASURED} FROM inference_results WHERE {where} "
+                                    f"UNION ALL BY NAME SELECT {_HISTORY_FAILED} FROM failures WHERE {where} "
+                                    "ORDER BY measured_at, run_id", params + params)
+
+    def coverage_cells(self) -> pl.DataFrame:
+        """One row per model family x target: state (measured / failed:<classes> / untested) and counts of
+        the configurations measured and failed in their newest runs. Families come from the model catalog
+        and the results, targets from the detected targets and the results."""
+        with self._connect() as con:
+            return self._frame(con, _COVERAGE)
+
+    def coverage(self) -> pl.DataFrame:
+        """The coverage matrix: one row per family, one column per target, each cell a state."""
+        cells = self.coverage_cells()
+        if cells.is_empty():
+            return pl.DataFrame({"family": []}, schema={"family": pl.String})
+        targets = sorted(cells["target"].unique().to_list())
+        matrix = cells.pivot(on="target", index="family", values="state", aggregate_function="first")
+        return matrix.select("family", *targets).sort("family")
+
+    # ---- SQL ------------------------------------------------------------------------------------------
+    def sql(self, query: str, params: Sequence | Mapping | None = None, *, max_rows: int | None = None) -> pl.DataFrame:
+        """Run one read-only statement (see sql_guard) with bound parameters; at most ``max_rows`` rows."""
+        return self.sql_capped(query, params, max_rows=max_rows)[0]
+
+    def sql_capped(self, query: str, params: Sequence | Mapping | None = None, *,
+                   max_rows: int | None = DEFAULT_MAX_ROWS) -> tuple[pl.DataFrame, bool]:
+        """Like :meth:`sql`, and whether rows beyond ``max_rows`` were left out. Only ``max_rows + 1`` rows are
+        ever fetched, so a huge result costs no memory here."""
+        if max_rows is not None and max_rows < 1:
+            raise QueryError(f"max_rows must be a positive integer, got {max_rows}")
+        check_statement(query)
+        if isinstance(params, str | bytes) or (params is not None and not isinstance(params, Sequence | Mapping)):
+            raise QueryError("SQL parameters must be a list (for ? or $1) or a mapping (for $name)")
+        bound = dict(params) if isinstance(params, Mapping) else (list(params) if params else None)
+        with self._connect() as con, self._deadline(con):
+            reader = con.sql(query, params=bound).to_arrow_reader(min(max_rows or 10_000, 10_000) + 1)
+            batches, fetched = [], 0
+            for batch in reader:
+                batches.append(batch)
+                fetched += batch.num_rows
+                if max_rows is not None and fetched > max_rows:
+                    break
+            table = pa.Table.from_batches(batches, schema=reader.schema)
+        truncated = max_rows is not None and table.num_rows > max_rows
+        if truncated:
+            table = table.slice(0, max_rows)
+        try:
+            frame = pl.from_arrow(table)
+        except (pl.exceptions.PolarsError, pa.ArrowException, TypeError) as exc:
+            raise QueryError(f"the result has a column type that cannot be returned: {_first_line(exc)}") from None
+        return frame, truncated
+
+
+def json_value(value: Any) -> Any:
+    """A value from a DataFrame as plain JSON: NaN/inf become null, times ISO 8601, bytes base64."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, Mapping):
+        return {str(k): json_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_value(v) for v in value]
+    return value
+
+
+def to_records(frame: pl.DataFrame) -> list[dict[str, Any]]:
+    """Rows as JSON-ready dictionaries, columns in order."""
+    return [{k: json_value(v) for k, v in row.items()} for row in frame.iter_rows(named=True)]
