@@ -7,6 +7,7 @@ import dagster as dg
 import polars as pl
 
 from hwbench_pipeline.assets.catalog import model_catalog
+from hwbench_pipeline.assets.checks import check_spec, stored_table_check
 from hwbench_pipeline.assets.hardware import hardware_targets
 from hwbench_pipeline.bench import hardware
 from hwbench_pipeline.bench.backends import load_backend
@@ -19,9 +20,19 @@ from hwbench_pipeline.paths import host_lock_dir
 from hwbench_pipeline.resources.ray import RayResource
 from hwbench_pipeline.resources.settings import HwbenchSettings
 from hwbench_pipeline.warehouse.store import row_json
-from hwbench_pipeline.warehouse.validation import inference_suite, split_valid_rows, validate
+from hwbench_pipeline.warehouse.validation import (
+    failures_suite,
+    inference_suite,
+    latency_samples_suite,
+    split_valid_rows,
+)
 
-INFERENCE_CHECK = "inference_results_suite"
+
+def latency_sample_rows(rows: list[dict], scenario: str = "inference") -> list[dict]:
+    """The raw samples of measured rows, one row per sample in call order."""
+    key = ["run_id", "target", "family", "preset", "batch_size", "seq_len", "precision", "threads"]
+    return [{**{k: row[k] for k in key}, "scenario": scenario, "sample_index": i, "latency_ms": float(v)}
+            for row in rows for i, v in enumerate(row.get("samples_ms") or [])]
 
 
 def _progress_logger(context: dg.AssetExecutionContext):
@@ -53,10 +64,15 @@ def _device_peaks(warehouse, target_key: str) -> dict[str, float | None]:
     deps=[model_catalog, hardware_targets],
     group_name="benchmarks",
     pool="hwbench_warehouse",
-    check_specs=[dg.AssetCheckSpec(
-        INFERENCE_CHECK, asset="inference_runs", blocking=True,
-        description="Great Expectations suite on the rows this run stored: schema, non-null unique keys, "
-                    "positive latencies, p50 ≤ p90 ≤ p99, at least one configuration measured.")],
+    check_specs=[
+        check_spec("inference_results", "inference_runs",
+                   "Great Expectations suite on the rows this run stored: schema, non-null unique keys, positive "
+                   "latencies, p50 ≤ p90 ≤ p99, throughput consistent with batch/latency; at least one "
+                   "configuration measured."),
+        check_spec("failures", "inference_runs", "Every failure row is classified, has a message and a unique key."),
+        check_spec("latency_samples", "inference_runs",
+                   "One positive raw latency per configuration and sample index."),
+    ],
 )
 def inference_runs(context: dg.AssetExecutionContext, settings: HwbenchSettings, ray: RayResource):
     """Every inference configuration of the profile on this partition's target, each measured in a fresh
@@ -102,6 +118,7 @@ def inference_runs(context: dg.AssetExecutionContext, settings: HwbenchSettings,
     if valid:
         metadata["results_path"] = dg.MetadataValue.path(str(
             warehouse.write("inference_results", valid, run_id=run_id, partition=target_key)))
+        warehouse.write("latency_samples", latency_sample_rows(valid), run_id=run_id, partition=target_key)
     if failed:
         warehouse.write("failures", failed, run_id=run_id, partition=target_key)
     if invalid:
@@ -116,10 +133,13 @@ def inference_runs(context: dg.AssetExecutionContext, settings: HwbenchSettings,
         "status": "ok" if valid else "failed", **environment_fields(),
     }], run_id=run_id, partition=target_key)
 
-    # The blocking check reads back what landed, so it proves the stored data, not the rows in memory.
-    stored = warehouse.read("inference_results", where=f"run_id = '{run_id}' AND _partition = '{target_key}'")
-    check = validate(stored.drop("samples_ms").to_pandas(), inference_suite()) if stored.height else None
-    passed = bool(check and check.success)
+    # The blocking checks read back what landed, so they prove the stored data, not the rows in memory.
+    checks = [
+        stored_table_check(warehouse, "inference_results", inference_suite(), run_id, target_key, required=True),
+        stored_table_check(warehouse, "failures", failures_suite(), run_id, target_key, required=False),
+        stored_table_check(warehouse, "latency_samples", latency_samples_suite(), run_id, target_key,
+                           required=bool(valid)),
+    ]
     classes = Counter(r["failure_class"] for r in failed)
     p50s = sorted(r["p50_ms"] for r in valid)
     metadata.update({
@@ -137,11 +157,5 @@ def inference_runs(context: dg.AssetExecutionContext, settings: HwbenchSettings,
     })
     yield dg.MaterializeResult(
         metadata={k: v for k, v in metadata.items() if v is not None},
-        check_results=[dg.AssetCheckResult(
-            check_name=INFERENCE_CHECK,
-            passed=passed,
-            severity=dg.AssetCheckSeverity.ERROR,
-            metadata={"summary": check.summary() if check else "no configuration was measured on this target",
-                      "rows": stored.height},
-        )],
+        check_results=checks,
     )

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from hwbench_pipeline.warehouse.schema import CONFIG_KEY
+
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 INFERENCE_REQUIRED_COLUMNS = [
@@ -19,6 +21,10 @@ INFERENCE_REQUIRED_COLUMNS = [
     "p50_ms", "p90_ms", "p99_ms", "mean_ms", "n_samples", "throughput_samples_s", "peak_rss_mb", "host",
 ]
 INFERENCE_KEY = ["run_id", "target", "family", "preset", "batch_size", "seq_len", "precision", "threads"]
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+SCENARIOS = ("inference", "training", "distributed")
+THROUGHPUT_RATIO = "throughput_x_p50_per_batch"
+THROUGHPUT_AGREEMENT = 1.25
 
 
 @dataclass
@@ -63,14 +69,104 @@ def inference_suite():
                                                                   or_equal=True))
     expectations.append(e.ExpectColumnPairValuesAToBeGreaterThanB(column_A="p99_ms", column_B="p90_ms",
                                                                   or_equal=True))
+    expectations.append(e.ExpectColumnValuesToBeInSet(column="precision", value_set=list(PRECISIONS)))
+    # Throughput is batch / a latency statistic (the median here, the mean in some imported reports): it
+    # must agree with batch / p50 within THROUGHPUT_AGREEMENT either way (see derived_columns).
+    expectations.append(e.ExpectColumnValuesToBeBetween(
+        column=THROUGHPUT_RATIO, min_value=1 / THROUGHPUT_AGREEMENT, max_value=THROUGHPUT_AGREEMENT))
     return gx.ExpectationSuite(name="inference_results", expectations=expectations)
+
+
+def _keys_suite(name: str, key: list[str], extra: list) -> object:
+    """A suite with the table's key columns present, not null and unique within a run, plus ``extra``."""
+    import great_expectations as gx
+
+    e = gx.expectations
+    expectations = [e.ExpectTableColumnsToMatchSet(column_set=key, exact_match=False)]
+    expectations += [e.ExpectColumnValuesToNotBeNull(column=c) for c in key]
+    expectations.append(e.ExpectCompoundColumnsToBeUnique(column_list=key))
+    return gx.ExpectationSuite(name=name, expectations=expectations + extra)
+
+
+def failures_suite():
+    """failures: classified, with a message, keys unique per run and scenario."""
+    import great_expectations as gx
+
+    from hwbench_pipeline.bench.failures import FAILURE_CLASSES
+
+    e = gx.expectations
+    return _keys_suite("failures", ["run_id", "scenario", *CONFIG_KEY], [
+        e.ExpectColumnValuesToBeInSet(column="failure_class", value_set=list(FAILURE_CLASSES)),
+        e.ExpectColumnValuesToBeInSet(column="scenario", value_set=list(SCENARIOS)),
+        e.ExpectColumnValuesToBeInSet(column="status", value_set=["failed"]),
+        e.ExpectColumnValuesToNotBeNull(column="message"),
+        e.ExpectColumnValuesToNotBeNull(column="failure_class"),
+    ])
+
+
+def latency_samples_suite():
+    """latency_samples: one positive latency per (configuration, sample index) within a run."""
+    import great_expectations as gx
+
+    e = gx.expectations
+    return _keys_suite("latency_samples", ["run_id", "scenario", *CONFIG_KEY, "sample_index"], [
+        e.ExpectColumnValuesToNotBeNull(column="latency_ms"),
+        e.ExpectColumnValuesToBeBetween(column="latency_ms", min_value=0, strict_min=True),
+        e.ExpectColumnValuesToBeBetween(column="sample_index", min_value=0),
+    ])
+
+
+def recommendations_suite():
+    """recommendations: a positive figure whose source is named (measured or predicted)."""
+    import great_expectations as gx
+
+    e = gx.expectations
+    return _keys_suite("recommendations", ["run_id", "family", "preset", "objective"], [
+        e.ExpectColumnValuesToNotBeNull(column="target"),
+        e.ExpectColumnValuesToBeBetween(column="value", min_value=0, strict_min=True),
+        e.ExpectColumnValuesToBeInSet(column="source", value_set=["measured", "predicted", "roofline"]),
+    ])
+
+
+def predictions_suite():
+    """predictions: a positive figure inside its own interval, labelled with confidence and source."""
+    import great_expectations as gx
+
+    e = gx.expectations
+    return _keys_suite("predictions", ["run_id", "mode", *CONFIG_KEY, "metric"], [
+        e.ExpectColumnValuesToBeBetween(column="value", min_value=0, strict_min=True),
+        e.ExpectColumnPairValuesAToBeGreaterThanB(column_A="value", column_B="interval_low", or_equal=True),
+        e.ExpectColumnPairValuesAToBeGreaterThanB(column_A="interval_high", column_B="value", or_equal=True),
+        e.ExpectColumnValuesToBeInSet(column="confidence", value_set=["high", "medium", "low"]),
+        e.ExpectColumnValuesToNotBeNull(column="source"),
+    ])
+
+
+def regressions_suite():
+    """regressions: a verdict from the allowed set, a p-value in [0, 1]."""
+    import great_expectations as gx
+
+    e = gx.expectations
+    return _keys_suite("regressions", ["run_id", "scenario", *CONFIG_KEY, "metric"], [
+        e.ExpectColumnValuesToBeInSet(column="verdict",
+                                      value_set=["slower", "faster", "unchanged", "new", "unreliable"]),
+        e.ExpectColumnValuesToBeBetween(column="p_value", min_value=0, max_value=1),
+    ])
+
+
+def derived_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """Columns some expectations need that pandas' GX datasource cannot compute itself."""
+    if {"throughput_samples_s", "p50_ms", "batch_size"} <= set(frame.columns):
+        frame = frame.assign(**{THROUGHPUT_RATIO: frame["throughput_samples_s"] * frame["p50_ms"] / 1e3
+                                / frame["batch_size"]})
+    return frame
 
 
 def validate(frame: pd.DataFrame, suite) -> ValidationOutcome:
     """Run a suite on a frame; row-level failures come back with their positional row indices."""
     import great_expectations as gx
 
-    frame = frame.reset_index(drop=True)
+    frame = derived_columns(frame.reset_index(drop=True))
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")

@@ -16,7 +16,6 @@ def test_graph_has_every_stage_schedule_and_sensor():
     assert defs.resolve_schedule_def("nightly_quick_schedule").cron_schedule == "0 2 * * *"
     assert defs.resolve_sensor_def("new_hardware_target_sensor") is not None
     # The validation gate is blocking: a failed suite stops the predictor and the report in the same run.
-    specs = list(graph.get(dg.AssetKey("inference_runs")).check_keys)
-    assert [c.name for c in specs] == ["inference_results_suite"]
-    check = graph.get_check_spec(specs[0])
-    assert check.blocking
+    specs = sorted(graph.get(dg.AssetKey("inference_runs")).check_keys, key=lambda k: k.name)
+    assert [c.name for c in specs] == ["failures_suite", "inference_results_suite", "latency_samples_suite"]
+    assert all(graph.get_check_spec(spec).blocking for spec in specs)

@@ -34,6 +34,9 @@ def test_latest_view_picks_newest_run_per_configuration_and_history_keeps_all(tm
         assert con.execute("SELECT count(*) FROM inference_results").fetchone()[0] == 3
         assert con.execute("SELECT count(*) FROM inference_results_latest").fetchone()[0] == 2
         assert con.execute("SELECT count(*) FROM failures").fetchone()[0] == 0  # empty tables exist too
+    # and through the Python API, parameterised, as polars
+    latest_vit = wh.query("SELECT p50_ms FROM inference_results_latest WHERE family = ?", ["vit"])
+    assert latest_vit["p50_ms"].to_list() == [5.0]
 
 
 def test_rejects_unknown_columns_tables_and_unsafe_names(tmp_path):

@@ -28,3 +28,40 @@ def test_missing_required_column_fails_the_table():
     outcome = validate(frame, inference_suite())
     assert not outcome.success
     assert any(f.expectation == "expect_table_columns_to_match_set" for f in outcome.failures)
+
+
+def test_throughput_that_disagrees_with_batch_and_latency_is_quarantined():
+    # 8 samples in 10 ms is 800 samples/s; 100 samples/s claims a figure the latency cannot give
+    shape = {"batch_size": 8, "p50_ms": 10.0, "p90_ms": 11.0, "p99_ms": 12.0, "mean_ms": 10.5}
+    rows = [_row("bert", **shape, throughput_samples_s=800.0), _row("vit", **shape, throughput_samples_s=100.0)]
+    valid, invalid, _ = split_valid_rows(rows, inference_suite())
+    assert [r["family"] for r in valid] == ["bert"]
+    assert any("throughput_x_p50_per_batch" in w for w in invalid[0][1])
+
+
+def test_failures_suite_requires_a_known_class_and_a_message():
+    from hwbench_pipeline.warehouse.validation import failures_suite
+
+    base = {"run_id": "r1", "scenario": "inference", "target": "cpu-torch", "preset": "tiny", "batch_size": 1,
+            "seq_len": 16, "precision": "fp32", "threads": 2, "status": "failed"}
+    rows = [{**base, "family": "bert", "failure_class": "export_error", "message": "boom"},
+            {**base, "family": "vit", "failure_class": "it broke", "message": "boom"},
+            {**base, "family": "t5", "failure_class": "timeout", "message": None}]
+    valid, invalid, _ = split_valid_rows(rows, failures_suite())
+    assert [r["family"] for r in valid] == ["bert"]
+    assert {r["family"] for r, _ in invalid} == {"vit", "t5"}
+
+
+def test_latency_samples_suite_rejects_non_positive_samples_and_duplicate_indices():
+    import pandas as pd
+
+    from hwbench_pipeline.warehouse.validation import latency_samples_suite
+
+    base = {"run_id": "r1", "scenario": "inference", "target": "cpu-torch", "family": "bert", "preset": "tiny",
+            "batch_size": 1, "seq_len": 16, "precision": "fp32", "threads": 2}
+    good = [{**base, "sample_index": i, "latency_ms": 1.0 + i} for i in range(3)]
+    assert validate(pd.DataFrame(good), latency_samples_suite()).success
+    bad = good + [{**base, "sample_index": 2, "latency_ms": 0.0}]
+    outcome = validate(pd.DataFrame(bad), latency_samples_suite())
+    failed = {f.expectation for f in outcome.failures}
+    assert "expect_compound_columns_to_be_unique" in failed and "expect_column_values_to_be_between" in failed
