@@ -29,7 +29,7 @@ def _environment(template_dir: Path | None) -> jinja2.Environment:
     # A user's template folder, when given, takes precedence over the built-in templates.
     paths = [str(template_dir)] if template_dir else []
     return jinja2.Environment(loader=jinja2.FileSystemLoader(paths + [str(TEMPLATE_DIR)]),
-                              autoescape=jinja2.select_autoescape(["html"]), keep_trailing_newline=True)
+                              autoescape=jinja2.select_autoescape(["html", "html.j2"]), keep_trailing_newline=True)
 
 
 def _atomic_write(path: Path, text: str) -> None:
