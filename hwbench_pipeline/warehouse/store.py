@@ -10,6 +10,11 @@ or a crash never sees half a file. Writing the same (table, partition, run) agai
 re-running a step is idempotent. Views read the folders by glob, so new files show up without touching
 the DuckDB file; the catalog is rebuilt (again atomically, by rename) only when a table gets its first file.
 Readers open the catalog read-only and never block the pipeline.
+
+Maintenance (``warehouse/maintenance.py``) may merge old runs of a partition into ``_compacted-*.parquet``
+files. Writers and maintenance coordinate through ``flock`` files under ``.locks/``: a writer holds its
+partition's lock (and the warehouse lock shared) from creating its temporary file until the rename; backup and
+restore take the warehouse lock exclusively. The kernel drops a lock when its holder dies.
 """
 
 from __future__ import annotations
@@ -32,6 +37,10 @@ from hwbench_pipeline.warehouse.schema import TABLE_KEYS, TABLES
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 META_COLUMNS = [("_partition", pa.string()), ("_written_at", pa.timestamp("us", tz="UTC"))]
+#: compacted files start with this; run ids cannot (they start with a letter or digit), so names never clash
+COMPACTED_PREFIX = "_compacted-"
+#: page checksums let a reader (and ``hwbench db check``) tell a damaged data page from a valid one
+PARQUET_WRITE_OPTIONS = {"write_page_checksum": True}
 
 
 class WarehouseError(ValueError):
@@ -71,20 +80,28 @@ class Warehouse:
         _check_name("partition", partition)
         data = rows if isinstance(rows, pa.Table) else to_arrow(table, rows)
         now = datetime.now(UTC)
-        data = data.append_column(pa.field(*META_COLUMNS[0]), pa.array([partition] * data.num_rows, pa.string()))
-        data = data.append_column(pa.field(*META_COLUMNS[1]), pa.array([now] * data.num_rows, META_COLUMNS[1][1]))
+        data = data.append_column(pa.field(*META_COLUMNS[0]), pa.repeat(pa.scalar(partition, pa.string()),
+                                                                        data.num_rows))
+        data = data.append_column(pa.field(*META_COLUMNS[1]), pa.repeat(pa.scalar(now, META_COLUMNS[1][1]),
+                                                                        data.num_rows))
         folder = self.parquet_dir / table / partition
-        folder.mkdir(parents=True, exist_ok=True)
         final = folder / f"{run_id}.parquet"
         tmp = folder / f".{run_id}.parquet.{os.getpid()}.tmp"
-        try:
-            pq.write_table(data, tmp)
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
-            first_file = not any(self.files(table))
-            os.replace(tmp, final)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with self.partition_lock(table, partition):
+            folder.mkdir(parents=True, exist_ok=True)
+            try:
+                pq.write_table(data, tmp, **PARQUET_WRITE_OPTIONS)
+                with open(tmp, "rb") as fh:
+                    os.fsync(fh.fileno())
+                first_file = not any(self.files(table))
+                os.replace(tmp, final)
+            finally:
+                tmp.unlink(missing_ok=True)
+            if any(folder.glob(f"{COMPACTED_PREFIX}*.parquet")):
+                # An older copy of this run may sit in a compacted file: drop it, or history would hold it twice.
+                from hwbench_pipeline.warehouse.maintenance import drop_superseded_segments
+
+                drop_superseded_segments(folder)
         if first_file or not self.catalog_path.exists():
             self.refresh_catalog()
         return final
@@ -125,6 +142,31 @@ class Warehouse:
             return self.read(table)
         newest = f"SELECT max_by(run_id, _written_at) FROM ({self._history_sql(table)})"
         return self.read(table, where=f"run_id = ({newest})")
+
+    # ---- locks ---------------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _flock(self, name: str, *, exclusive: bool, blocking: bool = True) -> Iterator[None]:
+        """Hold ``.locks/<name>``; without ``blocking`` raise BlockingIOError when someone else holds it."""
+        self.lock_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.lock_dir / name, "a+") as fh:
+            mode = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | (0 if blocking else fcntl.LOCK_NB)
+            fcntl.flock(fh, mode)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def partition_lock(self, table: str, partition: str, *, blocking: bool = True) -> Iterator[None]:
+        """Held by whoever creates, replaces or removes files of one (table, partition)."""
+        _check_name("partition", partition)
+        with (self._flock("warehouse.lock", exclusive=False, blocking=blocking),
+              self._flock(f"partition.{table}.{partition}.lock", exclusive=True, blocking=blocking)):
+            yield
+
+    def warehouse_lock(self) -> contextlib.AbstractContextManager[None]:
+        """Exclusive: no writer is between its temporary file and its rename (backup, restore)."""
+        return self._flock("warehouse.lock", exclusive=True)
 
     # ---- the DuckDB catalog --------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -169,7 +211,7 @@ class Warehouse:
 
     def query(self, sql: str, params: Sequence | None = None) -> pl.DataFrame:
         with self.connect() as con:
-            return con.execute(sql, params or []).pl()
+            return con.sql(sql, params=list(params or [])).pl()
 
 
 def row_json(row: dict) -> str:
