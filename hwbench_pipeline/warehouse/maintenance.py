@@ -906,6 +906,15 @@ def _check_staging(wh: Warehouse, report: CheckReport) -> None:
         pass  # a maintenance operation is running and owns them
 
 
+def _check_import_undo(wh: Warehouse, report: CheckReport) -> None:
+    """``.import-undo-<pid>-<hex>`` folders of importers that died (a live importer's is its own business)."""
+    for path in sorted(wh.data_dir.glob(".import-undo-*")):
+        pid = path.name.split("-")[2] if path.name.count("-") >= 3 else ""
+        if pid.isdigit() and Path(f"/proc/{pid}").exists():
+            continue
+        report.add("staging", path, "left by an interrupted import: it holds the files that import had replaced")
+
+
 def check(wh: Warehouse, *, progress: Progress = _noop) -> CheckReport:
     """Read every file, check schemas, the catalog's views and the layout; nothing is changed."""
     report = CheckReport(str(wh.data_dir))
@@ -930,4 +939,5 @@ def check(wh: Warehouse, *, progress: Progress = _noop) -> CheckReport:
         progress("checked", len(partitions), len(partitions))
     _check_catalog(wh, report)
     _check_staging(wh, report)
+    _check_import_undo(wh, report)
     return report
