@@ -84,9 +84,12 @@ INFERENCE_RESULTS = pa.schema(
     + ENVIRONMENT_COLUMNS
 )
 
+#: ``strategy`` and ``workers`` are set for distributed configurations only (null otherwise)
 FAILURES = pa.schema(
     [("run_id", pa.string()), ("scenario", pa.string()), *CONFIG_COLUMNS]
     + [
+        ("strategy", pa.string()),
+        ("workers", pa.int64()),
         ("status", pa.string()),
         ("failure_class", pa.string()),
         ("message", pa.string()),
@@ -242,7 +245,7 @@ TABLES: dict[str, pa.Schema] = {
 #: columns that identify one row of a table within one run (the 'latest' views use them)
 TABLE_KEYS: dict[str, list[str]] = {
     "inference_results": CONFIG_KEY,
-    "failures": CONFIG_KEY,
+    "failures": ["scenario", *CONFIG_KEY, "strategy", "workers"],
     "models": ["family", "preset"],
     "hardware_targets": ["target"],
     "runs": ["run_id", "target", "scenario"],

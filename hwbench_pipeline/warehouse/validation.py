@@ -77,14 +77,16 @@ def inference_suite():
     return gx.ExpectationSuite(name="inference_results", expectations=expectations)
 
 
-def _keys_suite(name: str, key: list[str], extra: list) -> object:
-    """A suite with the table's key columns present, not null and unique within a run, plus ``extra``."""
+def _keys_suite(name: str, key: list[str], extra: list, unique: list[str] | None = None) -> object:
+    """A suite with the table's key columns present, not null and unique within a run, plus ``extra``.
+
+    ``unique``, when given, is the (wider) column list that must be unique instead of ``key``."""
     import great_expectations as gx
 
     e = gx.expectations
     expectations = [e.ExpectTableColumnsToMatchSet(column_set=key, exact_match=False)]
     expectations += [e.ExpectColumnValuesToNotBeNull(column=c) for c in key]
-    expectations.append(e.ExpectCompoundColumnsToBeUnique(column_list=key))
+    expectations.append(e.ExpectCompoundColumnsToBeUnique(column_list=unique or key, ignore_row_if="never"))
     return gx.ExpectationSuite(name=name, expectations=expectations + extra)
 
 
@@ -95,7 +97,9 @@ def failures_suite():
     from hwbench_pipeline.bench.failures import FAILURE_CLASSES
 
     e = gx.expectations
-    return _keys_suite("failures", ["run_id", "scenario", *CONFIG_KEY], [
+    # Distributed failures are also told apart by strategy and workers (null for the other scenarios).
+    return _keys_suite("failures", ["run_id", "scenario", *CONFIG_KEY], unique=[
+        "run_id", "scenario", *CONFIG_KEY, "strategy", "workers"], extra=[
         e.ExpectColumnValuesToBeInSet(column="failure_class", value_set=list(FAILURE_CLASSES)),
         e.ExpectColumnValuesToBeInSet(column="scenario", value_set=list(SCENARIOS)),
         e.ExpectColumnValuesToBeInSet(column="status", value_set=["failed"]),
@@ -156,6 +160,8 @@ def regressions_suite():
 
 def derived_columns(frame: pd.DataFrame) -> pd.DataFrame:
     """Columns some expectations need that pandas' GX datasource cannot compute itself."""
+    if "failure_class" in frame.columns:  # rows built in memory may omit the distributed-only key columns
+        frame = frame.assign(**{c: None for c in ("strategy", "workers") if c not in frame.columns})
     if {"throughput_samples_s", "p50_ms", "batch_size"} <= set(frame.columns):
         frame = frame.assign(**{THROUGHPUT_RATIO: frame["throughput_samples_s"] * frame["p50_ms"] / 1e3
                                 / frame["batch_size"]})

@@ -65,3 +65,16 @@ def test_latency_samples_suite_rejects_non_positive_samples_and_duplicate_indice
     outcome = validate(pd.DataFrame(bad), latency_samples_suite())
     failed = {f.expectation for f in outcome.failures}
     assert "expect_compound_columns_to_be_unique" in failed and "expect_column_values_to_be_between" in failed
+
+
+def test_distributed_failures_differing_only_by_strategy_are_distinct():
+    from hwbench_pipeline.warehouse.validation import failures_suite
+
+    base = {"run_id": "r1", "scenario": "distributed", "target": "cpu-torch", "family": "bert", "preset": "tiny",
+            "batch_size": 8, "seq_len": 32, "precision": "fp32", "threads": 1, "status": "failed",
+            "failure_class": "worker_crashed", "message": "rank 1 died", "workers": 2}
+    rows = [{**base, "strategy": "ddp"}, {**base, "strategy": "fsdp"}]
+    valid, invalid, _ = split_valid_rows(rows, failures_suite())
+    assert len(valid) == 2 and not invalid
+    _, invalid, _ = split_valid_rows([rows[0], dict(rows[0])], failures_suite())
+    assert len(invalid) == 2  # the same configuration twice in one run is a duplicate
