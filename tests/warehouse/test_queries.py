@@ -173,7 +173,7 @@ def test_tables_lists_history_and_latest_views(queries):
     tables = {r["name"]: r for r in queries.tables().iter_rows(named=True)}
     assert tables["inference_results"]["kind"] == "history"
     assert tables["inference_results_latest"]["kind"] == "latest"
-    assert tables["failures_latest"]["key"].startswith("target, family, preset")
+    assert tables["failures_latest"]["key"].startswith("scenario, target, family, preset")
     assert "_catalog_info" not in tables
 
 
