@@ -21,6 +21,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from hwbench_pipeline.bench.scenarios.inference import InferenceConfig, failure_row, run_configuration
 
@@ -28,7 +29,12 @@ NODE_SLOT = "hwbench_node_slot"
 # Ray takes custom resource names verbatim; ':' keeps them readable and cannot appear in a target key.
 TARGET_RESOURCE_PREFIX = "hwbench_target:"
 
-ProgressCallback = Callable[[int, int, InferenceConfig, dict], None]
+# A configuration is any frozen dataclass with ``label``, ``target`` and ``threads`` (InferenceConfig,
+# TrainingConfig); its scenario supplies the function that measures it in the worker and its failure row.
+ProgressCallback = Callable[[int, int, Any, dict], None]
+MeasureFunction = Callable[[Any, str], dict]
+FailureFunction = Callable[[Any, str, str, str], dict]
+SkipReason = Callable[[Any, list[dict]], str | None]
 
 
 def target_resource(key: str) -> str:
@@ -81,7 +87,7 @@ def ray_session(address: str | None, targets: Sequence[str]) -> Iterator[bool]:
         ray.shutdown()
 
 
-def _missing_resources(cfg: InferenceConfig) -> str | None:
+def _missing_resources(cfg: Any) -> str | None:
     import ray
 
     total = ray.cluster_resources()
@@ -93,12 +99,12 @@ def _missing_resources(cfg: InferenceConfig) -> str | None:
     return None
 
 
-def _remote_measure():
+def _remote_measure(measure_fn: MeasureFunction = run_configuration):
     import ray
 
     @ray.remote(max_calls=1, max_retries=0)
-    def measure(cfg: InferenceConfig, run_id: str) -> dict:
-        return run_configuration(cfg, run_id)
+    def measure(cfg: Any, run_id: str) -> dict:
+        return measure_fn(cfg, run_id)
 
     return measure
 
@@ -131,7 +137,7 @@ def measure_device_peaks(
 
 
 def run_configurations(
-    configs: Sequence[InferenceConfig],
+    configs: Sequence[InferenceConfig] | Sequence[Any],
     run_id: str,
     *,
     ray_address: str | None = None,
@@ -140,11 +146,17 @@ def run_configurations(
     lock_dir: Path | None = None,
     on_result: ProgressCallback | None = None,
     log: Callable[[str], None] = print,
+    measure: MeasureFunction = run_configuration,
+    failure: FailureFunction = failure_row,
+    skip_reason: SkipReason | None = None,
 ) -> list[dict]:
     """Measure every configuration on Ray; returns one row per configuration (result or failure), in order.
 
     A contaminated measurement (the machine was busy with something else) is measured again up to
-    ``retry_contaminated`` times; the row records how many attempts it took.
+    ``retry_contaminated`` times; the row records how many attempts it took. ``measure`` runs one configuration
+    in the worker and ``failure`` makes its failure row (inference's by default; training passes its own).
+    ``skip_reason(cfg, rows so far)`` can decide, from what was already measured, that a configuration is not
+    worth running (a batch-size sweep past its memory budget): it is then left out, with the reason logged.
     """
     import ray
     from ray.exceptions import GetTimeoutError, RayError
@@ -153,17 +165,21 @@ def run_configurations(
     lock = host_measurement_lock(lock_dir, log) if (lock_dir and not ray_address) else contextlib.nullcontext()
     rows: list[dict] = []
     with lock, ray_session(ray_address, targets):
-        measure = _remote_measure()
+        remote = _remote_measure(measure)
         for i, cfg in enumerate(configs, start=1):
+            skip = skip_reason(cfg, rows) if skip_reason else None
+            if skip:
+                log(f"{cfg.label}: not run ({skip})")
+                continue
             missing = _missing_resources(cfg)
             if missing:
-                row = failure_row(cfg, run_id, "unsupported_configuration",
-                                  f"no Ray node offers {missing}; nodes must advertise {NODE_SLOT} and "
-                                  f"{target_resource(cfg.target)} (see README, 'Using a Ray cluster')")
+                row = failure(cfg, run_id, "unsupported_configuration",
+                              f"no Ray node offers {missing}; nodes must advertise {NODE_SLOT} and "
+                              f"{target_resource(cfg.target)} (see README, 'Using a Ray cluster')")
             else:
                 row = {}
                 for attempt in range(1, retry_contaminated + 2):
-                    ref = measure.options(
+                    ref = remote.options(
                         num_cpus=cfg.threads if cfg.target.startswith("cpu") else 1,
                         resources={NODE_SLOT: 1, target_resource(cfg.target): 1},
                     ).remote(cfg, run_id)
@@ -172,10 +188,10 @@ def run_configurations(
                         row = ray.get(ref, timeout=timeout_s)
                     except GetTimeoutError:
                         ray.cancel(ref, force=True)
-                        row = failure_row(cfg, run_id, "timeout",
-                                          f"no result after {time.monotonic() - t0:.0f} s (limit {timeout_s:.0f} s)")
+                        row = failure(cfg, run_id, "timeout",
+                                      f"no result after {time.monotonic() - t0:.0f} s (limit {timeout_s:.0f} s)")
                     except RayError as exc:
-                        row = failure_row(cfg, run_id, "worker_crashed", f"{type(exc).__name__}: {exc}")
+                        row = failure(cfg, run_id, "worker_crashed", f"{type(exc).__name__}: {exc}")
                     row["attempts"] = attempt
                     if not row.get("contaminated"):
                         break

@@ -6,9 +6,11 @@ a path to another YAML file with the same keys works wherever a profile name doe
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -16,7 +18,14 @@ from hwbench_pipeline.bench.trackers.stats import StoppingRule
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
 REQUIRED_KEYS = {"families", "presets", "batch_sizes", "seq_lens", "precisions"}
-OPTIONAL_KEYS = {"description", "threads", "stopping", "timeout_s"}
+OPTIONAL_KEYS = {"description", "threads", "stopping", "timeout_s", "training", "distributed"}
+DISTRIBUTED_REQUIRED_KEYS = {"families", "presets", "strategies", "workers", "batch_size", "seq_len"}
+DISTRIBUTED_OPTIONAL_KEYS = {"steps", "warmup_steps", "threads_per_worker", "microbatches", "max_failures",
+                             "timeout_s"}
+TRAINING_REQUIRED_KEYS = {"families", "presets", "batch_sizes", "seq_lens", "precisions"}
+TRAINING_OPTIONAL_KEYS = {"convergence_steps", "convergence_batch", "learning_rate", "target_fraction",
+                          "batch_scaling", "stopping", "timeout_s"}
+BATCH_SCALING_KEYS = {"max_batch", "memory_budget_mb", "memory_budget_fraction"}
 
 
 class ProfileError(ValueError):
@@ -25,6 +34,27 @@ class ProfileError(ValueError):
 
 def builtin_profiles() -> list[str]:
     return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
+
+
+@dataclass(frozen=True)
+class TrainingProfile:
+    """The optional ``training:`` section: which models train, at which batches, and how convergence and the
+    batch-size sweep run (see :mod:`hwbench_pipeline.bench.scenarios.training`)."""
+
+    families: tuple[str, ...]
+    presets: tuple[str, ...]
+    batch_sizes: tuple[int, ...]
+    seq_lens: tuple[int, ...]
+    precisions: tuple[str, ...]
+    convergence_steps: int
+    convergence_batch: int | None  # None: the largest listed batch
+    learning_rate: float | None  # None: the preset's default
+    target_fraction: float
+    max_batch: int  # the sweep doubles the largest listed batch up to this (= largest listed: no sweep)
+    memory_budget_mb: float | None
+    memory_budget_fraction: float
+    stopping: StoppingRule
+    timeout_s: float
 
 
 @dataclass(frozen=True)
@@ -39,6 +69,37 @@ class Profile:
     threads: int
     stopping: StoppingRule
     timeout_s: float
+    training: TrainingProfile | None = None
+    distributed: DistributedProfile | None = None
+
+    def distributed_configs(self, target: str) -> list:
+        """Every distributed configuration of this profile for one target (model × strategy × workers, fewest
+        workers first: the 1-worker run is the scaling baseline); empty without a ``distributed:`` section."""
+        return self.distributed.configs_for(target) if self.distributed else []
+
+    def training_configs(self, target: str) -> list:
+        """Every training configuration of this profile for one target, each sweep in increasing batch order
+        (model × sequence × precision × batch, the batches extended up to ``max_batch``); empty without a
+        ``training:`` section. Precisions the target cannot run are included: the caller refuses them."""
+        from hwbench_pipeline.bench.scenarios.training import TrainingConfig, sweep_configs
+
+        spec = self.training
+        if spec is None:
+            return []
+        configs = []
+        for family in spec.families:
+            for preset in spec.presets:
+                for seq in sorted({effective_seq_len(family, preset, s) for s in spec.seq_lens}):
+                    for precision in spec.precisions:
+                        base = TrainingConfig(
+                            family=family, preset=preset, target=target, batch_size=min(spec.batch_sizes),
+                            seq_len=seq, precision=precision, threads=self.threads, rule=spec.stopping,
+                            convergence_steps=spec.convergence_steps, learning_rate=spec.learning_rate,
+                            target_fraction=spec.target_fraction, memory_budget_mb=spec.memory_budget_mb,
+                            memory_budget_fraction=spec.memory_budget_fraction,
+                        )
+                        configs += sweep_configs(base, spec.batch_sizes, spec.max_batch, spec.convergence_batch)
+        return configs
 
     def inference_configs(self, target: str, precisions_available: tuple[str, ...] | None = None) -> list:
         """Every configuration of this profile for one target (model × batch × sequence × precision).
@@ -108,6 +169,149 @@ def _choice_list(raw: object, key: str, accepted: tuple[str, ...], source: str) 
     return tuple(raw)
 
 
+def _number(raw: object, key: str, source: str, *, low: float = 0.0, high: float | None = None,
+            integer: bool = False) -> Any:
+    kind = int if integer else (int, float)
+    if isinstance(raw, bool) or not isinstance(raw, kind) or raw <= low or (high is not None and raw > high):
+        bound = f"in ({low:g}, {high:g}]" if high is not None else f"> {low:g}"
+        raise ProfileError(f"{source}: '{key}' must be {'an integer' if integer else 'a number'} {bound}, got {raw!r}")
+    return raw
+
+
+def _training_section(raw: object, source: str, stopping: StoppingRule, timeout: float) -> TrainingProfile:
+    """Parse the optional ``training:`` section; ProfileError names the bad key."""
+    from hwbench_pipeline.bench import models
+
+    source = f"{source}: training"
+    if not isinstance(raw, dict):
+        raise ProfileError(f"{source}: expected a mapping of keys {', '.join(sorted(TRAINING_REQUIRED_KEYS))}")
+    missing, extra = TRAINING_REQUIRED_KEYS - raw.keys(), raw.keys() - TRAINING_REQUIRED_KEYS - TRAINING_OPTIONAL_KEYS
+    if missing or extra:
+        parts = ([f"missing {', '.join(sorted(missing))}"] if missing else []) + (
+            [f"unknown keys {', '.join(sorted(extra))}"] if extra else [])
+        raise ProfileError(f"{source}: {'; '.join(parts)}; accepted keys: "
+                           f"{', '.join(sorted(TRAINING_REQUIRED_KEYS | TRAINING_OPTIONAL_KEYS))}")
+    batch_sizes = _int_list(raw["batch_sizes"], "batch_sizes", source)
+    scaling = raw.get("batch_scaling") or {}
+    if not isinstance(scaling, dict) or scaling.keys() - BATCH_SCALING_KEYS:
+        raise ProfileError(f"{source}: 'batch_scaling' must be a mapping with keys among "
+                           f"{', '.join(sorted(BATCH_SCALING_KEYS))}, got {scaling!r}")
+    max_batch = _number(scaling.get("max_batch", max(batch_sizes)), "batch_scaling.max_batch", source, integer=True)
+    if max_batch < max(batch_sizes):
+        raise ProfileError(f"{source}: 'batch_scaling.max_batch' {max_batch} is below the largest batch size "
+                           f"{max(batch_sizes)}")
+    budget_mb = scaling.get("memory_budget_mb")
+    if budget_mb is not None:
+        _number(budget_mb, "batch_scaling.memory_budget_mb", source)
+    convergence_batch = raw.get("convergence_batch")
+    if convergence_batch is not None and convergence_batch not in batch_sizes:
+        raise ProfileError(f"{source}: 'convergence_batch' {convergence_batch!r} must be one of the batch_sizes "
+                           f"{list(batch_sizes)}")
+    convergence_steps = raw.get("convergence_steps", 0)
+    if isinstance(convergence_steps, bool) or not isinstance(convergence_steps, int) or convergence_steps < 0:
+        raise ProfileError(f"{source}: 'convergence_steps' must be an integer >= 0, got {convergence_steps!r}")
+    learning_rate = raw.get("learning_rate")
+    if learning_rate is not None:
+        _number(learning_rate, "learning_rate", source, high=1.0)
+    try:
+        stopping = dataclasses.replace(stopping, **(raw.get("stopping") or {}))
+    except (TypeError, ValueError) as exc:
+        raise ProfileError(f"{source}: bad 'stopping' section ({exc})") from exc
+    return TrainingProfile(
+        families=_choice_list(raw["families"], "families", tuple(models.FAMILIES), source),
+        presets=_choice_list(raw["presets"], "presets", tuple(models.PRESETS), source),
+        batch_sizes=batch_sizes,
+        seq_lens=_int_list(raw["seq_lens"], "seq_lens", source),
+        precisions=_choice_list(raw["precisions"], "precisions", ("fp32", "bf16", "fp16"), source),
+        convergence_steps=convergence_steps,
+        convergence_batch=convergence_batch,
+        learning_rate=float(learning_rate) if learning_rate is not None else None,
+        target_fraction=float(_number(raw.get("target_fraction", 0.5), "target_fraction", source, high=0.999)),
+        max_batch=max_batch,
+        memory_budget_mb=float(budget_mb) if budget_mb is not None else None,
+        memory_budget_fraction=float(_number(scaling.get("memory_budget_fraction", 0.5),
+                                             "batch_scaling.memory_budget_fraction", source, high=1.0)),
+        stopping=stopping,
+        timeout_s=float(_number(raw.get("timeout_s", timeout), "timeout_s", source)),
+    )
+
+
+@dataclass(frozen=True)
+class DistributedProfile:
+    """The optional ``distributed:`` section: which models train on Ray Train with which strategies and worker
+    counts (see :mod:`hwbench_pipeline.bench.scenarios.distributed`). ``batch_size`` is the global batch."""
+
+    families: tuple[str, ...]
+    presets: tuple[str, ...]
+    strategies: tuple[str, ...]
+    workers: tuple[int, ...]
+    batch_size: int
+    seq_len: int
+    steps: int
+    warmup_steps: int
+    threads_per_worker: int
+    microbatches: int
+    max_failures: int
+    timeout_s: float
+
+    def configs_for(self, target: str) -> list:
+        from hwbench_pipeline.bench.scenarios.distributed import DistributedConfig
+
+        return [
+            DistributedConfig(
+                family=family, preset=preset, target=target, strategy=strategy, workers=workers,
+                batch_size=self.batch_size, seq_len=effective_seq_len(family, preset, self.seq_len),
+                threads=self.threads_per_worker, steps=self.steps, warmup_steps=self.warmup_steps,
+                microbatches=self.microbatches, max_failures=self.max_failures, timeout_s=self.timeout_s,
+            )
+            for family in self.families for preset in self.presets for strategy in self.strategies
+            for workers in sorted(self.workers)
+        ]
+
+
+def _distributed_section(raw: object, source: str, timeout: float) -> DistributedProfile:
+    """Parse the optional ``distributed:`` section; ProfileError names the bad key or configuration.
+
+    ``threads_per_worker: auto`` gives each worker this host's cores divided by the largest worker count, so
+    every worker count of the sweep runs equal workers (and the largest one fills the host)."""
+    from hwbench_pipeline.bench import models
+    from hwbench_pipeline.bench.scenarios.distributed import STRATEGIES
+
+    source = f"{source}: distributed"
+    if not isinstance(raw, dict):
+        raise ProfileError(f"{source}: expected a mapping of keys {', '.join(sorted(DISTRIBUTED_REQUIRED_KEYS))}")
+    missing = DISTRIBUTED_REQUIRED_KEYS - raw.keys()
+    extra = raw.keys() - DISTRIBUTED_REQUIRED_KEYS - DISTRIBUTED_OPTIONAL_KEYS
+    if missing or extra:
+        parts = ([f"missing {', '.join(sorted(missing))}"] if missing else []) + (
+            [f"unknown keys {', '.join(sorted(extra))}"] if extra else [])
+        raise ProfileError(f"{source}: {'; '.join(parts)}; accepted keys: "
+                           f"{', '.join(sorted(DISTRIBUTED_REQUIRED_KEYS | DISTRIBUTED_OPTIONAL_KEYS))}")
+    workers = _int_list(raw["workers"], "workers", source)
+    threads = raw.get("threads_per_worker", "auto")
+    if threads == "auto":
+        threads = max(1, (os.cpu_count() or 1) // max(workers))
+    spec = DistributedProfile(
+        families=_choice_list(raw["families"], "families", tuple(models.FAMILIES), source),
+        presets=_choice_list(raw["presets"], "presets", tuple(models.PRESETS), source),
+        strategies=_choice_list(raw["strategies"], "strategies", STRATEGIES, source),
+        workers=workers,
+        batch_size=_number(raw["batch_size"], "batch_size", source, integer=True),
+        seq_len=_number(raw["seq_len"], "seq_len", source, integer=True),
+        steps=_number(raw.get("steps", 20), "steps", source, low=2, integer=True),
+        warmup_steps=_number(raw.get("warmup_steps", 3), "warmup_steps", source, low=-1, integer=True),
+        threads_per_worker=_number(threads, "threads_per_worker", source, integer=True),
+        microbatches=_number(raw.get("microbatches", 4), "microbatches", source, integer=True),
+        max_failures=_number(raw.get("max_failures", 1), "max_failures", source, low=-1, integer=True),
+        timeout_s=float(_number(raw.get("timeout_s", timeout), "timeout_s", source)),
+    )
+    try:
+        spec.configs_for("cpu-torch")  # the configurations' own checks: divisible batches, ...
+    except ValueError as exc:
+        raise ProfileError(f"{source}: {exc}") from exc
+    return spec
+
+
 def load_profile(name_or_path: str) -> Profile:
     """Load a built-in profile by name or a YAML file by path; ProfileError says what is wrong."""
     from hwbench_pipeline.bench import models
@@ -161,4 +365,7 @@ def load_profile(name_or_path: str) -> Profile:
         threads=threads,
         stopping=stopping,
         timeout_s=float(timeout),
+        training=_training_section(data["training"], source, stopping, float(timeout)) if "training" in data else None,
+        distributed=_distributed_section(data["distributed"], source, float(timeout)) if "distributed" in data
+        else None,
     )

@@ -33,29 +33,53 @@ CONFIG_COLUMNS = [
     ("threads", pa.int64()),
 ]
 
+#: what ran, as opposed to what was asked for (every measured table starts with these after its key)
+MEASURED_COLUMNS = [
+    ("precision_ran", pa.string()),
+    ("backend", pa.string()),
+    ("device_kind", pa.string()),
+    ("status", pa.string()),
+]
+#: how a latency series stopped (inference calls, training steps)
+STOPPING_COLUMNS = [
+    ("n_samples", pa.int64()),
+    ("warmup_calls", pa.int64()),
+    ("stop_reason", pa.string()),
+    ("ci_target", pa.float64()),
+]
+#: the statistics of a latency series (trackers/stats.py)
+LATENCY_STATISTICS = [
+    ("p50_ms", pa.float64()),
+    ("p90_ms", pa.float64()),
+    ("p99_ms", pa.float64()),
+    ("mean_ms", pa.float64()),
+    ("std_ms", pa.float64()),
+    ("cv", pa.float64()),
+    ("min_ms", pa.float64()),
+    ("max_ms", pa.float64()),
+    ("median_ci_low_ms", pa.float64()),
+    ("median_ci_high_ms", pa.float64()),
+    ("ci_rel_halfwidth", pa.float64()),
+]
+#: the machine's load while a measurement ran, and whether it was retried for it (trackers/system_load.py)
+MACHINE_LOAD_COLUMNS = [
+    ("machine_busy_fraction", pa.float64()),
+    ("foreign_busy_fraction", pa.float64()),
+    ("steal_fraction", pa.float64()),
+    ("loadavg_1m", pa.float64()),
+    ("contaminated", pa.bool_()),
+    ("attempts", pa.int64()),
+]
+
 INFERENCE_RESULTS = pa.schema(
     [("run_id", pa.string()), *CONFIG_COLUMNS]
+    + MEASURED_COLUMNS
     + [
-        ("precision_ran", pa.string()),
-        ("backend", pa.string()),
-        ("device_kind", pa.string()),
-        ("status", pa.string()),
         ("params", pa.int64()),
-        ("n_samples", pa.int64()),
-        ("warmup_calls", pa.int64()),
-        ("stop_reason", pa.string()),
-        ("ci_target", pa.float64()),
-        ("p50_ms", pa.float64()),
-        ("p90_ms", pa.float64()),
-        ("p99_ms", pa.float64()),
-        ("mean_ms", pa.float64()),
-        ("std_ms", pa.float64()),
-        ("cv", pa.float64()),
-        ("min_ms", pa.float64()),
-        ("max_ms", pa.float64()),
-        ("median_ci_low_ms", pa.float64()),
-        ("median_ci_high_ms", pa.float64()),
-        ("ci_rel_halfwidth", pa.float64()),
+    ]
+    + STOPPING_COLUMNS
+    + LATENCY_STATISTICS
+    + [
         ("throughput_samples_s", pa.float64()),
         ("throughput_tokens_s", pa.float64()),
         ("first_call_ms", pa.float64()),
@@ -69,12 +93,9 @@ INFERENCE_RESULTS = pa.schema(
         ("above_peak", pa.bool_()),
         ("max_abs_diff", pa.float64()),
         ("max_rel_diff", pa.float64()),
-        ("machine_busy_fraction", pa.float64()),
-        ("foreign_busy_fraction", pa.float64()),
-        ("steal_fraction", pa.float64()),
-        ("loadavg_1m", pa.float64()),
-        ("contaminated", pa.bool_()),
-        ("attempts", pa.int64()),
+    ]
+    + MACHINE_LOAD_COLUMNS
+    + [
         ("samples_ms", pa.list_(pa.float64())),
         ("worker_pid", pa.int64()),
         ("source", pa.string()),
@@ -187,13 +208,152 @@ RECOMMENDATIONS = pa.schema(
         ("source", pa.string()),
         ("source_run_id", pa.string()),
         ("candidates", pa.int64()),
+        # the pick's figures (measured, or predicted with their interval and confidence)
+        ("latency_ms", pa.float64()),
+        ("throughput_samples_s", pa.float64()),
+        ("peak_memory_mb", pa.float64()),
+        ("interval_low", pa.float64()),
+        ("interval_high", pa.float64()),
+        ("confidence", pa.string()),
+        ("mode", pa.string()),
+        ("constraints", pa.string()),
+        ("max_batch_that_fits", pa.int64()),
+        ("price_per_hour", pa.float64()),
+        ("note", pa.string()),
     ]
+)
+
+#: one training configuration (forward, backward, AdamW step) per row; convergence columns are null where the
+#: configuration ran no convergence, the sweep columns null on rows outside a batch-size sweep
+TRAINING_RESULTS = pa.schema(
+    [("run_id", pa.string()), *CONFIG_COLUMNS]
+    + MEASURED_COLUMNS
+    + [
+        ("task", pa.string()),
+        ("modality", pa.string()),
+        ("objective", pa.string()),
+        ("optimizer", pa.string()),
+        ("learning_rate", pa.float64()),
+        ("params", pa.int64()),
+    ]
+    + STOPPING_COLUMNS
+    + LATENCY_STATISTICS
+    + [
+        ("throughput_samples_s", pa.float64()),
+        ("throughput_tokens_s", pa.float64()),
+        ("first_step_ms", pa.float64()),
+        ("load_s", pa.float64()),
+        ("baseline_rss_mb", pa.float64()),
+        ("peak_rss_mb", pa.float64()),
+        ("device_peak_mb", pa.float64()),
+        ("memory_budget_mb", pa.float64()),
+        ("within_budget", pa.bool_()),
+        ("max_batch_in_budget", pa.int64()),
+        ("batch_scaling_stop", pa.string()),
+        ("flops_per_step", pa.float64()),
+        ("forward_flops_per_step", pa.float64()),
+        ("achieved_gflops", pa.float64()),
+        ("pct_of_peak", pa.float64()),
+        ("above_peak", pa.bool_()),
+        ("convergence_steps", pa.int64()),
+        ("initial_loss", pa.float64()),
+        ("final_loss", pa.float64()),
+        ("target_fraction", pa.float64()),
+        ("steps_to_target", pa.int64()),
+        ("converged", pa.bool_()),
+        ("convergence_note", pa.string()),
+        ("initial_accuracy", pa.float64()),
+        ("final_accuracy", pa.float64()),
+        ("chance_accuracy", pa.float64()),
+        ("loss_curve", pa.list_(pa.float64())),
+    ]
+    + MACHINE_LOAD_COLUMNS
+    + [
+        ("samples_ms", pa.list_(pa.float64())),
+        ("worker_pid", pa.int64()),
+        ("started_at", TS),
+        ("finished_at", TS),
+    ]
+    + ENVIRONMENT_COLUMNS
 )
 
 #: one row per raw latency sample, in call order; the statistics of inference_results come from these
 LATENCY_SAMPLES = pa.schema(
     [("run_id", pa.string()), ("scenario", pa.string()), *CONFIG_COLUMNS]
     + [("sample_index", pa.int64()), ("latency_ms", pa.float64())]
+)
+
+#: what the first worker of each node sampled while a distributed run trained (see trackers/resource_sampler.py)
+RESOURCE_SAMPLE = pa.struct([
+    ("node_id", pa.string()),
+    ("host", pa.string()),
+    ("phase", pa.string()),
+    ("t_s", pa.float64()),
+    ("node_cpu_percent", pa.float64()),
+    ("node_memory_used_mb", pa.float64()),
+    ("workers_cpu_percent", pa.float64()),
+    ("workers_rss_mb", pa.float64()),
+    ("gpu_util_percent", pa.float64()),
+    ("gpu_memory_used_mb", pa.float64()),
+])
+
+#: one distributed training configuration (strategy x workers) per row; batch_size is the global batch and
+#: threads the torch threads of each worker; per-rank lists are in rank order
+DISTRIBUTED_KEY = [*CONFIG_KEY, "strategy", "workers"]
+DISTRIBUTED_RESULTS = pa.schema(
+    [("run_id", pa.string()), *CONFIG_COLUMNS, ("strategy", pa.string()), ("workers", pa.int64())]
+    + MEASURED_COLUMNS
+    + [
+        ("task", pa.string()),
+        ("learning_rate", pa.float64()),
+        ("params", pa.int64()),
+        ("frozen_params", pa.int64()),
+        ("rank_batch", pa.int64()),
+        ("microbatches", pa.int64()),
+        ("nodes", pa.int64()),
+        ("rank_nodes", pa.list_(pa.string())),
+        ("rank_hosts", pa.list_(pa.string())),
+        ("rank_pids", pa.list_(pa.int64())),
+        ("n_samples", pa.int64()),
+        ("warmup_steps", pa.int64()),
+    ]
+    + LATENCY_STATISTICS
+    + [
+        ("per_rank_throughput", pa.list_(pa.float64())),
+        ("per_rank_p50_ms", pa.list_(pa.float64())),
+        ("samples_ms", pa.list_(pa.float64())),  # global step time (the slowest rank's) of each measured step
+        ("per_rank_samples_ms", pa.list_(pa.list_(pa.float64()))),
+        ("ranks_reported", pa.int64()),
+        ("min_rank_throughput", pa.float64()),
+        ("throughput_samples_s", pa.float64()),
+        ("throughput_tokens_s", pa.float64()),
+        ("scaling_efficiency", pa.float64()),
+        ("baseline_throughput_samples_s", pa.float64()),
+        ("peak_rss_mb", pa.float64()),
+        ("peak_rss_mb_per_rank", pa.list_(pa.float64())),
+        ("device_peak_mb", pa.float64()),
+        ("loss_start", pa.float64()),
+        ("loss_end", pa.float64()),
+        ("loss_curve", pa.list_(pa.float64())),
+        ("resource_sample_count", pa.int64()),
+        ("resource_nodes", pa.int64()),
+        ("node_cpu_percent_mean", pa.float64()),
+        ("node_cpu_percent_max", pa.float64()),
+        ("workers_cpu_percent_mean", pa.float64()),
+        ("workers_rss_mb_max", pa.float64()),
+        ("gpu_util_percent_mean", pa.float64()),
+        ("gpu_memory_used_mb_max", pa.float64()),
+        ("resource_samples", pa.list_(RESOURCE_SAMPLE)),
+    ]
+    + MACHINE_LOAD_COLUMNS
+    + [
+        ("max_failures", pa.int64()),
+        ("setup_s", pa.float64()),
+        ("fit_s", pa.float64()),
+        ("started_at", TS),
+        ("finished_at", TS),
+    ]
+    + ENVIRONMENT_COLUMNS
 )
 
 #: a model x target x shape that nobody measured, with the figure the predictor gives it
@@ -240,6 +400,8 @@ TABLES: dict[str, pa.Schema] = {
     "latency_samples": LATENCY_SAMPLES,
     "predictions": PREDICTIONS,
     "regressions": REGRESSIONS,
+    "training_results": TRAINING_RESULTS,
+    "distributed_results": DISTRIBUTED_RESULTS,
 }
 
 #: columns that identify one row of a table within one run (the 'latest' views use them)
@@ -253,4 +415,6 @@ TABLE_KEYS: dict[str, list[str]] = {
     "latency_samples": ["scenario", *CONFIG_KEY, "sample_index"],
     "predictions": ["mode", *CONFIG_KEY, "metric"],
     "regressions": ["scenario", *CONFIG_KEY, "metric"],
+    "training_results": CONFIG_KEY,
+    "distributed_results": DISTRIBUTED_KEY,
 }

@@ -77,6 +77,85 @@ def inference_suite():
     return gx.ExpectationSuite(name="inference_results", expectations=expectations)
 
 
+def training_suite():
+    """training_results: the inference checks (keys, positive ordered latencies, throughput = batch / p50) plus
+    a memory budget, FLOPs of forward + backward above the forward's, and sane convergence figures."""
+    import great_expectations as gx
+
+    e = gx.expectations
+    either_missing = {"ignore_row_if": "either_value_is_missing"}
+    extra = [
+        e.ExpectTableColumnsToMatchSet(column_set=INFERENCE_REQUIRED_COLUMNS + ["memory_budget_mb", "within_budget"],
+                                       exact_match=False),
+        e.ExpectColumnValuesToBeInSet(column="status", value_set=["ok"]),
+        e.ExpectColumnValuesToBeInSet(column="precision", value_set=list(PRECISIONS)),
+        e.ExpectColumnValuesToNotBeNull(column="host"),
+        e.ExpectColumnValuesToBeBetween(column="n_samples", min_value=3),
+        e.ExpectColumnValuesToBeBetween(column="batch_size", min_value=1),
+        e.ExpectColumnPairValuesAToBeGreaterThanB(column_A="p90_ms", column_B="p50_ms", or_equal=True),
+        e.ExpectColumnPairValuesAToBeGreaterThanB(column_A="p99_ms", column_B="p90_ms", or_equal=True),
+        e.ExpectColumnValuesToBeBetween(
+            column=THROUGHPUT_RATIO, min_value=1 / THROUGHPUT_AGREEMENT, max_value=THROUGHPUT_AGREEMENT),
+        e.ExpectColumnValuesToNotBeNull(column="within_budget"),
+        e.ExpectColumnPairValuesAToBeGreaterThanB(column_A="flops_per_step", column_B="forward_flops_per_step",
+                                                  **either_missing),
+        e.ExpectColumnPairValuesAToBeGreaterThanB(column_A="convergence_steps", column_B="steps_to_target",
+                                                  or_equal=True, **either_missing),
+        e.ExpectColumnValuesToBeBetween(column="final_accuracy", min_value=0, max_value=1),
+        e.ExpectColumnValuesToBeBetween(column="steps_to_target", min_value=1),
+    ]
+    for column in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput_samples_s", "peak_rss_mb", "memory_budget_mb"):
+        extra.append(e.ExpectColumnValuesToNotBeNull(column=column))
+        extra.append(e.ExpectColumnValuesToBeBetween(column=column, min_value=0, strict_min=True))
+    for column in ("initial_loss", "final_loss"):  # null where no convergence ran
+        extra.append(e.ExpectColumnValuesToBeBetween(column=column, min_value=0))
+    return _keys_suite("training_results", INFERENCE_KEY, extra)
+
+
+DISTRIBUTED_KEY = [*INFERENCE_KEY, "strategy", "workers"]
+#: a scaling efficiency above this is a measurement to distrust (a 1-worker baseline slowed by other work)
+MAX_SCALING_EFFICIENCY = 2.0
+
+
+def distributed_suite():
+    """distributed_results: keys with strategy and workers, every rank reported with a positive throughput,
+    positive ordered step latencies, total throughput = batch / p50, a sane scaling efficiency and losses."""
+    import great_expectations as gx
+
+    from hwbench_pipeline.bench.scenarios.distributed import STRATEGIES
+
+    e = gx.expectations
+    extra = [
+        e.ExpectTableColumnsToMatchSet(column_set=DISTRIBUTED_KEY + [
+            "status", "backend", "p50_ms", "throughput_samples_s", "ranks_reported", "min_rank_throughput",
+            "scaling_efficiency", "loss_start", "loss_end", "peak_rss_mb", "host"], exact_match=False),
+        e.ExpectColumnValuesToBeInSet(column="status", value_set=["ok"]),
+        e.ExpectColumnValuesToBeInSet(column="strategy", value_set=list(STRATEGIES)),
+        e.ExpectColumnValuesToBeInSet(column="backend", value_set=["gloo", "nccl"]),
+        e.ExpectColumnValuesToBeInSet(column="precision", value_set=list(PRECISIONS)),
+        e.ExpectColumnValuesToNotBeNull(column="host"),
+        e.ExpectColumnValuesToBeBetween(column="workers", min_value=1),
+        e.ExpectColumnValuesToBeBetween(column="batch_size", min_value=1),
+        e.ExpectColumnValuesToBeBetween(column="n_samples", min_value=3),
+        # every rank's figures came back, none of them zero
+        e.ExpectColumnPairValuesToBeEqual(column_A="ranks_reported", column_B="workers"),
+        e.ExpectColumnPairValuesAToBeGreaterThanB(column_A="p90_ms", column_B="p50_ms", or_equal=True),
+        e.ExpectColumnPairValuesAToBeGreaterThanB(column_A="p99_ms", column_B="p90_ms", or_equal=True),
+        e.ExpectColumnValuesToBeBetween(
+            column=THROUGHPUT_RATIO, min_value=1 / THROUGHPUT_AGREEMENT, max_value=THROUGHPUT_AGREEMENT),
+        e.ExpectColumnValuesToBeBetween(column="scaling_efficiency", min_value=0, max_value=MAX_SCALING_EFFICIENCY,
+                                        strict_min=True),
+    ]
+    for column in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput_samples_s", "min_rank_throughput",
+                   "peak_rss_mb"):
+        extra.append(e.ExpectColumnValuesToNotBeNull(column=column))
+        extra.append(e.ExpectColumnValuesToBeBetween(column=column, min_value=0, strict_min=True))
+    for column in ("loss_start", "loss_end"):
+        extra.append(e.ExpectColumnValuesToNotBeNull(column=column))
+        extra.append(e.ExpectColumnValuesToBeBetween(column=column, min_value=0))
+    return _keys_suite("distributed_results", DISTRIBUTED_KEY, extra)
+
+
 def _keys_suite(name: str, key: list[str], extra: list, unique: list[str] | None = None) -> object:
     """A suite with the table's key columns present, not null and unique within a run, plus ``extra``.
 

@@ -9,11 +9,10 @@ from __future__ import annotations
 import math
 import os
 import time
-import traceback
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from hwbench_pipeline.bench.failures import classify
+from hwbench_pipeline.bench.scenarios.rows import failure_fields, load_fields, measured_or_failure
 from hwbench_pipeline.bench.trackers.stats import StoppingRule, summarize
 
 
@@ -179,11 +178,7 @@ def measure_inference(cfg: InferenceConfig, run_id: str) -> dict:
         "max_abs_diff": max_abs_diff,
         "max_rel_diff": max_rel_diff,
         "achieved_gflops": flops / p50_s / 1e9 if flops else None,
-        "machine_busy_fraction": load.busy_fraction,
-        "foreign_busy_fraction": load.foreign_fraction,
-        "steal_fraction": load.steal_fraction,
-        "loadavg_1m": load.loadavg_1m,
-        "contaminated": contaminated,
+        **load_fields(load, contaminated),
         "samples_ms": [float(s) for s in samples],
         "worker_pid": os.getpid(),
         "started_at": started,
@@ -194,26 +189,9 @@ def measure_inference(cfg: InferenceConfig, run_id: str) -> dict:
 
 def failure_row(cfg: InferenceConfig, run_id: str, failure_class: str, message: str,
                 started: datetime | None = None) -> dict:
-    from hwbench_pipeline.bench.environment import environment_fields
-
-    return {
-        "run_id": run_id,
-        "scenario": "inference",
-        **cfg.key_fields(),
-        "status": "failed",
-        "failure_class": failure_class,
-        "message": message[:4000],
-        "started_at": started or _now(),
-        "finished_at": _now(),
-        **environment_fields(),
-    }
+    return failure_fields("inference", cfg.key_fields(), run_id, failure_class, message, started)
 
 
 def run_configuration(cfg: InferenceConfig, run_id: str) -> dict:
     """Measure one configuration; any failure becomes a classified failure row instead of an exception."""
-    started = _now()
-    try:
-        return measure_inference(cfg, run_id)
-    except Exception as exc:  # noqa: BLE001 - every failure is recorded, none aborts the partition
-        message = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"
-        return failure_row(cfg, run_id, classify(exc), message, started)
+    return measured_or_failure(measure_inference, failure_row, cfg, run_id)

@@ -7,10 +7,11 @@ import sys
 
 
 def rss_high_water_mb() -> float:
-    """The process's peak resident set size so far (ru_maxrss), in MiB."""
+    """The process's peak resident set size so far, in MiB: ru_maxrss, or the current RSS when that is higher
+    (Linux updates the high-water mark lazily, so right after growth it can read below the current RSS)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     # Linux reports KiB, macOS bytes.
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+    return max(peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024, current_rss_mb())
 
 
 def current_rss_mb() -> float:

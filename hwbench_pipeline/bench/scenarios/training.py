@@ -1,0 +1,482 @@
+"""Training scenario: forward, backward and an AdamW step of one catalog model on one target; one row.
+
+Runs inside a fresh worker process (see :mod:`hwbench_pipeline.bench.dispatch`), so the RSS high-water mark
+is this configuration's own. In that process, in order:
+
+1. **Convergence** (when ``convergence_steps > 0``): the model trains on fresh batches of its family's
+   standard task (:mod:`hwbench_pipeline.bench.tasks`, deterministic from the seed); the loss of every step is
+   kept, and the loss of a held-out set is measured before and after. ``steps_to_target`` is the first step
+   at which the mean of the last ``LOSS_WINDOW`` training losses is at or below ``target_fraction`` of the
+   held-out initial loss. ``converged`` also needs the final held-out loss at or below that target: a run
+   that never gets there, or whose held-out loss does not stay down (unstable), is ``converged = false``
+   and its note says so.
+2. **FLOPs** of one step, counted by torch's FLOP counter over forward and backward (the AdamW update is
+   element-wise and not counted), and of the forward alone.
+3. **Step latency**: the same warm-up and stopping rule as inference, one timed call = one whole step
+   (zero grads, forward, loss, backward, gradient clipping, optimizer step, device sync) on a fixed batch.
+
+Peak memory is the RSS high-water mark on CPU and the allocator peak on CUDA; it is compared with the memory
+budget (given, or a fraction of what the device has free when the worker starts). Batch-size sweeps use
+:func:`sweep_skip_reason` and :func:`mark_batch_scaling`: each batch runs in its own process, larger batches
+are not run once one is over the budget or out of memory, and the largest batch that fitted is recorded,
+never extrapolated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from hwbench_pipeline.bench.failures import UnsupportedConfigurationError
+from hwbench_pipeline.bench.scenarios.rows import failure_fields, load_fields, measured_or_failure
+from hwbench_pipeline.bench.trackers.stats import StoppingRule, summarize
+
+LOSS_WINDOW = 5  # training losses averaged when deciding whether the target was reached
+EVAL_SAMPLES = 32  # held-out samples for the initial / final loss and accuracy
+MAX_GRAD_NORM = 1.0  # gradient clipping, as common trainers do by default
+WARMUP_STEPS = 10  # linear learning-rate warm-up
+# AdamW learning rate per preset when none is given: narrower models take larger steps. Chosen on the
+# standard tasks here: at 3e-3 the tiny presets of 12 of 13 families reach half their initial loss within
+# 60 steps (whisper-tiny needs 1e-3 and ~100 steps); bert-small diverges at 1e-3 without warm-up.
+DEFAULT_LEARNING_RATES = {"tiny": 3e-3, "small": 1e-3, "base": 3e-4, "full": 1e-4}
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    family: str
+    preset: str
+    target: str
+    batch_size: int
+    seq_len: int
+    precision: str = "fp32"
+    threads: int = 1
+    rule: StoppingRule = field(default_factory=StoppingRule)
+    convergence_steps: int = 0  # 0: no convergence run in this configuration
+    learning_rate: float | None = None  # None: DEFAULT_LEARNING_RATES[preset]
+    target_fraction: float = 0.5
+    memory_budget_mb: float | None = None  # None: memory_budget_fraction of the device's free memory
+    memory_budget_fraction: float = 0.5
+    count_flops: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.seq_len < 1 or self.threads < 1:
+            raise ValueError(f"batch, sequence and threads must be positive: {self.label}")
+        if self.convergence_steps < 0:
+            raise ValueError(f"convergence_steps must be >= 0, got {self.convergence_steps}")
+        if not 0 < self.target_fraction < 1:
+            raise ValueError(f"target_fraction must be between 0 and 1, got {self.target_fraction}")
+        if not 0 < self.memory_budget_fraction <= 1:
+            raise ValueError(f"memory_budget_fraction must be in (0, 1], got {self.memory_budget_fraction}")
+        if self.memory_budget_mb is not None and self.memory_budget_mb <= 0:
+            raise ValueError(f"memory_budget_mb must be positive, got {self.memory_budget_mb}")
+        if self.learning_rate is None:
+            object.__setattr__(self, "learning_rate", DEFAULT_LEARNING_RATES.get(self.preset, 3e-4))
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+
+    @property
+    def label(self) -> str:
+        return (f"{self.target} train {self.family}/{self.preset} bs={self.batch_size} seq={self.seq_len} "
+                f"{self.precision} t={self.threads}")
+
+    def key_fields(self) -> dict[str, object]:
+        return {
+            "target": self.target,
+            "family": self.family,
+            "preset": self.preset,
+            "batch_size": self.batch_size,
+            "seq_len": self.seq_len,
+            "precision": self.precision,
+            "threads": self.threads,
+        }
+
+    def sweep_key(self) -> tuple:
+        """What a batch-size sweep holds fixed: everything but the batch."""
+        return (self.target, self.family, self.preset, self.seq_len, self.precision, self.threads)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# ---- precision ----------------------------------------------------------------------------------------------
+
+
+def unsupported_precision_reason(precision: str, device_kind: str) -> str | None:
+    """Why torch training cannot run ``precision`` on that kind of device here, or None when it can."""
+    from hwbench_pipeline.bench.backends import load_backend
+    from hwbench_pipeline.bench.backends.torch.config import CPU_PRECISIONS_REFUSED
+
+    supported = load_backend("torch").precisions(device_kind)
+    if precision in supported:
+        return None
+    why = ""
+    if device_kind == "cpu" and precision in CPU_PRECISIONS_REFUSED:
+        why = f": {precision} has no fast kernels on CPUs, so it would measure a slow fallback path"
+    elif device_kind == "cpu" and precision == "bf16":
+        why = (": this CPU has no native bf16 arithmetic (oneDNN reports no AVX512-BF16/AMX), so bf16 autocast "
+               "would run an emulated path")
+    return f"precision {precision} is not supported for training on {device_kind} here{why} " \
+           f"(supported: {', '.join(supported)})"
+
+
+def _autocast(precision: str, device_type: str) -> contextlib.AbstractContextManager:
+    import torch
+
+    from hwbench_pipeline.bench.backends.torch.config import AUTOCAST_DTYPES
+
+    dtype = AUTOCAST_DTYPES[precision]
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device_type=device_type, dtype=dtype)
+
+
+# ---- one step -----------------------------------------------------------------------------------------------
+
+
+class TrainingStep:
+    """One optimizer step of a TaskModel: cross-entropy over its class scores, AdamW (fused where torch has the
+    kernel) with a linear warm-up, gradient clipping, and a GradScaler for fp16 (loss scaling; bf16 and fp32
+    need none)."""
+
+    def __init__(self, task_model: Any, device: Any, precision: str, learning_rate: float) -> None:
+        import torch
+
+        self.model = task_model
+        self.device = device
+        self.precision = precision
+        # the fused AdamW kernel (one pass over each parameter) is ~4x faster than the per-tensor loop on a CPU
+        self.fused = device.type in ("cpu", "cuda")
+        self.optimizer = torch.optim.AdamW(task_model.parameters(), lr=learning_rate, fused=self.fused or None)
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: min(1.0, (step + 1) / WARMUP_STEPS))
+        self.scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+
+    def loss(self, batch: Any) -> Any:
+        import torch
+
+        with _autocast(self.precision, self.device.type):
+            scores = self.model(batch.inputs)
+        return torch.nn.functional.cross_entropy(scores.float(), batch.labels)
+
+    def __call__(self, batch: Any) -> Any:
+        """Run one step; returns the (detached) loss once the device has finished the step."""
+        import torch
+
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.loss(batch)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), MAX_GRAD_NORM)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), MAX_GRAD_NORM)
+            self.optimizer.step()
+        self.schedule.step()
+        _synchronize(self.device)
+        return loss.detach()
+
+
+def _synchronize(device: Any) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def count_step_flops(step: TrainingStep, batch: Any) -> tuple[float | None, float | None]:
+    """(FLOPs of forward + backward, FLOPs of the forward alone), counted; gradients are discarded."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    try:
+        with FlopCounterMode(display=False) as counter:
+            step.loss(batch).backward()
+        total = float(counter.get_total_flops())
+        step.optimizer.zero_grad(set_to_none=True)
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            step.loss(batch)
+        return total, float(counter.get_total_flops())
+    except Exception:  # noqa: BLE001 - a model the counter cannot trace still gets measured
+        step.optimizer.zero_grad(set_to_none=True)
+        return None, None
+
+
+# ---- convergence --------------------------------------------------------------------------------------------
+
+
+def _held_out(step: TrainingStep, family: str, config: Any, cfg: TrainingConfig) -> tuple[float, float]:
+    """(mean loss, accuracy) on the held-out split, in eval mode, in chunks of the configuration's batch (so
+    the memory peak stays the training step's)."""
+    import torch
+
+    from hwbench_pipeline.bench import tasks
+
+    step.model.eval()
+    losses, correct, seen, chunk = 0.0, 0.0, 0, 0
+    try:
+        with torch.no_grad():
+            while seen < EVAL_SAMPLES:
+                size = min(cfg.batch_size, EVAL_SAMPLES - seen)
+                batch = tasks.make_task_batch(family, config, size, cfg.seq_len, seed=cfg.seed, step=chunk,
+                                              split="eval").to(step.device)
+                with _autocast(cfg.precision, step.device.type):
+                    scores = step.model(batch.inputs).float()
+                losses += float(torch.nn.functional.cross_entropy(scores, batch.labels, reduction="sum"))
+                correct += tasks.accuracy(scores, batch.labels) * size
+                seen += size
+                chunk += 1
+    finally:
+        step.model.train()
+    return losses / seen, correct / seen
+
+
+def steps_to_target(curve: list[float], target: float, window: int = LOSS_WINDOW) -> int | None:
+    """The first step count after which the mean of the last ``window`` losses is <= target (None: never)."""
+    for n in range(1, len(curve) + 1):
+        recent = curve[max(0, n - window):n]
+        if len(recent) == min(window, len(curve)) and sum(recent) / len(recent) <= target:
+            return n
+    return None
+
+
+def run_convergence(step: TrainingStep, family: str, config: Any, cfg: TrainingConfig) -> dict:
+    """Train ``cfg.convergence_steps`` steps on the standard task; the loss curve and the convergence figures."""
+    import numpy as np
+    import torch
+
+    from hwbench_pipeline.bench import tasks
+
+    # dropout draws from torch's generator, wav2vec2's time masking from numpy's: both seeded, so a run repeats
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    initial_loss, initial_accuracy = _held_out(step, family, config, cfg)
+    curve = []
+    for i in range(cfg.convergence_steps):
+        batch = tasks.make_task_batch(family, config, cfg.batch_size, cfg.seq_len, seed=cfg.seed, step=i)
+        curve.append(float(step(batch.to(step.device))))
+    final_loss, final_accuracy = _held_out(step, family, config, cfg)
+    target = cfg.target_fraction * initial_loss
+    reached = steps_to_target(curve, target)
+    held = final_loss <= target
+    if reached is not None and held:
+        note = (f"training loss reached {cfg.target_fraction:.0%} of the initial {initial_loss:.3f} after {reached} "
+                f"of {len(curve)} steps; held-out loss {final_loss:.3f}, accuracy {final_accuracy:.0%}")
+    elif reached is not None:
+        note = (f"NOT CONVERGED (unstable): the training loss reached {cfg.target_fraction:.0%} of the initial "
+                f"{initial_loss:.3f} after {reached} steps, but the held-out loss ended at {final_loss:.3f} "
+                f"(accuracy {final_accuracy:.0%}) after {len(curve)} steps")
+    else:
+        tail = curve[-LOSS_WINDOW:]
+        note = (f"NOT CONVERGED: the training loss did not fall to {cfg.target_fraction:.0%} of the initial "
+                f"{initial_loss:.3f} within {len(curve)} steps (last {len(tail)} steps' mean "
+                f"{sum(tail) / len(tail):.3f}); held-out loss {final_loss:.3f}, accuracy {final_accuracy:.0%}")
+    return {
+        "task": tasks.FAMILY_TASKS[family],
+        "convergence_steps": len(curve),
+        "initial_loss": initial_loss,
+        "final_loss": final_loss,
+        "target_fraction": cfg.target_fraction,
+        "steps_to_target": reached,
+        "converged": reached is not None and held,
+        "convergence_note": note,
+        "initial_accuracy": initial_accuracy,
+        "final_accuracy": final_accuracy,
+        "chance_accuracy": 1.0 / tasks.NUM_CLASSES,
+        "loss_curve": curve,
+    }
+
+
+# ---- memory -------------------------------------------------------------------------------------------------
+
+
+def memory_budget_mb(cfg: TrainingConfig, device: Any) -> float:
+    """The configuration's memory budget in MiB: given, or a fraction of what the device has free now."""
+    if cfg.memory_budget_mb is not None:
+        return float(cfg.memory_budget_mb)
+    if device.type == "cuda":
+        import torch
+
+        free, _ = torch.cuda.mem_get_info(device)
+        return cfg.memory_budget_fraction * free / 2**20
+    import psutil
+
+    return cfg.memory_budget_fraction * psutil.virtual_memory().available / 2**20
+
+
+# ---- measuring ----------------------------------------------------------------------------------------------
+
+
+def measure_training(cfg: TrainingConfig, run_id: str) -> dict:
+    """Measure one training configuration. Raises on failure (see :func:`run_training_configuration`)."""
+    import torch
+
+    from hwbench_pipeline.bench import tasks
+    from hwbench_pipeline.bench.environment import environment_fields
+    from hwbench_pipeline.bench.hardware import parse_target
+    from hwbench_pipeline.bench.scenarios.inference import _time_calls
+    from hwbench_pipeline.bench.trackers.memory import current_rss_mb, rss_high_water_mb
+    from hwbench_pipeline.bench.trackers.system_load import is_contaminated, load_between, read_cpu_times
+
+    started = _now()
+    target = parse_target(cfg.target)
+    if target.backend != "torch":
+        raise UnsupportedConfigurationError(
+            f"training runs on torch targets; {cfg.target} is a {target.backend} inference runtime")
+    refused = unsupported_precision_reason(cfg.precision, target.device_kind)
+    if refused:
+        raise UnsupportedConfigurationError(refused)
+    torch.set_num_threads(cfg.threads)
+    device = torch.device(target.torch_device)
+    budget_mb = memory_budget_mb(cfg, device)
+    baseline_rss = current_rss_mb()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    t0 = time.perf_counter()
+    task_model, config = tasks.trainable(cfg.family, cfg.preset, seed=cfg.seed)
+    task_model.to(device)
+    step = TrainingStep(task_model, device, cfg.precision, cfg.learning_rate)
+    # a training batch the convergence run does not use
+    timed_batch = tasks.make_task_batch(cfg.family, config, cfg.batch_size, cfg.seq_len, seed=cfg.seed,
+                                        step=cfg.convergence_steps).to(device)
+    load_s = time.perf_counter() - t0
+    params = sum(p.numel() for p in task_model.parameters())
+
+    convergence = run_convergence(step, cfg.family, config, cfg) if cfg.convergence_steps else {
+        "task": tasks.FAMILY_TASKS[cfg.family]}
+    flops, forward_flops = count_step_flops(step, timed_batch) if cfg.count_flops else (None, None)
+
+    t0 = time.perf_counter()
+    step(timed_batch)
+    first_step_ms = (time.perf_counter() - t0) * 1e3
+    cpu_before = read_cpu_times()
+    samples, warmup_calls, stop_reason = _time_calls(lambda: step(timed_batch), cfg.rule)
+    load = load_between(cpu_before, read_cpu_times())
+
+    stats = summarize(samples)
+    p50_s = stats["p50_ms"] / 1e3
+    device_peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+    peak_rss = rss_high_water_mb()
+    peak = device_peak if device_peak is not None else peak_rss
+    tokens = timed_batch.text_tokens
+    return {
+        "run_id": run_id,
+        **cfg.key_fields(),
+        "precision_ran": cfg.precision,
+        "backend": target.backend,
+        "device_kind": target.device_kind,
+        "status": "ok",
+        "modality": tasks.TASK_MODALITY[tasks.FAMILY_TASKS[cfg.family]],
+        "objective": tasks.OBJECTIVES[cfg.family],
+        "optimizer": "AdamW (fused)" if step.fused else "AdamW",
+        "learning_rate": cfg.learning_rate,
+        "params": int(params),
+        "n_samples": len(samples),
+        "warmup_calls": warmup_calls,
+        "stop_reason": stop_reason,
+        "ci_target": cfg.rule.ci_target,
+        **stats,
+        "throughput_samples_s": cfg.batch_size / p50_s,
+        "throughput_tokens_s": tokens / p50_s if tokens else None,
+        "first_step_ms": first_step_ms,
+        "load_s": load_s,
+        "baseline_rss_mb": baseline_rss,
+        "peak_rss_mb": peak_rss,
+        "device_peak_mb": device_peak,
+        "memory_budget_mb": budget_mb,
+        "within_budget": peak <= budget_mb,
+        "flops_per_step": flops,
+        "forward_flops_per_step": forward_flops,
+        "achieved_gflops": flops / p50_s / 1e9 if flops else None,
+        **convergence,
+        **load_fields(load, is_contaminated(load)),
+        "samples_ms": [float(s) for s in samples],
+        "worker_pid": os.getpid(),
+        "started_at": started,
+        "finished_at": _now(),
+        **environment_fields(),
+    }
+
+
+def training_failure_row(cfg: TrainingConfig, run_id: str, failure_class: str, message: str,
+                         started: datetime | None = None) -> dict:
+    return failure_fields("training", cfg.key_fields(), run_id, failure_class, message, started)
+
+
+def run_training_configuration(cfg: TrainingConfig, run_id: str) -> dict:
+    """Measure one training configuration; any failure becomes a classified failure row, not an exception."""
+    return measured_or_failure(measure_training, training_failure_row, cfg, run_id)
+
+
+# ---- batch-size sweeps --------------------------------------------------------------------------------------
+
+
+def sweep_configs(base: TrainingConfig, batch_sizes: list[int] | tuple[int, ...], max_batch: int,
+                  convergence_batch: int | None = None) -> list[TrainingConfig]:
+    """The listed batch sizes, then doublings of the largest up to ``max_batch``, in increasing order. Only the
+    configuration at ``convergence_batch`` (default: the largest listed batch) keeps ``base``'s convergence
+    run; the others time steps only."""
+    sizes = sorted(set(batch_sizes))
+    convergence_batch = convergence_batch or sizes[-1]
+    if convergence_batch not in sizes:
+        raise ValueError(f"convergence batch {convergence_batch} is not one of the batch sizes {sizes}")
+    while sizes[-1] * 2 <= max_batch:
+        sizes.append(sizes[-1] * 2)
+    return [replace(base, batch_size=b, convergence_steps=base.convergence_steps if b == convergence_batch else 0)
+            for b in sizes]
+
+
+def _stop_cause(row: dict) -> str | None:
+    if row.get("status") == "ok":
+        if row.get("within_budget") is False:
+            return "memory_budget"
+        return None
+    return "out_of_memory" if row.get("failure_class") == "out_of_memory" else None
+
+
+def sweep_skip_reason(cfg: TrainingConfig, rows: list[dict]) -> str | None:
+    """Why ``cfg`` is not run: a smaller batch of its sweep was already over the memory budget or out of memory
+    (for :func:`hwbench_pipeline.bench.dispatch.run_configurations`' ``skip_reason``)."""
+    for row in rows:
+        same = (row.get("target"), row.get("family"), row.get("preset"), row.get("seq_len"),
+                row.get("precision"), row.get("threads")) == cfg.sweep_key()
+        cause = _stop_cause(row) if same and row.get("batch_size", 0) < cfg.batch_size else None
+        if cause == "memory_budget":
+            return (f"batch {row['batch_size']} already peaked at {row.get('device_peak_mb') or row['peak_rss_mb']:.0f}"
+                    f" MiB, over the {row['memory_budget_mb']:.0f} MiB memory budget")
+        if cause == "out_of_memory":
+            return f"batch {row['batch_size']} already ran out of memory"
+    return None
+
+
+def mark_batch_scaling(rows: list[dict]) -> None:
+    """Set, on every training row, the largest batch of its sweep that ran within the memory budget and why
+    the sweep stopped: memory_budget, out_of_memory, failure, or batch_cap (every batch up to the sweep's
+    largest, ``max_batch`` or the largest listed, fitted)."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        key = (row.get("target"), row.get("family"), row.get("preset"), row.get("seq_len"), row.get("precision"),
+               row.get("threads"))
+        groups.setdefault(key, []).append(row)
+    for group in groups.values():
+        group.sort(key=lambda r: r["batch_size"])
+        fitted = [r["batch_size"] for r in group if r.get("status") == "ok" and r.get("within_budget")]
+        causes = [c for c in map(_stop_cause, group) if c]
+        if causes:
+            stop = causes[0]
+        elif group[-1].get("status") != "ok":
+            stop = "failure"
+        else:
+            stop = "batch_cap"
+        for row in group:
+            if row.get("status") == "ok":
+                row["max_batch_in_budget"] = max(fitted) if fitted else None
+                row["batch_scaling_stop"] = stop
+
