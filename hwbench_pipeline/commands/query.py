@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from hwbench_pipeline.cli import UsageError, _console
+from hwbench_pipeline.commands.argtypes import positive_int
 from hwbench_pipeline.paths import default_data_dir
 
 if TYPE_CHECKING:
@@ -34,16 +35,6 @@ TABLE_COLUMNS = {
     "history": ["measured_at", "run_id", "status", "failure_class", "p50_ms", "p90_ms", "throughput_samples_s",
                 "pct_of_peak", "contaminated", "precision", "threads", "git_revision", "torch_version", "host"],
 }
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def _cell(value: Any) -> str:
@@ -125,7 +116,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     common.add_argument("--format", choices=["table", "csv", "json"], default="table",
                         help="table (default; the main columns), or csv / json (every column; json is a list of "
                              "records) for scripts")
-    common.add_argument("--max-rows", type=_positive_int, default=MAX_ROWS,
+    common.add_argument("--max-rows", type=positive_int, default=MAX_ROWS,
                         help=f"print at most this many rows (default {MAX_ROWS})")
 
     query = sub.add_parser("query", help="read the warehouse: compare targets, history, coverage, read-only SQL")
@@ -134,18 +125,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     compare = named.add_parser("compare", parents=[common], help="every target's newest result for one model")
     compare.add_argument("--model", required=True, help="model family, e.g. bert")
     compare.add_argument("--preset", help="only this preset")
-    compare.add_argument("--batch", type=_positive_int, help="only this batch size")
-    compare.add_argument("--seq", type=_positive_int, help="only this sequence length")
+    compare.add_argument("--batch", type=positive_int, help="only this batch size")
+    compare.add_argument("--seq", type=positive_int, help="only this sequence length")
     compare.add_argument("--precision", help="only this precision, e.g. fp32")
 
     history = named.add_parser("history", parents=[common], help="every run of one configuration, oldest first")
     history.add_argument("--target", required=True, help="hardware target, e.g. cpu-torch")
     history.add_argument("--model", required=True, help="model family, e.g. bert")
     history.add_argument("--preset", required=True)
-    history.add_argument("--batch", type=_positive_int, required=True)
-    history.add_argument("--seq", type=_positive_int, required=True)
+    history.add_argument("--batch", type=positive_int, required=True)
+    history.add_argument("--seq", type=positive_int, required=True)
     history.add_argument("--precision", help="needed when the configuration ran at several precisions")
-    history.add_argument("--threads", type=_positive_int, help="needed when it ran with several thread counts")
+    history.add_argument("--threads", type=positive_int, help="needed when it ran with several thread counts")
 
     coverage = named.add_parser("coverage", parents=[common], help="model family x target: measured/failed/untested")
     coverage.add_argument("--cells", action="store_true", help="one row per family and target, with counts")

@@ -1,0 +1,220 @@
+"""``hwbench recommend``: which target, batch and precision for one model, under constraints.
+
+    hwbench recommend --model bert/small --max-latency-ms 20
+    hwbench recommend --config path/to/config.json --objective throughput --memory-gb 8
+    hwbench recommend --model llama --mode training --budget-per-hour 2 --objective cost --prices my_prices.yaml
+
+Figures are measured where that exact configuration was measured, else predicted (the saved predictor, or
+the roofline fallback), and every figure says which. Reads the warehouse; writes nothing there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from hwbench_pipeline.cli import UsageError, _console
+from hwbench_pipeline.commands.argtypes import non_negative_float, positive_float
+from hwbench_pipeline.paths import default_data_dir
+
+DEFAULT_BATCHES = (1, 2, 4, 8, 16, 32, 64)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("recommend", help="rank target x batch x precision for one model under constraints")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", help="FAMILY or FAMILY/PRESET from the catalog (preset default: small)")
+    which.add_argument("--config", help="a Hugging Face config.json of an architecture the catalog knows")
+    p.add_argument("--mode", choices=["inference", "training"], default="inference")
+    p.add_argument("--objective", choices=["latency", "throughput", "cost"], default="latency")
+    p.add_argument("--seq", type=int, help="sequence length (default: the family's)")
+    p.add_argument("--batch", help="comma-separated batch sizes to consider (default "
+                                   f"{','.join(map(str, DEFAULT_BATCHES))})")
+    p.add_argument("--precision", help="comma-separated precisions to consider (default: what each target runs)")
+    p.add_argument("--targets", help="comma-separated targets to consider (default: every target with peaks)")
+    p.add_argument("--max-latency-ms", type=positive_float)
+    p.add_argument("--min-throughput", type=positive_float, help="samples per second")
+    p.add_argument("--memory-gb", type=positive_float, help="memory limit (default: each target host's memory)")
+    p.add_argument("--budget-per-hour", type=non_negative_float, help="in the price file's currency")
+    p.add_argument("--prices", help="price file (default: $HWBENCH_PRICES or the packaged placeholder file)")
+    p.add_argument("--data-dir", default=None, help="data directory (default: $HWBENCH_DATA_DIR or data/)")
+    p.add_argument("--top", type=int, default=10, help="show this many ranked candidates")
+    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.set_defaults(func=cmd_recommend)
+
+
+def _model_spec(args: argparse.Namespace):
+    from hwbench_pipeline.bench import models
+    from hwbench_pipeline.predict.shapes import ModelSpec, NotAModelConfigError, load_hf_config
+
+    if args.config:
+        try:
+            return load_hf_config(Path(args.config))
+        except NotAModelConfigError as exc:
+            raise UsageError(str(exc)) from None
+    family, _, preset = args.model.partition("/")
+    preset = preset or "small"
+    try:
+        models.build_config(family, preset)
+    except models.UnknownModelError as exc:
+        raise UsageError(str(exc)) from None
+    return ModelSpec(family, preset)
+
+
+def _csv(text: str | None, what: str, cast=str) -> tuple | None:
+    if not text:
+        return None
+    try:
+        values = tuple(cast(v.strip()) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise UsageError(f"{what} must be a comma-separated list, got {text!r}") from None
+    if not values or (cast is int and any(v < 1 for v in values)):
+        raise UsageError(f"{what} must be a comma-separated list of positive values, got {text!r}")
+    return values
+
+
+def _predictor(data_dir: Path, inputs, say):
+    """The saved predictor; else one fitted now on what the warehouse holds; else None (roofline only)."""
+    from hwbench_pipeline.predict.features import training_frame
+    from hwbench_pipeline.predict.predictor import MIN_ROWS, SCHEMA_FILE, Predictor
+
+    saved = data_dir / "predictor"
+    if (saved / SCHEMA_FILE).exists():
+        return Predictor.load(saved)
+    if inputs.results.height >= MIN_ROWS and inputs.targets.height:
+        say("no saved predictor (materialize performance_predictor); fitting one on the warehouse's rows now")
+        return Predictor.fit(training_frame(inputs.results, inputs.models, inputs.targets))
+    say("no measurements to learn from: every figure is a roofline estimate (low confidence)")
+    return None
+
+
+def _fmt(value, digits: int = 4) -> str:
+    if value is None or value != value:
+        return "n/a"
+    if value == float("inf"):
+        return "∞"
+    return f"{value:.{digits}g}"
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    import polars as pl
+
+    from hwbench_pipeline.bench import models
+    from hwbench_pipeline.bench.profiles import effective_seq_len
+    from hwbench_pipeline.predict import data
+    from hwbench_pipeline.predict.prices import PriceFileError, load_prices, prices_path
+    from hwbench_pipeline.predict.recommender import OBJECTIVES, Constraints, NoCandidatesError, advise, describe_miss
+    from hwbench_pipeline.predict.shapes import FlopCounter
+    from hwbench_pipeline.warehouse.store import Warehouse
+
+    spec = _model_spec(args)
+    batches = _csv(args.batch, "--batch", int) or DEFAULT_BATCHES
+    precisions = _csv(args.precision, "--precision")
+    try:
+        prices = load_prices(prices_path(args.prices))
+    except PriceFileError as exc:
+        raise UsageError(str(exc)) from None
+    data_dir = Path(args.data_dir or default_data_dir())
+    inputs = data.load(Warehouse(data_dir))
+    targets = inputs.targets
+    if args.targets:
+        wanted = set(_csv(args.targets, "--targets"))
+        unknown = wanted - set(targets["target"].to_list())
+        if unknown:
+            raise UsageError(f"no measured peaks for target(s) {', '.join(sorted(unknown))} in {data_dir}; known: "
+                             f"{', '.join(targets['target'].to_list()) or 'none'}")
+        targets = targets.filter(pl.col("target").is_in(sorted(wanted)))
+    if not targets.height:
+        raise UsageError(f"no hardware targets with measured peaks in {data_dir}: run 'hwbench run' (or "
+                         "materialize hardware_targets) first")
+    if args.objective == "cost" and not any(prices.per_hour(t) is not None for t in targets["target"].to_list()):
+        raise UsageError(f"--objective cost needs a price per hour for at least one target; none is set in "
+                         f"{prices.path} (edit it or pass --prices FILE)")
+    if args.seq is not None and args.seq < 1:
+        raise UsageError(f"--seq must be a positive integer, got {args.seq}")
+    seq = args.seq or models.default_seq_len(spec.family)
+    if spec.config is None:
+        seq = effective_seq_len(spec.family, spec.preset, seq)
+    constraints = Constraints(args.max_latency_ms, args.min_throughput, args.memory_gb, args.budget_per_hour)
+    notes: list[str] = []
+    predictor = _predictor(data_dir, inputs, notes.append)
+    counter = FlopCounter.from_results(inputs.results, data_dir / "predictor" / "flops_cache.json")
+    try:
+        advice = advise(spec, seq_len=seq, mode=args.mode, objectives=(args.objective,), constraints=constraints,
+                        targets=targets, results=inputs.results, failures=inputs.failures, predictor=predictor,
+                        counter=counter, prices=prices, batches=batches, precisions=precisions,
+                        models=inputs.models, distributed=inputs.distributed)
+    except NoCandidatesError as exc:
+        raise UsageError(str(exc)) from None
+    ranking = advice.rankings[args.objective]
+    column, _, unit = OBJECTIVES[args.objective]
+    if args.format == "json":
+        out = {
+            "model": spec.label, "mode": args.mode, "seq_len": seq, "objective": args.objective,
+            "constraints": {} if advice.constraints.describe() == "none" else json.loads(advice.constraints.describe()),
+            "pick": ranking.pick, "ranked": ranking.feasible.head(args.top).to_dicts(),
+            "nearest_miss": ranking.nearest_miss, "memory": advice.memory.to_dicts(),
+            "distributed": advice.distributed, "excluded": advice.excluded, "notes": notes,
+            "message": None if ranking.pick else "no target meets these constraints",
+        }
+        json.dump(out, sys.stdout, indent=2, default=lambda v: None if v != v or v == float("inf") else str(v))
+        sys.stdout.write("\n")
+        return 0 if ranking.pick else 1
+    console = _console()
+    for note in notes:
+        console.print(f"[yellow]note[/]: {note}")
+    console.print(f"[bold]{spec.label}[/] {args.mode}, sequence {seq}, objective {args.objective}, "
+                  f"constraints {advice.constraints.describe()}")
+    pick = ranking.pick
+    if pick is None:
+        console.print("[red]no target meets these constraints[/]")
+        if ranking.nearest_miss:
+            console.print(f"nearest miss: {describe_miss(ranking.nearest_miss, constraints)}")
+    else:
+        label = pick["source"] + ("" if pick["source"] == "measured" else f", {pick['confidence']} confidence")
+        console.print(f"[green]recommended[/]: {pick['target']} batch {pick['batch_size']} {pick['precision']}: "
+                      f"{_fmt(pick[column])} {unit} ({label}); latency {_fmt(pick['latency_ms'])} ms "
+                      f"[{_fmt(pick.get('latency_low_ms'))}, {_fmt(pick.get('latency_high_ms'))}], "
+                      f"{_fmt(pick['throughput_samples_s'])} samples/s, memory {_fmt(pick.get('memory_mb'))} MiB")
+        _print_ranked(console, ranking.feasible.head(args.top))
+    if advice.memory.height:
+        _print_memory(console, advice.memory)
+    if advice.distributed:
+        console.print(f"distributed: {advice.distributed}")
+    for line in advice.excluded:
+        console.print(f"[dim]excluded: {line}[/]")
+    if pick is not None and pick["source"] != "measured":
+        console.print("[yellow]the pick was not measured[/]: its figures are predictions; measure it with "
+                      f"'hwbench bench --model {spec.family} --preset {spec.preset} --target {pick['target']} "
+                      f"--batch {pick['batch_size']} --precision {pick['precision']}' before relying on them")
+    return 0 if pick else 1
+
+
+def _print_ranked(console, frame) -> None:
+    from rich.table import Table
+
+    table = Table(title="ranked candidates (best first)")
+    for col in ("target", "batch", "precision", "latency ms", "90 % interval", "samples/s", "memory MiB",
+                "cost / 1M", "source", "confidence"):
+        table.add_column(col, justify="right")
+    for r in frame.iter_rows(named=True):
+        table.add_row(r["target"], str(r["batch_size"]), r["precision"], _fmt(r["latency_ms"]),
+                      f"{_fmt(r.get('latency_low_ms'), 3)}–{_fmt(r.get('latency_high_ms'), 3)}",
+                      _fmt(r["throughput_samples_s"]), _fmt(r.get("memory_mb")), _fmt(r.get("cost_per_million")),
+                      r["source"], r["confidence"])
+    console.print(table)
+
+
+def _print_memory(console, memory) -> None:
+    from rich.table import Table
+
+    table = Table(title="memory: does it fit, up to which batch")
+    for col in ("target", "precision", "limit MiB", "at batch 1 MiB", "fits at batch 1", "largest batch that fits"):
+        table.add_column(col, justify="right")
+    for r in memory.iter_rows(named=True):
+        table.add_row(r["target"], r["precision"], _fmt(r["memory_limit_mb"]), _fmt(r["memory_at_batch_1_mb"]),
+                      "yes" if r["fits_at_batch_1"] else "no",
+                      str(r["max_batch_that_fits"]) if r["max_batch_that_fits"] is not None else "none")
+    console.print(table)

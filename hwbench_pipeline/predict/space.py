@@ -1,0 +1,69 @@
+"""The configurations a profile asks about on the known targets, and which of them nobody measured."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from hwbench_pipeline.bench.profiles import Profile, effective_seq_len
+from hwbench_pipeline.predict.recommender import failure_for, target_precisions
+
+KEY = ["family", "preset", "target", "batch_size", "seq_len", "precision", "threads", "mode"]
+
+
+def profile_space(profile: Profile, targets: pl.DataFrame) -> pl.DataFrame:
+    """Every family x preset x target x batch x sequence x precision of the profile (inference)."""
+    runs = target_precisions(targets)
+    rows = []
+    for family in profile.families:
+        for preset in profile.presets:
+            seqs = sorted({effective_seq_len(family, preset, s) for s in profile.seq_lens})
+            for target, precisions in sorted(runs.items()):
+                for precision in profile.precisions:
+                    if precision not in precisions:
+                        continue
+                    rows += [(family, preset, target, b, s, precision, profile.threads, "inference")
+                             for b in profile.batch_sizes for s in seqs]
+    return pl.DataFrame(rows, schema=dict.fromkeys(KEY, pl.String) | {
+        "batch_size": pl.Int64, "seq_len": pl.Int64, "threads": pl.Int64}, orient="row")
+
+
+def unmeasured(space: pl.DataFrame, results: pl.DataFrame, failures: pl.DataFrame) -> tuple[pl.DataFrame, int, int]:
+    """(configurations with neither a result nor a known failure, n measured, n known to fail).
+
+    A configuration known to fail gets no prediction: measured to fail, or covered by a failure that holds for
+    other shapes too (see recommender.failure_for).
+    """
+    keys = [k for k in KEY if k != "mode"]
+    measured = results.select(keys).unique() if results.height else pl.DataFrame(schema=space.select(keys).schema)
+    n_measured = space.join(measured, on=keys, how="semi").height
+    todo = space.join(measured, on=keys, how="anti")
+    by_model: dict[tuple[str, str], list[dict]] = {}
+    for row in failures.iter_rows(named=True) if failures.height else []:
+        by_model.setdefault((row["family"], row["preset"]), []).append(row)
+    fails = [failure_for(by_model.get((r["family"], r["preset"]), []), r["target"], r["batch_size"], r["seq_len"],
+                         r["precision"], r["threads"]) is not None for r in todo.iter_rows(named=True)]
+    known = pl.Series(fails, dtype=pl.Boolean)
+    return todo.filter(~known), n_measured, int(known.sum())
+
+
+#: predictions-table metric -> (prediction column, low, high)
+METRICS = {
+    "latency_ms": ("latency_ms", "latency_low_ms", "latency_high_ms"),
+    "throughput_samples_s": ("throughput_samples_s", "throughput_low", "throughput_high"),
+    "peak_memory_mb": ("memory_mb", "memory_low_mb", "memory_high_mb"),
+}
+
+
+def prediction_rows(frame: pl.DataFrame, answer: pl.DataFrame, run_id: str, fingerprint: str) -> list[dict]:
+    """Rows of the predictions table: one per configuration and metric, with interval, confidence and source."""
+    rows = []
+    for config, figures in zip(frame.select(KEY).iter_rows(named=True), answer.iter_rows(named=True), strict=True):
+        level = figures["interval_level"]
+        for metric, (value, low, high) in METRICS.items():
+            rows.append({
+                "run_id": run_id, **config, "metric": metric, "value": float(figures[value]),
+                "interval_low": float(figures[low]), "interval_high": float(figures[high]),
+                "interval_level": None if level is None or level != level else float(level),
+                "confidence": figures["confidence"], "source": figures["source"], "model_fingerprint": fingerprint,
+            })
+    return rows
