@@ -157,7 +157,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 #: modules under hwbench_pipeline/commands/, each with ``register(subparsers)`` adding its subcommand(s)
-SUBCOMMAND_MODULES: tuple[str, ...] = ("query", "serve", "db")
+SUBCOMMAND_MODULES: tuple[str, ...] = ("query", "serve", "db", "recommend", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from hwbench_pipeline.assets import DOWNSTREAM, UNPARTITIONED_UPSTREAM, inference_runs
+from hwbench_pipeline.assets import DOWNSTREAM, MEASUREMENTS, UNPARTITIONED_UPSTREAM, inference_runs
 
 catalog_job = dg.define_asset_job(
     "catalog_job", selection=UNPARTITIONED_UPSTREAM,
@@ -11,6 +11,11 @@ catalog_job = dg.define_asset_job(
 inference_job = dg.define_asset_job(
     "inference_job", selection=[inference_runs],
     description="Measure the profile's inference configurations on one hardware target (one partition).",
+)
+measurement_job = dg.define_asset_job(
+    "measurement_job", selection=MEASUREMENTS,
+    description="Measure the profile's inference, training and distributed-training configurations on one "
+                "hardware target (one partition).",
 )
 refresh_job = dg.define_asset_job(
     "refresh_job", selection=DOWNSTREAM,

@@ -14,7 +14,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from hwbench_pipeline.assets import ALL_ASSETS, DOWNSTREAM, UNPARTITIONED_UPSTREAM, inference_runs
+from hwbench_pipeline.assets import ALL_ASSETS, DOWNSTREAM, MEASUREMENTS, UNPARTITIONED_UPSTREAM
 from hwbench_pipeline.partitions import hardware_target_partitions
 from hwbench_pipeline.paths import default_data_dir
 from hwbench_pipeline.resources.ray import RayResource
@@ -27,6 +27,8 @@ class PipelineSummary:
     stages: list[tuple[str, bool, float, str]] = field(default_factory=list)  # name, ok, seconds, run id
     report_html: Path | None = None
     report_markdown: Path | None = None
+    comparison_html: Path | None = None
+    comparison_pdf: Path | None = None
 
 
 def _run_config(log_level: str) -> dict:
@@ -58,8 +60,8 @@ def run_pipeline(
         instance.add_dynamic_partitions(hardware_target_partitions.name, missing)
 
     stages: list[tuple[str, list, str | None]] = [("catalog and hardware targets", UNPARTITIONED_UPSTREAM, None)]
-    stages += [(f"inference on {t}", [inference_runs], t) for t in targets]
-    stages += [("tables, predictor, recommendations, report", DOWNSTREAM, None)]
+    stages += [(f"measurements on {t}", MEASUREMENTS, t) for t in targets]
+    stages += [("tables, predictor, predictions, recommendations, reports", DOWNSTREAM, None)]
     for i, (name, selection, partition) in enumerate(stages, start=1):
         say(f"[{i}/{len(stages)}] {name} …")
         started = time.monotonic()
@@ -82,10 +84,12 @@ def run_pipeline(
                 f"details in the Dagster UI under run {result.run_id}")
             return summary
 
-    measured_runs = {run_id for name, _, _, run_id in summary.stages if name.startswith("inference on ")}
+    measured_runs = {run_id for name, _, _, run_id in summary.stages if name.startswith("measurements on ")}
     report_dir = settings.reports_dir
     summary.report_html = report_dir / "regression_report.html"
     summary.report_markdown = report_dir / "regression_report.md"
+    summary.comparison_html = report_dir / "comparison_report.html"
+    summary.comparison_pdf = report_dir / "comparison_report.pdf"
     _print_summary(settings, summary, measured_runs, say)
     return summary
 
@@ -107,3 +111,5 @@ def _print_summary(settings: HwbenchSettings, summary: PipelineSummary, run_ids:
     say(f"  wall time {total:.0f} s")
     say(f"report: {summary.report_html}")
     say(f"        {summary.report_markdown}")
+    say(f"comparison report: {summary.comparison_html}")
+    say(f"                   {summary.comparison_pdf}")

@@ -1,18 +1,50 @@
-"""Schedules: the nightly quick profile on every known target."""
+"""Schedules: the quick profile every night and the full profile every week, on every hardware target.
+
+Both start stopped: measuring takes the host's cores for minutes (quick) or hours (full), so a user turns them
+on in the UI (Automation) or with ``dagster schedule start``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
 
 import dagster as dg
 
-from hwbench_pipeline.jobs import inference_job, profile_run_config
+from hwbench_pipeline.jobs import profile_run_config
 from hwbench_pipeline.partitions import hardware_target_partitions
 
+#: Every measurement asset partitioned by hardware target (inference, training, distributed): they share the
+#: "benchmarks" group, so one added there is scheduled, backfilled for new hardware and watched for refreshes
+#: without touching this file or sensors.py.
+MEASUREMENTS = dg.AssetSelection.groups("benchmarks")
 
-@dg.schedule(job=inference_job, cron_schedule="0 2 * * *", execution_timezone="UTC",
+NO_PARTITIONS = ("no hardware target partitions yet: materialize hardware_targets "
+                 "(or wait for new_hardware_target_sensor)")
+
+
+def profile_run_requests(instance: dg.DagsterInstance, profile: str, scheduled_at: datetime,
+                         label: str) -> list[dg.RunRequest] | dg.SkipReason:
+    """One run per known target partition, measuring ``profile``; a run key per tick and target, so a tick that
+    is evaluated twice launches nothing twice."""
+    keys = instance.get_dynamic_partitions(hardware_target_partitions.name)
+    if not keys:
+        return dg.SkipReason(NO_PARTITIONS)
+    stamp = scheduled_at.strftime("%Y-%m-%dT%H%M")
+    return [dg.RunRequest(run_key=f"{label}-{stamp}-{key}", partition_key=key, run_config=profile_run_config(profile),
+                          tags={"hwbench/profile": profile, "hwbench/schedule": label})
+            for key in keys]
+
+
+@dg.schedule(target=MEASUREMENTS, cron_schedule="0 2 * * *", execution_timezone="UTC",
+             default_status=dg.DefaultScheduleStatus.STOPPED,
              description="Every night at 02:00 UTC: the quick profile on every hardware target partition.")
 def nightly_quick_schedule(context: dg.ScheduleEvaluationContext):
-    keys = context.instance.get_dynamic_partitions(hardware_target_partitions.name)
-    if not keys:
-        return dg.SkipReason("no hardware target partitions yet: materialize hardware_targets first")
-    stamp = context.scheduled_execution_time.strftime("%Y-%m-%d")
-    return [dg.RunRequest(run_key=f"nightly-quick-{stamp}-{k}", partition_key=k,
-                          run_config=profile_run_config("quick"), tags={"hwbench/profile": "quick"})
-            for k in keys]
+    return profile_run_requests(context.instance, "quick", context.scheduled_execution_time, "nightly-quick")
+
+
+@dg.schedule(target=MEASUREMENTS, cron_schedule="0 3 * * 0", execution_timezone="UTC",
+             default_status=dg.DefaultScheduleStatus.STOPPED,
+             description="Every Sunday at 03:00 UTC: the full profile (base and published sizes, several batches, "
+                         "sequences and precisions) on every hardware target partition. For big hosts and GPUs.")
+def weekly_full_schedule(context: dg.ScheduleEvaluationContext):
+    return profile_run_requests(context.instance, "full", context.scheduled_execution_time, "weekly-full")

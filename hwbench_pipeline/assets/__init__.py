@@ -1,22 +1,19 @@
 """Assets, one module per stage. They stay thin: the work lives in bench/, warehouse/, predict/, report/."""
 
 from hwbench_pipeline.assets.catalog import model_catalog
+from hwbench_pipeline.assets.distributed import distributed_runs
 from hwbench_pipeline.assets.hardware import hardware_targets
+from hwbench_pipeline.assets.predictions import predictions
 from hwbench_pipeline.assets.predictor import performance_predictor
 from hwbench_pipeline.assets.recommendations import hardware_recommendations
-from hwbench_pipeline.assets.reports import regression_report
+from hwbench_pipeline.assets.reports import comparison_report, regression_report
 from hwbench_pipeline.assets.runs import inference_runs
 from hwbench_pipeline.assets.tables import inference_results
+from hwbench_pipeline.assets.training import training_runs
 
-ALL_ASSETS = [
-    model_catalog,
-    hardware_targets,
-    inference_runs,
-    inference_results,
-    performance_predictor,
-    hardware_recommendations,
-    regression_report,
-]
-
+#: partitioned by hardware target, in the "benchmarks" group (schedules and sensors select that group)
+MEASUREMENTS = [inference_runs, training_runs, distributed_runs]
 UNPARTITIONED_UPSTREAM = [model_catalog, hardware_targets]
-DOWNSTREAM = [inference_results, performance_predictor, hardware_recommendations, regression_report]
+DOWNSTREAM = [inference_results, performance_predictor, predictions, hardware_recommendations, regression_report,
+              comparison_report]
+ALL_ASSETS = UNPARTITIONED_UPSTREAM + MEASUREMENTS + DOWNSTREAM

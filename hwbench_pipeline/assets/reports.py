@@ -1,37 +1,93 @@
-"""regression_report: this run against the previous one, per configuration (Markdown and HTML)."""
+"""regression_report (each configuration's newest run against its history; writes the regressions table) and
+comparison_report (targets side by side, charts, HTML/Markdown/PDF)."""
 
 import json
 
 import dagster as dg
 
+from hwbench_pipeline.assets.checks import check_spec, stored_file_check
+from hwbench_pipeline.assets.distributed import distributed_runs
+from hwbench_pipeline.assets.predictions import predictions
 from hwbench_pipeline.assets.predictor import performance_predictor
 from hwbench_pipeline.assets.recommendations import hardware_recommendations
 from hwbench_pipeline.assets.tables import inference_results
+from hwbench_pipeline.assets.training import training_runs
+from hwbench_pipeline.report.comparison import render_comparison_report
+from hwbench_pipeline.report.regressions import detect_regressions, finding_rows
 from hwbench_pipeline.report.render import render_regression_report
 from hwbench_pipeline.resources.settings import HwbenchSettings
+from hwbench_pipeline.warehouse.validation import regressions_suite
+
+#: the regressions table is not partitioned by target: one file per report run covers every target
+REGRESSIONS_PARTITION = "all"
 
 
-@dg.asset(deps=[inference_results, hardware_recommendations, performance_predictor], group_name="reports",
-          pool="hwbench_warehouse")
-def regression_report(context: dg.AssetExecutionContext, settings: HwbenchSettings) -> dg.MaterializeResult:
-    """Every configuration's newest run against its previous run (median change and Mann–Whitney U on the raw
-    samples), the failures, the recommendations and the predictor's held-out error."""
+@dg.asset(deps=[inference_results, training_runs, hardware_recommendations, performance_predictor],
+          group_name="reports", pool="hwbench_warehouse",
+          check_specs=[check_spec("regressions", "regression_report",
+                                  "One finding per scenario, configuration and metric, with an allowed verdict and "
+                                  "a p-value in [0, 1].")])
+def regression_report(context: dg.AssetExecutionContext, settings: HwbenchSettings):
+    """Every inference and training configuration's newest run against its history (change points over the
+    run medians, Mann–Whitney U on the raw samples, a minimum magnitude from the history's spread), stored in
+    the regressions table; the report shows the inference findings, the failures, the recommendations and
+    the predictor's held-out error."""
     warehouse = settings.warehouse()
+    history = warehouse.read("inference_results")
+    inference = detect_regressions(history)
+    training = detect_regressions(warehouse.read("training_results"), scenario="training")
+    findings = inference + training
+    run_id = context.run.run_id
+    stored = (warehouse.write("regressions", finding_rows(findings), run_id=run_id, partition=REGRESSIONS_PARTITION)
+              if findings else None)
+    check = stored_file_check(stored, "regressions", regressions_suite(), required=bool(findings))
     schema_path = settings.predictor_dir / "latency_model.schema.json"
     predictor = json.loads(schema_path.read_text()) if schema_path.exists() else None
     report = render_regression_report(
-        warehouse.read("inference_results"),
+        history,
         warehouse.read("failures", latest=True),
         warehouse.read_newest_run("recommendations"),
         predictor,
         settings.reports_dir,
+        findings=inference,
     )
+    flagged = [f for f in findings if f.verdict in ("slower", "faster")]
+    for f in flagged:
+        context.log.warning(f"{f.scenario} {f.label}: {f.verdict} by {f.change:+.1%} (p={f.p_value}); "
+                            f"first suspicious run {f.first_suspicious_run_id}")
     context.log.info(f"report: {report.html}")
-    return dg.MaterializeResult(metadata={
+    verdicts: dict[str, int] = {}
+    for f in findings:
+        verdicts[f"{f.scenario}_{f.verdict}"] = verdicts.get(f"{f.scenario}_{f.verdict}", 0) + 1
+    yield dg.MaterializeResult(metadata={
         "html": dg.MetadataValue.path(str(report.html)),
         "markdown": dg.MetadataValue.path(str(report.markdown)),
         "configurations": report.n_configs,
         "failures": report.n_failures,
-        **{f"verdict_{k}": v for k, v in sorted(report.verdicts.items())},
+        "findings": len(findings),
+        **{f"verdict_{k}": v for k, v in sorted(verdicts.items())},
+        "flagged": dg.MetadataValue.md("\n".join(
+            f"- {f.scenario} {f.label}: **{f.verdict}** {f.change:+.1%}" for f in flagged) or "none"),
         "preview": dg.MetadataValue.md(report.markdown.read_text()[:20000]),
+    }, check_results=[check])
+
+
+@dg.asset(deps=[inference_results, training_runs, distributed_runs, predictions, regression_report],
+          group_name="reports", pool="hwbench_warehouse")
+def comparison_report(context: dg.AssetExecutionContext, settings: HwbenchSettings) -> dg.MaterializeResult:
+    """Targets side by side: latency and throughput against batch, latency distributions, the compatibility
+    heat map, history with change points, the roofline, predicted against measured, and the training and
+    distributed figures; one self-contained HTML file (works offline), Markdown with PNG charts, and a PDF,
+    rendered from templates a user can override."""
+    report = render_comparison_report(settings.warehouse(), settings.reports_dir)
+    context.log.info(f"comparison report: {report.html}")
+    return dg.MaterializeResult(metadata={
+        "html": dg.MetadataValue.path(str(report.html)),
+        "markdown": dg.MetadataValue.path(str(report.markdown)),
+        "pdf": dg.MetadataValue.path(str(report.pdf)),
+        "configurations": report.n_configs,
+        "failures": report.n_failures,
+        "runs": report.n_runs,
+        "charts": report.n_charts,
+        "empty_sections": ", ".join(report.empty_sections) or "none",
     })

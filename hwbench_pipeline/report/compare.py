@@ -1,12 +1,11 @@
-"""Compare each configuration's newest run with the run before it.
+"""Each configuration's newest run against its history, in the shape the regression report shows.
 
-A change is reported when the medians differ by at least ``min_change`` (default 10 %) *and* a
-Mann–Whitney U test on the two runs' raw samples gives p below ``alpha`` (default 0.01). Either alone is
-not enough: a large change on a handful of noisy samples, or a tiny but "significant" shift, is noise for
-the person reading the report. The 10 % default sits above the run-to-run spread measured on a 2-core host
-(the same configurations, nothing changed, moved by 5–8 % between runs at 2 threads). A run flagged as
-contaminated (the machine was busy with other work) is never the evidence for a change: such a comparison's
-verdict is ``unreliable``.
+The judgement is :func:`hwbench_pipeline.report.regressions.detect_regressions` (change points over the
+run medians, Mann–Whitney U on the raw samples, a minimum magnitude from the history's spread); this module
+turns its findings into report rows. ``min_change`` here is the floor of that magnitude (10 % by default:
+above the 5–8 % run-to-run spread measured on a 2-core host at 2 threads); a configuration whose history
+moves more between runs needs a larger change to be flagged. A contaminated run is never the evidence for
+a change: such a comparison's verdict is ``unreliable``.
 """
 
 from __future__ import annotations
@@ -15,23 +14,32 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from hwbench_pipeline.warehouse.schema import CONFIG_KEY
+from hwbench_pipeline.report.regressions import (
+    DEFAULT_MIN_CHANGE_FLOOR,
+    DetectionSettings,
+    Finding,
+    detect_regressions,
+)
 
-DEFAULT_MIN_CHANGE = 0.10
+DEFAULT_MIN_CHANGE = DEFAULT_MIN_CHANGE_FLOOR
 
 
 @dataclass
 class Comparison:
     key: dict
     current_run: str
-    previous_run: str | None
+    previous_run: str | None  # the baseline run: the last clean run before the change (or before this run)
     current_p50_ms: float
-    previous_p50_ms: float | None
+    previous_p50_ms: float | None  # the baseline level: median of the baseline runs' medians
     change_pct: float | None
     p_value: float | None
     verdict: str  # new, slower, faster, unchanged, unreliable
     current_samples: int
     environment_change: str
+    first_suspicious_run: str | None = None
+    changepoint_p_value: float | None = None
+    min_change_pct: float | None = None
+    method: str = ""
 
     @property
     def label(self) -> str:
@@ -39,37 +47,31 @@ class Comparison:
         return f"{k['target']} {k['family']}/{k['preset']} bs={k['batch_size']} seq={k['seq_len']} {k['precision']}"
 
 
-def _environment_change(current: dict, previous: dict) -> str:
-    changes = []
-    for column in ("git_revision", "package_versions", "host", "threads"):
-        if current.get(column) != previous.get(column):
-            changes.append(f"{column}: {previous.get(column)} → {current.get(column)}")
-    return "; ".join(changes)
-
-
 def compare_latest_runs(history: pl.DataFrame, *, min_change: float = DEFAULT_MIN_CHANGE,
                         alpha: float = 0.01) -> list[Comparison]:
-    from scipy.stats import mannwhitneyu
+    """Report rows, most urgent first: slower, faster, unreliable, new, unchanged."""
+    settings = DetectionSettings(alpha=alpha, min_change_floor=min_change)
+    return comparisons_from_findings(detect_regressions(history, settings=settings))
 
-    ok = history.filter(pl.col("status") == "ok").sort("_written_at", descending=True)
-    comparisons = []
-    for _, group in ok.group_by(CONFIG_KEY, maintain_order=True):
-        current = group.row(0, named=True)
-        previous = group.row(1, named=True) if group.height > 1 else None
-        key = {k: current[k] for k in CONFIG_KEY}
-        if previous is None:
-            comparisons.append(Comparison(key, current["run_id"], None, current["p50_ms"], None, None, None, "new",
-                                          current["n_samples"], ""))
-            continue
-        change = current["p50_ms"] / previous["p50_ms"] - 1.0
-        p_value = float(mannwhitneyu(current["samples_ms"], previous["samples_ms"], alternative="two-sided").pvalue)
-        verdict = "unchanged"
-        if current.get("contaminated") or previous.get("contaminated"):
-            verdict = "unreliable"
-        elif abs(change) >= min_change and p_value < alpha:
-            verdict = "slower" if change > 0 else "faster"
-        comparisons.append(Comparison(key, current["run_id"], previous["run_id"], current["p50_ms"],
-                                      previous["p50_ms"], change * 100.0, p_value, verdict, current["n_samples"],
-                                      _environment_change(current, previous)))
-    order = {"slower": 0, "faster": 1, "unreliable": 2, "new": 3, "unchanged": 4}
-    return sorted(comparisons, key=lambda c: (order[c.verdict], c.label))
+
+def comparisons_from_findings(findings: list[Finding]) -> list[Comparison]:
+    """Report rows for findings already computed (the order is kept)."""
+    return [
+        Comparison(
+            key=f.key,
+            current_run=f.current_run_id,
+            previous_run=f.baseline_run_id,
+            current_p50_ms=f.current_value,
+            previous_p50_ms=f.baseline_value,
+            change_pct=None if f.change is None else f.change * 100.0,
+            p_value=f.p_value,
+            verdict=f.verdict,
+            current_samples=f.current_samples,
+            environment_change=f.environment_changes,
+            first_suspicious_run=f.first_suspicious_run_id,
+            changepoint_p_value=f.changepoint_p_value,
+            min_change_pct=None if f.min_change is None else f.min_change * 100.0,
+            method=f.method,
+        )
+        for f in findings
+    ]

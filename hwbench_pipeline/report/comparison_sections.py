@@ -5,7 +5,10 @@
 * compatibility: family × target, each cell measured / failed:<class> / predicted / untested;
 * history: p50 per configuration across runs, with change points (given, or read from ``regressions``);
 * roofline: achieved GFLOP/s against the target's measured peaks;
-* predicted against measured latency.
+* predicted against measured latency;
+* training and distributed training (their own module, :mod:`hwbench_pipeline.report.training_sections`):
+  training throughput and peak memory (with the memory budget) against batch size and loss curves, one set per
+  model; scaling efficiency and total throughput against workers, a line per model × strategy.
 
 "Measured" means the newest successful run of a configuration; a configuration whose newest attempt failed
 counts as failed in the compatibility grid and in the failure list. A section whose rows are missing carries
@@ -64,6 +67,8 @@ class ReportData:
     targets: pl.DataFrame  # the newest row of each hardware target
     families: list[str]  # the catalog's families (plus any that has rows)
     predictions: pl.DataFrame  # CONFIG_KEY + value (+ interval_low/high, source) for PREDICTED_METRIC
+    training: pl.DataFrame  # the training_results table, every row (training_sections picks the newest)
+    distributed: pl.DataFrame  # the distributed_results table, every row
 
 
 def _normalize_predictions(frame: pl.DataFrame) -> pl.DataFrame:
@@ -85,9 +90,11 @@ def load_report_data(warehouse: Warehouse, predictions: pl.DataFrame | list[dict
     # A re-materialized partition keeps its run id: the newest copy of a (configuration, run) counts once.
     history = ok.unique(subset=[*CONFIG_KEY, "run_id"], keep="last", maintain_order=True)
     measured = history.unique(subset=CONFIG_KEY, keep="last", maintain_order=True)
-    newest_ok = measured.select(*CONFIG_KEY, pl.col("_written_at").alias("_ok_at"))
+    # An empty table's time zone is "UTC", DuckDB's "Etc/UTC": polars compares neither with the other.
+    newest_ok = measured.select(*CONFIG_KEY, pl.col("_written_at").dt.convert_time_zone("UTC").alias("_ok_at"))
+    failed_at = pl.col("_written_at").dt.convert_time_zone("UTC")
     failures = (warehouse.read("failures", latest=True).join(newest_ok, on=CONFIG_KEY, how="left")
-                .filter(pl.col("_ok_at").is_null() | (pl.col("_written_at") > pl.col("_ok_at"))).drop("_ok_at"))
+                .filter(pl.col("_ok_at").is_null() | (failed_at > pl.col("_ok_at"))).drop("_ok_at"))
     catalog = warehouse.read("models", latest=True)["family"].to_list()
     if predictions is None:
         predicted = warehouse.read("predictions", latest=True)
@@ -98,7 +105,8 @@ def load_report_data(warehouse: Warehouse, predictions: pl.DataFrame | list[dict
     order = ["family", "preset", "target", "precision", "seq_len", "threads", "batch_size"]
     return ReportData(history=history, measured=measured.sort(order), failures=failures.sort(order),
                  targets=warehouse.read("hardware_targets", latest=True).sort("target"),
-                 families=families, predictions=predicted)
+                 families=families, predictions=predicted, training=warehouse.read("training_results"),
+                 distributed=warehouse.read("distributed_results"))
 
 
 def change_points_from_regressions(warehouse: Warehouse) -> dict[tuple, list[str]]:

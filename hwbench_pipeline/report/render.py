@@ -10,7 +10,13 @@ from pathlib import Path
 import jinja2
 import polars as pl
 
-from hwbench_pipeline.report.compare import DEFAULT_MIN_CHANGE, Comparison, compare_latest_runs
+from hwbench_pipeline.report.compare import (
+    DEFAULT_MIN_CHANGE,
+    Comparison,
+    compare_latest_runs,
+    comparisons_from_findings,
+)
+from hwbench_pipeline.report.regressions import Finding
 from hwbench_pipeline.warehouse.schema import CONFIG_KEY
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
@@ -48,8 +54,12 @@ def render_regression_report(
     template_dir: Path | None = None,
     min_change: float = DEFAULT_MIN_CHANGE,
     alpha: float = 0.01,
+    findings: list[Finding] | None = None,
 ) -> RenderedReport:
-    comparisons: list[Comparison] = compare_latest_runs(history, min_change=min_change, alpha=alpha)
+    """``findings``, when given, are the inference findings already detected over ``history`` (with the same
+    ``min_change`` and ``alpha``); otherwise they are detected here."""
+    comparisons: list[Comparison] = (comparisons_from_findings(findings) if findings is not None
+                                     else compare_latest_runs(history, min_change=min_change, alpha=alpha))
     by_key = {tuple(c.key[k] for k in CONFIG_KEY): c for c in comparisons}
     latest = history.filter(pl.col("status") == "ok").sort("_written_at", descending=True).unique(
         subset=CONFIG_KEY, keep="first").sort(["target", "family", "preset", "batch_size", "seq_len", "precision"])

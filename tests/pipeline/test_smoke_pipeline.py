@@ -1,5 +1,7 @@
 """The smoke profile through the whole graph: real Ray, real tiny models, a real Dagster instance."""
 
+from pathlib import Path
+
 import dagster as dg
 import duckdb
 import polars as pl
@@ -11,8 +13,9 @@ from hwbench_pipeline.predict.features import training_frame
 from hwbench_pipeline.predict.predictor import load, predict_latency_ms
 from hwbench_pipeline.warehouse.store import Warehouse
 
-ASSETS = ["model_catalog", "hardware_targets", "inference_runs", "inference_results", "performance_predictor",
-          "hardware_recommendations", "regression_report"]
+ASSETS = ["model_catalog", "hardware_targets", "inference_runs", "training_runs", "distributed_runs",
+          "inference_results", "performance_predictor", "predictions", "hardware_recommendations",
+          "regression_report", "comparison_report"]
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +47,7 @@ def test_every_family_is_measured_for_real_or_a_classified_failure(smoke_run):
     assert (failures["failure_class"].is_not_null()).all()
     assert (results["p50_ms"] > 0).all() and (results["n_samples"] >= 3).all()
     assert results["samples_ms"].list.len().min() >= 3
-    samples = warehouse.read("latency_samples")
+    samples = warehouse.read("latency_samples").filter(pl.col("scenario") == "inference")
     assert samples.height == results["samples_ms"].list.len().sum()  # every raw sample, in its own table
     assert (samples["latency_ms"] > 0).all()
     assert (results["flops_per_call"] > 0).all()
@@ -77,9 +80,38 @@ def test_catalog_views_predictor_and_recommendations(smoke_run):
     assert schema["evaluation"]["mape"] is not None  # held-out error over whole families
 
     recs = warehouse.read("recommendations")
+    assert set(recs["objective"]) == {"latency", "throughput"}
+    assert recs.select("family", "preset", "objective").is_unique().all()  # one row per model and objective
+    assert set(recs["source"]) <= {"measured", "predicted", "roofline"}
+    # a figure nobody measured says so
+    for row in recs.filter(pl.col("source") != "measured").iter_rows(named=True):
+        assert "not measured" in row["note"], row
     measured = warehouse.read("inference_results").select("family", "preset").unique()
-    assert recs.height == 2 * measured.height
-    assert set(recs["objective"]) == {"latency", "throughput"} and set(recs["source"]) == {"measured"}
+    assert measured.join(recs.select("family", "preset"), on=["family", "preset"], how="anti").height == 0
+
+
+@pytest.mark.slow
+def test_training_distributed_regressions_and_comparison_report(smoke_run):
+    summary, warehouse, materialized = smoke_run
+    training = warehouse.read("training_results")
+    assert set(training["family"]) | set(warehouse.read("failures").filter(
+        pl.col("scenario") == "training")["family"]) == {"bert", "vit", "whisper", "llama"}
+    assert (training["p50_ms"] > 0).all() and training["loss_curve"].list.len().min() > 1
+    steps = warehouse.read("latency_samples").filter(pl.col("scenario") == "training")
+    assert steps.height == training["samples_ms"].list.len().sum()
+    # the smoke profile has no distributed section (tests/bench/test_distributed.py sweeps it): the asset says so
+    distributed = materialized["distributed_runs"].asset_materialization.metadata
+    assert distributed["configurations"].value == 0 and not warehouse.files("distributed_results")
+    regressions = warehouse.read("regressions")
+    # first run: every configuration is new, and none is judged slower or faster without a history
+    assert set(regressions["verdict"]) == {"new"}
+    assert regressions.filter(pl.col("scenario") == "inference").height == warehouse.read("inference_results").height
+    meta = materialized["comparison_report"].asset_materialization.metadata
+    html = Path(meta["html"].value).read_text()
+    assert "<html" in html and '<script src="http' not in html  # one file that works offline
+    assert "bert" in Path(meta["markdown"].value).read_text()
+    assert Path(meta["pdf"].value).read_bytes().startswith(b"%PDF-")
+    assert Path(meta["pdf"].value) == summary.comparison_pdf
 
 
 @pytest.mark.slow

@@ -1,0 +1,59 @@
+"""The nightly quick and weekly full schedules, evaluated against a real Dagster instance."""
+
+from datetime import UTC, datetime
+
+import dagster as dg
+import pytest
+
+from hwbench_pipeline.definitions import defs
+from hwbench_pipeline.schedules import NO_PARTITIONS, nightly_quick_schedule, weekly_full_schedule
+
+#: the code location with both schedules, whether or not definitions.py lists them all yet
+CODE_LOCATION = dg.Definitions(assets=defs.assets, jobs=defs.jobs, resources=defs.resources,
+                               schedules=[nightly_quick_schedule, weekly_full_schedule])
+SUNDAY_3AM = datetime(2026, 3, 1, 3, 0, tzinfo=UTC)
+TARGETS = ["cpu-torch", "cpu-onnxruntime", "cpu-openvino"]
+
+
+def tick(schedule: dg.ScheduleDefinition, instance: dg.DagsterInstance, when: datetime):
+    context = dg.build_schedule_context(instance=instance, scheduled_execution_time=when,
+                                        repository_def=CODE_LOCATION.get_repository_def())
+    return schedule.evaluate_tick(context)
+
+
+def test_cron_times_and_both_start_stopped():
+    assert (nightly_quick_schedule.cron_schedule, weekly_full_schedule.cron_schedule) == ("0 2 * * *", "0 3 * * 0")
+    assert {nightly_quick_schedule.execution_timezone, weekly_full_schedule.execution_timezone} == {"UTC"}
+    assert {nightly_quick_schedule.default_status, weekly_full_schedule.default_status} == {
+        dg.DefaultScheduleStatus.STOPPED}
+    # Both run every measurement asset of the benchmarks group, the partitioned ones.
+    graph = CODE_LOCATION.resolve_asset_graph()
+    for schedule in (nightly_quick_schedule, weekly_full_schedule):
+        job = CODE_LOCATION.resolve_job_def(schedule.job_name)
+        assert job.partitions_def.name == "hardware_targets"
+        assert dg.AssetKey("inference_runs") in dg.AssetSelection.groups("benchmarks").resolve(graph)
+
+
+@pytest.mark.parametrize(("schedule", "profile"), [(nightly_quick_schedule, "quick"),
+                                                   (weekly_full_schedule, "full")])
+def test_one_run_per_target_partition_with_the_schedules_profile(schedule, profile):
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("hardware_targets", TARGETS)
+        result = tick(schedule, instance, SUNDAY_3AM)
+        assert sorted(r.partition_key for r in result.run_requests) == sorted(TARGETS)
+        for request in result.run_requests:
+            assert request.run_config == {"resources": {"settings": {"config": {"profile": profile}}}}
+            assert request.tags["hwbench/profile"] == profile
+        # One key per tick and target: a tick evaluated twice launches nothing twice, the next night's does.
+        keys = {r.run_key for r in result.run_requests}
+        assert len(keys) == len(TARGETS)
+        assert keys == {r.run_key for r in tick(schedule, instance, SUNDAY_3AM).run_requests}
+        next_week = datetime(2026, 3, 8, 3, 0, tzinfo=UTC)
+        assert keys.isdisjoint(r.run_key for r in tick(schedule, instance, next_week).run_requests)
+
+
+@pytest.mark.parametrize("schedule", [nightly_quick_schedule, weekly_full_schedule])
+def test_skips_with_a_reason_while_no_target_partition_exists(schedule):
+    with dg.instance_for_test() as instance:
+        result = tick(schedule, instance, SUNDAY_3AM)
+        assert not result.run_requests and result.skip_message == NO_PARTITIONS
