@@ -65,4 +65,6 @@ def distributed_sweep(tmp_path_factory):
             [distributed_runs], partition_key="cpu-torch", instance=instance, raise_on_error=False,
             resources={"settings": HwbenchSettings(profile=str(profile), data_dir=str(root / "data")),
                        "ray": RayResource(address="")})
-        yield result, Warehouse(root / "data")
+    # The instance is closed before any other test runs: an instance left open for the session would leave
+    # Dagster's context-local state storage pointing at it when fixtures of other modules close theirs.
+    return result, Warehouse(root / "data")

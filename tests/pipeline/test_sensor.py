@@ -37,9 +37,14 @@ def write_profile(path: Path, families: list[str]) -> Path:
     return path
 
 
-def sensor_context(instance: dg.DagsterInstance, settings: HwbenchSettings, cursor: str | None = None):
-    return dg.build_sensor_context(instance_ref=instance.get_ref(), definitions=CODE_LOCATION, cursor=cursor,
-                                   resources={"settings": settings})
+def evaluate(sensor: dg.SensorDefinition, instance: dg.DagsterInstance, settings: HwbenchSettings | None = None,
+             cursor: str | None = None):
+    """One tick, as the daemon evaluates it. The context is closed afterwards: an unclosed one leaves Dagster's
+    context-local state storage pointing at its instance after that is gone, which breaks later tests."""
+    resources = {"settings": settings} if settings is not None else None
+    with dg.build_sensor_context(instance_ref=instance.get_ref(), definitions=CODE_LOCATION, cursor=cursor,
+                                 resources=resources) as context:
+        return sensor.evaluate_tick(context)
 
 
 def execute_request(instance: dg.DagsterInstance, sensor: dg.SensorDefinition, request: dg.RunRequest,
@@ -67,7 +72,7 @@ def test_a_known_target_is_not_new(tmp_path):
     settings = HwbenchSettings(profile=str(write_profile(tmp_path / "p.yaml", ["bert"])), data_dir=str(tmp_path))
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("hardware_targets", detected)
-        again = new_hardware_target_sensor.evaluate_tick(sensor_context(instance, settings))
+        again = evaluate(new_hardware_target_sensor, instance, settings)
         assert not again.run_requests and again.skip_message == "no new hardware target"
 
 
@@ -91,8 +96,7 @@ def test_a_profile_for_new_families_keeps_every_other_key(tmp_path):
 def test_new_results_request_one_refresh_once_nothing_is_measuring():
     with dg.instance_for_test() as instance:
         def tick(cursor=None):
-            return refresh_after_measurement_sensor.evaluate_tick(
-                dg.build_sensor_context(instance_ref=instance.get_ref(), definitions=CODE_LOCATION, cursor=cursor))
+            return evaluate(refresh_after_measurement_sensor, instance, cursor=cursor)
 
         assert tick().skip_message == "no new measurement since the last refresh"
         # A materialization of one partition, as a run launched anywhere records it; another target still measures.
@@ -119,7 +123,7 @@ def backfilled(tmp_path_factory):
     data_dir = root / "data"
     settings = HwbenchSettings(profile=str(write_profile(root / "bert.yaml", ["bert"])), data_dir=str(data_dir))
     with dg.instance_for_test() as instance:
-        tick = new_hardware_target_sensor.evaluate_tick(sensor_context(instance, settings))
+        tick = evaluate(new_hardware_target_sensor, instance, settings)
         for request in tick.dynamic_partitions_requests:  # what the daemon does with the tick's requests
             instance.add_dynamic_partitions(request.partitions_def_name, request.partition_keys)
         request = next(r for r in tick.run_requests if r.partition_key == "cpu-torch")
@@ -151,8 +155,7 @@ def test_a_new_target_gets_its_partition_and_a_run_that_measures(backfilled):
 @pytest.mark.slow
 def test_the_measurement_requests_one_refresh(backfilled):
     instance = backfilled[0]
-    tick = refresh_after_measurement_sensor.evaluate_tick(
-        dg.build_sensor_context(instance_ref=instance.get_ref(), definitions=CODE_LOCATION))
+    tick = evaluate(refresh_after_measurement_sensor, instance)
     assert len(tick.run_requests) == 1 and tick.run_requests[0].job_name in (None, "refresh_job")
     # the sensor's run measured every measurement asset of the partition: one refresh covers all three
     assert tick.run_requests[0].tags["hwbench/refresh_after"] == "distributed_runs,inference_runs,training_runs"
@@ -163,23 +166,23 @@ def test_a_family_new_to_the_catalog_gets_a_run_of_just_that_family(backfilled):
     instance, _, _, root, warehouse = backfilled
     settings = HwbenchSettings(profile=str(write_profile(root / "bert_vit.yaml", ["bert", "vit"])),
                                data_dir=str(warehouse.data_dir))
-    tick = new_catalog_model_sensor.evaluate_tick(sensor_context(instance, settings))
+    tick = evaluate(new_catalog_model_sensor, instance, settings)
     # Only cpu-torch has results; the other targets' first runs are new_hardware_target_sensor's business.
     assert [r.partition_key for r in tick.run_requests] == ["cpu-torch"]
     request = tick.run_requests[0]
     assert request.tags["hwbench/new_families"] == "vit"
     derived = request.run_config["resources"]["settings"]["config"]["profile"]
     assert load_profile(derived).families == ("vit",)
-    again = new_catalog_model_sensor.evaluate_tick(sensor_context(instance, settings))
+    again = evaluate(new_catalog_model_sensor, instance, settings)
     assert again.run_requests[0].run_key == request.run_key  # the daemon launches one run per key, once
 
     pending = add_unfinished_run(instance, "cpu-torch")
-    busy = new_catalog_model_sensor.evaluate_tick(sensor_context(instance, settings))
+    busy = evaluate(new_catalog_model_sensor, instance, settings)
     assert not busy.run_requests and "in flight on cpu-torch" in busy.skip_message
     instance.report_run_canceled(pending)
 
     result = execute_request(instance, new_catalog_model_sensor, request, warehouse.data_dir)
     assert result.success, [e.message for e in result.get_step_failure_events()]
     assert sorted(warehouse.read("inference_results")["family"]) == ["bert", "vit"]
-    done = new_catalog_model_sensor.evaluate_tick(sensor_context(instance, settings))
+    done = evaluate(new_catalog_model_sensor, instance, settings)
     assert not done.run_requests and done.skip_message.startswith("every family of profile bert_vit")
