@@ -95,12 +95,17 @@ def run_pipeline(
 
 
 def _print_summary(settings: HwbenchSettings, summary: PipelineSummary, run_ids: set[str], say) -> None:
-    runs = settings.warehouse().read("runs").filter(pl.col("run_id").is_in(sorted(run_ids))).sort("target")
+    # every scenario's measurement run of a stage carries the stage's Dagster run id
+    runs = (settings.warehouse().read("runs").filter(pl.col("dagster_run_id").is_in(sorted(run_ids)))
+            .sort("target", "scenario"))
+    failures = settings.warehouse().read("failures").filter(pl.col("run_id").is_in(runs["run_id"].to_list()))
     say("")
     say("summary of this run:")
     for row in runs.iter_rows(named=True):
-        say(f"  {row['target']}: {row['n_ok']} configurations measured, {row['n_failed']} failed, "
-            f"{row['n_quarantined']} quarantined (profile {row['profile']})")
+        classes = failures.filter(pl.col("run_id") == row["run_id"])["failure_class"].value_counts(sort=True)
+        why = ", ".join(f"{c} {n}" for c, n in classes.iter_rows())
+        say(f"  {row['target']} {row['scenario']}: {row['n_ok']} configurations measured, {row['n_failed']} failed"
+            + (f" ({why})" if why else "") + f", {row['n_quarantined']} quarantined (profile {row['profile']})")
     schema_path = settings.predictor_dir / "latency_model.schema.json"
     if schema_path.exists():
         evaluation = json.loads(schema_path.read_text())["evaluation"]

@@ -12,7 +12,7 @@ from hwbench_pipeline.assets.predictor import performance_predictor
 from hwbench_pipeline.assets.recommendations import hardware_recommendations
 from hwbench_pipeline.assets.tables import inference_results
 from hwbench_pipeline.assets.training import training_runs
-from hwbench_pipeline.report.comparison import render_comparison_report
+from hwbench_pipeline.report.comparison import render_comparison_report, report_predictions
 from hwbench_pipeline.report.regressions import detect_regressions, finding_rows
 from hwbench_pipeline.report.render import render_regression_report
 from hwbench_pipeline.resources.settings import HwbenchSettings
@@ -79,7 +79,9 @@ def comparison_report(context: dg.AssetExecutionContext, settings: HwbenchSettin
     heat map, history with change points, the roofline, predicted against measured, and the training and
     distributed figures; one self-contained HTML file (works offline), Markdown with PNG charts, and a PDF,
     rendered from templates a user can override."""
-    report = render_comparison_report(settings.warehouse(), settings.reports_dir)
+    warehouse = settings.warehouse()
+    report = render_comparison_report(warehouse, settings.reports_dir,
+                                      predictions=report_predictions(warehouse, settings.predictor_dir))
     context.log.info(f"comparison report: {report.html}")
     return dg.MaterializeResult(metadata={
         "html": dg.MetadataValue.path(str(report.html)),

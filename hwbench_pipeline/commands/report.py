@@ -61,9 +61,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"regression report: {rendered.n_configs} configurations ({verdicts}), {rendered.n_failures} failures")
         print(f"  {rendered.html}\n  {rendered.markdown}")
     if "comparison" in kinds:
-        from hwbench_pipeline.report.comparison import render_comparison_report
+        from hwbench_pipeline.report.comparison import render_comparison_report, report_predictions
 
-        report = render_comparison_report(warehouse, out, template_dir=templates)
+        report = render_comparison_report(warehouse, out, template_dir=templates,
+                                          predictions=report_predictions(warehouse, data_dir / "predictor"))
         print(f"comparison report: {report.n_configs} configurations, {report.n_runs} runs, {report.n_charts} charts"
               + (f" (empty sections: {', '.join(report.empty_sections)})" if report.empty_sections else ""))
         print(f"  {report.html}\n  {report.markdown}\n  {report.pdf}")

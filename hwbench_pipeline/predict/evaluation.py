@@ -34,6 +34,9 @@ from hwbench_pipeline.predict.predictor import (
 )
 from hwbench_pipeline.predict.roofline import Efficiency, overhead_model_ms
 
+#: the metric a held-out row predicts (the ``predictions`` table's name for median latency)
+PREDICTED_METRIC = "p50_ms"
+
 PRESET_ORDER = ("tiny", "small", "base", "full")
 
 
@@ -198,7 +201,8 @@ def evaluate_split(frame: pl.DataFrame, train_mask: pl.Series, test_mask: pl.Ser
 
 def evaluate_all(frame: pl.DataFrame, *, recommendations: bool = True) -> dict:
     """Every split the data allow; ``headline`` is leave-family-out; ``unseen_family_residuals`` (metric ->
-    array) are the leave-family-out residuals, for the final predictor's calibration."""
+    array) are the leave-family-out residuals, for the final predictor's calibration; ``held_out_rows`` are the
+    leave-family-out predictions of every measured row (:func:`held_out_rows`)."""
     splits, residuals, oof = {}, None, None
     if frame["family"].n_unique() >= 3:
         splits["leave_family_out"], oof = leave_family_out(frame)
@@ -219,10 +223,27 @@ def evaluate_all(frame: pl.DataFrame, *, recommendations: bool = True) -> dict:
                                                               "within_20pct", "coverage")})
         headline["baseline_mape"] = family["roofline_baseline"]["mape"]
         headline["baseline_within_10pct"] = family["roofline_baseline"]["within_10pct"]
-    out = {"headline": headline, "splits": splits, "unseen_family_residuals": residuals}
+    out = {"headline": headline, "splits": splits, "unseen_family_residuals": residuals,
+           "held_out_rows": held_out_rows(oof) if oof is not None else None}
     if recommendations and oof is not None:
         out["recommendations"] = evaluate_recommendations(oof)
     return out
+
+
+def held_out_rows(oof: pl.DataFrame) -> pl.DataFrame:
+    """Each measured configuration's latency as predicted without its family, with its interval, what answered
+    (the boosters, or the roofline fallback for a row outside their domain) and the measurement: what the
+    comparison report plots as predicted against measured."""
+    return oof.select(
+        "family", "preset", "target", "batch_size", "seq_len", "precision", "threads", "mode",
+        pl.lit(PREDICTED_METRIC).alias("metric"),
+        pl.col("predicted_ms").alias("value"),
+        pl.col("predicted_low").alias("interval_low"),
+        pl.col("predicted_high").alias("interval_high"),
+        pl.when(pl.col("in_domain")).then(pl.lit("held out: predictor without this family"))
+        .otherwise(pl.lit("held out: roofline fallback")).alias("source"),
+        pl.col("p50_ms").alias("measured_p50_ms"),
+    )
 
 
 # ---- recommendations ---------------------------------------------------------------------------------------

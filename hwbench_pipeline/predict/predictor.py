@@ -74,6 +74,9 @@ PREDICTION_COLUMNS = ["latency_ms", "latency_low_ms", "latency_high_ms", "throug
                       "throughput_low", "throughput_high", "memory_mb", "memory_low_mb", "memory_high_mb",
                       "source", "confidence", "interval_level"]
 
+#: the leave-family-out predictions saved beside the model (predicted against measured, in the report)
+HELD_OUT_FILE = "held_out_predictions.parquet"
+
 
 class NotEnoughDataError(ValueError):
     pass
@@ -389,12 +392,27 @@ def train(results: pl.DataFrame, models: pl.DataFrame, targets: pl.DataFrame, ou
         raise NotEnoughDataError(f"the predictor needs at least {MIN_ROWS} measured rows, found {frame.height}")
     evaluations = evaluate_all(frame) if evaluate else None
     residuals = evaluations.pop("unseen_family_residuals", None) if evaluations else None
+    held_out = evaluations.pop("held_out_rows", None) if evaluations else None
     predictor = Predictor.fit(frame, unseen_residuals=residuals)
     if evaluations:
         predictor.schema["evaluations"] = evaluations
         predictor.schema["evaluation"] = evaluations["headline"]
     predictor.save(out_dir)
+    path = Path(out_dir) / HELD_OUT_FILE
+    if held_out is not None:
+        tmp = path.with_name(f".{path.name}.tmp")
+        held_out.write_parquet(tmp)
+        tmp.replace(path)
+    else:
+        path.unlink(missing_ok=True)  # a previous model's held-out rows do not describe this one
     return predictor.schema
+
+
+def held_out_predictions(out_dir: Path) -> pl.DataFrame | None:
+    """The saved predictor's leave-family-out predictions of the rows it was trained on (None until a
+    predictor with an evaluation is saved)."""
+    path = Path(out_dir) / HELD_OUT_FILE
+    return pl.read_parquet(path) if path.exists() else None
 
 
 def load(out_dir: Path):

@@ -110,6 +110,19 @@ def _context(data: ReportData, sections: list[Section], images: dict[str, Path])
     }
 
 
+def report_predictions(warehouse: Warehouse, predictor_dir: Path) -> pl.DataFrame:
+    """Inference predictions for the report: the ``predictions`` table (configurations nobody measured) and
+    the saved predictor's leave-family-out predictions of measured ones (what predicted-against-measured
+    plots). Either may be missing."""
+    from hwbench_pipeline.predict.predictor import held_out_predictions
+
+    frames = [warehouse.read("predictions", latest=True).drop("_partition", "_written_at")]
+    held_out = held_out_predictions(predictor_dir)
+    if held_out is not None:
+        frames.append(held_out.drop("measured_p50_ms"))
+    return pl.concat(frames, how="diagonal_relaxed").filter(pl.col("mode") == "inference")
+
+
 def render_comparison_report(warehouse: Warehouse, out_dir: Path, *, template_dir: Path | None = None,
                              change_points: dict | None = None,
                              predictions: pl.DataFrame | list[dict] | None = None) -> ComparisonReport:

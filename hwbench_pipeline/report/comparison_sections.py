@@ -93,7 +93,10 @@ def load_report_data(warehouse: Warehouse, predictions: pl.DataFrame | list[dict
     # An empty table's time zone is "UTC", DuckDB's "Etc/UTC": polars compares neither with the other.
     newest_ok = measured.select(*CONFIG_KEY, pl.col("_written_at").dt.convert_time_zone("UTC").alias("_ok_at"))
     failed_at = pl.col("_written_at").dt.convert_time_zone("UTC")
-    failures = (warehouse.read("failures", latest=True).join(newest_ok, on=CONFIG_KEY, how="left")
+    # the inference sections count inference failures; training on an inference-only runtime is refused, and
+    # that says nothing about whether a model runs there
+    failures = (warehouse.read("failures", latest=True).filter(pl.col("scenario") == "inference")
+                .join(newest_ok, on=CONFIG_KEY, how="left")
                 .filter(pl.col("_ok_at").is_null() | (failed_at > pl.col("_ok_at"))).drop("_ok_at"))
     catalog = warehouse.read("models", latest=True)["family"].to_list()
     if predictions is None:

@@ -67,12 +67,12 @@ def render_regression_report(
     for row in latest.iter_rows(named=True):
         comparison = by_key[tuple(row[k] for k in CONFIG_KEY)]
         rows.append({**row, "verdict": comparison.verdict, "change_pct": comparison.change_pct})
-    # Failures of a configuration that has since been measured successfully are history, not news.
+    # Inference failures of a configuration that has since been measured successfully are history, not news.
     measured = set(by_key)
     failures = [
         {**f, "message_line": (f["message"] or "").splitlines()[0][:200]}
-        for f in failures_latest.sort(["target", "family", "preset"]).iter_rows(named=True)
-        if tuple(f[k] for k in CONFIG_KEY) not in measured
+        for f in failures_latest.sort(["scenario", "target", "family", "preset"]).iter_rows(named=True)
+        if f["scenario"] != "inference" or tuple(f[k] for k in CONFIG_KEY) not in measured
     ]
     verdicts: dict[str, int] = {}
     for c in comparisons:

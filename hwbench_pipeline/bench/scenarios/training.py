@@ -41,8 +41,11 @@ MAX_GRAD_NORM = 1.0  # gradient clipping, as common trainers do by default
 WARMUP_STEPS = 10  # linear learning-rate warm-up
 # AdamW learning rate per preset when none is given: narrower models take larger steps. Chosen on the
 # standard tasks here: at 3e-3 the tiny presets of 12 of 13 families reach half their initial loss within
-# 60 steps (whisper-tiny needs 1e-3 and ~100 steps); bert-small diverges at 1e-3 without warm-up.
-DEFAULT_LEARNING_RATES = {"tiny": 3e-3, "small": 1e-3, "base": 3e-4, "full": 1e-4}
+# 60 steps (whisper-tiny needs 1e-3 and ~100 steps). Small presets at batch 4: at 1e-3 (with warm-up) the
+# training loss of bert and vit halved but their held-out loss ended higher (unstable); at 3e-4 bert, vit
+# and llama reached half in 39, 23 and 40 steps with held-out accuracy 100 %, 97 % and 72 %; whisper-small
+# learned at neither within 40.
+DEFAULT_LEARNING_RATES = {"tiny": 3e-3, "small": 3e-4, "base": 3e-4, "full": 1e-4}
 
 
 @dataclass(frozen=True)
