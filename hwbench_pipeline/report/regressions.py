@@ -13,7 +13,10 @@ ordered by when they were measured. The rules, in one place:
   the new level has become the baseline. A permutation test cannot confirm a change that only one or two
   runs show (a short tail has too few arrangements to be rare), so without a recent confirmed change
   point the location is E-divisive's own unconfirmed estimate in the newest segment when every run from it
-  to the newest moved past the threshold the same way, else the newest run alone.
+  to the newest moved past the threshold the same way, else the newest run alone. Either way the first
+  suspicious run is then the earliest from which every run up to the newest moved past the threshold the
+  newest's way: a segment must hold ``min_segment_runs`` runs, so right after a change the segment found
+  can start one unmoved run early, and that run belongs to the baseline.
 * **Whether it changed.** Two conditions, both required: the newest run's median differs from the
   baseline level (the median of the baseline runs' medians) by at least the minimum magnitude, and a
   Mann–Whitney U test on the raw samples of the newest run and the baseline run (the last clean run before
@@ -33,6 +36,7 @@ The metric is the run median latency (``p50_ms``); ``change`` is relative (+0.25
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -203,6 +207,20 @@ def _locate(medians: list[float], settings: DetectionSettings) -> _Location:
     return _Location(newest, segment_start, None, False)
 
 
+def _first_moved(medians: list[float], start: int, level: float, threshold: float) -> int:
+    """The earliest run, from ``start`` on, after which every run up to the newest moved past the threshold the
+    way the newest did (the newest itself when it did not move). A segment can only end ``min_segment_runs``
+    before the newest, so a change point found right after a change may still hold an unmoved run."""
+    up = medians[-1] > level
+    first = len(medians) - 1
+    for i in range(len(medians) - 1, start - 1, -1):
+        ratio = medians[i] / level
+        if not (_beyond(ratio, threshold) and (ratio > 1.0) == up):
+            break
+        first = i
+    return first
+
+
 def _judge(scenario: str, runs: list[dict], settings: DetectionSettings) -> Finding:
     newest = runs[-1]
     key = {k: newest[k] for k in CONFIG_KEY}
@@ -224,6 +242,11 @@ def _judge(scenario: str, runs: list[dict], settings: DetectionSettings) -> Find
     clean = [*clean_history, newest]
     medians = [float(r[METRIC]) for r in clean]
     where = _locate(medians, settings)
+    level = float(np.median(medians[where.baseline_start:where.first]))
+    first = _first_moved(medians, where.first, level, minimum_magnitude(
+        medians[where.baseline_start:where.first], settings))
+    if first != where.first:
+        where = dataclasses.replace(where, first=first)
     baseline_values = medians[where.baseline_start:where.first]
     baseline_run = clean[where.first - 1]
     level = float(np.median(baseline_values))

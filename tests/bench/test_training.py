@@ -78,7 +78,8 @@ def test_a_training_row_is_a_measurement(measured_row):
     assert row["n_samples"] == len(row["samples_ms"]) >= 5
     assert row["throughput_samples_s"] == pytest.approx(4 / (row["p50_ms"] / 1e3))
     assert row["throughput_tokens_s"] == pytest.approx(4 * 16 / (row["p50_ms"] / 1e3))
-    assert row["peak_rss_mb"] > row["baseline_rss_mb"] > 0 and row["within_budget"] is True
+    # in this test process (not a fresh worker) freed memory may be reused: the peak is at least the baseline
+    assert row["peak_rss_mb"] >= row["baseline_rss_mb"] > 0 and row["within_budget"] is True
     assert row["memory_budget_mb"] > 0
     # forward + backward counts more than the forward alone, which equals inference's forward count
     bare = models.build_model("bert", "tiny")

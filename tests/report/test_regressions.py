@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -163,3 +164,18 @@ def test_minimum_magnitude_rule():
     wide = minimum_magnitude([10.0, 11.0, 9.0, 10.5, 9.5], settings)  # runs 5-10 % apart
     assert 0.2 < wide < 0.3
     assert minimum_magnitude([10.0, 11.0, 9.0], DetectionSettings(min_change=0.05)) == 0.05
+
+
+def test_a_change_found_one_run_early_starts_at_the_first_run_that_moved():
+    """A segment holds at least two runs, so right after a change the segment E-divisive finds starts one run
+    early, at a run that did not move (here 42.0 ms, 4 % above a 40.5 ms level): that run belongs to the
+    baseline. Synthetic sample streams: this checks the rule, not a measurement."""
+    rng = np.random.default_rng(0)
+    levels = [40.5, 40.6, 40.4, 40.5, 40.7, 42.0, 57.7]  # the shape of a slowdown measured here
+    key = CONFIG.key_fields()
+    rows = [{**key, "run_id": f"run-{i}", "status": "ok", "started_at": i, "p50_ms": level,
+             "n_samples": 40, "samples_ms": list(level * (1 + 0.01 * rng.standard_normal(40)))}
+            for i, level in enumerate(levels)]
+    finding = _only_finding(pl.DataFrame(rows))
+    assert finding.verdict == "slower" and finding.first_suspicious_run_id == "run-6", finding
+    assert finding.baseline_run_id == "run-5" and finding.changepoint_confirmed  # E-divisive found it at run-5
