@@ -164,6 +164,8 @@ def test_minimum_magnitude_rule():
     wide = minimum_magnitude([10.0, 11.0, 9.0, 10.5, 9.5], settings)  # runs 5-10 % apart
     assert 0.2 < wide < 0.3
     assert minimum_magnitude([10.0, 11.0, 9.0], DetectionSettings(min_change=0.05)) == 0.05
+    # one baseline run 14.4 % off the level: a new run as far out is within the history's spread
+    assert minimum_magnitude([10.0, 10.1, 9.9, 11.5, 10.05], settings) == pytest.approx(11.5 / 10.05 - 1)
 
 
 def test_a_change_found_one_run_early_starts_at_the_first_run_that_moved():
