@@ -3,6 +3,7 @@
 Prints each run's median, and the coefficient of variation of the medians. Target: 2 % or less.
 
     .venv/bin/python benchmarks/stability.py [--model bert --preset base --seq 128 --threads 2 --runs 5]
+                                             [--dispatch process|ray]
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ def main() -> None:
     parser.add_argument("--seq", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--dispatch", choices=["process", "ray"], default="process")
     args = parser.parse_args()
 
     config = InferenceConfig(args.model, args.preset, args.target, args.batch, args.seq, threads=args.threads,
                              rule=StoppingRule(ci_target=0.01, max_seconds=10.0))
-    rows = run_configurations([config] * args.runs, "stability", log=print)
+    rows = run_configurations([config] * args.runs, "stability", dispatch=args.dispatch, log=print)
     medians = []
     for i, row in enumerate(rows, start=1):
         if row["status"] != "ok":

@@ -52,7 +52,23 @@ def cmd_targets(args: argparse.Namespace) -> int:
 
 
 # ---- hwbench bench --------------------------------------------------------------------------------------
+def _bench_dispatch(requested: str, ray_address: str | None) -> str:
+    if requested == "auto":
+        return "ray" if ray_address else "process"
+    if requested == "process" and ray_address:
+        raise UsageError(f"--dispatch process measures on this host only, but RAY_ADDRESS={ray_address} is set; "
+                         "unset it or use --dispatch ray")
+    return requested
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
+    ray_address = os.environ.get("RAY_ADDRESS") or None
+    dispatch = _bench_dispatch(args.dispatch, ray_address)
+    if dispatch == "process":
+        from hwbench_pipeline.bench import local_process
+
+        local_process.start_server()  # its imports run while this process imports and checks the arguments
+
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
@@ -63,11 +79,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from hwbench_pipeline.bench.trackers.stats import StoppingRule
 
     try:
-        models.build_config(args.model, args.preset)
+        models.check_model(args.model, args.preset)
         parse_target(args.target)
     except (models.UnknownModelError, UnknownTargetError) as exc:
         raise UsageError(str(exc)) from None
-    ray_address = os.environ.get("RAY_ADDRESS") or None
     if not ray_address and args.target not in {t.key for t in detect_targets()}:
         raise UsageError(f"hardware target {args.target} is not available on this host; available: "
                          f"{', '.join(t.key for t in detect_targets())} (see 'hwbench targets')")
@@ -90,7 +105,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         def on_result(i, n, cfg, row):
             progress.update(task, completed=i, description=f"done: {cfg.label}")
 
-        rows = run_configurations(configs, run_id, ray_address=ray_address, timeout_s=args.timeout,
+        rows = run_configurations(configs, run_id, ray_address=ray_address, dispatch=dispatch, timeout_s=args.timeout,
                                   lock_dir=host_lock_dir(), on_result=on_result,
                                   log=console.print)
     table = Table(title=f"hwbench bench {args.model}/{args.preset} on {args.target}")
@@ -181,6 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--max-seconds", type=float, default=10.0, help="time cap of the measurement")
     bench.add_argument("--timeout", type=float, default=600.0, help="per-configuration timeout in seconds")
     bench.add_argument("--json", help="also write the rows (raw samples included) to this JSON file")
+    bench.add_argument("--dispatch", choices=["auto", "process", "ray"], default="auto",
+                       help="fresh process per configuration: forked here (process) or a Ray task (ray); "
+                            "auto: ray when RAY_ADDRESS is set, else process")
     bench.set_defaults(func=cmd_bench)
 
     targets = sub.add_parser("targets", help="list the hardware targets of this host")

@@ -1,6 +1,8 @@
-"""Dispatch measurements as Ray tasks: one fresh worker process per configuration, one measurement per node.
+"""Dispatch measurements: one fresh worker process per configuration, one measurement per node.
 
-Placement and exclusivity are Ray resources:
+Measurements go to Ray (a cluster, or a private local instance) or, for a single host's CLI runs, to local
+processes forked from a preloaded server (:mod:`hwbench_pipeline.bench.local_process`, no Ray start-up and no
+re-import of torch per configuration). On Ray, placement and exclusivity are Ray resources:
 
 * every node that measures advertises ``hwbench_node_slot: 1``; every measurement asks for it, so two
   measurements never overlap on one node;
@@ -8,9 +10,9 @@ Placement and exclusivity are Ray resources:
   so it lands on the hardware it measures (a Ray cluster's nodes are started with these resources);
 * ``max_calls=1`` retires the worker after one task: each configuration starts in a fresh process.
 
-Locally (no ``RAY_ADDRESS``) a private Ray instance is started, and a host-wide lock file keeps two hwbench
-processes (two Dagster steps, a CLI run beside a schedule) from measuring at the same time on this host:
-two local Ray instances would each believe they own all the cores.
+Locally (no ``RAY_ADDRESS``, either dispatch) a host-wide lock file keeps two hwbench processes (two Dagster
+steps, a CLI run beside a schedule) from measuring at the same time on this host: two local Ray instances,
+or a Ray instance and a CLI run, would each believe they own all the cores.
 """
 
 from __future__ import annotations
@@ -136,11 +138,88 @@ def measure_device_peaks(
         return ray.get(ref, timeout=timeout_s)
 
 
+class _RayExecutor:
+    """Each configuration as a Ray task that asks for its node slot and target (see the module docstring)."""
+
+    def __init__(self, measure: MeasureFunction) -> None:
+        self._remote = _remote_measure(measure)
+
+    def unavailable(self, cfg: Any) -> str | None:
+        missing = _missing_resources(cfg)
+        if missing is None:
+            return None
+        return (f"no Ray node offers {missing}; nodes must advertise {NODE_SLOT} and "
+                f"{target_resource(cfg.target)} (see README, 'Using a Ray cluster')")
+
+    def measure(self, cfg: Any, run_id: str, timeout_s: float, failure: FailureFunction) -> dict:
+        import ray
+        from ray.exceptions import GetTimeoutError, RayError
+
+        ref = self._remote.options(
+            num_cpus=cfg.threads if cfg.target.startswith("cpu") else 1,
+            resources={NODE_SLOT: 1, target_resource(cfg.target): 1},
+        ).remote(cfg, run_id)
+        t0 = time.monotonic()
+        try:
+            return ray.get(ref, timeout=timeout_s)
+        except GetTimeoutError:
+            ray.cancel(ref, force=True)
+            return failure(cfg, run_id, "timeout",
+                           f"no result after {time.monotonic() - t0:.0f} s (limit {timeout_s:.0f} s)")
+        except RayError as exc:
+            return failure(cfg, run_id, "worker_crashed", f"{type(exc).__name__}: {exc}")
+
+
+class _ProcessExecutor:
+    """Each configuration in a fresh local process forked from a preloaded server (no Ray; this host only)."""
+
+    def __init__(self, measure: MeasureFunction) -> None:
+        from hwbench_pipeline.bench import local_process
+
+        self._measure_fn = measure
+        self._local = local_process
+        local_process.start_server()
+
+    def unavailable(self, cfg: Any) -> str | None:
+        cores = os.cpu_count() or 1
+        if cfg.target.startswith("cpu") and cfg.threads > cores:
+            return f"{cfg.threads} threads asked for, this host has {cores} cores"
+        return None
+
+    def measure(self, cfg: Any, run_id: str, timeout_s: float, failure: FailureFunction) -> dict:
+        try:
+            return self._local.measure_in_fresh_process(self._measure_fn, cfg, run_id, timeout_s)
+        except self._local.WorkerTimeout as exc:
+            return failure(cfg, run_id, "timeout", str(exc))
+        except self._local.WorkerCrashed as exc:
+            return failure(cfg, run_id, "worker_crashed", str(exc))
+
+
+#: how configurations reach a fresh process: Ray tasks (a cluster, or a private local instance), or processes
+#: forked on this host from a preloaded server (starts in milliseconds; for a single host's CLI runs)
+DISPATCH_MODES = ("ray", "process")
+
+
+@contextlib.contextmanager
+def _executor(dispatch: str, ray_address: str | None, targets: Sequence[str],
+              measure: MeasureFunction) -> Iterator[_RayExecutor | _ProcessExecutor]:
+    if dispatch == "process":
+        if ray_address:
+            raise ValueError("process dispatch measures on this host only; unset RAY_ADDRESS or dispatch to Ray")
+        yield _ProcessExecutor(measure)
+    elif dispatch == "ray":
+        with ray_session(ray_address, targets):
+            yield _RayExecutor(measure)
+    else:
+        raise ValueError(f"unknown dispatch {dispatch!r}; one of {', '.join(DISPATCH_MODES)}")
+
+
 def run_configurations(
     configs: Sequence[InferenceConfig] | Sequence[Any],
     run_id: str,
     *,
     ray_address: str | None = None,
+    dispatch: str = "ray",
     timeout_s: float = 600.0,
     retry_contaminated: int = 1,
     lock_dir: Path | None = None,
@@ -150,48 +229,33 @@ def run_configurations(
     failure: FailureFunction = failure_row,
     skip_reason: SkipReason | None = None,
 ) -> list[dict]:
-    """Measure every configuration on Ray; returns one row per configuration (result or failure), in order.
+    """Measure every configuration, each in a fresh process; returns one row per configuration (result or
+    failure), in order.
 
+    ``dispatch`` is ``"ray"`` (tasks on the cluster at ``ray_address``, or on a private local instance) or
+    ``"process"`` (processes forked on this host, see :mod:`hwbench_pipeline.bench.local_process`).
     A contaminated measurement (the machine was busy with something else) is measured again up to
     ``retry_contaminated`` times; the row records how many attempts it took. ``measure`` runs one configuration
     in the worker and ``failure`` makes its failure row (inference's by default; training passes its own).
     ``skip_reason(cfg, rows so far)`` can decide, from what was already measured, that a configuration is not
     worth running (a batch-size sweep past its memory budget): it is then left out, with the reason logged.
     """
-    import ray
-    from ray.exceptions import GetTimeoutError, RayError
-
     targets = sorted({c.target for c in configs})
     lock = host_measurement_lock(lock_dir, log) if (lock_dir and not ray_address) else contextlib.nullcontext()
     rows: list[dict] = []
-    with lock, ray_session(ray_address, targets):
-        remote = _remote_measure(measure)
+    with lock, _executor(dispatch, ray_address, targets, measure) as executor:
         for i, cfg in enumerate(configs, start=1):
             skip = skip_reason(cfg, rows) if skip_reason else None
             if skip:
                 log(f"{cfg.label}: not run ({skip})")
                 continue
-            missing = _missing_resources(cfg)
-            if missing:
-                row = failure(cfg, run_id, "unsupported_configuration",
-                              f"no Ray node offers {missing}; nodes must advertise {NODE_SLOT} and "
-                              f"{target_resource(cfg.target)} (see README, 'Using a Ray cluster')")
+            reason = executor.unavailable(cfg)
+            if reason:
+                row = failure(cfg, run_id, "unsupported_configuration", reason)
             else:
                 row = {}
                 for attempt in range(1, retry_contaminated + 2):
-                    ref = remote.options(
-                        num_cpus=cfg.threads if cfg.target.startswith("cpu") else 1,
-                        resources={NODE_SLOT: 1, target_resource(cfg.target): 1},
-                    ).remote(cfg, run_id)
-                    t0 = time.monotonic()
-                    try:
-                        row = ray.get(ref, timeout=timeout_s)
-                    except GetTimeoutError:
-                        ray.cancel(ref, force=True)
-                        row = failure(cfg, run_id, "timeout",
-                                      f"no result after {time.monotonic() - t0:.0f} s (limit {timeout_s:.0f} s)")
-                    except RayError as exc:
-                        row = failure(cfg, run_id, "worker_crashed", f"{type(exc).__name__}: {exc}")
+                    row = executor.measure(cfg, run_id, timeout_s, failure)
                     row["attempts"] = attempt
                     if not row.get("contaminated"):
                         break

@@ -425,6 +425,12 @@ def _check(family: str, preset: str) -> FamilySpec:
     return spec
 
 
+def check_model(family: str, preset: str) -> FamilySpec:
+    """The family's spec; raises :class:`UnknownModelError` for an unknown family or preset. Imports no model
+    code (building a config imports the model's module, seconds on a small host)."""
+    return _check(family, preset)
+
+
 def _model_class(spec: FamilySpec) -> type[transformers.PreTrainedModel]:
     return getattr(transformers, spec.hf_class)
 

@@ -1,4 +1,4 @@
-"""Two hwbench processes on one host never measure at the same time (host lock + one Ray slot per node)."""
+"""Two hwbench processes on one host never measure at the same time (the host-wide measurement lock)."""
 
 import json
 import os

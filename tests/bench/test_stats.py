@@ -44,6 +44,17 @@ def test_warmup_waits_for_stable_latency():
     assert rule.warmup_done([50.0], elapsed_s=101)
 
 
+def test_slow_calls_warm_up_in_shorter_windows():
+    rule = StoppingRule(warmup_window=5, warmup_window_seconds=1.0, warmup_tolerance=0.05, warmup_max_seconds=100)
+    # 500 ms calls: two fit a second, so two windows of two calls decide
+    assert rule.warmup_window_calls([900, 520, 510]) == 2
+    assert not rule.warmup_done([900, 520, 510, 515], elapsed_s=2.4)
+    assert rule.warmup_done([900, 520, 510, 515, 505], elapsed_s=2.9)
+    # 300 ms calls: four fit a second; 10 ms calls keep the full window of five
+    assert rule.warmup_window_calls([300.0] * 4) == 4
+    assert rule.warmup_window_calls([10.0] * 4) == 5
+
+
 def test_summarize_orders_percentiles_and_rejects_empty():
     s = summarize([1, 2, 3, 4, 100])
     assert s["p50_ms"] == 3 and s["p50_ms"] <= s["p90_ms"] <= s["p99_ms"] <= s["max_ms"]

@@ -4,7 +4,9 @@ The rules, in one place:
 
 * **Warm-up** runs the call until latency is stable: at least ``min_calls`` calls, then until the median of
   the last ``window`` calls is within ``tolerance`` of the median of the ``window`` calls before them, or
-  the warm-up time cap is reached. Warm-up samples are never reported.
+  the warm-up time cap is reached. A window holds ``warmup_window`` calls, or fewer (never under 2) when
+  that many would take longer than ``warmup_window_seconds``: a 500 ms call that settled after its second
+  run needs no ten-call warm-up. Warm-up samples are never reported.
 * **Measurement** collects samples until the 95 % confidence interval of the median is narrower than
   ``±target`` (relative to the median) with at least ``min_samples`` samples, or the time cap is reached,
   or ``max_samples`` is reached. How it stopped is recorded (``ci_reached``, ``time_cap``, ``sample_cap``).
@@ -55,6 +57,7 @@ class StoppingRule:
     max_seconds: float = 10.0
     warmup_min_calls: int = 3
     warmup_window: int = 5
+    warmup_window_seconds: float = 1.0
     warmup_tolerance: float = 0.05
     warmup_max_seconds: float = 5.0
 
@@ -70,11 +73,20 @@ class StoppingRule:
         n = len(warmup_samples)
         if elapsed_s >= self.warmup_max_seconds and n >= 1:
             return True
-        if n < max(self.warmup_min_calls, 2 * self.warmup_window):
+        window = self.warmup_window_calls(warmup_samples)
+        if n < max(self.warmup_min_calls, 2 * window):
             return False
-        last = np.median(warmup_samples[-self.warmup_window :])
-        prev = np.median(warmup_samples[-2 * self.warmup_window : -self.warmup_window])
+        last = np.median(warmup_samples[-window:])
+        prev = np.median(warmup_samples[-2 * window : -window])
         return abs(last - prev) <= self.warmup_tolerance * prev
+
+    def warmup_window_calls(self, warmup_samples_ms: list[float]) -> int:
+        """Calls per warm-up window: ``warmup_window``, or as many as fit ``warmup_window_seconds`` (at least 2)."""
+        if not warmup_samples_ms or self.warmup_window <= 2:
+            return self.warmup_window
+        recent_s = float(np.median(warmup_samples_ms[-self.warmup_window :])) / 1e3
+        fitting = math.ceil(self.warmup_window_seconds / recent_s) if recent_s > 0 else self.warmup_window
+        return max(2, min(self.warmup_window, fitting))
 
     def stop_reason(self, samples: list[float], elapsed_s: float) -> str | None:
         """Why measuring should stop now, or None to keep going."""

@@ -1,0 +1,97 @@
+"""Measure one configuration in a fresh local process, without Ray.
+
+A fork server is started once per hwbench process and imports torch, transformers and the engine
+(:mod:`hwbench_pipeline.bench.worker_preload`). Each configuration then runs in a new process forked from
+that server, which exits after it: as fresh as a Ray worker with ``max_calls=1`` (its own address space, its
+own RSS high-water mark and thread pools, nothing a previous configuration loaded), but started in
+milliseconds instead of seconds of imports. The server itself never runs a torch operation and never
+touches CUDA: forking a process that has started OpenMP threads or a CUDA context is not safe, and the
+children start both themselves.
+
+Only this host is reachable this way; a Ray cluster (``RAY_ADDRESS``) is dispatched to through Ray. As with
+any multiprocessing start method other than fork, each child imports the caller's ``__main__`` module again:
+a script that dispatches this way keeps its work under ``if __name__ == "__main__":``.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import multiprocessing.connection
+import time
+from collections.abc import Callable
+from typing import Any
+
+PRELOAD_MODULES = ["hwbench_pipeline.bench.worker_preload"]
+
+
+class WorkerTimeout(Exception):
+    """The configuration's process produced no result within the time limit; it has been killed."""
+
+
+class WorkerCrashed(Exception):
+    """The configuration's process ended without sending a result (killed by a signal, os._exit, ...)."""
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(PRELOAD_MODULES)
+    return ctx
+
+
+def start_server() -> None:
+    """Start the fork server now, so its imports overlap with the caller's own start-up work."""
+    _context()
+    from multiprocessing import forkserver
+
+    forkserver.ensure_running()
+
+
+def _child_main(conn: multiprocessing.connection.Connection, measure: Callable[[Any, str], dict],
+                cfg: Any, run_id: str) -> None:
+    row = measure(cfg, run_id)
+    conn.send(row)
+    conn.close()
+
+
+def _exit_description(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "did not exit"
+    if exitcode < 0:
+        import signal
+
+        try:
+            return f"was killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"was killed by signal {-exitcode}"
+    return f"exited with code {exitcode}"
+
+
+def measure_in_fresh_process(measure: Callable[[Any, str], dict], cfg: Any, run_id: str,
+                             timeout_s: float) -> dict:
+    """``measure(cfg, run_id)`` in a new process forked from the preloaded server; returns its row.
+
+    Raises :class:`WorkerTimeout` when no row arrives within ``timeout_s`` (the process is killed) and
+    :class:`WorkerCrashed` when the process ends without one.
+    """
+    ctx = _context()
+    receiver, sender = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child_main, args=(sender, measure, cfg, run_id), name="hwbench-measure",
+                       daemon=True)
+    t0 = time.monotonic()
+    proc.start()
+    sender.close()  # the child holds the only writer: its exit shows up here as end of file
+    try:
+        if not receiver.poll(timeout_s):
+            raise WorkerTimeout(f"no result after {time.monotonic() - t0:.0f} s (limit {timeout_s:.0f} s)")
+        try:
+            return receiver.recv()
+        except EOFError:
+            proc.join(10)
+            raise WorkerCrashed(f"the measuring process (pid {proc.pid}) {_exit_description(proc.exitcode)} "
+                                "before sending a result") from None
+    finally:
+        receiver.close()
+        proc.join(10)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()

@@ -1,0 +1,74 @@
+"""Local process dispatch: each configuration in its own fresh process forked from the preloaded server;
+a process that dies or hangs becomes a classified row and the rest carries on."""
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from hwbench_pipeline.bench.dispatch import run_configurations
+from hwbench_pipeline.bench.scenarios.inference import InferenceConfig, run_configuration
+from hwbench_pipeline.bench.trackers.stats import StoppingRule
+
+RULE = StoppingRule(ci_target=0.05, min_samples=5, max_seconds=0.3, warmup_min_calls=2, warmup_window=2,
+                    warmup_max_seconds=0.2)
+
+
+def _config(batch: int) -> InferenceConfig:
+    return InferenceConfig("bert", "tiny", "cpu-torch", batch, 8, threads=1, rule=RULE)
+
+
+def killed_on_batch_2(cfg: InferenceConfig, run_id: str) -> dict:
+    """Measures like the engine, except that the batch-2 configuration's process is killed outright (as the
+    kernel's OOM killer would)."""
+    if cfg.batch_size == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return run_configuration(cfg, run_id)
+
+
+def test_each_configuration_runs_in_its_own_fresh_process(tmp_path):
+    rows = run_configurations([_config(1), _config(1), _config(3)], "local", dispatch="process", lock_dir=tmp_path,
+                              retry_contaminated=0, timeout_s=120)
+    assert [r["status"] for r in rows] == ["ok", "ok", "ok"], rows
+    pids = [r["worker_pid"] for r in rows]
+    assert len(set(pids)) == 3 and os.getpid() not in pids
+    for row in rows:
+        assert row["p50_ms"] > 0 and row["n_samples"] >= 5 and row["flops_per_call"] > 0
+        assert row["max_abs_diff"] == 0.0  # cpu-torch fp32 against the reference from the counted forward
+        assert row["peak_rss_mb"] >= row["baseline_rss_mb"] > 0
+
+
+def test_a_killed_process_is_a_worker_crashed_row_and_the_rest_carries_on(tmp_path):
+    rows = run_configurations([_config(1), _config(2), _config(3)], "local", dispatch="process", lock_dir=tmp_path,
+                              retry_contaminated=0, timeout_s=120, measure=killed_on_batch_2)
+    assert [r["status"] for r in rows] == ["ok", "failed", "ok"], rows
+    assert rows[1]["failure_class"] == "worker_crashed"
+    assert "killed by SIGKILL" in rows[1]["message"]
+
+
+def test_a_configuration_past_its_timeout_is_killed_and_recorded(tmp_path):
+    rows = run_configurations([_config(1)], "local", dispatch="process", lock_dir=tmp_path, retry_contaminated=0,
+                              timeout_s=0.05)
+    assert rows[0]["failure_class"] == "timeout", rows
+    assert rows[0]["message"].startswith("no result after")
+
+
+def test_more_threads_than_cores_is_refused_before_starting(tmp_path):
+    cfg = InferenceConfig("bert", "tiny", "cpu-torch", 1, 8, threads=(os.cpu_count() or 1) + 1, rule=RULE)
+    rows = run_configurations([cfg], "local", dispatch="process", lock_dir=tmp_path)
+    assert rows[0]["failure_class"] == "unsupported_configuration"
+    assert "threads asked for" in rows[0]["message"]
+
+
+def test_process_dispatch_refuses_a_ray_cluster(tmp_path):
+    with pytest.raises(ValueError, match="this host only"):
+        run_configurations([_config(1)], "local", dispatch="process", ray_address="ray://cluster:10001")
+    env = {**os.environ, "RAY_ADDRESS": "ray://cluster:10001", "HWBENCH_DATA_DIR": str(tmp_path / "data")}
+    result = subprocess.run([sys.executable, "-m", "hwbench_pipeline.cli", "bench", "--model", "bert",
+                             "--dispatch", "process"], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "hwbench: error: --dispatch process measures on this host only, but RAY_ADDRESS=ray://cluster:10001 is "
+        "set; unset it or use --dispatch ray"]
