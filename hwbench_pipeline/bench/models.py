@@ -431,6 +431,12 @@ def check_model(family: str, preset: str) -> FamilySpec:
     return _check(family, preset)
 
 
+def import_model_code(family: str) -> None:
+    """Import the family's model module now (transformers imports it lazily, seconds the first time in a
+    process), so that a measured load time is building the model, not importing Python."""
+    _model_class(_spec(family))
+
+
 def _model_class(spec: FamilySpec) -> type[transformers.PreTrainedModel]:
     return getattr(transformers, spec.hf_class)
 

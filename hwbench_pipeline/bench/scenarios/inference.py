@@ -129,6 +129,7 @@ def measure_inference(cfg: InferenceConfig, run_id: str) -> dict:
     target = parse_target(cfg.target)
     torch.set_num_threads(cfg.threads)
     backend = load_backend(target.backend)
+    models.import_model_code(cfg.family)
     baseline_rss = current_rss_mb()
 
     t0 = time.perf_counter()

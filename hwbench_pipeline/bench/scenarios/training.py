@@ -320,7 +320,7 @@ def measure_training(cfg: TrainingConfig, run_id: str) -> dict:
     """Measure one training configuration. Raises on failure (see :func:`run_training_configuration`)."""
     import torch
 
-    from hwbench_pipeline.bench import tasks
+    from hwbench_pipeline.bench import models, tasks
     from hwbench_pipeline.bench.environment import environment_fields
     from hwbench_pipeline.bench.hardware import parse_target
     from hwbench_pipeline.bench.scenarios.inference import _time_calls
@@ -338,6 +338,7 @@ def measure_training(cfg: TrainingConfig, run_id: str) -> dict:
     torch.set_num_threads(cfg.threads)
     device = torch.device(target.torch_device)
     budget_mb = memory_budget_mb(cfg, device)
+    models.import_model_code(cfg.family)
     baseline_rss = current_rss_mb()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
