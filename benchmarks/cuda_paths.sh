@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The CUDA check for a host with an NVIDIA GPU: bert, vit and a decoder on cuda0-torch (and cuda0-onnxruntime
 # when onnxruntime-gpu is installed), rows as JSON under ${OUT:-./cuda-check}. Run from the repo root with the
-# project's environment active. Prints each table; exits non-zero if a configuration fails.
+# project's environment active; bert also runs through Ray. Prints each table; exits non-zero if a configuration fails.
 set -euo pipefail
 out=${OUT:-./cuda-check}
 mkdir -p "$out"
@@ -16,5 +16,8 @@ for target in cuda0-torch cuda0-onnxruntime; do
     python -m hwbench_pipeline.cli bench --model "$model" --preset base --target "$target" --batch 1,8 \
       --seq 128 --max-seconds 5 --json "$out/${target}_${model}.json" || status=1
   done
+  # the same engine through Ray, as the pipeline dispatches it (the runs above use forked local processes)
+  python -m hwbench_pipeline.cli bench --model bert --preset base --target "$target" --batch 1 --seq 128 \
+    --max-seconds 5 --dispatch ray --json "$out/${target}_bert_ray.json" || status=1
 done
 exit $status
