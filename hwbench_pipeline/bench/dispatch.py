@@ -28,6 +28,8 @@ from typing import Any
 from hwbench_pipeline.bench.scenarios.inference import InferenceConfig, failure_row, run_configuration
 
 NODE_SLOT = "hwbench_node_slot"
+# every worker of a private local instance quiets a Ray Train logger that cannot work without the dashboard
+WORKER_RUNTIME_ENV = {"worker_process_setup_hook": "hwbench_pipeline.bench.ray_worker_setup.configure_worker_logging"}
 # Ray takes custom resource names verbatim; ':' keeps them readable and cannot appear in a target key.
 TARGET_RESOURCE_PREFIX = "hwbench_target:"
 
@@ -80,6 +82,7 @@ def ray_session(address: str | None, targets: Sequence[str]) -> Iterator[bool]:
             # Ray would otherwise start idle workers in the background, which import Python while a
             # measurement runs: a worker is started only when a configuration is ready to run.
             _system_config={"enable_worker_prestart": False, "prestart_worker_first_driver": False},
+            runtime_env=WORKER_RUNTIME_ENV,
         )
     else:
         ray.init(address=address, logging_level="WARNING")
