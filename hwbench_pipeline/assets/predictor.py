@@ -65,6 +65,14 @@ def performance_predictor(context: dg.AssetExecutionContext, settings: HwbenchSe
     for objective, r in schema.get("evaluations", {}).get("recommendations", {}).get("predictor", {}).items():
         metadata[f"recommendation_{objective}_picked_optimum"] = dg.MetadataValue.float(round(r["picked_optimum"], 4))
         metadata[f"recommendation_{objective}_mean_regret"] = dg.MetadataValue.float(round(r["mean_regret"], 4))
+    if schema.get("unseen_families_from_roofline"):
+        message = (f"on families it was not trained on, the roofline baseline (held-out MAPE "
+                   f"{_pct(evaluation['baseline_mape'])}) beats the boosters ({_pct(evaluation['mape'])}): "
+                   "questions about those families are answered by the roofline")
+        metadata["unseen_families_answered_by"] = dg.MetadataValue.text(f"roofline: {message}")
+        context.log.warning(message)
+    else:
+        metadata["unseen_families_answered_by"] = dg.MetadataValue.text("predictor")
     if not schema["usable"]:
         context.log.warning(f"only {schema['n_rows']} rows of {schema['n_families']} families: every prediction "
                             "will come from the roofline fallback until more results land")

@@ -17,7 +17,10 @@ Intervals are split-conformal, calibrated on out-of-fold residuals: residuals of
 outside the training data (a backend, precision or mode it has no rows for, FLOPs a decade beyond anything
 trained on), and every question when there are too few rows, get the roofline fallback instead: the
 analytical model alone, scaled by the backend's typical measured/analytical ratio (with no measurements at
-all, the bare bound, with no upper limit). Each figure says which
+all, the bare bound, with no upper limit). Where the leave-family-out evaluation finds the roofline baseline
+more accurate than the boosters on families they never saw (a handful of families is too few to learn
+across architectures), questions about families outside the training data get the roofline fallback too
+(``unseen_families_from_roofline`` in the schema, with both errors). Each figure says which
 produced it (``predicted`` or ``roofline``) and how confident it is.
 
 Saved as XGBoost UBJSON files beside ``latency_model.schema.json`` (features, vocabulary, calibration,
@@ -268,6 +271,9 @@ class Predictor:
         source = np.array(["roofline"] * n, dtype=object)
         confidence = np.array(["low"] * n, dtype=object)
         use = self._in_domain(frame) if self.usable else np.zeros(n, dtype=bool)
+        if self.schema.get("unseen_families_from_roofline"):
+            seen_families = sorted({model.split("/")[0] for model in self.schema["seen_models"]})
+            use &= frame["family"].is_in(seen_families).to_numpy()
         if use.any():
             sub = frame.filter(pl.Series(use))
             x = feature_matrix(sub, self.schema["vocabulary"])
@@ -397,6 +403,7 @@ def train(results: pl.DataFrame, models: pl.DataFrame, targets: pl.DataFrame, ou
     if evaluations:
         predictor.schema["evaluations"] = evaluations
         predictor.schema["evaluation"] = evaluations["headline"]
+        predictor.schema["unseen_families_from_roofline"] = roofline_beats_boosters(evaluations["headline"])
     predictor.save(out_dir)
     path = Path(out_dir) / HELD_OUT_FILE
     if held_out is not None:
@@ -406,6 +413,13 @@ def train(results: pl.DataFrame, models: pl.DataFrame, targets: pl.DataFrame, ou
     else:
         path.unlink(missing_ok=True)  # a previous model's held-out rows do not describe this one
     return predictor.schema
+
+
+def roofline_beats_boosters(headline: dict) -> bool:
+    """Whether the roofline baseline's leave-family-out MAPE is below the boosters': then families the
+    predictor was not trained on are better answered by the roofline."""
+    mape, baseline = headline.get("mape"), headline.get("baseline_mape")
+    return mape is not None and baseline is not None and baseline < mape
 
 
 def held_out_predictions(out_dir: Path) -> pl.DataFrame | None:

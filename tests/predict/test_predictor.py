@@ -14,6 +14,7 @@ from hwbench_pipeline.predict.predictor import (
     fingerprint,
     load,
     predict_latency_ms,
+    roofline_beats_boosters,
     train,
 )
 from hwbench_pipeline.predict.shapes import FlopCounter, ModelSpec
@@ -95,6 +96,23 @@ def test_every_answer_names_its_source_and_confidence(frame, hardware, predictor
     batch = queries["batch_size"].to_numpy()
     np.testing.assert_allclose(answer["throughput_samples_s"], batch / answer["latency_ms"] * 1e3)
     np.testing.assert_allclose(answer["throughput_low"], batch / answer["latency_high_ms"] * 1e3)
+
+
+def test_unseen_families_get_the_roofline_when_it_was_better_held_out(frame):
+    assert roofline_beats_boosters({"mape": 0.315, "baseline_mape": 0.160})
+    assert not roofline_beats_boosters({"mape": 0.132, "baseline_mape": 0.401})
+    assert not roofline_beats_boosters({"mape": None, "baseline_mape": None})  # too few families to evaluate
+    trained = frame.filter(pl.col("family") != "vit")
+    queries = pl.concat([frame.filter(pl.col("family") == "bert").head(3),
+                         frame.filter(pl.col("family") == "vit").head(3)])
+    predictor = Predictor.fit(trained, calibrate_intervals=False)
+    boosters = predictor.predict(queries)
+    assert boosters["source"].to_list() == ["predicted"] * 6
+    predictor.schema["unseen_families_from_roofline"] = True
+    answer = predictor.predict(queries)
+    assert answer["source"].to_list() == ["predicted"] * 3 + ["roofline"] * 3
+    np.testing.assert_allclose(answer["latency_ms"][:3], boosters["latency_ms"][:3])
+    assert (answer["latency_ms"][3:] != boosters["latency_ms"][3:]).all()
 
 
 def test_too_few_rows_means_every_answer_is_the_roofline(frame, hardware):
