@@ -62,40 +62,40 @@ def _bench_dispatch(requested: str, ray_address: str | None) -> str:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    ray_address = os.environ.get("RAY_ADDRESS") or None
-    dispatch = _bench_dispatch(args.dispatch, ray_address)
-    if dispatch == "process":
-        from hwbench_pipeline.bench import local_process
-
-        local_process.start_server()  # its imports run while this process imports and checks the arguments
-
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-    from rich.table import Table
-
-    from hwbench_pipeline.bench import models
-    from hwbench_pipeline.bench.dispatch import run_configurations
-    from hwbench_pipeline.bench.hardware import UnknownTargetError, detect_targets, parse_target
+    from hwbench_pipeline.bench.families import UnknownModelError, check_model, default_seq_len
+    from hwbench_pipeline.bench.hardware import UnknownTargetError, parse_target
     from hwbench_pipeline.bench.scenarios.inference import InferenceConfig
     from hwbench_pipeline.bench.trackers.stats import StoppingRule
 
+    # What can be refused without torch is refused first: in milliseconds, and before a fork server starts.
+    ray_address = os.environ.get("RAY_ADDRESS") or None
+    dispatch = _bench_dispatch(args.dispatch, ray_address)
     try:
-        models.check_model(args.model, args.preset)
+        check_model(args.model, args.preset)
         parse_target(args.target)
-    except (models.UnknownModelError, UnknownTargetError) as exc:
-        raise UsageError(str(exc)) from None
-    if not ray_address and args.target not in {t.key for t in detect_targets()}:
-        raise UsageError(f"hardware target {args.target} is not available on this host; available: "
-                         f"{', '.join(t.key for t in detect_targets())} (see 'hwbench targets')")
-    try:
         rule = StoppingRule(ci_target=args.ci_target, max_seconds=args.max_seconds)
-    except ValueError as exc:
+    except (UnknownModelError, UnknownTargetError, ValueError) as exc:
         raise UsageError(str(exc)) from None
-    seqs = _csv_ints(args.seq, "--seq") if args.seq else [models.default_seq_len(args.model)]
+    seqs = _csv_ints(args.seq, "--seq") if args.seq else [default_seq_len(args.model)]
     configs = [
         InferenceConfig(family=args.model, preset=args.preset, target=args.target, batch_size=b, seq_len=s,
                         precision=args.precision, threads=args.threads or (os.cpu_count() or 1), rule=rule)
         for b in _csv_ints(args.batch, "--batch") for s in seqs
     ]
+    if dispatch == "process":
+        from hwbench_pipeline.bench import local_process
+
+        local_process.start_server()  # its imports run while this process detects the targets
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from hwbench_pipeline.bench.dispatch import run_configurations
+    from hwbench_pipeline.bench.hardware import detect_targets
+
+    if not ray_address and args.target not in {t.key for t in detect_targets()}:
+        raise UsageError(f"hardware target {args.target} is not available on this host; available: "
+                         f"{', '.join(t.key for t in detect_targets())} (see 'hwbench targets')")
     run_id = f"cli-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
     console = _console()
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

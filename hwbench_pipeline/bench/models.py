@@ -21,89 +21,24 @@ from __future__ import annotations
 
 import copy
 import functools
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 import transformers
 
-PRESETS: tuple[str, ...] = ("tiny", "small", "base", "full")
-CATEGORIES: tuple[str, ...] = ("embedding", "text generation", "vision", "audio", "multimodal", "video")
-
-
-@dataclass(frozen=True)
-class FamilySpec:
-    """One model family of the catalog."""
-
-    name: str
-    category: str  # one of CATEGORIES
-    modality: str  # "text", "image", "audio", "image+text", "audio+text", "video+text"
-    sequence_meaning: str  # what make_inputs' seq_len means for this family
-    generates_tokens: bool  # decoder / seq2seq text generator: tokens/s is meaningful
-    hf_class: str  # transformers model class built by build_model
-    default_seq_len: int  # sensible default seq_len (1 where seq_len is ignored)
-
-
-class UnknownModelError(ValueError):
-    """Unknown family or preset; the message lists the accepted values."""
+from hwbench_pipeline.bench.families import (  # noqa: F401 - the catalog's names, re-exported
+    CATEGORIES,
+    FAMILIES,
+    PRESETS,
+    FamilySpec,
+    UnknownModelError,
+    check_model,
+    default_seq_len,
+    family_spec,
+)
 
 
 # fmt: off
-_TEXT = "text tokens"
-_IGNORED = "ignored (image size fixed by config)"
-
-FAMILIES: dict[str, FamilySpec] = {
-    f.name: f
-    for f in (
-        FamilySpec("bert", "embedding", "text", _TEXT, False, "BertModel", 128),
-        FamilySpec(
-            "t5", "text generation", "text", "text tokens (encoder input; the decoder gets the same length)",
-            True, "T5ForConditionalGeneration", 128,
-        ),
-        FamilySpec("llama", "text generation", "text", _TEXT, True, "LlamaForCausalLM", 128),
-        FamilySpec("qwen2", "text generation", "text", _TEXT, True, "Qwen2ForCausalLM", 128),
-        FamilySpec(
-            "clip", "multimodal", "text+image", "text tokens (image size fixed by config)",
-            False, "CLIPModel", 77,
-        ),
-        FamilySpec("vit", "vision", "image", _IGNORED, False, "ViTForImageClassification", 1),
-        FamilySpec("detr", "vision", "image", _IGNORED, False, "DetrForObjectDetection", 1),
-        FamilySpec(
-            "clap", "audio", "audio+text",
-            "text tokens (audio: a fixed log-mel window of spec_size x freq_ratio frames, about 10 s)",
-            False, "ClapModel", 64,
-        ),
-        FamilySpec(
-            "whisper", "audio", "audio",
-            "decoder text tokens (the encoder always takes 2 x max_source_positions mel frames)",
-            True, "WhisperForConditionalGeneration", 32,
-        ),
-        FamilySpec(
-            "wav2vec2", "audio", "audio", "audio samples (16 kHz raw waveform)", False, "Wav2Vec2Model", 16000
-        ),
-        FamilySpec(
-            "llava", "multimodal", "image+text", "text tokens (one image's placeholder tokens come on top)",
-            True, "LlavaForConditionalGeneration", 64,
-        ),
-        FamilySpec(
-            "llava_next", "multimodal", "image+text",
-            "text tokens (placeholder tokens of one 2x2-tile AnyRes image come on top)",
-            True, "LlavaNextForConditionalGeneration", 64,
-        ),
-        FamilySpec(
-            "xclip", "video", "video+text", "text tokens (frame count and size fixed by config)",
-            False, "XCLIPModel", 77,
-        ),
-    )
-}
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Preset tables. Helpers take sizes in the order (hidden, layers, heads, intermediate) and return the config
-# kwargs; anything else is passed through by keyword.
-# ----------------------------------------------------------------------------------------------------------
-
-
 def _bert(vocab: int, hidden: int, layers: int, heads: int, inter: int) -> dict[str, Any]:
     return dict(
         vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
@@ -409,32 +344,10 @@ _PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _spec(family: str) -> FamilySpec:
-    try:
-        return FAMILIES[family]
-    except KeyError:
-        accepted = ", ".join(FAMILIES)
-        raise UnknownModelError(f"unknown model family {family!r}; accepted families: {accepted}") from None
-
-
-def _check(family: str, preset: str) -> FamilySpec:
-    spec = _spec(family)
-    if preset not in PRESETS:
-        accepted = ", ".join(PRESETS)
-        raise UnknownModelError(f"unknown preset {preset!r} for {family!r}; accepted presets: {accepted}")
-    return spec
-
-
-def check_model(family: str, preset: str) -> FamilySpec:
-    """The family's spec; raises :class:`UnknownModelError` for an unknown family or preset. Imports no model
-    code (building a config imports the model's module, seconds on a small host)."""
-    return _check(family, preset)
-
-
 def import_model_code(family: str) -> None:
     """Import the family's model module now (transformers imports it lazily, seconds the first time in a
     process), so that a measured load time is building the model, not importing Python."""
-    _model_class(_spec(family))
+    _model_class(family_spec(family))
 
 
 def _model_class(spec: FamilySpec) -> type[transformers.PreTrainedModel]:
@@ -443,7 +356,7 @@ def _model_class(spec: FamilySpec) -> type[transformers.PreTrainedModel]:
 
 def build_config(family: str, preset: str) -> transformers.PretrainedConfig:
     """Config of ``family`` at ``preset`` with eager attention; nothing is downloaded."""
-    spec = _check(family, preset)
+    spec = check_model(family, preset)
     kwargs = copy.deepcopy(_PRESETS[family][preset])
     extras = {key: kwargs.pop(key) for key in list(kwargs) if key.startswith("bench_")}
     config = _model_class(spec).config_class(**kwargs)
@@ -461,7 +374,7 @@ def build_model(
     Real weights are drawn on the CPU after ``torch.manual_seed(seed)`` and then moved, so a seed gives the
     same weights on every device.
     """
-    spec = _check(family, preset)
+    spec = check_model(family, preset)
     config = build_config(family, preset)
     cls = _model_class(spec)
     if torch.device(device).type == "meta":
@@ -535,7 +448,7 @@ def _anyres_tiles(config: Any) -> tuple[int, int]:
 
 def image_tokens(family: str, config: Any) -> int:
     """Image placeholder tokens make_inputs puts in each llava / llava_next prompt (0 for other families)."""
-    _spec(family)
+    family_spec(family)
     if family not in ("llava", "llava_next"):
         return 0
     vision = config.vision_config
@@ -559,7 +472,7 @@ def make_inputs(
     device: str | torch.device = "cpu",
 ) -> dict[str, torch.Tensor]:
     """Deterministic inputs for one forward pass; ``seq_len`` means ``FAMILIES[family].sequence_meaning``."""
-    _spec(family)
+    family_spec(family)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     gen = torch.Generator().manual_seed(seed)
@@ -681,15 +594,10 @@ def tokens_per_call(family: str, config: Any, batch_size: int, seq_len: int) -> 
     Counts the text tokens the caller asked for: t5's encoder input, whisper's decoder tokens; llava's image
     placeholder tokens are not included (see :func:`image_tokens`).
     """
-    spec = _spec(family)
+    spec = family_spec(family)
     if "text" not in spec.modality and not spec.generates_tokens:
         return None
     return batch_size * seq_len
-
-
-def default_seq_len(family: str) -> int:
-    """A sensible default seq_len for the family (1 where seq_len is ignored)."""
-    return _spec(family).default_seq_len
 
 
 @functools.cache
@@ -713,7 +621,7 @@ def describe(family: str, preset: str) -> dict[str, Any]:
     models (clip, clap, xclip, llava*), the encoder of whisper, t5 and detr. vision_* describe the vision
     tower where there is one (detr: its ResNet backbone's residual blocks and output channels).
     """
-    spec = _check(family, preset)
+    spec = check_model(family, preset)
     config = build_config(family, preset)
     main = config.text_config if family in ("clip", "clap", "xclip", "llava", "llava_next") else config
     vision_layers = vision_hidden_size = None
