@@ -82,6 +82,7 @@ def measure_in_fresh_process(measure: Callable[[Any, str], dict], cfg: Any, run_
     sender.close()  # the child holds the only writer: its exit shows up here as end of file
     try:
         if not receiver.poll(timeout_s):
+            proc.kill()  # now, not after the grace period a finished child gets below
             raise WorkerTimeout(f"no result after {time.monotonic() - t0:.0f} s (limit {timeout_s:.0f} s)")
         try:
             return receiver.recv()
