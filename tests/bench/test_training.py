@@ -257,14 +257,23 @@ def test_training_runs_asset_stores_validated_rows_and_classified_failures(tmp_p
         assert {c.check_name for c in checks} == {"training_results_suite", "failures_suite", "latency_samples_suite"}
         assert all(c.passed for c in checks), [(c.check_name, c.metadata) for c in checks]
     warehouse = Warehouse(data_dir)
-    results = warehouse.read("training_results")
-    assert results.height == 1 and results["status"].to_list() == ["ok"]
-    assert results["loss_curve"].list.len().to_list() == [5]
-    failures = warehouse.read("failures")
-    assert set(failures["scenario"]) == {"training"}
+    # What this CPU can train is asked of the engine's own detection: bf16 runs where it is native (AVX512-BF16,
+    # AMX) and is a refusal with its reason elsewhere; fp16 is refused on every CPU.
+    bf16_refusal = unsupported_precision_reason("bf16", "cpu")
+    trained = ["fp32"] if bf16_refusal else ["fp32", "bf16"]
+    refused = ["bf16", "fp16"] if bf16_refusal else ["fp16"]
+    results = warehouse.read("training_results").sort("precision", descending=True)
+    assert results["precision"].to_list() == trained and set(results["status"]) == {"ok"}
+    assert results["precision_ran"].to_list() == trained
+    assert results["loss_curve"].list.len().to_list() == [5] * len(trained)
+    failures = warehouse.read("failures").sort("precision")
+    assert failures["precision"].to_list() == refused and set(failures["scenario"]) == {"training"}
     assert set(failures["failure_class"]) == {"unsupported_configuration"}
-    assert "fp16" in set(failures["precision"])  # fp16 is always refused on a CPU
+    messages = dict(zip(failures["precision"], failures["message"], strict=True))
+    assert "no fast kernels on CPUs" in messages["fp16"]
+    if bf16_refusal:
+        assert "no native bf16" in messages["bf16"]
     samples = warehouse.read("latency_samples")
-    assert set(samples["scenario"]) == {"training"} and samples.height == results["n_samples"][0]
+    assert set(samples["scenario"]) == {"training"} and samples.height == results["n_samples"].sum()
     runs = warehouse.read("runs")
     assert runs["scenario"].to_list() == ["training"] and runs["run_id"][0].endswith("-training")
