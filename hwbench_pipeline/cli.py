@@ -61,8 +61,31 @@ def _bench_dispatch(requested: str, ray_address: str | None) -> str:
     return requested
 
 
+def _bench_model(model: str, preset: str) -> int:
+    """Check ``--model`` and ``--preset``; returns the default sequence length. A curated family is checked
+    without torch; any other architecture, config file or checkpoint through the registry (about 2 s)."""
+    from hwbench_pipeline.bench.families import FAMILIES, check_model, default_seq_len
+
+    if model in FAMILIES:
+        check_model(model, preset)
+        return default_seq_len(model)
+    from hwbench_pipeline.bench.catalog.registry import architecture
+    from hwbench_pipeline.bench.catalog.scaling import AS_IS, SCALED_PRESETS
+    from hwbench_pipeline.bench.catalog.sources import resolve_model
+    from hwbench_pipeline.bench.models import NON_TEXT_CATEGORIES
+
+    source = resolve_model(model)
+    accepted = [AS_IS] if source.kind == "checkpoint" else [*SCALED_PRESETS, "full", AS_IS]
+    if preset not in accepted:
+        why = " (a checkpoint runs with its own weights, at its own size)" if source.kind == "checkpoint" else ""
+        raise ValueError(f"unknown preset {preset!r} for {model}; accepted presets: {', '.join(accepted)}{why}")
+    return 1 if architecture(source.model_type).category in NON_TEXT_CATEGORIES else 128
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
-    from hwbench_pipeline.bench.families import UnknownModelError, check_model, default_seq_len
+    from hwbench_pipeline.bench.catalog.registry import UnknownArchitectureError
+    from hwbench_pipeline.bench.catalog.sources import ModelSourceError
+    from hwbench_pipeline.bench.families import UnknownModelError
     from hwbench_pipeline.bench.hardware import UnknownTargetError, parse_target
     from hwbench_pipeline.bench.scenarios.inference import InferenceConfig
     from hwbench_pipeline.bench.trackers.stats import StoppingRule
@@ -70,17 +93,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
     # What can be refused without torch is refused first: in milliseconds, and before a fork server starts.
     ray_address = os.environ.get("RAY_ADDRESS") or None
     dispatch = _bench_dispatch(args.dispatch, ray_address)
+    targets = [t.strip() for t in args.target.split(",") if t.strip()]
     try:
-        check_model(args.model, args.preset)
-        parse_target(args.target)
+        if not targets:
+            raise ValueError(f"--target needs at least one target key, got {args.target!r}")
+        for target in targets:
+            parse_target(target)
         rule = StoppingRule(ci_target=args.ci_target, max_seconds=args.max_seconds)
-    except (UnknownModelError, UnknownTargetError, ValueError) as exc:
+        default_seq = _bench_model(args.model, args.preset)
+    except (UnknownModelError, UnknownTargetError, UnknownArchitectureError, ModelSourceError, ValueError) as exc:
         raise UsageError(str(exc)) from None
-    seqs = _csv_ints(args.seq, "--seq") if args.seq else [default_seq_len(args.model)]
+    seqs = _csv_ints(args.seq, "--seq") if args.seq else [default_seq]
     configs = [
-        InferenceConfig(family=args.model, preset=args.preset, target=args.target, batch_size=b, seq_len=s,
+        InferenceConfig(family=args.model, preset=args.preset, target=t, batch_size=b, seq_len=s,
                         precision=args.precision, threads=args.threads or (os.cpu_count() or 1), rule=rule)
-        for b in _csv_ints(args.batch, "--batch") for s in seqs
+        for t in targets for b in _csv_ints(args.batch, "--batch") for s in seqs
     ]
     if dispatch == "process":
         from hwbench_pipeline.bench import local_process
@@ -93,9 +120,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from hwbench_pipeline.bench.dispatch import run_configurations
     from hwbench_pipeline.bench.hardware import detect_targets
 
-    if not ray_address and args.target not in {t.key for t in detect_targets()}:
-        raise UsageError(f"hardware target {args.target} is not available on this host; available: "
-                         f"{', '.join(t.key for t in detect_targets())} (see 'hwbench targets')")
+    available = [t.key for t in detect_targets()]
+    absent = [t for t in targets if t not in available]
+    if not ray_address and absent:
+        raise UsageError(f"hardware target {', '.join(absent)} is not available on this host; available: "
+                         f"{', '.join(available)} (see 'hwbench targets')")
     run_id = f"cli-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
     console = _console()
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -108,19 +137,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
         rows = run_configurations(configs, run_id, ray_address=ray_address, dispatch=dispatch, timeout_s=args.timeout,
                                   lock_dir=host_lock_dir(), on_result=on_result,
                                   log=console.print)
-    table = Table(title=f"hwbench bench {args.model}/{args.preset} on {args.target}")
-    for col in ("batch", "seq", "precision", "p50 ms", "p90 ms", "p99 ms", "CV", "samples/s", "peak RSS MiB",
+    table = Table(title=f"hwbench bench {args.model}/{args.preset} on {', '.join(targets)}")
+    for col in ("target", "batch", "seq", "precision", "p50 ms", "p90 ms", "p99 ms", "CV", "samples/s", "peak RSS MiB",
                 "GFLOP/s", "samples", "stopped by"):
         table.add_column(col, justify="right")
     failed = 0
     for row in rows:
         if row["status"] != "ok":
             failed += 1
-            table.add_row(str(row["batch_size"]), str(row["seq_len"]), row["precision"], "[red]failed[/]",
+            table.add_row(row["target"], str(row["batch_size"]), str(row["seq_len"]), row["precision"],
+                          "[red]failed[/]",
                           row["failure_class"], "", "", "", "", "", "", row["message"].splitlines()[0][:60])
             continue
         gflops = f"{row['achieved_gflops']:.1f}" if row.get("achieved_gflops") else "n/a"
-        table.add_row(str(row["batch_size"]), str(row["seq_len"]), row["precision_ran"], f"{row['p50_ms']:.3f}",
+        table.add_row(row["target"], str(row["batch_size"]), str(row["seq_len"]), row["precision_ran"],
+                      f"{row['p50_ms']:.3f}",
                       f"{row['p90_ms']:.3f}", f"{row['p99_ms']:.3f}", f"{row['cv']:.3f}",
                       f"{row['throughput_samples_s']:.1f}", f"{row['peak_rss_mb']:.0f}", gflops,
                       str(row["n_samples"]), row["stop_reason"] + (" (busy)" if row.get("contaminated") else ""))
@@ -185,9 +216,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     bench = sub.add_parser("bench", help="measure configurations directly (no Dagster, nothing stored)")
-    bench.add_argument("--model", required=True, help="model family, e.g. bert")
-    bench.add_argument("--preset", default="small", help="tiny, small, base or full")
-    bench.add_argument("--target", default="cpu-torch", help="hardware target key, e.g. cpu-torch")
+    bench.add_argument("--model", required=True,
+                       help="a curated family (bert), any transformers model type (roberta), a config.json, or a "
+                            "checkpoint folder (config.json + safetensors weights)")
+    bench.add_argument("--preset", default="small",
+                       help="tiny, small, base or full; as-is runs a config or checkpoint at its own size")
+    bench.add_argument("--target", default="cpu-torch",
+                       help="comma-separated hardware target keys, e.g. cpu-torch,cpu-onnxruntime")
     bench.add_argument("--batch", default="1", help="comma-separated batch sizes")
     bench.add_argument("--seq", default=None, help="comma-separated sequence lengths (default: the family's)")
     bench.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])

@@ -13,10 +13,14 @@ def _hwbench(*args, data_dir, tmp_path):
 
 
 @pytest.mark.parametrize("args, expected", [
-    (["run", "--profile", "turbo"], "unknown profile 'turbo': use one of coverage, full, quick, smoke"),
+    (["run", "--profile", "turbo"], "unknown profile 'turbo': use one of architectures, coverage, full, quick, smoke"),
     (["run", "--profile", "smoke", "--targets", "tpu0-jax"], "unknown hardware target 'tpu0-jax'"),
     (["run", "--profile", "smoke", "--targets", "cuda7-torch"], "not available on this host"),
-    (["bench", "--model", "gpt5"], "unknown model family 'gpt5'"),
+    (["bench", "--model", "gpt5"], "model_type 'gpt5' is not an architecture transformers"),
+    (["bench", "--model", "robertta"], "did you mean roberta"),
+    (["bench", "--model", "./nowhere/config.json"], "no such config file or checkpoint folder"),
+    (["bench", "--model", "roberta", "--preset", "huge"], "accepted presets: tiny, small, base, full, as-is"),
+    (["bench", "--model", "bert", "--target", "cpu-torch,tpu0-jax"], "unknown hardware target 'tpu0-jax'"),
     (["bench", "--model", "bert", "--preset", "huge"], "unknown preset 'huge'"),
     (["bench", "--model", "bert", "--batch", "0,x"], "--batch must be comma-separated positive integers"),
 ])

@@ -11,6 +11,7 @@ FAILURE_CLASSES = (
     "numerical_mismatch",
     "worker_crashed",             # the measuring process died (signal, node lost)
     "model_build_error",          # the model could not be built from its config
+    "missing_dependency",         # the model needs an optional package that is not installed
     "runtime_error",              # anything else, with its message
 )
 

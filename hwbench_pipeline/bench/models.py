@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import inspect
 from typing import Any
 
 import torch
@@ -344,10 +345,22 @@ _PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 # ----------------------------------------------------------------------------------------------------------
 
 
+def is_curated(family: str) -> bool:
+    """Whether ``family`` is a curated family (hand-written presets and inputs) rather than any other
+    architecture of transformers, a config file or a checkpoint (:mod:`hwbench_pipeline.bench.catalog`)."""
+    return family in FAMILIES
+
+
 def import_model_code(family: str) -> None:
-    """Import the family's model module now (transformers imports it lazily, seconds the first time in a
-    process), so that a measured load time is building the model, not importing Python."""
-    _model_class(family_spec(family))
+    """Import the model's module now (transformers imports it lazily, seconds the first time in a process), so
+    that a measured load time is building the model, not importing Python."""
+    if is_curated(family):
+        _model_class(family_spec(family))
+        return
+    from hwbench_pipeline.bench.catalog.registry import architecture
+    from hwbench_pipeline.bench.catalog.sources import resolve_model
+
+    getattr(transformers, architecture(resolve_model(family).model_type).model_class)
 
 
 def _model_class(spec: FamilySpec) -> type[transformers.PreTrainedModel]:
@@ -356,6 +369,10 @@ def _model_class(spec: FamilySpec) -> type[transformers.PreTrainedModel]:
 
 def build_config(family: str, preset: str) -> transformers.PretrainedConfig:
     """Config of ``family`` at ``preset`` with eager attention; nothing is downloaded."""
+    if not is_curated(family):
+        from hwbench_pipeline.bench.catalog import generic
+
+        return generic.build_config(family, preset)
     spec = check_model(family, preset)
     kwargs = copy.deepcopy(_PRESETS[family][preset])
     extras = {key: kwargs.pop(key) for key in list(kwargs) if key.startswith("bench_")}
@@ -372,8 +389,21 @@ def build_model(
     """Random-init fp32 model in eval mode with frozen parameters; ``device="meta"`` allocates nothing.
 
     Real weights are drawn on the CPU after ``torch.manual_seed(seed)`` and then moved, so a seed gives the
-    same weights on every device.
+    same weights on every device. A checkpoint folder's model has its own weights.
     """
+    if not is_curated(family):
+        from hwbench_pipeline.bench.catalog import generic
+        from hwbench_pipeline.bench.catalog.sources import resolve_model
+
+        source = resolve_model(family)
+        checkpoint = source.path if source.kind == "checkpoint" else None
+        config = generic.build_config(source, preset)
+        if torch.device(device).type == "meta":
+            from transformers import AutoModel
+
+            with torch.device("meta"):
+                return AutoModel.from_config(config, attn_implementation="eager").eval()
+        return generic.build_model(config, seed=seed, checkpoint=checkpoint).to(device)
     spec = check_model(family, preset)
     config = build_config(family, preset)
     cls = _model_class(spec)
@@ -470,11 +500,21 @@ def make_inputs(
     *,
     seed: int = 0,
     device: str | torch.device = "cpu",
+    model: torch.nn.Module | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Deterministic inputs for one forward pass; ``seq_len`` means ``FAMILIES[family].sequence_meaning``."""
-    family_spec(family)
+    """Deterministic inputs for one forward pass; ``seq_len`` means ``FAMILIES[family].sequence_meaning``.
+
+    Other architectures get the first generic input recipe their ``model`` runs (docs/catalog.md)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if not is_curated(family):
+        from hwbench_pipeline.bench.catalog import generic
+
+        if model is None:
+            raise ValueError(f"{family}: inputs of an uncurated architecture are chosen with its model")
+        inputs = generic.choose_inputs(model, config, batch_size, seq_len, seed=seed)
+        return {key: value.to(device) for key, value in inputs.items()}
+    family_spec(family)
     gen = torch.Generator().manual_seed(seed)
     b, s = batch_size, seq_len
     if family == "bert":
@@ -565,6 +605,7 @@ def make_inputs(
 # Running and describing
 # ----------------------------------------------------------------------------------------------------------
 
+NON_TEXT_CATEGORIES = frozenset({"vision", "audio", "video", "time series", "other"})
 _GENERATOR_CLASSES = frozenset(spec.hf_class for spec in FAMILIES.values() if spec.generates_tokens)
 # the main output tensor: first field present wins (contrastive logits, task logits, then hidden states)
 _OUTPUT_FIELDS = ("logits_per_image", "logits_per_video", "logits_per_audio", "logits", "last_hidden_state")
@@ -577,8 +618,9 @@ def forward(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Te
     ``(batch, batch)`` similarity logits, the others their logits or last hidden state.
     """
     inner = getattr(model, "_orig_mod", model)  # see through torch.compile
-    extra = {"use_cache": False} if type(inner).__name__ in _GENERATOR_CLASSES else {}
-    out = model(**inputs, **extra)
+    generates = type(inner).__name__ in _GENERATOR_CLASSES or (
+        getattr(inner.config, "use_cache", False) and "use_cache" in inspect.signature(inner.forward).parameters)
+    out = model(**inputs, **({"use_cache": False} if generates else {}))
     if isinstance(out, torch.Tensor):
         return out
     for name in _OUTPUT_FIELDS:
@@ -594,6 +636,12 @@ def tokens_per_call(family: str, config: Any, batch_size: int, seq_len: int) -> 
     Counts the text tokens the caller asked for: t5's encoder input, whisper's decoder tokens; llava's image
     placeholder tokens are not included (see :func:`image_tokens`).
     """
+    if not is_curated(family):
+        from hwbench_pipeline.bench.catalog.registry import architecture
+        from hwbench_pipeline.bench.catalog.sources import resolve_model
+
+        category = architecture(resolve_model(family).model_type).category
+        return None if category in NON_TEXT_CATEGORIES else batch_size * seq_len
     spec = family_spec(family)
     if "text" not in spec.modality and not spec.generates_tokens:
         return None
@@ -621,6 +669,10 @@ def describe(family: str, preset: str) -> dict[str, Any]:
     models (clip, clap, xclip, llava*), the encoder of whisper, t5 and detr. vision_* describe the vision
     tower where there is one (detr: its ResNet backbone's residual blocks and output channels).
     """
+    if not is_curated(family):
+        from hwbench_pipeline.bench.catalog.describe import describe_architecture
+
+        return describe_architecture(family, preset)
     spec = check_model(family, preset)
     config = build_config(family, preset)
     main = config.text_config if family in ("clip", "clap", "xclip", "llava", "llava_next") else config

@@ -8,5 +8,6 @@ import transformers.modeling_utils  # noqa: F401  - what every model class needs
 
 from hwbench_pipeline.bench import models  # noqa: F401
 from hwbench_pipeline.bench.backends.torch import backend as torch_backend  # noqa: F401
+from hwbench_pipeline.bench.catalog import probe  # noqa: F401
 from hwbench_pipeline.bench.scenarios import inference, training  # noqa: F401
 from hwbench_pipeline.bench.trackers import memory, system_load  # noqa: F401

@@ -135,7 +135,7 @@ def measure_inference(cfg: InferenceConfig, run_id: str) -> dict:
     t0 = time.perf_counter()
     config = models.build_config(cfg.family, cfg.preset)
     model = models.build_model(cfg.family, cfg.preset, seed=cfg.seed)
-    inputs = models.make_inputs(cfg.family, config, cfg.batch_size, cfg.seq_len, seed=cfg.seed)
+    inputs = models.make_inputs(cfg.family, config, cfg.batch_size, cfg.seq_len, seed=cfg.seed, model=model)
     build_s = time.perf_counter() - t0
     params = sum(p.numel() for p in model.parameters())
     if cfg.count_flops:

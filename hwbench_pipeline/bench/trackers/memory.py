@@ -18,3 +18,10 @@ def current_rss_mb() -> float:
     import psutil
 
     return psutil.Process().memory_info().rss / (1024 * 1024)
+
+
+def available_memory_mb() -> float:
+    """Memory the system can give a new allocation now without swapping, in MiB."""
+    import psutil
+
+    return psutil.virtual_memory().available / (1024 * 1024)

@@ -1,0 +1,56 @@
+"""The catalog row of any architecture: its shape read from its config, its parameters counted on meta."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hwbench_pipeline.bench.catalog.generic import build_config, parameter_count
+from hwbench_pipeline.bench.catalog.registry import architecture
+from hwbench_pipeline.bench.catalog.sources import resolve_model
+
+
+def _first(config: Any, *names: str) -> Any:
+    return next((getattr(config, n) for n in names if getattr(config, n, None) is not None), None)
+
+
+def attention_kind(config: Any) -> str:
+    """mla (latent key/value projections), mqa, gqa, mha, or none (convolutional, state-space models)."""
+    heads = _first(config, "num_attention_heads", "num_heads", "n_head", "encoder_attention_heads")
+    if not isinstance(heads, int) or heads == 0:
+        return "none"
+    if _first(config, "kv_lora_rank") is not None:
+        return "mla"
+    kv = _first(config, "num_key_value_heads", "num_kv_heads", "multi_query_group_num")
+    if not isinstance(kv, int) or kv >= heads:
+        return "mha"
+    return "mqa" if kv == 1 else "gqa"
+
+
+def describe_architecture(model: str, preset: str) -> dict[str, Any]:
+    """The catalog row of ``model`` (a model type, config file or checkpoint) at ``preset``: the main tower is the
+    language model where there is one, the config itself otherwise."""
+    source = resolve_model(model)
+    entry = architecture(source.model_type)
+    config = build_config(source, preset)
+    main = config.get_text_config() if hasattr(config, "get_text_config") else config
+    vision = getattr(config, "vision_config", None)
+    return {
+        "family": model,
+        "preset": preset,
+        "category": entry.category,
+        "modality": None,
+        "sequence_meaning": "text tokens where the model takes text; ignored otherwise",
+        "hf_class": entry.model_class,
+        "params": parameter_count(config),
+        "layers": _first(main, "num_hidden_layers", "num_layers", "n_layer", "encoder_layers"),
+        "hidden_size": _first(main, "hidden_size", "d_model", "n_embd", "embed_dim"),
+        "heads": _first(main, "num_attention_heads", "num_heads", "n_head", "encoder_attention_heads"),
+        "intermediate_size": _first(main, "intermediate_size", "d_ff", "n_inner", "encoder_ffn_dim"),
+        "vocab_size": _first(main, "vocab_size"),
+        "vision_layers": _first(vision, "num_hidden_layers", "depth") if vision is not None else None,
+        "vision_hidden_size": _first(vision, "hidden_size", "embed_dim") if vision is not None else None,
+        "kv_heads": _first(main, "num_key_value_heads", "num_kv_heads", "multi_query_group_num"),
+        "experts": _first(main, "num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts"),
+        "attention_kind": attention_kind(main),
+        "model_type": source.model_type,
+    }

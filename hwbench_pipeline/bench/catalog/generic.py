@@ -1,0 +1,141 @@
+"""Build any registered architecture from its config and run one forward pass (no weights, nothing fetched)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hwbench_pipeline.bench.catalog.inputs import RECIPES, recipes_for
+from hwbench_pipeline.bench.catalog.scaling import AS_IS, scale_config
+from hwbench_pipeline.bench.catalog.sources import ModelSource, ModelSourceError, resolve_model
+
+PUBLISHED = "full"  # a model type's default config, as transformers ships it: usually the published size
+
+
+def source_config(source: ModelSource) -> Any:
+    """The config ``source`` names, read from disk or transformers' defaults, with eager attention (so FLOP
+    counters see the attention matmuls)."""
+    from transformers import AutoConfig
+
+    if source.kind == "checkpoint":
+        config = AutoConfig.from_pretrained(source.path, local_files_only=True, trust_remote_code=False)
+    elif source.kind == "config":
+        data = json.loads(source.path.read_text())
+        config = AutoConfig.for_model(data.pop("model_type"), **data)
+    else:
+        config = AutoConfig.for_model(source.model_type)
+    config._attn_implementation = "eager"
+    return config
+
+
+def build_config(model: str | ModelSource, preset: str) -> Any:
+    """The config of ``model`` (a model type, config file or checkpoint folder) scaled to ``preset``."""
+    source = model if isinstance(model, ModelSource) else resolve_model(model)
+    preset = AS_IS if preset == PUBLISHED else preset
+    if source.kind == "checkpoint" and preset != AS_IS:
+        raise ModelSourceError(f"{source.name}: a checkpoint is measured with its own weights, at its own size: "
+                               f"use preset {AS_IS}")
+    config = scale_config(source_config(source), preset)
+    config._attn_implementation = "eager"
+    return config
+
+
+def parameter_count(config: Any) -> int:
+    """Parameters of ``config``'s base model, counted on the meta device (nothing allocated)."""
+    from transformers import AutoModel
+
+    with torch.device("meta"):
+        model = AutoModel.from_config(config, attn_implementation="eager")
+    return sum(p.numel() for p in model.parameters())
+
+
+def refuse_if_too_big(config: Any, headroom: float = 0.5) -> None:
+    """Raise an ``out_of_memory`` failure before building a model whose fp32 weights alone would take more than
+    ``headroom`` of the memory available now (activations and a second copy for export come on top)."""
+    from hwbench_pipeline.bench.failures import BenchmarkFailure
+    from hwbench_pipeline.bench.trackers.memory import available_memory_mb
+
+    need_mb = parameter_count(config) * 4 / 2**20
+    available = available_memory_mb()
+    if need_mb > headroom * available:
+        raise BenchmarkFailure("out_of_memory", f"{config.model_type}: {need_mb / 1024:.1f} GiB of fp32 weights, "
+                                                f"more than {headroom:.0%} of the {available / 1024:.1f} GiB "
+                                                "available here: not built")
+
+
+def build_model(config: Any, *, seed: int = 0, checkpoint: Path | None = None) -> torch.nn.Module:
+    """The base model of ``config``'s architecture in fp32, frozen, in eval mode: random weights drawn after
+    ``torch.manual_seed(seed)``, or a checkpoint's own weights, every one of which must load."""
+    from transformers import AutoModel
+
+    refuse_if_too_big(config)
+    torch.manual_seed(seed)
+    if checkpoint is None:
+        model = AutoModel.from_config(config, attn_implementation="eager")
+    else:
+        try:
+            model, info = AutoModel.from_pretrained(
+                checkpoint, config=config, attn_implementation="eager", local_files_only=True,
+                trust_remote_code=False, use_safetensors=True, output_loading_info=True,
+                ignore_mismatched_sizes=True)  # mismatches are listed below and refused, with their names
+        except (RuntimeError, ValueError, OSError) as exc:
+            first = " ".join(str(exc).split())[:200]
+            raise ModelSourceError(f"{checkpoint}: the weights do not load into its config's model ({first})") from None
+        missing = sorted(info.get("missing_keys") or [])
+        mismatched = sorted(str(m[0] if isinstance(m, (tuple, list)) else m)
+                            for m in info.get("mismatched_keys") or [])
+        if missing or mismatched:
+            names = ", ".join([*missing[:3], *mismatched[:3]])
+            raise ModelSourceError(f"{checkpoint}: the weights do not match the config ({len(missing)} missing, "
+                                   f"{len(mismatched)} of another shape: {names})")
+    model.requires_grad_(False)
+    return model.to(dtype=torch.float32).eval()
+
+
+def main_output(out: Any) -> torch.Tensor:
+    """The first tensor of a model output (its last hidden state, logits or embeddings)."""
+    if isinstance(out, torch.Tensor):
+        return out
+    values = out.values() if hasattr(out, "values") else out
+    for value in values:
+        if isinstance(value, torch.Tensor):
+            return value
+        if isinstance(value, (tuple, list)) and value and isinstance(value[0], torch.Tensor):
+            return value[0]
+    raise TypeError(f"{type(out).__name__} holds no tensor")
+
+
+@dataclass
+class ForwardResult:
+    recipe: str
+    inputs: dict[str, torch.Tensor]
+    output: torch.Tensor
+    tried: list[str]  # recipes that failed before this one, with their errors
+
+
+def run_forward(model: torch.nn.Module, config: Any, batch: int, seq: int, *, seed: int = 0) -> ForwardResult:
+    """One forward pass with the first input recipe that works; raises the last recipe's error if none does."""
+    tried: list[str] = []
+    last: BaseException | None = None
+    for name in recipes_for(model):
+        gen = torch.Generator().manual_seed(seed)
+        try:
+            inputs = RECIPES[name](model, config, batch, seq, gen)
+            with torch.inference_mode():
+                output = main_output(model(**inputs))
+            return ForwardResult(name, inputs, output, tried)
+        except Exception as exc:  # noqa: BLE001 - the next recipe may fit; the last error is raised
+            tried.append(f"{name}: {type(exc).__name__}: {exc}"[:300])
+            last = exc
+    assert last is not None
+    raise last
+
+
+def choose_inputs(model: torch.nn.Module, config: Any, batch: int, seq: int, *,
+                  seed: int = 0) -> dict[str, torch.Tensor]:
+    """The inputs of the first recipe whose forward pass runs (one forward pass is spent finding it)."""
+    return run_forward(model, config, batch, seq, seed=seed).inputs

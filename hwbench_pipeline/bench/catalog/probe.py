@@ -1,0 +1,165 @@
+"""Whether one architecture runs on one target: build it at a preset, run a forward pass, compare with torch.
+
+A probe is the coverage sweep's unit of work. It always ends in a row: ``ok`` with what ran (the input recipe,
+parameters, build time and first-call time, all measured), or ``failed`` with a failure class and the message.
+It runs in a fresh process like every measurement, so a crash or a hang costs one row, not the sweep.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from hwbench_pipeline.bench.failures import BenchmarkFailure, classify
+
+PROBE_METHOD_VERSION = 1  # bump when what a probe does changes: rows of another version are not compared
+IMAGE_AND_TEXT_CATEGORIES = ("vision-language", "multimodal")
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    model_type: str
+    preset: str = "tiny"
+    target: str = "cpu-torch"
+    batch_size: int = 1
+    seq_len: int = 16
+    threads: int = 1
+    seed: int = 0
+
+    @property
+    def label(self) -> str:
+        return f"{self.target} {self.model_type}/{self.preset}"
+
+
+def config_hash(config: Any) -> str:
+    """A short, stable hash of a config's contents (what the architecture's rows are keyed on)."""
+    text = json.dumps(config.to_dict(), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def missing_package(exc: BaseException) -> str | None:
+    """The optional package a model said it needs, when that is why it failed."""
+    text = str(exc)
+    if isinstance(exc, ImportError) and "requires the" in text:
+        return text.split("requires the", 1)[1].split("library", 1)[0].strip() or None
+    if isinstance(exc, ModuleNotFoundError):
+        return getattr(exc, "name", None)
+    return None
+
+
+def failure_class(exc: BaseException, stage: str) -> str:
+    if isinstance(exc, BenchmarkFailure):
+        return exc.failure_class
+    if missing_package(exc):
+        return "missing_dependency"
+    if stage == "build":
+        return "model_build_error"
+    if stage == "export":
+        found = classify(exc)
+        return found if found in ("unsupported_operator", "unsupported_configuration") else "export_error"
+    return classify(exc)
+
+
+def probe_category(cfg: ProbeConfig) -> str | None:
+    from hwbench_pipeline.bench.catalog.registry import architectures
+
+    entry = architectures().get(cfg.model_type)
+    return entry.category if entry else None
+
+
+def runtime_version(target: str) -> str:
+    """The version of the runtime a target runs on (a probe is re-run when it changes)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    package = {"torch": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino"}.get(target.split("-", 1)[-1])
+    try:
+        return version(package) if package else "unknown"
+    except PackageNotFoundError:
+        return "absent"
+
+
+def expected_config_hash(cfg: ProbeConfig) -> str | None:
+    """The hash the probe's config will have, computed without building the model (None if it cannot be
+    built: the probe itself then says why)."""
+    from hwbench_pipeline.bench.catalog.generic import build_config
+
+    try:
+        return config_hash(build_config(cfg.model_type, cfg.preset))
+    except Exception:  # noqa: BLE001 - the probe records the real failure
+        return None
+
+
+def raised_at(exc: BaseException) -> str | None:
+    """``module:function`` of the innermost frame of the exception, the place a failure pattern is keyed on."""
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return None
+    frame = frames[-1]
+    path = frame.filename.replace("\\", "/")
+    module = path.split("site-packages/", 1)[-1].split("hwbench_pipeline/", 1)[-1]
+    return f"{module.removesuffix('.py').replace('/', '.')}:{frame.name}"
+
+
+def probe_row(cfg: ProbeConfig, run_id: str, **fields: Any) -> dict:
+    import transformers
+
+    return {
+        "run_id": run_id, "model_type": cfg.model_type, "category": probe_category(cfg),
+        "preset": cfg.preset, "target": cfg.target, "batch_size": cfg.batch_size, "seq_len": cfg.seq_len,
+        "threads": cfg.threads, "transformers_version": transformers.__version__,
+        "runtime_version": runtime_version(cfg.target),
+        "method_version": PROBE_METHOD_VERSION, "finished_at": datetime.now(UTC), **fields,
+    }
+
+
+def probe_architecture(cfg: ProbeConfig, run_id: str) -> dict:
+    """Build ``cfg.model_type`` at its preset and run one forward pass on ``cfg.target``; always returns a row."""
+    import torch
+
+    from hwbench_pipeline.bench.backends import load_backend
+    from hwbench_pipeline.bench.catalog.generic import build_config, build_model, main_output, run_forward
+    from hwbench_pipeline.bench.hardware import parse_target
+    from hwbench_pipeline.bench.scenarios.inference import check_agreement
+
+    torch.set_num_threads(cfg.threads)
+    stage, fields = "build", {"worker_pid": os.getpid()}
+    try:
+        t0 = time.perf_counter()
+        config = build_config(cfg.model_type, cfg.preset)
+        fields["config_hash"] = config_hash(config)
+        model = build_model(config, seed=cfg.seed)
+        fields["build_s"] = time.perf_counter() - t0
+        fields["params"] = sum(p.numel() for p in model.parameters())
+        stage = "forward"
+        t0 = time.perf_counter()
+        result = run_forward(model, config, cfg.batch_size, cfg.seq_len, seed=cfg.seed)
+        # a vision-language or image-text model fed text alone ran its language tower only
+        fields["complete"] = not (result.recipe == "text" and probe_category(cfg) in IMAGE_AND_TEXT_CATEGORIES)
+        fields.update(first_call_ms=(time.perf_counter() - t0) * 1e3, recipe=result.recipe,
+                      recipes_failed=" | ".join(result.tried) or None, inputs=",".join(result.inputs),
+                      output_shape="x".join(map(str, result.output.shape)))
+        target = parse_target(cfg.target)
+        if target.backend != "torch":
+            stage = "export"
+            backend = load_backend(target.backend)
+            runner = backend.prepare(model, result.inputs, lambda m, i: main_output(m(**i)),
+                                     target.torch_device, "fp32")
+            stage = "run"
+            t0 = time.perf_counter()
+            runner()
+            fields["first_call_ms"] = (time.perf_counter() - t0) * 1e3
+            diff, rel = check_agreement(runner.output(), result.output.float(), backend.tolerance("fp32"),
+                                        cfg.label)
+            fields.update(max_abs_diff=diff, max_rel_diff=rel)
+        return probe_row(cfg, run_id, status="ok", failure_class=None, message=None, stage=None, **fields)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a classified row
+        message = f"{type(exc).__name__}: {exc}".strip()[:2000]
+        return probe_row(cfg, run_id, status="failed", failure_class=failure_class(exc, stage), stage=stage,
+                         message=message, missing_package=missing_package(exc), raised_at=raised_at(exc), **fields)

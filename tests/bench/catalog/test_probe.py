@@ -1,0 +1,61 @@
+"""Probes: one architecture, one target, one real forward pass; every outcome is a row, every failure classified."""
+
+import importlib.util
+import json
+
+import pytest
+
+from hwbench_pipeline.bench.catalog.probe import ProbeConfig, probe_architecture
+from hwbench_pipeline.bench.catalog.sweep import coverage_table, read_journal, run_sweep
+
+
+@pytest.mark.parametrize(("model_type", "recipe"), [
+    ("roberta", "text"), ("llama", "text"), ("t5", "text"), ("vit", "image"), ("wav2vec2", "waveform"),
+    ("whisper", "mel (channels first)"), ("speech_to_text", "mel (frames first)"), ("clip", "image+text"),
+    ("llava", "image placeholders+text"), ("videomae", "video"), ("patchtst", "time series"),
+    ("mixtral", "text"),
+])
+def test_an_architecture_of_each_kind_runs_a_forward_pass_with_the_recipe_that_fits_it(model_type, recipe):
+    row = probe_architecture(ProbeConfig(model_type), "test")
+    assert row["status"] == "ok", row["message"]
+    assert row["recipe"] == recipe and row["params"] > 0 and row["first_call_ms"] > 0
+    assert row["output_shape"] and len(row["config_hash"]) == 16
+
+
+def test_a_model_that_needs_a_missing_package_is_classified_as_such():
+    if importlib.util.find_spec("timm") is not None:
+        pytest.skip("timm is installed here: DETR's default backbone builds")
+    row = probe_architecture(ProbeConfig("detr"), "test")
+    assert (row["status"], row["failure_class"], row["missing_package"]) == ("failed", "missing_dependency", "timm")
+
+
+def test_a_model_too_big_for_this_host_is_refused_before_it_is_built():
+    row = probe_architecture(ProbeConfig("llama", preset="full"), "test")  # the default config is 6.7 B params
+    if row["status"] == "ok":
+        pytest.skip("this host has room for 25 GiB of fp32 weights")
+    assert row["failure_class"] == "out_of_memory" and "not built" in row["message"]
+
+
+def test_onnx_runtime_and_openvino_run_the_exported_model_and_agree_with_torch():
+    for target in ("cpu-onnxruntime", "cpu-openvino"):
+        row = probe_architecture(ProbeConfig("roberta", target=target), "test")
+        assert row["status"] == "ok", row["message"]
+        assert row["max_rel_diff"] < 1e-3
+
+
+def test_a_sweep_resumes_from_its_journal_and_counts_outcomes_per_category(tmp_path):
+    journal = tmp_path / "sweep.jsonl"
+    logged = []
+    first = run_sweep([ProbeConfig("roberta"), ProbeConfig("vit")], journal, "sweep-1", log=logged.append)
+    assert [r["status"] for r in first] == ["ok", "ok"]
+    assert len({r["worker_pid"] for r in first}) == 2  # a fresh process per probe
+    with journal.open("a") as out:
+        out.write('{"model_type": "cut short')  # what a kill mid-write leaves
+    again = run_sweep([ProbeConfig("roberta"), ProbeConfig("vit"), ProbeConfig("bert")], journal, "sweep-2",
+                      log=logged.append)
+    assert [r["model_type"] for r in again] == ["bert"]  # only the probe not yet in the journal ran
+    assert any("2 already in" in line for line in logged)
+    rows = read_journal(journal)
+    assert len(rows) == 3 and all(json.dumps(r, default=str) for r in rows)
+    table = coverage_table(rows)
+    assert table[("text encoder", "cpu-torch")]["ok"] == 2 and table[("vision", "cpu-torch")]["ok"] == 1
