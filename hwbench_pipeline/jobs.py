@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from hwbench_pipeline.assets import DOWNSTREAM, MEASUREMENTS, UNPARTITIONED_UPSTREAM, inference_runs
+from hwbench_pipeline.assets import COVERAGE, DOWNSTREAM, MEASUREMENTS, UNPARTITIONED_UPSTREAM, inference_runs
 
 catalog_job = dg.define_asset_job(
     "catalog_job", selection=UNPARTITIONED_UPSTREAM,
@@ -16,6 +16,11 @@ measurement_job = dg.define_asset_job(
     "measurement_job", selection=MEASUREMENTS,
     description="Measure the profile's inference, training and distributed-training configurations on one "
                 "hardware target (one partition).",
+)
+coverage_job = dg.define_asset_job(
+    "coverage_job", selection=COVERAGE,
+    description="The coverage sweep of the profile's architectures section on one hardware target (one partition): "
+                "every architecture of transformers built at its tiny preset and run once. Resumable.",
 )
 refresh_job = dg.define_asset_job(
     "refresh_job", selection=DOWNSTREAM,

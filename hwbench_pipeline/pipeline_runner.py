@@ -14,7 +14,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from hwbench_pipeline.assets import ALL_ASSETS, DOWNSTREAM, MEASUREMENTS, UNPARTITIONED_UPSTREAM
+from hwbench_pipeline.assets import ALL_ASSETS, COVERAGE, DOWNSTREAM, MEASUREMENTS, UNPARTITIONED_UPSTREAM
 from hwbench_pipeline.partitions import hardware_target_partitions
 from hwbench_pipeline.paths import default_data_dir
 from hwbench_pipeline.resources.ray import RayResource
@@ -61,6 +61,8 @@ def run_pipeline(
 
     stages: list[tuple[str, list, str | None]] = [("catalog and hardware targets", UNPARTITIONED_UPSTREAM, None)]
     stages += [(f"measurements on {t}", MEASUREMENTS, t) for t in targets]
+    if settings.load_profile().architectures is not None:
+        stages += [(f"architecture coverage on {t}", COVERAGE, t) for t in targets]
     stages += [("tables, predictor, predictions, recommendations, reports", DOWNSTREAM, None)]
     for i, (name, selection, partition) in enumerate(stages, start=1):
         say(f"[{i}/{len(stages)}] {name} …")

@@ -48,3 +48,13 @@ def nightly_quick_schedule(context: dg.ScheduleEvaluationContext):
                          "sequences and precisions) on every hardware target partition. For big hosts and GPUs.")
 def weekly_full_schedule(context: dg.ScheduleEvaluationContext):
     return profile_run_requests(context.instance, "full", context.scheduled_execution_time, "weekly-full")
+
+
+@dg.schedule(job_name="coverage_job", cron_schedule="0 4 * * 6", execution_timezone="UTC",
+             default_status=dg.DefaultScheduleStatus.STOPPED,
+             description="Every Saturday at 04:00 UTC: the architectures profile's coverage sweep on every hardware "
+                         "target partition (only architectures whose transformers, runtime or config changed are "
+                         "probed again).")
+def weekly_architectures_schedule(context: dg.ScheduleEvaluationContext):
+    return profile_run_requests(context.instance, "architectures", context.scheduled_execution_time,
+                                "weekly-architectures")

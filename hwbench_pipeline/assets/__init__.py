@@ -1,8 +1,10 @@
 """Assets, one module per stage. They stay thin: the work lives in bench/, warehouse/, predict/, report/."""
 
 from hwbench_pipeline.assets.catalog import model_catalog
+from hwbench_pipeline.assets.coverage import architecture_coverage
 from hwbench_pipeline.assets.distributed import distributed_runs
 from hwbench_pipeline.assets.hardware import hardware_targets
+from hwbench_pipeline.assets.patterns import failure_patterns
 from hwbench_pipeline.assets.predictions import predictions
 from hwbench_pipeline.assets.predictor import performance_predictor
 from hwbench_pipeline.assets.recommendations import hardware_recommendations
@@ -13,7 +15,9 @@ from hwbench_pipeline.assets.training import training_runs
 
 #: partitioned by hardware target, in the "benchmarks" group (schedules and sensors select that group)
 MEASUREMENTS = [inference_runs, training_runs, distributed_runs]
+#: partitioned by hardware target, in the opt-in "coverage" group (no schedule or sensor selects it by default)
+COVERAGE = [architecture_coverage]
 UNPARTITIONED_UPSTREAM = [model_catalog, hardware_targets]
-DOWNSTREAM = [inference_results, performance_predictor, predictions, hardware_recommendations, regression_report,
-              comparison_report]
-ALL_ASSETS = UNPARTITIONED_UPSTREAM + MEASUREMENTS + DOWNSTREAM
+DOWNSTREAM = [inference_results, failure_patterns, performance_predictor, predictions, hardware_recommendations,
+              regression_report, comparison_report]
+ALL_ASSETS = UNPARTITIONED_UPSTREAM + MEASUREMENTS + COVERAGE + DOWNSTREAM

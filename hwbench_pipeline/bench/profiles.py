@@ -18,7 +18,8 @@ from hwbench_pipeline.bench.trackers.stats import StoppingRule
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
 REQUIRED_KEYS = {"families", "presets", "batch_sizes", "seq_lens", "precisions"}
-OPTIONAL_KEYS = {"description", "threads", "stopping", "timeout_s", "training", "distributed"}
+OPTIONAL_KEYS = {"description", "threads", "stopping", "timeout_s", "training", "distributed", "architectures"}
+ARCHITECTURES_KEYS = {"models", "preset", "batch_size", "seq_len", "timeout_s"}
 DISTRIBUTED_REQUIRED_KEYS = {"families", "presets", "strategies", "workers", "batch_size", "seq_len"}
 DISTRIBUTED_OPTIONAL_KEYS = {"steps", "warmup_steps", "threads_per_worker", "microbatches", "max_failures",
                              "timeout_s"}
@@ -58,6 +59,53 @@ class TrainingProfile:
 
 
 @dataclass(frozen=True)
+class ArchitecturesProfile:
+    """The optional ``architectures:`` section: the coverage sweep (docs/catalog.md). ``models`` is ``all`` (every
+    architecture of the installed transformers), ``sample`` (the fixed CI sample) or a list of model types."""
+
+    models: tuple[str, ...]
+    preset: str
+    batch_size: int
+    seq_len: int
+    timeout_s: float
+
+    def probes_for(self, target: str) -> list:
+        from hwbench_pipeline.bench.catalog.probe import ProbeConfig
+
+        return [ProbeConfig(m, preset=self.preset, target=target, batch_size=self.batch_size, seq_len=self.seq_len)
+                for m in self.models]
+
+
+def _architectures_section(raw: object, source: str, timeout: float) -> ArchitecturesProfile:
+    from hwbench_pipeline.bench.catalog.registry import architectures
+    from hwbench_pipeline.bench.catalog.sample import CI_SAMPLE
+    from hwbench_pipeline.bench.catalog.scaling import SCALED_PRESETS
+
+    source = f"{source}: architectures"
+    if not isinstance(raw, dict) or "models" not in raw or raw.keys() - ARCHITECTURES_KEYS:
+        raise ProfileError(f"{source}: expected a mapping with 'models' and keys among "
+                           f"{', '.join(sorted(ARCHITECTURES_KEYS))}, got {raw!r}")
+    registry = tuple(architectures())
+    models = raw["models"]
+    if models == "sample":
+        chosen = tuple(CI_SAMPLE)
+    else:
+        chosen = _choice_list(models, "models", registry, source) if models == "all" or isinstance(models, list) \
+            else None
+        if chosen is None:
+            raise ProfileError(f"{source}: 'models' must be 'all', 'sample' or a list of model types, got {models!r}")
+    preset = raw.get("preset", "tiny")
+    if preset not in SCALED_PRESETS:
+        raise ProfileError(f"{source}: 'preset' must be one of {', '.join(SCALED_PRESETS)}, got {preset!r}")
+    return ArchitecturesProfile(
+        models=chosen, preset=preset,
+        batch_size=_number(raw.get("batch_size", 1), "batch_size", source, integer=True),
+        seq_len=_number(raw.get("seq_len", 16), "seq_len", source, integer=True),
+        timeout_s=float(_number(raw.get("timeout_s", min(timeout, 300)), "timeout_s", source)),
+    )
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     description: str
@@ -71,6 +119,11 @@ class Profile:
     timeout_s: float
     training: TrainingProfile | None = None
     distributed: DistributedProfile | None = None
+    architectures: ArchitecturesProfile | None = None
+
+    def architecture_probes(self, target: str) -> list:
+        """The coverage sweep's probes for one target; empty without an ``architectures:`` section."""
+        return self.architectures.probes_for(target) if self.architectures else []
 
     def distributed_configs(self, target: str) -> list:
         """Every distributed configuration of this profile for one target (model × strategy × workers, fewest
@@ -368,4 +421,6 @@ def load_profile(name_or_path: str) -> Profile:
         training=_training_section(data["training"], source, stopping, float(timeout)) if "training" in data else None,
         distributed=_distributed_section(data["distributed"], source, float(timeout)) if "distributed" in data
         else None,
+        architectures=_architectures_section(data["architectures"], source, float(timeout))
+        if "architectures" in data else None,
     )

@@ -2,7 +2,8 @@
 
     hwbench query compare --model bert [--preset tiny] [--batch 1] [--seq 128] [--precision fp32]
     hwbench query history --target cpu-torch --model bert --preset tiny --batch 1 --seq 128 [--precision] [--threads]
-    hwbench query coverage [--cells]
+    hwbench query coverage [--cells | --by category|architecture]
+    hwbench query failures
     hwbench query tables
     hwbench query sql "SELECT ... WHERE family = ?" --param bert
 
@@ -34,6 +35,9 @@ TABLE_COLUMNS = {
                 "throughput_samples_s", "pct_of_peak", "p50_vs_best", "contaminated", "failure_class", "run_id"],
     "history": ["measured_at", "run_id", "status", "failure_class", "p50_ms", "p90_ms", "throughput_samples_s",
                 "pct_of_peak", "contaminated", "precision", "threads", "git_revision", "torch_version", "host"],
+    "failures": ["count", "failure_class", "cause", "fix", "architectures", "targets"],
+    "coverage by architecture": ["model_type", "category", "target", "status", "failure_class", "recipe", "complete",
+                                 "params"],
 }
 
 
@@ -92,9 +96,14 @@ def _run(args: argparse.Namespace) -> int:
             frame = queries.history(target=args.target, family=args.model, preset=args.preset, batch_size=args.batch,
                                     seq_len=args.seq, precision=args.precision, threads=args.threads)
             title = f"{args.model}/{args.preset} batch {args.batch} seq {args.seq} on {args.target}"
+        elif args.query == "coverage" and args.by:
+            frame = queries.architecture_coverage(args.by)
+            title = f"architecture coverage by {args.by} x target"
         elif args.query == "coverage":
             frame = queries.coverage_cells() if args.cells else queries.coverage()
             title = "coverage: model family x target"
+        elif args.query == "failures":
+            frame, title = queries.failure_patterns(), "failure patterns"
         elif args.query == "tables":
             frame, title = queries.tables(), "warehouse views"
         else:
@@ -104,7 +113,8 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     if frame.height > args.max_rows:
         frame, truncated = frame.head(args.max_rows), True
-    _print(frame, args.format, title, TABLE_COLUMNS.get(args.query))
+    view = "coverage by architecture" if args.query == "coverage" and args.by == "architecture" else args.query
+    _print(frame, args.format, title, TABLE_COLUMNS.get(view))
     if truncated:
         print(f"hwbench: showing the first {args.max_rows} rows; more exist (raise --max-rows)", file=sys.stderr)
     return 0
@@ -140,13 +150,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     coverage = named.add_parser("coverage", parents=[common], help="model family x target: measured/failed/untested")
     coverage.add_argument("--cells", action="store_true", help="one row per family and target, with counts")
+    coverage.add_argument("--by", choices=["category", "architecture"],
+                          help="the architecture sweep instead: per category (shares) or per architecture")
 
     named.add_parser("tables", parents=[common], help="the warehouse's views")
+    named.add_parser("failures", parents=[common],
+                     help="failures grouped into patterns: count, probable cause, fix to try, where they hit")
 
     sql = named.add_parser("sql", parents=[common], help="one read-only SQL statement")
     sql.add_argument("statement", help="SELECT / WITH / DESCRIBE / SHOW / SUMMARIZE; use ? for values")
     sql.add_argument("--param", action="append", metavar="VALUE",
                      help="a value for the next ? placeholder (repeatable; passed as text, DuckDB casts it)")
 
-    for parser in (compare, history, coverage, sql, named.choices["tables"]):
+    for parser in (compare, history, coverage, sql, named.choices["tables"], named.choices["failures"]):
         parser.set_defaults(func=_run)

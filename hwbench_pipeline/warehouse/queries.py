@@ -266,6 +266,55 @@ class WarehouseQueries:
         matrix = cells.pivot(on="target", index="family", values="state", aggregate_function="first")
         return matrix.select("family", *targets).sort("family")
 
+    def architecture_coverage(self, by: str = "category") -> pl.DataFrame:
+        """The coverage sweep's newest outcome per architecture and target (``by="architecture"``), or per
+        category and target: architectures probed, how many ran a full forward pass, how many their text tower
+        only, the share, and the failure classes with their counts (``by="category"``)."""
+        if by not in ("category", "architecture"):
+            raise QueryError(f"coverage can be broken down by category or architecture, not {by!r}")
+        with self._connect() as con:
+            if by == "architecture":
+                frame = self._frame(con, """
+                    SELECT model_type, category, target, status, coalesce(failure_class, '') AS failure_class,
+                           recipe, complete, params, message
+                    FROM architecture_coverage_latest ORDER BY category, model_type, target""")
+            else:
+                frame = self._frame(con, """
+                    WITH outcomes AS (
+                        SELECT category, target, status, complete,
+                               CASE WHEN status = 'ok' THEN NULL ELSE failure_class END AS failure_class
+                        FROM architecture_coverage_latest),
+                    failures AS (
+                        SELECT category, target, string_agg(failure_class || ': ' || n, ', ' ORDER BY n DESC,
+                                                            failure_class) AS failure_classes
+                        FROM (SELECT category, target, failure_class, count(*) AS n FROM outcomes
+                              WHERE failure_class IS NOT NULL GROUP BY ALL) GROUP BY ALL)
+                    SELECT o.category, o.target, count(*) AS architectures,
+                           count(*) FILTER (WHERE status = 'ok' AND complete IS NOT FALSE) AS ok,
+                           count(*) FILTER (WHERE status = 'ok' AND complete IS FALSE) AS text_tower_only,
+                           round(count(*) FILTER (WHERE status = 'ok' AND complete IS NOT FALSE) / count(*), 3)
+                               AS share_ok,
+                           any_value(f.failure_classes) AS failure_classes
+                    FROM outcomes o LEFT JOIN failures f USING (category, target)
+                    GROUP BY o.category, o.target ORDER BY o.category, o.target""")
+        if frame.is_empty():
+            raise QueryError("no architecture sweep in the warehouse yet: materialize architecture_coverage or run "
+                             "'hwbench run --profile architectures'")
+        return frame
+
+    def failure_patterns(self) -> pl.DataFrame:
+        """The newest grouping of failures into patterns (the ``failure_patterns`` asset), most frequent first."""
+        with self._connect() as con:
+            frame = self._frame(con, """
+                SELECT count, failure_class, cause, fix, architectures, targets, signature, example
+                FROM failure_patterns
+                WHERE run_id = (SELECT max_by(run_id, _written_at) FROM failure_patterns)
+                ORDER BY count DESC, signature""")
+        if frame.is_empty():
+            raise QueryError("no failure patterns in the warehouse yet: materialize failure_patterns (it runs with "
+                             "the refresh after measurements)")
+        return frame
+
     # ---- SQL ------------------------------------------------------------------------------------------
     def sql(self, query: str, params: Sequence | Mapping | None = None, *, max_rows: int | None = None) -> pl.DataFrame:
         """Run one read-only statement (see sql_guard) with bound parameters; at most ``max_rows`` rows."""

@@ -389,6 +389,59 @@ REGRESSIONS = pa.schema(
     ]
 )
 
+#: one architecture probed on one target (the coverage sweep, docs/catalog.md): did a forward pass run, and if not,
+#: the failure class and message; timings are one build and one first call, not a latency measurement
+ARCHITECTURE_COVERAGE = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("model_type", pa.string()),
+        ("category", pa.string()),
+        ("preset", pa.string()),
+        ("target", pa.string()),
+        ("batch_size", pa.int64()),
+        ("seq_len", pa.int64()),
+        ("threads", pa.int64()),
+        ("transformers_version", pa.string()),
+        ("runtime_version", pa.string()),
+        ("method_version", pa.int64()),
+        ("config_hash", pa.string()),
+        ("status", pa.string()),
+        ("failure_class", pa.string()),
+        ("stage", pa.string()),
+        ("message", pa.string()),
+        ("missing_package", pa.string()),
+        ("raised_at", pa.string()),
+        ("recipe", pa.string()),
+        ("recipes_failed", pa.string()),
+        ("inputs", pa.string()),
+        ("complete", pa.bool_()),
+        ("params", pa.int64()),
+        ("build_s", pa.float64()),
+        ("first_call_ms", pa.float64()),
+        ("max_abs_diff", pa.float64()),
+        ("max_rel_diff", pa.float64()),
+        ("output_shape", pa.string()),
+        ("wall_s", pa.float64()),
+        ("worker_pid", pa.int64()),
+        ("finished_at", TS),
+    ]
+)
+
+#: failures grouped by a normalised signature (class, masked message, frame), with the probable cause and the fix
+FAILURE_PATTERNS = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("signature", pa.string()),
+        ("failure_class", pa.string()),
+        ("count", pa.int64()),
+        ("architectures", pa.string()),
+        ("targets", pa.string()),
+        ("example", pa.string()),
+        ("cause", pa.string()),
+        ("fix", pa.string()),
+    ]
+)
+
 TABLES: dict[str, pa.Schema] = {
     "inference_results": INFERENCE_RESULTS,
     "failures": FAILURES,
@@ -402,6 +455,8 @@ TABLES: dict[str, pa.Schema] = {
     "regressions": REGRESSIONS,
     "training_results": TRAINING_RESULTS,
     "distributed_results": DISTRIBUTED_RESULTS,
+    "architecture_coverage": ARCHITECTURE_COVERAGE,
+    "failure_patterns": FAILURE_PATTERNS,
 }
 
 #: columns that identify one row of a table within one run (the 'latest' views use them)
@@ -417,4 +472,6 @@ TABLE_KEYS: dict[str, list[str]] = {
     "regressions": ["scenario", *CONFIG_KEY, "metric"],
     "training_results": CONFIG_KEY,
     "distributed_results": DISTRIBUTED_KEY,
+    "architecture_coverage": ["model_type", "preset", "target"],
+    "failure_patterns": ["signature"],
 }

@@ -12,11 +12,14 @@ def test_graph_has_every_stage_schedule_and_sensor():
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert keys == {"model_catalog", "hardware_targets", "inference_runs", "training_runs", "distributed_runs",
                     "inference_results", "performance_predictor", "predictions", "hardware_recommendations",
-                    "regression_report", "comparison_report"}
-    for measured in ("inference_runs", "training_runs", "distributed_runs"):
+                    "regression_report", "comparison_report", "architecture_coverage", "failure_patterns"}
+    for measured in ("inference_runs", "training_runs", "distributed_runs", "architecture_coverage"):
         assert graph.get(dg.AssetKey(measured)).partitions_def.name == "hardware_targets"
     assert defs.resolve_schedule_def("nightly_quick_schedule").cron_schedule == "0 2 * * *"
     assert defs.resolve_sensor_def("new_hardware_target_sensor") is not None
+    # The coverage sweep is opt-in: outside the benchmarks group that the schedules and sensors select.
+    benchmarks = dg.AssetSelection.groups("benchmarks").resolve(graph)
+    assert dg.AssetKey("architecture_coverage") not in benchmarks and dg.AssetKey("inference_runs") in benchmarks
     # The validation gate is blocking: a failed suite stops the predictor and the report in the same run.
     specs = sorted(graph.get(dg.AssetKey("inference_runs")).check_keys, key=lambda k: k.name)
     assert [c.name for c in specs] == ["failures_suite", "inference_results_suite", "latency_samples_suite"]

@@ -6,11 +6,17 @@ import dagster as dg
 import pytest
 
 from hwbench_pipeline.definitions import defs
-from hwbench_pipeline.schedules import NO_PARTITIONS, nightly_quick_schedule, weekly_full_schedule
+from hwbench_pipeline.schedules import (
+    NO_PARTITIONS,
+    nightly_quick_schedule,
+    weekly_architectures_schedule,
+    weekly_full_schedule,
+)
 
-#: the code location with both schedules, whether or not definitions.py lists them all yet
+#: the code location with the schedules, whether or not definitions.py lists them all yet
 CODE_LOCATION = dg.Definitions(assets=defs.assets, jobs=defs.jobs, resources=defs.resources,
-                               schedules=[nightly_quick_schedule, weekly_full_schedule])
+                               schedules=[nightly_quick_schedule, weekly_full_schedule,
+                                          weekly_architectures_schedule])
 SUNDAY_3AM = datetime(2026, 3, 1, 3, 0, tzinfo=UTC)
 TARGETS = ["cpu-torch", "cpu-onnxruntime", "cpu-openvino"]
 
@@ -34,8 +40,16 @@ def test_cron_times_and_both_start_stopped():
         assert dg.AssetKey("inference_runs") in dg.AssetSelection.groups("benchmarks").resolve(graph)
 
 
+def test_the_architecture_sweep_schedule_starts_stopped_and_runs_only_the_coverage_sweep():
+    assert weekly_architectures_schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+    job = CODE_LOCATION.resolve_job_def(weekly_architectures_schedule.job_name)
+    assert job.partitions_def.name == "hardware_targets"
+    assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == {"architecture_coverage"}
+
+
 @pytest.mark.parametrize(("schedule", "profile"), [(nightly_quick_schedule, "quick"),
-                                                   (weekly_full_schedule, "full")])
+                                                   (weekly_full_schedule, "full"),
+                                                   (weekly_architectures_schedule, "architectures")])
 def test_one_run_per_target_partition_with_the_schedules_profile(schedule, profile):
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("hardware_targets", TARGETS)
@@ -52,7 +66,7 @@ def test_one_run_per_target_partition_with_the_schedules_profile(schedule, profi
         assert keys.isdisjoint(r.run_key for r in tick(schedule, instance, next_week).run_requests)
 
 
-@pytest.mark.parametrize("schedule", [nightly_quick_schedule, weekly_full_schedule])
+@pytest.mark.parametrize("schedule", [nightly_quick_schedule, weekly_full_schedule, weekly_architectures_schedule])
 def test_skips_with_a_reason_while_no_target_partition_exists(schedule):
     with dg.instance_for_test() as instance:
         result = tick(schedule, instance, SUNDAY_3AM)

@@ -15,7 +15,7 @@ from hwbench_pipeline.warehouse.store import Warehouse
 
 ASSETS = ["model_catalog", "hardware_targets", "inference_runs", "training_runs", "distributed_runs",
           "inference_results", "performance_predictor", "predictions", "hardware_recommendations",
-          "regression_report", "comparison_report"]
+          "regression_report", "comparison_report", "failure_patterns"]
 
 
 @pytest.fixture(scope="module")
