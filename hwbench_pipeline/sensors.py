@@ -81,6 +81,7 @@ def profile_for_families(base: str, families: list[str], out_dir: Path) -> Path:
     source = PROFILE_DIR / f"{base}.yaml" if base in builtin_profiles() else Path(base)
     data = yaml.safe_load(source.read_text())
     data["families"] = sorted(families)
+    data.pop("architectures", None)  # the coverage sweep is opt-in: a catch-up run of new families never starts it
     data["description"] = f"profile {source.stem} restricted to families new to the catalog: {', '.join(families)}"
     suffix = "-".join(sorted(families))
     if len(suffix) > 60:

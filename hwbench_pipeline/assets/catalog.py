@@ -24,6 +24,10 @@ def model_catalog(context: dg.AssetExecutionContext, settings: HwbenchSettings) 
             row = models.describe(family, preset)
             row["in_profile"] = family in profile.families and preset in profile.presets
             rows.append({"run_id": context.run.run_id, **row})
+    # the profile's other architectures, config files and checkpoints, at the profile's presets
+    for family in (f for f in profile.families if not models.is_curated(f)):
+        for preset in profile.presets:
+            rows.append({"run_id": context.run.run_id, **models.describe(family, preset), "in_profile": True})
     path = settings.warehouse().write("models", rows, run_id=context.run.run_id)
     context.log.info(f"catalog: {len(rows)} family × preset rows written to {path}")
     return dg.MaterializeResult(metadata={

@@ -510,6 +510,9 @@ def make_inputs(
     if not is_curated(family):
         from hwbench_pipeline.bench.catalog import generic
 
+        from hwbench_pipeline.bench.catalog.sources import resolve_model
+
+        resolve_model(family)  # an unknown name is refused as such
         if model is None:
             raise ValueError(f"{family}: inputs of an uncurated architecture are chosen with its model")
         inputs = generic.choose_inputs(model, config, batch_size, seq_len, seed=seed)

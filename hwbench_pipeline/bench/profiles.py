@@ -188,6 +188,8 @@ def effective_seq_len(family: str, preset: str, requested: int) -> int:
     """
     from hwbench_pipeline.bench import models
 
+    if not models.is_curated(family):
+        return _architecture_seq_len(family, preset, requested)
     spec = models.FAMILIES[family]
     if "text tokens" not in spec.sequence_meaning and "decoder" not in spec.sequence_meaning:
         return spec.default_seq_len
@@ -205,6 +207,20 @@ def effective_seq_len(family: str, preset: str, requested: int) -> int:
     return min(requested, limit) if limit else requested
 
 
+def _architecture_seq_len(model: str, preset: str, requested: int) -> int:
+    """Any other architecture: 1 where it takes no text, else the requested length capped at its text positions."""
+    from hwbench_pipeline.bench import models
+    from hwbench_pipeline.bench.catalog.registry import architecture
+    from hwbench_pipeline.bench.catalog.sources import resolve_model
+
+    if architecture(resolve_model(model).model_type).category in models.NON_TEXT_CATEGORIES:
+        return 1
+    config = models.build_config(model, preset)
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    limit = getattr(text, "max_position_embeddings", None)
+    return min(requested, limit) if isinstance(limit, int) and limit > 0 else requested
+
+
 def _int_list(raw: object, key: str, source: str) -> tuple[int, ...]:
     if not isinstance(raw, list) or not raw or not all(isinstance(v, int) and v > 0 for v in raw):
         raise ProfileError(f"{source}: '{key}' must be a non-empty list of positive integers, got {raw!r}")
@@ -219,6 +235,30 @@ def _choice_list(raw: object, key: str, accepted: tuple[str, ...], source: str) 
     unknown = [v for v in raw if v not in accepted]
     if unknown:
         raise ProfileError(f"{source}: unknown {key} {', '.join(map(str, unknown))}; accepted: {', '.join(accepted)}")
+    return tuple(raw)
+
+
+def _model_list(raw: object, source: str) -> tuple[str, ...]:
+    """The inference section's models: ``all`` curated families, or a list of curated families, transformers model
+    types, config files and checkpoint folders (docs/catalog.md)."""
+    from hwbench_pipeline.bench import models
+
+    if raw == "all" or (isinstance(raw, list) and raw and all(v in models.FAMILIES for v in raw)):
+        return _choice_list(raw, "families", tuple(models.FAMILIES), source)
+    if not isinstance(raw, list) or not raw or not all(isinstance(v, str) for v in raw):
+        raise ProfileError(f"{source}: 'families' must be 'all' or a non-empty list of names, got {raw!r}")
+    from hwbench_pipeline.bench.catalog.registry import UnknownArchitectureError
+    from hwbench_pipeline.bench.catalog.sources import ModelSourceError, resolve_model
+
+    unknown = []
+    for value in raw:
+        try:
+            resolve_model(value)
+        except (UnknownArchitectureError, ModelSourceError):
+            unknown.append(value)
+    if unknown:
+        raise ProfileError(f"{source}: unknown families {', '.join(unknown)}; accepted: {', '.join(models.FAMILIES)}, "
+                           "any transformers model type, a config.json or a checkpoint folder")
     return tuple(raw)
 
 
@@ -407,10 +447,15 @@ def load_profile(name_or_path: str) -> Profile:
     if not isinstance(timeout, int | float) or timeout <= 0:
         raise ProfileError(f"{source}: 'timeout_s' must be a positive number, got {timeout!r}")
 
+    presets = _choice_list(data["presets"], "presets", tuple(models.PRESETS), source)
+    checkpoints = [f for f in _model_list(data["families"], source) if Path(f).is_dir()]
+    if checkpoints and set(presets) != {"full"}:
+        raise ProfileError(f"{source}: {', '.join(checkpoints)} run with their own weights at their own size: give "
+                           "checkpoint folders a profile with presets: [full]")
     return Profile(
         name=path.stem,
         description=str(data.get("description", "")),
-        families=_choice_list(data["families"], "families", tuple(models.FAMILIES), source),
+        families=_model_list(data["families"], source),
         presets=_choice_list(data["presets"], "presets", tuple(models.PRESETS), source),
         batch_sizes=_int_list(data["batch_sizes"], "batch_sizes", source),
         seq_lens=_int_list(data["seq_lens"], "seq_lens", source),

@@ -148,6 +148,10 @@ MODELS = pa.schema(
         ("vocab_size", pa.int64()),
         ("vision_layers", pa.int64()),
         ("vision_hidden_size", pa.int64()),
+        ("kv_heads", pa.int64()),
+        ("experts", pa.int64()),
+        ("attention_kind", pa.string()),
+        ("model_type", pa.string()),
         ("in_profile", pa.bool_()),
     ]
 )

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from hwbench_pipeline.bench.catalog.inputs import RECIPES, recipes_for
+from hwbench_pipeline.bench.catalog.inputs import RECIPES, NotApplicable, recipes_for
 from hwbench_pipeline.bench.catalog.scaling import AS_IS, scale_config
 from hwbench_pipeline.bench.catalog.sources import ModelSource, ModelSourceError, resolve_model
 
@@ -117,22 +117,36 @@ class ForwardResult:
     tried: list[str]  # recipes that failed before this one, with their errors
 
 
+def generic_forward(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """One call without a key/value cache (a cache is generation's concern, and exporters trace it badly); the
+    main output tensor."""
+    import inspect
+
+    extra = {"use_cache": False} if "use_cache" in inspect.signature(model.forward).parameters else {}
+    return main_output(model(**inputs, **extra))
+
+
 def run_forward(model: torch.nn.Module, config: Any, batch: int, seq: int, *, seed: int = 0) -> ForwardResult:
-    """One forward pass with the first input recipe that works; raises the last recipe's error if none does."""
+    """One forward pass with the first input recipe that works. When none does, the first recipe's error is
+    raised (the most specific recipe's complaint says most), carrying every recipe's in ``recipes_tried``."""
     tried: list[str] = []
-    last: BaseException | None = None
+    first: BaseException | None = None
     for name in recipes_for(model):
         gen = torch.Generator().manual_seed(seed)
         try:
             inputs = RECIPES[name](model, config, batch, seq, gen)
             with torch.inference_mode():
-                output = main_output(model(**inputs))
+                output = generic_forward(model, inputs)
             return ForwardResult(name, inputs, output, tried)
-        except Exception as exc:  # noqa: BLE001 - the next recipe may fit; the last error is raised
+        except NotApplicable:
+            continue
+        except Exception as exc:  # noqa: BLE001 - the next recipe may fit
             tried.append(f"{name}: {type(exc).__name__}: {exc}"[:300])
-            last = exc
-    assert last is not None
-    raise last
+            first = first or exc
+    if first is None:
+        raise NotApplicable(f"no input recipe fits {type(model).__name__}")
+    first.recipes_tried = tried  # type: ignore[attr-defined]
+    raise first
 
 
 def choose_inputs(model: torch.nn.Module, config: Any, batch: int, seq: int, *,

@@ -14,6 +14,11 @@ from typing import Any
 
 import torch
 
+
+class NotApplicable(ValueError):
+    """The recipe does not fit this kind of model at all (it is skipped, not counted as a failure)."""
+
+
 Recipe = Callable[[Any, Any, int, int, torch.Generator], dict[str, torch.Tensor]]
 AUDIO_SAMPLES = 16000  # one second of 16 kHz audio
 DEFAULT_IMAGE_SIZE = 224
@@ -118,7 +123,7 @@ def _image_placeholders(model: Any, config: Any, batch: int, seq: int, gen: torc
     """A prompt holding one image's placeholder tokens, as many as the vision tower makes features."""
     image_token = _attribute(config, "image_token_id", "image_token_index")
     if image_token is None or not hasattr(model, "get_image_features"):
-        raise ValueError("no image token id or image feature method: not a placeholder-style vision-language model")
+        raise NotApplicable("no image token id or image feature method: not a placeholder-style vision-language model")
     pixels = _image(model, config, batch, seq, gen)["pixel_values"]
     extra = {}
     wanted = inspect.signature(model.get_image_features).parameters
@@ -144,7 +149,7 @@ def _image_patch_grid(model: Any, config: Any, batch: int, seq: int, gen: torch.
     image_token = _attribute(config, "image_token_id", "image_token_index")
     vision = getattr(config, "vision_config", None)
     if image_token is None or vision is None or "image_grid_thw" not in forward_parameters(model):
-        raise ValueError("no image grid input: not a patch-grid vision-language model")
+        raise NotApplicable("no image grid input: not a patch-grid vision-language model")
     patch = int(getattr(vision, "patch_size", 14))
     temporal = int(getattr(vision, "temporal_patch_size", 1) or 1)
     merge = int(getattr(vision, "spatial_merge_size", 1) or 1)
@@ -167,10 +172,12 @@ def _time_series(model: Any, config: Any, batch: int, seq: int, gen: torch.Gener
     if "past_observed_mask" in params:
         inputs["past_observed_mask"] = torch.ones(*shape)
     features = int(getattr(config, "num_time_features", 0) or 0)
-    if "past_time_features" in params and features:
+    required = {n for n, p in inspect.signature(model.forward).parameters.items()
+                if p.default is inspect.Parameter.empty}
+    if "past_time_features" in params and (features or "past_time_features" in required):
         inputs["past_time_features"] = torch.randn(batch, length, features, generator=gen)
     horizon = int(getattr(config, "prediction_length", 0) or 0)
-    if "future_time_features" in params and features and horizon:
+    if "future_time_features" in params and (features or "future_time_features" in required) and horizon:
         inputs["future_time_features"] = torch.randn(batch, horizon, features, generator=gen)
     if "static_categorical_features" in params and getattr(config, "num_static_categorical_features", 0):
         inputs["static_categorical_features"] = torch.zeros(batch, config.num_static_categorical_features,

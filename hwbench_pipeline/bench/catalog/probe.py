@@ -7,10 +7,13 @@ It runs in a fresh process like every measurement, so a crash or a hang costs on
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -119,12 +122,38 @@ def probe_row(cfg: ProbeConfig, run_id: str, **fields: Any) -> dict:
     }
 
 
+@contextlib.contextmanager
+def output_discarded() -> Iterator[None]:
+    """Discard what native code prints on the process's stdout and stderr (an exporter dumps whole graphs when it
+    fails); the row's message says what went wrong."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(os.devnull, "w") as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+
+
 def probe_architecture(cfg: ProbeConfig, run_id: str) -> dict:
     """Build ``cfg.model_type`` at its preset and run one forward pass on ``cfg.target``; always returns a row."""
+    with output_discarded():
+        return _probe(cfg, run_id)
+
+
+def _probe(cfg: ProbeConfig, run_id: str) -> dict:
     import torch
 
     from hwbench_pipeline.bench.backends import load_backend
-    from hwbench_pipeline.bench.catalog.generic import build_config, build_model, main_output, run_forward
+    from hwbench_pipeline.bench.catalog.generic import build_config, build_model, generic_forward, run_forward
     from hwbench_pipeline.bench.hardware import parse_target
     from hwbench_pipeline.bench.scenarios.inference import check_agreement
 
@@ -149,8 +178,7 @@ def probe_architecture(cfg: ProbeConfig, run_id: str) -> dict:
         if target.backend != "torch":
             stage = "export"
             backend = load_backend(target.backend)
-            runner = backend.prepare(model, result.inputs, lambda m, i: main_output(m(**i)),
-                                     target.torch_device, "fp32")
+            runner = backend.prepare(model, result.inputs, generic_forward, target.torch_device, "fp32")
             stage = "run"
             t0 = time.perf_counter()
             runner()
@@ -161,5 +189,7 @@ def probe_architecture(cfg: ProbeConfig, run_id: str) -> dict:
         return probe_row(cfg, run_id, status="ok", failure_class=None, message=None, stage=None, **fields)
     except Exception as exc:  # noqa: BLE001 - every failure becomes a classified row
         message = f"{type(exc).__name__}: {exc}".strip()[:2000]
+        if getattr(exc, "recipes_tried", None):
+            fields["recipes_failed"] = " | ".join(exc.recipes_tried)
         return probe_row(cfg, run_id, status="failed", failure_class=failure_class(exc, stage), stage=stage,
                          message=message, missing_package=missing_package(exc), raised_at=raised_at(exc), **fields)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
+from hwbench_pipeline.bench.families import FAMILIES, UnknownModelError
+
 CATEGORIES: tuple[str, ...] = (
     "text encoder", "text decoder", "encoder-decoder", "vision", "audio", "vision-language", "multimodal",
     "video", "speech-text", "time series", "other",
@@ -67,7 +69,7 @@ class Architecture:
     tasks: tuple[str, ...]  # the task heads transformers registers for it
 
 
-class UnknownArchitectureError(ValueError):
+class UnknownArchitectureError(UnknownModelError):
     """A model type the installed transformers does not build; the message says what is accepted."""
 
 
@@ -141,5 +143,5 @@ def architecture(model_type: str) -> Architecture:
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise UnknownArchitectureError(
             f"model_type {model_type!r} is not an architecture transformers {transformers.__version__} builds "
-            f"(it has {len(registry)}: `hwbench architectures` lists them){hint}"
+            f"(it has {len(registry)}; the curated families are {', '.join(FAMILIES)}){hint}"
         ) from None

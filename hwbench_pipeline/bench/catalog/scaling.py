@@ -61,18 +61,27 @@ def _special_token_ids(config: Any) -> list[int]:
     return ids
 
 
+def _stage_count(config: Any, key: str, layers: int) -> bool:
+    """Whether ``key`` counts the stages of a hierarchical tower (a per-stage list has that many entries): the
+    stages stay, each with fewer blocks."""
+    target = getattr(config, "attribute_map", {}).get(key, key)
+    per_stage = [v for n, v in vars(config).items() if n in ("depths", "hidden_sizes", "embed_dims")]
+    return target == "num_stages" or any(isinstance(v, (list, tuple)) and len(v) == layers for v in per_stage)
+
+
 def _shrink_layers(config: Any, caps: Caps) -> None:
     for key in _LAYER_KEYS:
         layers = _int(getattr(config, key, None))
-        if layers is not None and layers > caps.layers:
+        if layers is not None and layers > caps.layers and not _stage_count(config, key, layers):
             setattr(config, key, caps.layers)
     depth = max((_int(getattr(config, k, None)) or 0 for k in _LAYER_KEYS), default=0)
     for name, value in list(vars(config).items()):
         # per-layer lists (sliding/full attention patterns, hybrid block types) follow the new depth
-        if depth and isinstance(value, list) and name.endswith(_PER_LAYER_LIST_SUFFIXES) and len(value) > depth:
-            setattr(config, name, value[:depth])
-    depths = getattr(config, "depths", None)  # hierarchical vision towers: one block per stage
-    if isinstance(depths, list) and all(_int(d) for d in depths):
+        if depth and isinstance(value, (list, tuple)) and name.endswith(_PER_LAYER_LIST_SUFFIXES) \
+                and len(value) > depth:
+            setattr(config, name, list(value[:depth]))
+    depths = getattr(config, "depths", None)  # hierarchical vision towers: fewer blocks per stage
+    if isinstance(depths, (list, tuple)) and all(_int(d) for d in depths):
         config.depths = [min(d, max(1, caps.layers // 2)) for d in depths]
 
 
@@ -127,8 +136,9 @@ def _shrink_width(config: Any, caps: Caps, foreign: dict[int, int], scaled: set[
     return (hidden, new_hidden) if new_hidden != hidden else None
 
 
-_CROSS_TOWER_SUFFIXES = ("projection_dim", "text_hidden_size", "vision_hidden_size", "projector_hidden_size",
-                         "out_hidden_size", "encoder_hidden_size", "mm_hidden_size", "hidden_size")
+_CROSS_TOWER_SUFFIXES = ("projection_dim", "projection_size", "text_hidden_size", "vision_hidden_size",
+                         "projector_hidden_size", "out_hidden_size", "encoder_hidden_size", "mm_hidden_size",
+                         "hidden_size")
 
 
 def _follow_tower_widths(parts: list[Any], widths: dict[int, int], scaled: set[tuple[int, str]]) -> None:
@@ -158,7 +168,7 @@ def _shrink_experts(config: Any, caps: Caps) -> None:
 
 def _shrink_conv(config: Any, caps: Caps) -> None:
     sizes = getattr(config, "hidden_sizes", None)
-    if isinstance(sizes, list) and sizes and all(_int(s) for s in sizes) and max(sizes) > caps.conv_width:
+    if isinstance(sizes, (list, tuple)) and sizes and all(_int(s) for s in sizes) and max(sizes) > caps.conv_width:
         factor = caps.conv_width / max(sizes)
         config.hidden_sizes = [max(8, int(s * factor) // 8 * 8) for s in sizes]
 
@@ -178,6 +188,17 @@ def _fit_vocab(config: Any, caps: Caps, needed: int) -> None:
 
 def config_text_tower(config: Any) -> Any:
     return config.get_text_config() if hasattr(config, "get_text_config") else config
+
+
+#: sizes some default configs leave unset although the model cannot be built without them (time-series
+#: forecasters' horizon), set to a common value when they are None
+REQUIRED_SIZES = {"prediction_length": 24, "context_length": 24}
+
+
+def _fill_required_sizes(config: Any) -> None:
+    for name, value in REQUIRED_SIZES.items():
+        if name in vars(config) and getattr(config, name) is None:
+            setattr(config, name, value)
 
 
 def sub_configs(config: Any) -> list[Any]:
@@ -211,6 +232,7 @@ def scale_config(config: Any, preset: str) -> Any:
     widths: dict[int, int] = {}
     set_by_scaler: set[tuple[int, str]] = set()
     for part in parts:
+        _fill_required_sizes(part)
         _shrink_layers(part, caps)
         changed = _shrink_width(part, caps, widths, set_by_scaler)
         if changed:
