@@ -52,7 +52,7 @@ def print_coverage(rows: list[dict], targets: list[str], denominator: int) -> No
         wall = sum(r.get("wall_s") or 0 for r in mine)
         failures = Counter(r["failure_class"] for r in mine if r["status"] != "ok")
         print(f"\n{target}: {len(mine)} probes, {wall / 60:.1f} min of probe wall time; failures: {dict(failures)}")
-        messages = Counter((r["failure_class"], str(r["message"]).splitlines()[0][:110])
+        messages = Counter((r["failure_class"], " ".join(str(r["message"]).split())[:110])
                            for r in mine if r["status"] != "ok")
         for (failure, message), count in messages.most_common(12):
             print(f"  {count:3}  {failure}: {message}")

@@ -28,6 +28,10 @@ class WorkerTimeout(Exception):
     """The configuration's process produced no result within the time limit; it has been killed."""
 
 
+class WorkerOutOfMemory(Exception):
+    """The configuration's process grew past its memory limit; it has been killed before it took the host's."""
+
+
 class WorkerCrashed(Exception):
     """The configuration's process ended without sending a result (killed by a signal, os._exit, ...)."""
 
@@ -66,24 +70,48 @@ def _exit_description(exitcode: int | None) -> str:
     return f"exited with code {exitcode}"
 
 
+def _rss_mb(pid: int) -> float:
+    import psutil
+
+    try:
+        return psutil.Process(pid).memory_info().rss / 2**20
+    except psutil.Error:
+        return 0.0
+
+
+def _wait_for_result(receiver: multiprocessing.connection.Connection, proc: Any, timeout_s: float,
+                     memory_limit_mb: float | None) -> None:
+    """Wait until a result is ready; kill the process at the timeout or when it grows past the memory limit."""
+    t0 = time.monotonic()
+    while True:
+        left = timeout_s - (time.monotonic() - t0)
+        if left <= 0:
+            proc.kill()  # now, not after the grace period a finished child gets below
+            raise WorkerTimeout(f"no result after {time.monotonic() - t0:.0f} s (limit {timeout_s:.0f} s)")
+        if receiver.poll(min(left, 0.25) if memory_limit_mb else left):
+            return
+        if memory_limit_mb and (rss := _rss_mb(proc.pid)) > memory_limit_mb:
+            proc.kill()
+            raise WorkerOutOfMemory(f"the measuring process grew to {rss:.0f} MiB, past its limit of "
+                                    f"{memory_limit_mb:.0f} MiB, and was killed")
+
+
 def measure_in_fresh_process(measure: Callable[[Any, str], dict], cfg: Any, run_id: str,
-                             timeout_s: float) -> dict:
+                             timeout_s: float, memory_limit_mb: float | None = None) -> dict:
     """``measure(cfg, run_id)`` in a new process forked from the preloaded server; returns its row.
 
-    Raises :class:`WorkerTimeout` when no row arrives within ``timeout_s`` (the process is killed) and
-    :class:`WorkerCrashed` when the process ends without one.
+    Raises :class:`WorkerTimeout` when no row arrives within ``timeout_s`` (the process is killed),
+    :class:`WorkerOutOfMemory` when it grows past ``memory_limit_mb`` (killed too), and :class:`WorkerCrashed`
+    when the process ends without a row.
     """
     ctx = _context()
     receiver, sender = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child_main, args=(sender, measure, cfg, run_id), name="hwbench-measure",
                        daemon=True)
-    t0 = time.monotonic()
     proc.start()
     sender.close()  # the child holds the only writer: its exit shows up here as end of file
     try:
-        if not receiver.poll(timeout_s):
-            proc.kill()  # now, not after the grace period a finished child gets below
-            raise WorkerTimeout(f"no result after {time.monotonic() - t0:.0f} s (limit {timeout_s:.0f} s)")
+        _wait_for_result(receiver, proc, timeout_s, memory_limit_mb)
         try:
             return receiver.recv()
         except EOFError:

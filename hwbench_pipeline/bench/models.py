@@ -509,7 +509,6 @@ def make_inputs(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if not is_curated(family):
         from hwbench_pipeline.bench.catalog import generic
-
         from hwbench_pipeline.bench.catalog.sources import resolve_model
 
         resolve_model(family)  # an unknown name is refused as such

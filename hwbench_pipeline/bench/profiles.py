@@ -215,8 +215,9 @@ def _architecture_seq_len(model: str, preset: str, requested: int) -> int:
 
     if architecture(resolve_model(model).model_type).category in models.NON_TEXT_CATEGORIES:
         return 1
-    config = models.build_config(model, preset)
-    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    from hwbench_pipeline.bench.catalog.scaling import config_text_tower
+
+    text = config_text_tower(models.build_config(model, preset))
     limit = getattr(text, "max_position_embeddings", None)
     return min(requested, limit) if isinstance(limit, int) and limit > 0 else requested
 

@@ -417,6 +417,7 @@ ARCHITECTURE_COVERAGE = pa.schema(
         ("raised_at", pa.string()),
         ("recipe", pa.string()),
         ("recipes_failed", pa.string()),
+        ("config_fixes", pa.string()),
         ("inputs", pa.string()),
         ("complete", pa.bool_()),
         ("params", pa.int64()),

@@ -77,3 +77,20 @@ def test_process_dispatch_refuses_a_ray_cluster(tmp_path):
     assert result.stderr.strip().splitlines() == [
         "hwbench: error: --dispatch process measures on this host only, but RAY_ADDRESS=ray://cluster:10001 is "
         "set; unset it or use --dispatch ray"]
+
+
+def grows_without_bound(cfg, run_id: str) -> dict:
+    """Allocates (and touches) 64 MiB at a time until killed, as a model whose activations do not fit would."""
+    held = []
+    while True:
+        held.append(bytearray(64 * 2**20))
+        time.sleep(0.01)
+
+
+def test_a_process_past_its_memory_limit_is_killed_before_it_takes_the_host():
+    from hwbench_pipeline.bench.local_process import WorkerOutOfMemory, measure_in_fresh_process
+
+    t0 = time.monotonic()
+    with pytest.raises(WorkerOutOfMemory, match=r"grew to \d+ MiB, past its limit of 600 MiB"):
+        measure_in_fresh_process(grows_without_bound, None, "local", timeout_s=60, memory_limit_mb=600)
+    assert time.monotonic() - t0 < 20

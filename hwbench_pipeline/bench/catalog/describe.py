@@ -6,6 +6,7 @@ from typing import Any
 
 from hwbench_pipeline.bench.catalog.generic import build_config, parameter_count
 from hwbench_pipeline.bench.catalog.registry import architecture
+from hwbench_pipeline.bench.catalog.scaling import config_text_tower
 from hwbench_pipeline.bench.catalog.sources import resolve_model
 
 
@@ -32,7 +33,7 @@ def describe_architecture(model: str, preset: str) -> dict[str, Any]:
     source = resolve_model(model)
     entry = architecture(source.model_type)
     config = build_config(source, preset)
-    main = config.get_text_config() if hasattr(config, "get_text_config") else config
+    main = config_text_tower(config)
     vision = getattr(config, "vision_config", None)
     return {
         "family": model,

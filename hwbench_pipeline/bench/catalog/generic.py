@@ -27,9 +27,23 @@ def source_config(source: ModelSource) -> Any:
         data = json.loads(source.path.read_text())
         config = AutoConfig.for_model(data.pop("model_type"), **data)
     else:
-        config = AutoConfig.for_model(source.model_type)
+        fixes = default_config_fixes(source.model_type)
+        config = AutoConfig.for_model(source.model_type, **{name: value for name, value, _ in fixes})
     config._attn_implementation = "eager"
     return config
+
+
+#: settings of a default config that would make a model need an optional package, and the value that does not
+CONFIG_FIXES = {"use_timm_backbone": (True, False, "transformers' own backbone instead of timm's")}
+
+
+def default_config_fixes(model_type: str) -> list[tuple[str, Any, str]]:
+    """(setting, value, why) for each setting of ``model_type``'s default config that hwbench changes."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.for_model(model_type)
+    return [(name, good, why) for name, (bad, good, why) in CONFIG_FIXES.items()
+            if getattr(config, name, None) == bad]
 
 
 def build_config(model: str | ModelSource, preset: str) -> Any:

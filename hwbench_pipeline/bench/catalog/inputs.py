@@ -45,7 +45,9 @@ def _attribute(config: Any, *names: str, default: Any = None) -> Any:
 
 
 def _vocab_size(config: Any) -> int:
-    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    from hwbench_pipeline.bench.catalog.scaling import config_text_tower
+
+    text = config_text_tower(config)
     return int(getattr(text, "vocab_size", None) or _attribute(config, "vocab_size", default=1000))
 
 

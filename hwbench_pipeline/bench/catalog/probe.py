@@ -153,7 +153,13 @@ def _probe(cfg: ProbeConfig, run_id: str) -> dict:
     import torch
 
     from hwbench_pipeline.bench.backends import load_backend
-    from hwbench_pipeline.bench.catalog.generic import build_config, build_model, generic_forward, run_forward
+    from hwbench_pipeline.bench.catalog.generic import (
+        build_config,
+        build_model,
+        default_config_fixes,
+        generic_forward,
+        run_forward,
+    )
     from hwbench_pipeline.bench.hardware import parse_target
     from hwbench_pipeline.bench.scenarios.inference import check_agreement
 
@@ -161,6 +167,9 @@ def _probe(cfg: ProbeConfig, run_id: str) -> dict:
     stage, fields = "build", {"worker_pid": os.getpid()}
     try:
         t0 = time.perf_counter()
+        fixes = default_config_fixes(cfg.model_type)
+        if fixes:
+            fields["config_fixes"] = "; ".join(f"{name}={value} ({why})" for name, value, why in fixes)
         config = build_config(cfg.model_type, cfg.preset)
         fields["config_hash"] = config_hash(config)
         model = build_model(config, seed=cfg.seed)

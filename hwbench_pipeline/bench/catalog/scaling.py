@@ -44,12 +44,20 @@ _EXPERTS_PER_TOKEN_KEYS = ("num_experts_per_tok", "moe_topk", "top_k", "num_sele
 _PER_LAYER_LIST_SUFFIXES = ("layer_types", "_layers_block_type", "layers_block_type", "mlp_only_layers")
 
 
+def _get(config: Any, name: str) -> Any:
+    """An attribute of a config, or None: some configs raise on attributes that vary per layer."""
+    try:
+        return getattr(config, name, None)
+    except Exception:  # noqa: BLE001 - a per-layer attribute is not one value to scale
+        return None
+
+
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _first_key(config: Any, keys: tuple[str, ...]) -> str | None:
-    return next((k for k in keys if _int(getattr(config, k, None)) is not None), None)
+    return next((k for k in keys if _int(_get(config, k)) is not None), None)
 
 
 def _special_token_ids(config: Any) -> list[int]:
@@ -71,16 +79,16 @@ def _stage_count(config: Any, key: str, layers: int) -> bool:
 
 def _shrink_layers(config: Any, caps: Caps) -> None:
     for key in _LAYER_KEYS:
-        layers = _int(getattr(config, key, None))
+        layers = _int(_get(config, key))
         if layers is not None and layers > caps.layers and not _stage_count(config, key, layers):
             setattr(config, key, caps.layers)
-    depth = max((_int(getattr(config, k, None)) or 0 for k in _LAYER_KEYS), default=0)
+    depth = max((_int(_get(config, k)) or 0 for k in _LAYER_KEYS), default=0)
     for name, value in list(vars(config).items()):
         # per-layer lists (sliding/full attention patterns, hybrid block types) follow the new depth
         if depth and isinstance(value, (list, tuple)) and name.endswith(_PER_LAYER_LIST_SUFFIXES) \
                 and len(value) > depth:
             setattr(config, name, list(value[:depth]))
-    depths = getattr(config, "depths", None)  # hierarchical vision towers: fewer blocks per stage
+    depths = _get(config, "depths")  # hierarchical vision towers: fewer blocks per stage
     if isinstance(depths, (list, tuple)) and all(_int(d) for d in depths):
         config.depths = [min(d, max(1, caps.layers // 2)) for d in depths]
 
@@ -88,8 +96,8 @@ def _shrink_layers(config: Any, caps: Caps) -> None:
 def _own_width_key(config: Any, foreign: dict[int, int]) -> str | None:
     """The key holding this tower's own width. A tower with two width keys, one of them equal to a width of a
     tower already scaled, reads that one from the other tower (a vision merger's output size)."""
-    keys = [k for k in _HIDDEN_KEYS if _int(getattr(config, k, None))]
-    own = [k for k in keys if getattr(config, k) not in foreign]
+    keys = [k for k in _HIDDEN_KEYS if _int(_get(config, k))]
+    own = [k for k in keys if _get(config, k) not in foreign]
     return (own or keys or [None])[0]
 
 
@@ -100,10 +108,10 @@ def _shrink_width(config: Any, caps: Caps, foreign: dict[int, int], scaled: set[
     heads_key, hidden_key = _first_key(config, _HEAD_KEYS), _own_width_key(config, foreign)
     if heads_key is None or hidden_key is None:
         return None
-    heads, hidden = getattr(config, heads_key), getattr(config, hidden_key)
+    heads, hidden = _get(config, heads_key), _get(config, hidden_key)
     if heads <= caps.heads or heads == 0:
         return None
-    explicit_head_dim = _int(getattr(config, "head_dim", None))
+    explicit_head_dim = _int(_get(config, "head_dim"))
     if explicit_head_dim is None and hidden % heads:
         return None  # the hidden size is not heads x head width: leave the width alone rather than break it
     new_heads = caps.heads
@@ -117,17 +125,17 @@ def _shrink_width(config: Any, caps: Caps, foreign: dict[int, int], scaled: set[
         scaled.add((id(config), key))
 
     for key in _HEAD_KEYS:
-        if _int(getattr(config, key, None)) == heads:
+        if _int(_get(config, key)) == heads:
             put(key, new_heads)
     for key in _HIDDEN_KEYS:
-        if _int(getattr(config, key, None)) == hidden:
+        if _int(_get(config, key)) == hidden:
             put(key, new_hidden)
     for key in _FFN_KEYS:
-        ffn = _int(getattr(config, key, None))
+        ffn = _int(_get(config, key))
         if ffn:
             put(key, max(8, int(round(ffn * ratio / 8)) * 8))
     for key in _KV_KEYS:
-        kv = _int(getattr(config, key, None))
+        kv = _int(_get(config, key))
         if kv and kv < heads:  # grouped-query attention keeps its group size where it can
             new_kv = max(1, new_heads // max(1, heads // kv))
             put(key, new_kv if new_heads % new_kv == 0 else 1)
@@ -154,20 +162,20 @@ def _follow_tower_widths(parts: list[Any], widths: dict[int, int], scaled: set[t
 
 def _shrink_experts(config: Any, caps: Caps) -> None:
     key = _first_key(config, _EXPERT_KEYS)
-    if key is None or getattr(config, key) <= caps.experts:
+    if key is None or _get(config, key) <= caps.experts:
         return
     setattr(config, key, caps.experts)
     for per_token in _EXPERTS_PER_TOKEN_KEYS:
-        chosen = _int(getattr(config, per_token, None))
+        chosen = _int(_get(config, per_token))
         if chosen and chosen > caps.experts // 2:
             setattr(config, per_token, max(1, caps.experts // 2))
-    groups = _int(getattr(config, "n_group", None))
+    groups = _int(_get(config, "n_group"))
     if groups and groups > 1:  # grouped routing: the groups must still divide the experts
         config.n_group, config.topk_group = 1, 1
 
 
 def _shrink_conv(config: Any, caps: Caps) -> None:
-    sizes = getattr(config, "hidden_sizes", None)
+    sizes = _get(config, "hidden_sizes")
     if isinstance(sizes, (list, tuple)) and sizes and all(_int(s) for s in sizes) and max(sizes) > caps.conv_width:
         factor = caps.conv_width / max(sizes)
         config.hidden_sizes = [max(8, int(s * factor) // 8 * 8) for s in sizes]
@@ -177,7 +185,7 @@ def _fit_vocab(config: Any, caps: Caps, needed: int) -> None:
     """Cut the vocabulary to the cap when every special token id still fits; extend one that does not hold
     them (a default config can pair an image token id with a smaller text vocabulary, which published
     checkpoints of the same architecture extend)."""
-    vocab = _int(getattr(config, "vocab_size", None))
+    vocab = _int(_get(config, "vocab_size"))
     if vocab is None:
         return
     if vocab > caps.vocab and needed <= caps.vocab:
@@ -187,7 +195,11 @@ def _fit_vocab(config: Any, caps: Caps, needed: int) -> None:
 
 
 def config_text_tower(config: Any) -> Any:
-    return config.get_text_config() if hasattr(config, "get_text_config") else config
+    """The language model's config (the config itself when there is none, or when several towers qualify)."""
+    try:
+        return config.get_text_config() if hasattr(config, "get_text_config") else config
+    except ValueError:
+        return config
 
 
 #: sizes some default configs leave unset although the model cannot be built without them (time-series
@@ -197,7 +209,7 @@ REQUIRED_SIZES = {"prediction_length": 24, "context_length": 24}
 
 def _fill_required_sizes(config: Any) -> None:
     for name, value in REQUIRED_SIZES.items():
-        if name in vars(config) and getattr(config, name) is None:
+        if name in vars(config) and _get(config, name) is None:
             setattr(config, name, value)
 
 

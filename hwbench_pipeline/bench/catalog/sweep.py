@@ -23,6 +23,7 @@ from hwbench_pipeline.bench.catalog.probe import (
 )
 
 DEFAULT_TIMEOUT_S = 300.0
+MEMORY_LIMIT_FRACTION = 0.5
 
 
 def done_key(row: dict) -> tuple:
@@ -64,7 +65,13 @@ def run_sweep(configs: Iterable[ProbeConfig], journal: Path, run_id: str, *, tim
     """Probe each configuration not already in ``journal`` in a fresh process; returns this call's rows."""
     import transformers
 
-    from hwbench_pipeline.bench.local_process import WorkerCrashed, WorkerTimeout, measure_in_fresh_process
+    from hwbench_pipeline.bench.local_process import (
+        WorkerCrashed,
+        WorkerOutOfMemory,
+        WorkerTimeout,
+        measure_in_fresh_process,
+    )
+    from hwbench_pipeline.bench.trackers.memory import available_memory_mb
 
     configs = list(configs)
     done = {done_key(r) for r in read_journal(journal)}
@@ -77,8 +84,13 @@ def run_sweep(configs: Iterable[ProbeConfig], journal: Path, run_id: str, *, tim
     rows = []
     for i, cfg in enumerate(todo, 1):
         t0 = time.monotonic()
+        # a probe may take half of what is free now: the host, and the sweep, outlive any one architecture
+        limit_mb = MEMORY_LIMIT_FRACTION * available_memory_mb()
         try:
-            row = measure_in_fresh_process(probe_architecture, cfg, run_id, timeout_s)
+            row = measure_in_fresh_process(probe_architecture, cfg, run_id, timeout_s, memory_limit_mb=limit_mb)
+        except WorkerOutOfMemory as exc:
+            row = probe_row(cfg, run_id, status="failed", failure_class="out_of_memory", stage=None,
+                            message=str(exc), config_hash=expected_config_hash(cfg))
         except WorkerTimeout as exc:
             row = probe_row(cfg, run_id, status="failed", failure_class="timeout", stage=None, message=str(exc),
                             config_hash=expected_config_hash(cfg))
