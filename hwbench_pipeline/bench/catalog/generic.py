@@ -33,17 +33,22 @@ def source_config(source: ModelSource) -> Any:
     return config
 
 
-#: settings of a default config that would make a model need an optional package, and the value that does not
-CONFIG_FIXES = {"use_timm_backbone": (True, False, "transformers' own backbone instead of timm's")}
-
-
 def default_config_fixes(model_type: str) -> list[tuple[str, Any, str]]:
-    """(setting, value, why) for each setting of ``model_type``'s default config that hwbench changes."""
+    """(setting, value, why) for each setting of ``model_type``'s default config that hwbench changes: a timm
+    backbone (timm is an optional package) becomes transformers' own ResNet with the same output stages, as
+    the curated DETR is built."""
     from transformers import AutoConfig
 
     config = AutoConfig.for_model(model_type)
-    return [(name, good, why) for name, (bad, good, why) in CONFIG_FIXES.items()
-            if getattr(config, name, None) == bad]
+    backbone = getattr(config, "backbone_config", None)
+    fixes = []
+    if getattr(config, "use_timm_backbone", False):
+        fixes.append(("use_timm_backbone", False, "transformers' own backbone instead of timm's"))
+    if getattr(backbone, "model_type", None) == "timm_backbone":
+        stages = [f"stage{i}" for i in (getattr(backbone, "out_indices", None) or [1, 2, 3, 4]) if 1 <= i <= 4]
+        resnet = {"model_type": "resnet", "out_features": stages or ["stage4"]}
+        fixes.append(("backbone_config", resnet, "transformers' own ResNet instead of a timm backbone"))
+    return fixes
 
 
 def build_config(model: str | ModelSource, preset: str) -> Any:

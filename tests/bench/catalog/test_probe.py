@@ -24,9 +24,15 @@ def test_an_architecture_of_each_kind_runs_a_forward_pass_with_the_recipe_that_f
 
 def test_a_model_that_needs_a_missing_package_is_classified_as_such():
     if importlib.util.find_spec("timm") is not None:
-        pytest.skip("timm is installed here: DETR's default backbone builds")
-    row = probe_architecture(ProbeConfig("detr"), "test")
+        pytest.skip("timm is installed here: timm's own wrapper builds")
+    row = probe_architecture(ProbeConfig("timm_wrapper"), "test")
     assert (row["status"], row["failure_class"], row["missing_package"]) == ("failed", "missing_dependency", "timm")
+
+
+def test_a_default_timm_backbone_becomes_transformers_own_and_the_row_says_so():
+    row = probe_architecture(ProbeConfig("detr"), "test")
+    assert row["status"] == "ok", row["message"]
+    assert row["config_fixes"].startswith("backbone_config={'model_type': 'resnet'")
 
 
 def test_a_model_too_big_for_this_host_is_refused_before_it_is_built():
