@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/architecture_sweep.py                              # every architecture, cpu-torch
     .venv/bin/python benchmarks/architecture_sweep.py --targets cpu-torch,cpu-onnxruntime,cpu-openvino
     .venv/bin/python benchmarks/architecture_sweep.py --sample                     # the fixed CI sample
+    .venv/bin/python benchmarks/architecture_sweep.py --random 150 --targets cpu-onnxruntime   # a seeded sample
     .venv/bin/python benchmarks/architecture_sweep.py --report-only                # figures of the journal
 
 Each probe (tiny preset, batch 1, sequence 16, 1 thread) runs in a fresh process. Rows go to a JSON-lines journal
@@ -14,6 +15,7 @@ denominator, the wall time per target, and the most frequent failure classes and
 from __future__ import annotations
 
 import argparse
+import random
 import sys
 import time
 from collections import Counter
@@ -29,7 +31,9 @@ from hwbench_pipeline.bench.catalog.sweep import coverage_table, read_journal, r
 
 
 def print_coverage(rows: list[dict], targets: list[str], denominator: int) -> None:
-    table = coverage_table([r for r in rows if r["target"] in targets])
+    newest = {(r["model_type"], r["preset"], r["target"]): r for r in rows if r["target"] in targets}
+    rows = list(newest.values())  # a probe run again (its config changed) counts once, as it ran last
+    table = coverage_table(rows)
     print(f"\ncoverage (ok / probed) per category; {denominator} architectures in the registry; +Nt: N more ran "
           "their text tower only")
     print(f"{'category':18}" + "".join(f"{t:>24}" for t in targets))
@@ -64,12 +68,17 @@ def main() -> int:
     parser.add_argument("--journal", default=str(REPO / "data" / "sweeps" / "architectures.jsonl"))
     parser.add_argument("--sample", action="store_true", help="only the fixed CI sample of architectures")
     parser.add_argument("--only", help="comma-separated model types")
+    parser.add_argument("--random", type=int, metavar="N",
+                        help="a random sample of N architectures (seeded, so the same N and seed give the same sample)")
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per probe")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     registry = architectures()
     types = args.only.split(",") if args.only else list(CI_SAMPLE) if args.sample else list(registry)
+    if args.random:
+        types = sorted(random.Random(args.seed).sample(types, min(args.random, len(types))))
     journal = Path(args.journal)
     if not args.report_only:
         t0 = time.monotonic()
