@@ -39,3 +39,11 @@ def test_the_frame_where_it_was_raised_separates_patterns_and_an_unmatched_one_s
     assert signature(a) != signature(b)
     patterns = group_failures([a, b])
     assert len(patterns) == 2 and {p.cause for p in patterns} == {UNKNOWN.cause}
+
+
+def test_a_missing_openvino_conversion_is_explained():
+    row = _failed("mixtral", "unsupported_operator", "BenchmarkFailure: openvino conversion failed "
+                  "(OpConversionFailure): -- No conversion rule found for operations: aten::histc",
+                  target="cpu-openvino")
+    [pattern] = group_failures([row])
+    assert "OpenVINO" in pattern.cause and "ONNX" in pattern.fix
