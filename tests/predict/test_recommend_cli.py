@@ -84,7 +84,7 @@ def test_a_file_that_is_not_a_model_config_is_one_clear_line(capsys, data_dir, t
 
 
 @pytest.mark.parametrize("args, expected", [
-    (["--model", "gpt9"], "unknown model family 'gpt9'"),
+    (["--model", "gpt9"], "model_type 'gpt9' is not an architecture transformers"),
     (["--model", "bert/huge"], "unknown preset 'huge'"),
     (["--model", "bert", "--objective", "cost"], "needs a price per hour for at least one target"),
     (["--model", "bert", "--targets", "cuda3-torch"], "no measured peaks for target(s) cuda3-torch"),
