@@ -613,6 +613,13 @@ _GENERATOR_CLASSES = frozenset(spec.hf_class for spec in FAMILIES.values() if sp
 _OUTPUT_FIELDS = ("logits_per_image", "logits_per_video", "logits_per_audio", "logits", "last_hidden_state")
 
 
+@functools.cache
+def accepts_use_cache(model_class: type) -> bool:
+    """Whether the class's forward takes ``use_cache`` (asked once per class: reading a signature costs ~25 us,
+    too much inside a timed call)."""
+    return "use_cache" in inspect.signature(model_class.forward).parameters
+
+
 def forward(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
     """One inference call (grad mode is the caller's job); returns the main output tensor.
 
@@ -620,8 +627,7 @@ def forward(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Te
     ``(batch, batch)`` similarity logits, the others their logits or last hidden state.
     """
     inner = getattr(model, "_orig_mod", model)  # see through torch.compile
-    generates = type(inner).__name__ in _GENERATOR_CLASSES or (
-        getattr(inner.config, "use_cache", False) and "use_cache" in inspect.signature(inner.forward).parameters)
+    generates = type(inner).__name__ in _GENERATOR_CLASSES or accepts_use_cache(type(inner))
     out = model(**inputs, **({"use_cache": False} if generates else {}))
     if isinstance(out, torch.Tensor):
         return out

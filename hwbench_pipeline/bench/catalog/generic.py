@@ -39,6 +39,10 @@ def default_config_fixes(model_type: str) -> list[tuple[str, Any, str]]:
     the curated DETR is built."""
     from transformers import AutoConfig
 
+    from hwbench_pipeline.bench.catalog.registry import architectures
+
+    if model_type not in architectures():  # a config file or checkpoint is built as given
+        return []
     config = AutoConfig.for_model(model_type)
     backbone = getattr(config, "backbone_config", None)
     fixes = []
@@ -139,9 +143,9 @@ class ForwardResult:
 def generic_forward(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
     """One call without a key/value cache (a cache is generation's concern, and exporters trace it badly); the
     main output tensor."""
-    import inspect
+    from hwbench_pipeline.bench.models import accepts_use_cache
 
-    extra = {"use_cache": False} if "use_cache" in inspect.signature(model.forward).parameters else {}
+    extra = {"use_cache": False} if accepts_use_cache(type(model)) else {}
     return main_output(model(**inputs, **extra))
 
 

@@ -76,8 +76,10 @@ def run_sweep(configs: Iterable[ProbeConfig], journal: Path, run_id: str, *, tim
     configs = list(configs)
     done = {done_key(r) for r in read_journal(journal)}
     version = transformers.__version__
-    todo = [c for c in configs if (c.model_type, c.preset, c.target, version, runtime_version(c.target),
-                                   PROBE_METHOD_VERSION, expected_config_hash(c)) not in done]
+    hashes = {c: expected_config_hash(c) for c in configs}  # building a config is not free: once per probe
+    runtimes = {t: runtime_version(t) for t in {c.target for c in configs}}
+    todo = [c for c in configs if (c.model_type, c.preset, c.target, version, runtimes[c.target],
+                                   PROBE_METHOD_VERSION, hashes[c]) not in done]
     log(f"{len(configs)} probes, {len(configs) - len(todo)} already in {journal} for this transformers, runtime "
         f"and config, {len(todo)} to run")
     journal.parent.mkdir(parents=True, exist_ok=True)
@@ -90,13 +92,13 @@ def run_sweep(configs: Iterable[ProbeConfig], journal: Path, run_id: str, *, tim
             row = measure_in_fresh_process(probe_architecture, cfg, run_id, timeout_s, memory_limit_mb=limit_mb)
         except WorkerOutOfMemory as exc:
             row = probe_row(cfg, run_id, status="failed", failure_class="out_of_memory", stage=None,
-                            message=str(exc), config_hash=expected_config_hash(cfg))
+                            message=str(exc), config_hash=hashes[cfg])
         except WorkerTimeout as exc:
             row = probe_row(cfg, run_id, status="failed", failure_class="timeout", stage=None, message=str(exc),
-                            config_hash=expected_config_hash(cfg))
+                            config_hash=hashes[cfg])
         except WorkerCrashed as exc:
             row = probe_row(cfg, run_id, status="failed", failure_class="worker_crashed", stage=None,
-                            message=str(exc), config_hash=expected_config_hash(cfg))
+                            message=str(exc), config_hash=hashes[cfg])
         row["wall_s"] = time.monotonic() - t0
         append_line(journal, json.dumps(row, default=str))
         rows.append(row)

@@ -8,8 +8,9 @@ from hwbench_pipeline.bench.catalog.sample import CI_EXPORT_SAMPLE, CI_SAMPLE
 from hwbench_pipeline.bench.catalog.sweep import coverage_table, run_sweep
 from hwbench_pipeline.bench.failures import FAILURE_CLASSES
 
-# What ran on every host this sample was swept on (a capability lost is a regression; a failure gained back
-# is welcome and shows in the printed table)
+# What ran when this sample was swept on an AMD EPYC with AVX-512 and native bf16 (probes run fp32 at one
+# thread, so the set does not depend on the CPU's features). A capability lost is a regression; one gained
+# shows in the printed table.
 RUNS_ON = {
     "cpu-torch": set(CI_SAMPLE) - {"idefics3"},  # idefics3: its image path fails, the text tower alone runs
     "cpu-onnxruntime": set(CI_EXPORT_SAMPLE) - {"mixtral"},  # grouped-mm MoE kernels do not export

@@ -35,11 +35,14 @@ def test_a_default_timm_backbone_becomes_transformers_own_and_the_row_says_so():
     assert row["config_fixes"].startswith("backbone_config={'model_type': 'resnet'")
 
 
-def test_a_model_too_big_for_this_host_is_refused_before_it_is_built():
-    row = probe_architecture(ProbeConfig("llama", preset="full"), "test")  # the default config is 6.7 B params
-    if row["status"] == "ok":
-        pytest.skip("this host has room for 25 GiB of fp32 weights")
+def test_a_model_too_big_for_this_host_is_refused_before_it_is_built(tmp_path):
+    # about 1.1 T parameters, 4 TiB of fp32 weights: more than any host this runs on has (counted on meta)
+    config = tmp_path / "huge.json"
+    config.write_text(json.dumps({"model_type": "llama", "hidden_size": 16384, "num_attention_heads": 128,
+                                  "num_key_value_heads": 8, "num_hidden_layers": 256, "intermediate_size": 65536}))
+    row = probe_architecture(ProbeConfig(str(config), preset="as-is"), "test")
     assert row["failure_class"] == "out_of_memory" and "not built" in row["message"]
+    assert "GiB of fp32 weights" in row["message"]
 
 
 def test_onnx_runtime_and_openvino_run_the_exported_model_and_agree_with_torch():
