@@ -17,7 +17,7 @@ import torch
 
 from hwbench_pipeline.bench import models
 from hwbench_pipeline.bench.backends import load_backend
-from hwbench_pipeline.bench.scenarios.inference import _time_calls
+from hwbench_pipeline.bench.scenarios.inference import time_calls
 from hwbench_pipeline.bench.trackers.stats import StoppingRule
 
 
@@ -42,7 +42,7 @@ def main() -> None:
     print(f"{args.family}/{args.preset} bs={args.batch} seq={args.seq} threads={args.threads}")
     print("round  hwbench p50 ms  bare loop p50 ms  ratio")
     for i in range(1, args.rounds + 1):
-        samples, _, _ = _time_calls(runner, rule)
+        samples, _, _ = time_calls(runner, rule)
         bare = []
         with torch.inference_mode():
             for _ in range(len(samples)):

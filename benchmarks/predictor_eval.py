@@ -87,7 +87,7 @@ def main() -> int:
           f"{', '.join(sorted(frame['target'].unique()))}; contaminated rows: "
           f"{int(frame['contaminated'].fill_null(False).sum())}")
     evaluations = evaluate_all(frame)
-    evaluations.pop("unseen_family_residuals", None)
+    evaluations.pop("unseen_architecture_residuals", None)
     recommendations = evaluations.pop("recommendations", {})
     elapsed = time.perf_counter() - t0
 
@@ -113,7 +113,7 @@ def main() -> int:
             print(f"{who:37s} | {objective:10s} | {r['decisions']:9d} | {pct(r['picked_optimum']):>14s} | "
                   f"{pct(r['mean_regret'])}")
 
-    family = evaluations["splits"].get("leave_family_out", {}).get("predictor", {})
+    family = evaluations["splits"].get("leave_architecture_out", {}).get("predictor", {})
     rec = recommendations.get("predictor", {})
     picked = [r["picked_optimum"] for r in rec.values()]
     regret = [r["mean_regret"] for r in rec.values()]

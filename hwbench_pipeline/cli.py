@@ -69,17 +69,16 @@ def _bench_model(model: str, preset: str) -> int:
     if model in FAMILIES:
         check_model(model, preset)
         return default_seq_len(model)
-    from hwbench_pipeline.bench.catalog.registry import architecture
     from hwbench_pipeline.bench.catalog.scaling import AS_IS, SCALED_PRESETS
     from hwbench_pipeline.bench.catalog.sources import resolve_model
-    from hwbench_pipeline.bench.models import NON_TEXT_CATEGORIES
+    from hwbench_pipeline.bench.models import model_default_seq_len
 
     source = resolve_model(model)
     accepted = [AS_IS] if source.kind == "checkpoint" else [*SCALED_PRESETS, "full", AS_IS]
     if preset not in accepted:
         why = " (a checkpoint runs with its own weights, at its own size)" if source.kind == "checkpoint" else ""
         raise ValueError(f"unknown preset {preset!r} for {model}; accepted presets: {', '.join(accepted)}{why}")
-    return 1 if architecture(source.model_type).category in NON_TEXT_CATEGORIES else 128
+    return model_default_seq_len(model)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

@@ -27,8 +27,8 @@ def evaluation_markdown(schema: dict) -> str:
                          f"{_pct(m['coverage'])} |")
     recs = schema.get("evaluations", {}).get("recommendations", {})
     if recs:
-        lines += ["", "| recommendations on held-out families | objective | decisions | picked the measured optimum "
-                  "| mean regret |", "|---|---|---:|---:|---:|"]
+        lines += ["", "| recommendations on held-out architectures | objective | decisions "
+                  "| picked the measured optimum | mean regret |", "|---|---|---:|---:|---:|"]
         for who, objectives in recs.items():
             for objective, r in objectives.items():
                 lines.append(f"| {who.replace('_', ' ')} | {objective} | {r['decisions']} | "
@@ -40,7 +40,7 @@ def evaluation_markdown(schema: dict) -> str:
 def performance_predictor(context: dg.AssetExecutionContext, settings: HwbenchSettings) -> dg.MaterializeResult:
     """Predicts median latency (and throughput from it) and peak memory from the model's shape and counted
     FLOPs, the workload and the target's measured peaks, with 90 % intervals; falls back to the roofline where
-    data are too few. Its held-out error (whole families, a size preset, a batch or sequence range left out)
+    data are too few. Its held-out error (whole architectures, a size preset, a batch or sequence range left out)
     is in the metadata beside the roofline-only baseline: read it before trusting a prediction."""
     inputs = data.load(settings.warehouse())
     try:
@@ -52,11 +52,11 @@ def performance_predictor(context: dg.AssetExecutionContext, settings: HwbenchSe
         "model_path": dg.MetadataValue.path(str(settings.predictor_dir / schema["model_file"])),
         "schema_path": dg.MetadataValue.path(str(settings.predictor_dir / "latency_model.schema.json")),
         "training_rows": schema["n_rows"],
-        "training_families": schema["n_families"],
+        "training_architectures": schema["n_architectures"],
         "training_fingerprint": schema["training_fingerprint"],
         "usable": dg.MetadataValue.bool(schema["usable"]),
         "evaluation_method": evaluation["method"],
-        "held_out_families": evaluation["n_groups"],
+        "held_out_architectures": evaluation["n_groups"],
         "evaluation": dg.MetadataValue.md(evaluation_markdown(schema)),
     }
     for name in ("mape", "median_ape", "within_10pct", "within_20pct", "coverage", "baseline_mape"):
@@ -65,16 +65,19 @@ def performance_predictor(context: dg.AssetExecutionContext, settings: HwbenchSe
     for objective, r in schema.get("evaluations", {}).get("recommendations", {}).get("predictor", {}).items():
         metadata[f"recommendation_{objective}_picked_optimum"] = dg.MetadataValue.float(round(r["picked_optimum"], 4))
         metadata[f"recommendation_{objective}_mean_regret"] = dg.MetadataValue.float(round(r["mean_regret"], 4))
-    if schema.get("unseen_families_from_roofline"):
-        message = (f"on families it was not trained on, the roofline baseline (held-out MAPE "
+    for source, figures in (evaluation.get("estimators") or {}).items():
+        if figures.get("mape") is not None:
+            metadata[f"held_out_mape_when_{source}"] = dg.MetadataValue.float(round(figures["mape"], 4))
+    if schema.get("unseen_architectures_from_roofline"):
+        message = (f"on architectures it was not trained on, the roofline baseline (held-out MAPE "
                    f"{_pct(evaluation['baseline_mape'])}) beats the boosters ({_pct(evaluation['mape'])}): "
-                   "questions about those families are answered by the roofline")
-        metadata["unseen_families_answered_by"] = dg.MetadataValue.text(f"roofline: {message}")
+                   "questions about those architectures are answered by the roofline")
+        metadata["unseen_architectures_answered_by"] = dg.MetadataValue.text(f"roofline: {message}")
         context.log.warning(message)
     else:
-        metadata["unseen_families_answered_by"] = dg.MetadataValue.text("predictor")
+        metadata["unseen_architectures_answered_by"] = dg.MetadataValue.text("predictor")
     if not schema["usable"]:
-        context.log.warning(f"only {schema['n_rows']} rows of {schema['n_families']} families: every prediction "
-                            "will come from the roofline fallback until more results land")
+        context.log.warning(f"only {schema['n_rows']} rows of {schema['n_architectures']} architectures: every "
+                            "prediction will come from the roofline fallback until more results land")
     context.log.info(f"predictor: {schema['n_rows']} rows, held-out MAPE {evaluation['mape']}")
     return dg.MaterializeResult(metadata=metadata)

@@ -656,6 +656,17 @@ def tokens_per_call(family: str, config: Any, batch_size: int, seq_len: int) -> 
     return batch_size * seq_len
 
 
+def model_default_seq_len(model: str) -> int:
+    """The sequence length a model runs when none is asked for: a curated family's own, else 128 text tokens
+    (1 for an architecture that takes no text)."""
+    if is_curated(model):
+        return default_seq_len(model)
+    from hwbench_pipeline.bench.catalog.registry import architecture
+    from hwbench_pipeline.bench.catalog.sources import resolve_model
+
+    return 1 if architecture(resolve_model(model).model_type).category in NON_TEXT_CATEGORIES else 128
+
+
 @functools.cache
 def _param_count(family: str, preset: str) -> int:
     model = build_model(family, preset, device="meta")
@@ -681,8 +692,11 @@ def describe(family: str, preset: str) -> dict[str, Any]:
         from hwbench_pipeline.bench.catalog.describe import describe_architecture
 
         return describe_architecture(family, preset)
+    from hwbench_pipeline.bench.catalog.describe import config_shape
+
     spec = check_model(family, preset)
     config = build_config(family, preset)
+    shape = config_shape(config)
     main = config.text_config if family in ("clip", "clap", "xclip", "llava", "llava_next") else config
     vision_layers = vision_hidden_size = None
     if family in ("clip", "xclip", "llava", "llava_next"):
@@ -710,4 +724,6 @@ def describe(family: str, preset: str) -> dict[str, Any]:
         "vocab_size": None if family in ("vit", "detr", "wav2vec2") else main.vocab_size,
         "vision_layers": vision_layers,
         "vision_hidden_size": vision_hidden_size,
+        **{key: shape[key] for key in ("kv_heads", "experts", "attention_kind")},
+        "model_type": config.model_type,
     }

@@ -25,8 +25,9 @@ DEFAULT_BATCHES = (1, 2, 4, 8, 16, 32, 64)
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("recommend", help="rank target x batch x precision for one model under constraints")
     which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--model", help="FAMILY or FAMILY/PRESET from the catalog (preset default: small)")
-    which.add_argument("--config", help="a Hugging Face config.json of an architecture the catalog knows")
+    which.add_argument("--model", help="a curated family or any transformers model type, optionally /PRESET "
+                                       "(default: small), or a config.json (at its own size)")
+    which.add_argument("--config", help="a transformers config.json of any architecture (at its own size)")
     p.add_argument("--mode", choices=["inference", "training"], default="inference")
     p.add_argument("--objective", choices=["latency", "throughput", "cost"], default="latency")
     p.add_argument("--seq", type=int, help="sequence length (default: the family's)")
@@ -47,20 +48,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _model_spec(args: argparse.Namespace):
     from hwbench_pipeline.bench import models
-    from hwbench_pipeline.predict.shapes import ModelSpec, NotAModelConfigError, load_hf_config
+    from hwbench_pipeline.bench.catalog.sources import ModelSourceError
+    from hwbench_pipeline.predict.shapes import NotAModelConfigError, load_hf_config, model_spec_of
 
-    if args.config:
-        try:
-            return load_hf_config(Path(args.config))
-        except NotAModelConfigError as exc:
-            raise UsageError(str(exc)) from None
-    family, _, preset = args.model.partition("/")
-    preset = preset or "small"
     try:
-        models.build_config(family, preset)
-    except models.UnknownModelError as exc:
+        spec = load_hf_config(Path(args.config)) if args.config else model_spec_of(args.model, "small")
+        models.build_config(spec.family, spec.preset)
+    except (NotAModelConfigError, ModelSourceError, models.UnknownModelError) as exc:
         raise UsageError(str(exc)) from None
-    return ModelSpec(family, preset)
+    except ValueError as exc:  # an unknown preset of a model type
+        raise UsageError(f"{args.model}: {exc}") from None
+    return spec
 
 
 def _csv(text: str | None, what: str, cast=str) -> tuple | None:
@@ -134,9 +132,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
                          f"{prices.path} (edit it or pass --prices FILE)")
     if args.seq is not None and args.seq < 1:
         raise UsageError(f"--seq must be a positive integer, got {args.seq}")
-    seq = args.seq or models.default_seq_len(spec.family)
-    if spec.config is None:
-        seq = effective_seq_len(spec.family, spec.preset, seq)
+    seq = effective_seq_len(spec.family, spec.preset, args.seq or models.model_default_seq_len(spec.family))
     constraints = Constraints(args.max_latency_ms, args.min_throughput, args.memory_gb, args.budget_per_hour)
     notes: list[str] = []
     predictor = _predictor(data_dir, inputs, notes.append)
@@ -173,7 +169,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         if ranking.nearest_miss:
             console.print(f"nearest miss: {describe_miss(ranking.nearest_miss, constraints)}")
     else:
-        label = pick["source"] + ("" if pick["source"] == "measured" else f", {pick['confidence']} confidence")
+        label = pick["source"] + ("" if pick["source"] == "measured" else
+                                  f", {pick['confidence']} confidence, {_held_out(pick)}")
         console.print(f"[green]recommended[/]: {pick['target']} batch {pick['batch_size']} {pick['precision']}: "
                       f"{_fmt(pick[column])} {unit} ({label}); latency {_fmt(pick['latency_ms'])} ms "
                       f"[{_fmt(pick.get('latency_low_ms'))}, {_fmt(pick.get('latency_high_ms'))}], "
@@ -197,14 +194,24 @@ def _print_ranked(console, frame) -> None:
 
     table = Table(title="ranked candidates (best first)")
     for col in ("target", "batch", "precision", "latency ms", "90 % interval", "samples/s", "memory MiB",
-                "cost / 1M", "source", "confidence"):
+                "cost / 1M", "source", "confidence", "held-out error"):
         table.add_column(col, justify="right")
     for r in frame.iter_rows(named=True):
         table.add_row(r["target"], str(r["batch_size"]), r["precision"], _fmt(r["latency_ms"]),
                       f"{_fmt(r.get('latency_low_ms'), 3)}–{_fmt(r.get('latency_high_ms'), 3)}",
                       _fmt(r["throughput_samples_s"]), _fmt(r.get("memory_mb")), _fmt(r.get("cost_per_million")),
-                      r["source"], r["confidence"])
+                      r["source"], r["confidence"],
+                      "" if r["source"] == "measured" else _pct(r.get("held_out_mape")))
     console.print(table)
+
+
+def _pct(value) -> str:
+    return "not evaluated" if value is None or value != value else f"{value:.0%}"
+
+
+def _held_out(row: dict) -> str:
+    """The answering estimator's own error on architectures held out (docs/predictor.md)."""
+    return f"held-out MAPE of the {row['source']} estimator {_pct(row.get('held_out_mape'))}"
 
 
 def _print_memory(console, memory) -> None:

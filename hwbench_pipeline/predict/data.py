@@ -3,6 +3,11 @@
 Inference rows are ``mode = inference``. When the warehouse has a ``training_results`` table with rows, they
 join as ``mode = training`` (one call = one optimizer step; its FLOPs are the forward pass's, the roofline
 triples them). ``distributed_results`` is read when the table exists; both are optional.
+
+Coverage probes (``architecture_coverage``) that ran completely and timed a series join as inference rows
+marked ``measurement = probe``: hundreds of architectures at the tiny preset, each timed briefly (PROBE_RULE in
+``bench/catalog/probe.py``). Probes of a curated family's model type are left out: that name's rows are the
+curated presets, which are other configs than the probe's scaled default.
 """
 
 from __future__ import annotations
@@ -37,6 +42,29 @@ def _training_as_results(training: pl.DataFrame) -> pl.DataFrame:
         mode=pl.lit("training"), flops_per_call=pl.col(flops).cast(pl.Float64))
 
 
+def probes_as_results(coverage: pl.DataFrame) -> pl.DataFrame:
+    """Completed, timed coverage probes as inference rows (family = the model type, fp32, mode inference)."""
+    from hwbench_pipeline.bench.families import FAMILIES
+    from hwbench_pipeline.bench.hardware import parse_target
+
+    if "p50_ms" not in coverage.columns:
+        return pl.DataFrame()
+    rows = coverage.filter((pl.col("status") == "ok") & pl.col("complete").fill_null(True)
+                           & (pl.col("p50_ms") > 0) & pl.col("flops_per_call").is_not_null()
+                           & ~pl.col("model_type").is_in(sorted(FAMILIES)))
+    if not rows.height:
+        return pl.DataFrame()
+    kinds = {t: parse_target(t) for t in rows["target"].unique().to_list()}
+    return rows.with_columns(
+        family=pl.col("model_type"), precision=pl.lit("fp32"), precision_ran=pl.lit("fp32"),
+        mode=pl.lit("inference"), measurement=pl.lit("probe"),
+        backend=pl.col("target").replace_strict({t: k.backend for t, k in kinds.items()}),
+        device_kind=pl.col("target").replace_strict({t: k.device_kind for t, k in kinds.items()}),
+        throughput_samples_s=pl.col("batch_size").cast(pl.Float64) / pl.col("p50_ms") * 1e3,
+        started_at=pl.col("finished_at"),
+    )
+
+
 def load(warehouse: Warehouse) -> WarehouseData:
     """The newest row per configuration of every table the predictor reads."""
     inference = warehouse.read("inference_results", latest=True)
@@ -46,6 +74,10 @@ def load(warehouse: Warehouse) -> WarehouseData:
         mapped = _training_as_results(training)
         mapped = mapped.select([c for c in mapped.columns if c in results.columns])
         results = pl.concat([results, mapped], how="diagonal_relaxed")
+    coverage = _optional(warehouse, "architecture_coverage")
+    probes = probes_as_results(coverage) if coverage is not None else pl.DataFrame()
+    if probes.height:
+        results = pl.concat([results.with_columns(measurement=pl.lit("benchmark")), probes], how="diagonal_relaxed")
     failures = warehouse.read("failures", latest=True)
     return WarehouseData(
         results=results,

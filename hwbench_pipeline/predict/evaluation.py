@@ -1,8 +1,9 @@
 """How good the predictor is on data it has not seen, beside the roofline-only baseline.
 
-* ``leave_family_out`` (the headline): one booster per family, trained without it, predicts it. The 90 %
-  interval of a held-out family comes from the out-of-fold residuals of the *other* families only (the
-  cross-conformal / CV+ construction), so no family calibrates its own interval.
+* ``leave_architecture_out`` (the headline): one booster per architecture (model type: a curated family, or
+  a coverage probe's architecture), trained without it, predicts it. The 90 % interval of a held-out
+  architecture comes from the out-of-fold residuals of the *other* architectures only (the cross-conformal /
+  CV+ construction), so no architecture calibrates its own interval.
 * ``leave_preset_out``: train on the smaller presets, predict the next size up (tiny → small, tiny+small →
   base); a fresh predictor with its own nested calibration per split.
 * ``leave_range_out``: train on the smaller batches (or shorter sequences), predict the largest.
@@ -58,7 +59,7 @@ def metrics(actual: np.ndarray, predicted: np.ndarray, low: np.ndarray | None = 
 def baseline(train: pl.DataFrame, test: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The roofline-only answer (value, low, high) for the test rows, calibrated on the training rows."""
     efficiency = Efficiency(latency_target(train), train["backend"].to_numpy(), LEVEL).as_dict()
-    return Predictor._roofline(test["roofline_ms"].to_numpy(), test["backend"].to_list(), efficiency)
+    return Predictor.roofline_answer(test["roofline_ms"].to_numpy(), test["backend"].to_list(), efficiency)
 
 
 def _contaminated(frame: pl.DataFrame) -> np.ndarray:
@@ -67,32 +68,36 @@ def _contaminated(frame: pl.DataFrame) -> np.ndarray:
     return frame["contaminated"].fill_null(False).to_numpy().astype(bool)
 
 
-# ---- leave one family out ----------------------------------------------------------------------------------
-def family_out_of_fold(frame: pl.DataFrame) -> pl.DataFrame:
-    """Every row predicted by a predictor that never saw its family, with a CV+ interval and the baseline."""
-    families = sorted(frame["family"].unique().to_list())
+# ---- leave one architecture out ----------------------------------------------------------------------------
+def architecture_out_of_fold(frame: pl.DataFrame) -> pl.DataFrame:
+    """Every row predicted by a predictor that never saw its architecture, with a CV+ interval and the
+    baseline."""
     parts = []
-    for family in families:
-        train, test = frame.filter(pl.col("family") != family), frame.filter(pl.col("family") == family)
+    for architecture in sorted(frame["architecture"].unique().to_list()):
+        held_out = pl.col("architecture") == architecture
+        train, test = frame.filter(~held_out), frame.filter(held_out)
         predictor = Predictor.fit(train, calibrate_intervals=False)
         predictor.schema["usable"] = True  # the boosters themselves, not the small-data fallback
-        in_domain = predictor._in_domain(test)
+        in_domain = predictor.in_domain(test)
         log_latency, log_memory = predictor.log_ratios(test)
-        fallback = predictor.predict(test)  # roofline answers (and their intervals) for out-of-domain rows
+        # the roofline fallback's answer for every row: what answers outside the boosters' domain
+        fallback_ms, fallback_low, fallback_high = Predictor.roofline_answer(
+            overhead_model_ms(test, predictor.schema["overhead_model"]), test["backend"].to_list(),
+            predictor.schema["efficiency"])
         base_value, base_low, base_high = baseline(train, test)
         overhead = predictor.schema["overhead_model"]
         baselines = predictor.schema["process_baseline_mb"]
         memory_actual = memory_target(test, baselines)
         floor_mb = memory_floor(test, baselines).to_numpy()
-        parts.append(test.select("family", "preset", "target", "batch_size", "seq_len", "precision", "threads",
-                                 "mode", "p50_ms", "roofline_ms").with_columns(
+        parts.append(test.select("architecture", "family", "preset", "target", "batch_size", "seq_len", "precision",
+                                 "threads", "mode", "p50_ms", "roofline_ms").with_columns(
             peak_rss_mb=test["peak_rss_mb"] if "peak_rss_mb" in test.columns else None,
             contaminated=pl.Series(_contaminated(test)),
             in_domain=pl.Series(in_domain),
             residual=pl.Series(latency_target(test, overhead) - log_latency),
             booster_ms=pl.Series(overhead_model_ms(test, overhead) * np.exp(log_latency)),
-            fallback_ms=fallback["latency_ms"], fallback_low=fallback["latency_low_ms"],
-            fallback_high=fallback["latency_high_ms"],
+            fallback_ms=pl.Series(fallback_ms), fallback_low=pl.Series(fallback_low),
+            fallback_high=pl.Series(fallback_high),
             memory_residual=pl.Series(memory_actual - log_memory)
             if log_memory is not None and memory_actual is not None else None,
             memory_booster=pl.Series(floor_mb * np.exp(log_memory)) if log_memory is not None else None,
@@ -102,9 +107,9 @@ def family_out_of_fold(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def _cv_plus(oof: pl.DataFrame, residual: str, value: str) -> tuple[np.ndarray, np.ndarray]:
-    """Interval per row from the residual quantiles of the other families' in-domain rows."""
+    """Interval per row from the residual quantiles of the other architectures' in-domain rows."""
     low, high = np.full(oof.height, np.nan), np.full(oof.height, np.nan)
-    families = oof["family"].to_numpy()
+    families = oof["architecture"].to_numpy()
     in_domain = oof["in_domain"].to_numpy()
     residuals = oof[residual].to_numpy()
     values = oof[value].to_numpy()
@@ -118,9 +123,9 @@ def _cv_plus(oof: pl.DataFrame, residual: str, value: str) -> tuple[np.ndarray, 
     return low, high
 
 
-def leave_family_out(frame: pl.DataFrame) -> tuple[dict, pl.DataFrame]:
+def leave_architecture_out(frame: pl.DataFrame) -> tuple[dict, pl.DataFrame]:
     """(pooled result, per-row out-of-fold frame with the predictor's final answer per row)."""
-    oof = family_out_of_fold(frame)
+    oof = architecture_out_of_fold(frame)
     low, high = _cv_plus(oof, "residual", "booster_ms")
     in_domain = oof["in_domain"].to_numpy()
     oof = oof.with_columns(
@@ -128,12 +133,26 @@ def leave_family_out(frame: pl.DataFrame) -> tuple[dict, pl.DataFrame]:
         predicted_low=pl.Series(np.where(in_domain, low, oof["fallback_low"].to_numpy())),
         predicted_high=pl.Series(np.where(in_domain, high, oof["fallback_high"].to_numpy())),
     )
-    result = _pooled(oof, "leave_family_out", sorted(oof["family"].unique().to_list()))
+    result = _pooled(oof, "leave_architecture_out", sorted(oof["architecture"].unique().to_list()))
+    result["estimators"] = estimator_errors(oof, low, high)
     if "memory_booster" in oof.columns and oof["memory_booster"].null_count() == 0:
         m_low, m_high = _cv_plus(oof, "memory_residual", "memory_booster")
         result["memory_predictor"] = metrics(oof["peak_rss_mb"].to_numpy(), oof["memory_booster"].to_numpy(),
                                              m_low, m_high)
     return result, oof
+
+
+def estimator_errors(oof: pl.DataFrame, low: np.ndarray, high: np.ndarray) -> dict:
+    """Each estimator that can answer a question about an unseen architecture, scored on the rows it would
+    answer held out: the boosters on the rows inside their domain, and the roofline fallback (the two-term
+    model times the backend's typical ratio) on every row, so its error is known wherever it may answer."""
+    actual = oof["p50_ms"].to_numpy()
+    inside = oof["in_domain"].to_numpy().astype(bool)
+    return {
+        "predicted": metrics(actual[inside], oof["booster_ms"].to_numpy()[inside], low[inside], high[inside]),
+        "roofline": metrics(actual, oof["fallback_ms"].to_numpy(), oof["fallback_low"].to_numpy(),
+                            oof["fallback_high"].to_numpy()),
+    }
 
 
 def _pooled(rows: pl.DataFrame, method: str, groups: list[str]) -> dict:
@@ -200,12 +219,12 @@ def evaluate_split(frame: pl.DataFrame, train_mask: pl.Series, test_mask: pl.Ser
 
 
 def evaluate_all(frame: pl.DataFrame, *, recommendations: bool = True) -> dict:
-    """Every split the data allow; ``headline`` is leave-family-out; ``unseen_family_residuals`` (metric ->
-    array) are the leave-family-out residuals, for the final predictor's calibration; ``held_out_rows`` are the
-    leave-family-out predictions of every measured row (:func:`held_out_rows`)."""
+    """Every split the data allow; ``headline`` is leave-architecture-out; ``unseen_architecture_residuals``
+    (metric -> array) are its residuals, for the final predictor's calibration; ``held_out_rows`` are its
+    predictions of every measured row (:func:`held_out_rows`)."""
     splits, residuals, oof = {}, None, None
-    if frame["family"].n_unique() >= 3:
-        splits["leave_family_out"], oof = leave_family_out(frame)
+    if frame["architecture"].n_unique() >= 3:
+        splits["leave_architecture_out"], oof = leave_architecture_out(frame)
         in_domain = oof["in_domain"].to_numpy()
         residuals = {"latency": oof["residual"].to_numpy()[in_domain]}
         if "memory_residual" in oof.columns and oof["memory_residual"].null_count() == 0:
@@ -214,8 +233,8 @@ def evaluate_all(frame: pl.DataFrame, *, recommendations: bool = True) -> dict:
         result = evaluate_split(frame, train_mask, test_mask, label)
         if result is not None:
             splits[label] = result
-    family = splits.get("leave_family_out")
-    headline = {"method": "leave_one_family_out", "n_rows": frame.height,
+    family = splits.get("leave_architecture_out")
+    headline = {"method": "leave_one_architecture_out", "n_rows": frame.height,
                 "n_groups": family["n_groups"] if family else 0, "mape": None, "median_ape": None,
                 "within_10pct": None, "within_20pct": None, "coverage": None, "baseline_mape": None}
     if family:
@@ -223,7 +242,8 @@ def evaluate_all(frame: pl.DataFrame, *, recommendations: bool = True) -> dict:
                                                               "within_20pct", "coverage")})
         headline["baseline_mape"] = family["roofline_baseline"]["mape"]
         headline["baseline_within_10pct"] = family["roofline_baseline"]["within_10pct"]
-    out = {"headline": headline, "splits": splits, "unseen_family_residuals": residuals,
+        headline["estimators"] = family["estimators"]
+    out = {"headline": headline, "splits": splits, "unseen_architecture_residuals": residuals,
            "held_out_rows": held_out_rows(oof) if oof is not None else None}
     if recommendations and oof is not None:
         out["recommendations"] = evaluate_recommendations(oof)
@@ -240,7 +260,7 @@ def held_out_rows(oof: pl.DataFrame) -> pl.DataFrame:
         pl.col("predicted_ms").alias("value"),
         pl.col("predicted_low").alias("interval_low"),
         pl.col("predicted_high").alias("interval_high"),
-        pl.when(pl.col("in_domain")).then(pl.lit("held out: predictor without this family"))
+        pl.when(pl.col("in_domain")).then(pl.lit("held out: predictor without this architecture"))
         .otherwise(pl.lit("held out: roofline fallback")).alias("source"),
         pl.col("p50_ms").alias("measured_p50_ms"),
     )

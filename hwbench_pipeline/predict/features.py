@@ -17,11 +17,14 @@ from hwbench_pipeline.predict.shapes import SHAPE_COLUMNS, FlopCounter, ModelSpe
 
 NUMERIC_FEATURES = [
     "log_flops", "log_params", "log_weight_bytes", "log_activation_bytes", "log_intensity", "log_roofline_ms",
-    "compute_bound", "layers", "hidden_size", "heads", "leaf_modules", "log_batch", "log_seq", "threads",
-    "log_peak_gflops",
-    "log_peak_gbps", "cpu_cores", "memory_gb",
+    "compute_bound", "layers", "hidden_size", "heads", "kv_heads", "log_intermediate", "log_vocab", "experts",
+    "leaf_modules", "log_batch", "log_seq", "threads", "log_peak_gflops", "log_peak_gbps", "cpu_cores", "memory_gb",
 ]
-CATEGORICAL_FEATURES = ["precision", "mode", "category", "backend", "device_kind"]
+CATEGORICAL_FEATURES = ["precision", "mode", "category", "attention_kind", "backend", "device_kind"]
+#: per-row shape columns a row may carry itself (a coverage probe measured them on the model it built)
+SHAPE_SCHEMA = {"category": pl.String, "params": pl.Int64, "layers": pl.Int64, "hidden_size": pl.Int64,
+                "heads": pl.Int64, "intermediate_size": pl.Int64, "vocab_size": pl.Int64, "kv_heads": pl.Int64,
+                "experts": pl.Int64, "attention_kind": pl.String, "model_type": pl.String, "leaf_modules": pl.Int64}
 HARDWARE_COLUMNS = ["target", "device_kind", "backend", "peak_threads", "peak_gflops_fp32", "peak_gflops_bf16",
                     "peak_gflops_fp16", "peak_gbps", "cpu_cores", "memory_gb"]
 QUERY_COLUMNS = ["family", "preset", "target", "batch_size", "seq_len", "precision", "threads", "mode"]
@@ -55,38 +58,53 @@ def with_hardware(frame: pl.DataFrame, targets: pl.DataFrame) -> pl.DataFrame:
     return joined.with_columns(peak_gflops=pl.when(peak > 0).then(peak).otherwise(pl.col("peak_gflops_fp32")))
 
 
-def with_shapes(frame: pl.DataFrame, specs: dict[str, ModelSpec] | None = None,
-                models: pl.DataFrame | None = None) -> pl.DataFrame:
-    """Add the shape columns per (family, preset): from the models table where it has them, else described."""
-    pairs = frame.select("family", "preset").unique()
-    rows = []
+def registry_category(family: str, category: str | None) -> str | None:
+    """The registry's category of a curated family (one vocabulary for every architecture); others keep theirs."""
+    from hwbench_pipeline.bench.catalog.registry import architectures
+    from hwbench_pipeline.bench.families import FAMILIES
+
+    entry = architectures().get(family) if family in FAMILIES else None
+    return entry.category if entry else category
+
+
+def with_shapes(frame: pl.DataFrame, models: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Add the shape columns per (family, preset): kept where a row carries them (a coverage probe's), else from
+    the models table, else described from the catalog."""
+    carried = (pl.col("leaf_modules").is_not_null() & pl.col("params").is_not_null()) \
+        if {"leaf_modules", "params"} <= set(frame.columns) else pl.lit(False)
+    own = frame.filter(carried)
+    rest = frame.filter(~carried)
     catalog = {}
     if models is not None and models.height:
         keep = [c for c in SHAPE_COLUMNS if c in models.columns]
         for row in models.select("family", "preset", *keep).iter_rows(named=True):
             catalog[(row["family"], row["preset"])] = row
-    for family, preset in pairs.iter_rows():
-        spec = (specs or {}).get(f"{family}/{preset}") or ModelSpec(family, preset)
+    rows = []
+    for family, preset in rest.select("family", "preset").unique().iter_rows():
         known = catalog.get((family, preset))
-        if known and spec.config is None and all(known.get(c) is not None for c in ("params", "category")):
+        if known and all(known.get(c) is not None for c in ("params", "category", "attention_kind", "model_type")):
             shape = {c: known.get(c) for c in SHAPE_COLUMNS}
         else:
-            shape = describe(spec)
-        rows.append({"family": family, "preset": preset, **shape, "leaf_modules": leaf_modules(spec)})
-    shapes = pl.DataFrame(rows, schema={"family": pl.String, "preset": pl.String, "category": pl.String,
-                                        "params": pl.Int64, "layers": pl.Int64, "hidden_size": pl.Int64,
-                                        "heads": pl.Int64, "intermediate_size": pl.Int64, "vocab_size": pl.Int64,
-                                        "leaf_modules": pl.Int64})
-    return frame.drop([c for c in [*SHAPE_COLUMNS, "leaf_modules"] if c in frame.columns]).join(
+            shape = describe(ModelSpec(family, preset))
+        rows.append({"family": family, "preset": preset, **shape,
+                     "leaf_modules": leaf_modules(ModelSpec(family, preset))})
+    shapes = pl.DataFrame(rows, schema={"family": pl.String, "preset": pl.String, **SHAPE_SCHEMA})
+    described = rest.drop([c for c in SHAPE_SCHEMA if c in rest.columns]).join(
         shapes, on=["family", "preset"], how="left")
+    both = pl.concat([described, own.with_columns(
+        [pl.col(c).cast(t) if c in own.columns else pl.lit(None, t).alias(c) for c, t in SHAPE_SCHEMA.items()])],
+        how="diagonal_relaxed") if own.height else described
+    # the architecture is what leave-one-out evaluation holds out: the model type, whatever named the model
+    return both.with_columns(category=pl.struct("family", "category").map_elements(
+        lambda r: registry_category(r["family"], r["category"]), return_dtype=pl.String),
+        architecture=pl.coalesce("model_type", "family"))
 
 
-def with_flops(frame: pl.DataFrame, counter: FlopCounter, specs: dict[str, ModelSpec] | None = None) -> pl.DataFrame:
+def with_flops(frame: pl.DataFrame, counter: FlopCounter) -> pl.DataFrame:
     """FLOPs per call (per-sample count x batch) and where the count came from."""
     per_sample, source = [], []
     for family, preset, seq in frame.select("family", "preset", "seq_len").iter_rows():
-        spec = (specs or {}).get(f"{family}/{preset}") or ModelSpec(family, preset)
-        flops, how = counter.per_sample(spec, int(seq))
+        flops, how = counter.per_sample(ModelSpec(family, preset), int(seq))
         per_sample.append(flops)
         source.append(how)
     return frame.with_columns(
@@ -102,6 +120,8 @@ def derived(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(
         log_flops=log("flops_per_call"),
         log_params=log("params"),
+        log_intermediate=log("intermediate_size"),
+        log_vocab=log("vocab_size"),
         log_weight_bytes=log("weight_bytes"),
         log_activation_bytes=log("activation_bytes"),
         log_intensity=log("arithmetic_intensity"),
@@ -129,12 +149,12 @@ def training_frame(results: pl.DataFrame, models: pl.DataFrame | None = None,
 
 
 def query_frame(queries: list[dict] | pl.DataFrame, targets: pl.DataFrame, counter: FlopCounter,
-                specs: dict[str, ModelSpec] | None = None, models: pl.DataFrame | None = None) -> pl.DataFrame:
+                models: pl.DataFrame | None = None) -> pl.DataFrame:
     """Configurations to predict (QUERY_COLUMNS each) as a feature frame."""
     frame = queries if isinstance(queries, pl.DataFrame) else pl.DataFrame(queries, schema={
         "family": pl.String, "preset": pl.String, "target": pl.String, "batch_size": pl.Int64,
         "seq_len": pl.Int64, "precision": pl.String, "threads": pl.Int64, "mode": pl.String})
-    frame = with_flops(with_shapes(frame, specs, models), counter, specs)
+    frame = with_flops(with_shapes(frame, models), counter)
     return derived(with_hardware(frame, targets))
 
 

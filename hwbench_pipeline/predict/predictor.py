@@ -12,16 +12,17 @@ Two boosters, both on a log scale so an error is a ratio:
 Throughput is not a third booster: every measured throughput is batch / median latency, so a separate model
 could only disagree with the latency model. It is derived, interval included.
 
-Intervals are split-conformal, calibrated on out-of-fold residuals: residuals of whole families held out
+Intervals are split-conformal, calibrated on out-of-fold residuals: residuals of whole architectures held out
 (for questions about a model the predictor never saw) and of random folds (for models it saw). Questions
 outside the training data (a backend, precision or mode it has no rows for, FLOPs a decade beyond anything
 trained on), and every question when there are too few rows, get the roofline fallback instead: the
 analytical model alone, scaled by the backend's typical measured/analytical ratio (with no measurements at
-all, the bare bound, with no upper limit). Where the leave-family-out evaluation finds the roofline baseline
-more accurate than the boosters on families they never saw (a handful of families is too few to learn
-across architectures), questions about families outside the training data get the roofline fallback too
-(``unseen_families_from_roofline`` in the schema, with both errors). Each figure says which
-produced it (``predicted`` or ``roofline``) and how confident it is.
+all, the bare bound, with no upper limit). Where the leave-architecture-out evaluation finds the roofline baseline
+more accurate than the boosters on architectures they never saw (a handful of them is too few to learn
+across architectures), questions about architectures outside the training data get the roofline fallback
+too (``unseen_architectures_from_roofline`` in the schema, with both errors). Each figure says which
+estimator produced it (``predicted`` or ``roofline``), how confident it is, and that estimator's own
+held-out error (``held_out_mape``).
 
 Saved as XGBoost UBJSON files beside ``latency_model.schema.json`` (features, vocabulary, calibration,
 peaks it was trained with, training-data fingerprint, evaluation).
@@ -64,8 +65,8 @@ XGB_PARAMS = {
 ROUNDS = 150
 LEVEL = 0.90  # the prediction intervals' nominal coverage
 MIN_ROWS = 4  # fewer: no model at all
-MIN_USABLE_ROWS = 30  # fewer rows or families: every answer comes from the roofline fallback
-MIN_USABLE_FAMILIES = 4
+MIN_USABLE_ROWS = 30  # fewer rows or architectures: every answer comes from the roofline fallback
+MIN_USABLE_ARCHITECTURES = 4
 CALIBRATION_FOLDS = 5
 HIGH_CONFIDENCE_RATIO = 1.5  # interval high / low
 MEDIUM_CONFIDENCE_RATIO = 3.0
@@ -75,9 +76,9 @@ LATENCY_FILE = "latency_model.ubj"
 MEMORY_FILE = "memory_model.ubj"
 PREDICTION_COLUMNS = ["latency_ms", "latency_low_ms", "latency_high_ms", "throughput_samples_s",
                       "throughput_low", "throughput_high", "memory_mb", "memory_low_mb", "memory_high_mb",
-                      "source", "confidence", "interval_level"]
+                      "source", "confidence", "interval_level", "held_out_mape"]
 
-#: the leave-family-out predictions saved beside the model (predicted against measured, in the report)
+#: the leave-architecture-out predictions saved beside the model (predicted against measured, in the report)
 HELD_OUT_FILE = "held_out_predictions.parquet"
 
 
@@ -135,18 +136,18 @@ def _out_of_fold(x: np.ndarray, y: np.ndarray, names: list[str], folds: list[np.
     return np.concatenate(residuals) if residuals else np.empty(0)
 
 
-def calibrate(x: np.ndarray, y: np.ndarray, names: list[str], families: np.ndarray, level: float,
+def calibrate(x: np.ndarray, y: np.ndarray, names: list[str], architectures: np.ndarray, level: float,
               unseen_residuals: np.ndarray | None = None) -> dict:
-    """Interval quantiles for questions about unseen families and about seen ones.
+    """Interval quantiles for questions about models never seen and about seen ones.
 
-    ``unseen_residuals``: out-of-fold residuals of whole families held out, when the caller has them already
-    (training computes them for its evaluation); otherwise they come from family-grouped folds here.
+    ``unseen_residuals``: out-of-fold residuals of whole architectures held out, when the caller has them
+    already (training computes them for its evaluation); otherwise they come from architecture-grouped folds.
     """
-    if unseen_residuals is None and np.unique(families).size > 2:
-        unseen_residuals = _out_of_fold(x, y, names, _folds(families, CALIBRATION_FOLDS))
+    if unseen_residuals is None and np.unique(architectures).size > 2:
+        unseen_residuals = _out_of_fold(x, y, names, _folds(architectures, CALIBRATION_FOLDS))
     seen = _out_of_fold(x, y, names, _folds(np.arange(len(y)), CALIBRATION_FOLDS))
-    return {"unseen_family": conformal_quantiles(unseen_residuals, level) if unseen_residuals is not None else None,
-            "seen_family": conformal_quantiles(seen, level)}
+    return {"unseen_model": conformal_quantiles(unseen_residuals, level) if unseen_residuals is not None else None,
+            "seen_model": conformal_quantiles(seen, level)}
 
 
 def targets_of(frame: pl.DataFrame) -> pl.DataFrame:
@@ -204,21 +205,21 @@ class Predictor:
             unseen_residuals: dict[str, np.ndarray] | None = None) -> Predictor:
         """Train on a feature frame of measured rows (see features.training_frame with targets).
 
-        ``unseen_residuals`` (metric -> residuals of whole families held out) skips recomputing them.
+        ``unseen_residuals`` (metric -> residuals of whole architectures held out) skips recomputing them.
         """
         if frame.height < MIN_ROWS:
             raise NotEnoughDataError(f"the predictor needs at least {MIN_ROWS} measured rows, found {frame.height}")
         vocab = vocabulary(frame)
         names = feature_names(vocab)
         x = feature_matrix(frame, vocab)
-        families = frame["family"].to_numpy()
+        architectures = frame["architecture"].to_numpy()
         baselines = _memory_baselines(frame)
         # the two-term model's two coefficients are fitted on every training row, the calibration folds included
         overhead = roofline.fit_overhead_model(frame)
         y_latency, y_memory = latency_target(frame, overhead), memory_target(frame, baselines)
         backends = frame["backend"].to_numpy()
         log_flops = frame["log_flops"].to_numpy()
-        n_families = int(np.unique(families).size)
+        n_architectures = int(np.unique(architectures).size)
         schema = {
             "target_variable": "log(p50_ms / roofline_ms); peak memory: log(peak_rss_mb / memory floor)",
             "features": names,
@@ -226,8 +227,9 @@ class Predictor:
             "xgboost_params": XGB_PARAMS,
             "rounds": ROUNDS,
             "n_rows": frame.height,
-            "n_families": n_families,
-            "usable": frame.height >= MIN_USABLE_ROWS and n_families >= MIN_USABLE_FAMILIES,
+            "n_architectures": n_architectures,
+            "usable": frame.height >= MIN_USABLE_ROWS and n_architectures >= MIN_USABLE_ARCHITECTURES,
+            "seen_architectures": sorted(set(frame["architecture"].to_list())),
             "interval_level": level,
             "seen_models": sorted({f"{f}/{p}" for f, p in frame.select("family", "preset").iter_rows()}),
             "seen_backends": sorted(set(frame["backend"].to_list())),
@@ -246,10 +248,10 @@ class Predictor:
         memory = _fit(x, y_memory, names) if y_memory is not None else None
         if calibrate_intervals:
             given = unseen_residuals or {}
-            schema["calibration"] = {"latency": calibrate(x, y_latency, names, families, level,
+            schema["calibration"] = {"latency": calibrate(x, y_latency, names, architectures, level,
                                                           given.get("latency"))}
             if y_memory is not None:
-                schema["calibration"]["memory"] = calibrate(x, y_memory, names, families, level,
+                schema["calibration"]["memory"] = calibrate(x, y_memory, names, architectures, level,
                                                             given.get("memory"))
         return cls(schema=schema, latency=latency, memory=memory, names=names)
 
@@ -261,19 +263,19 @@ class Predictor:
 
     # ---- answering -------------------------------------------------------------------------------------------
     def predict(self, frame: pl.DataFrame) -> pl.DataFrame:
-        """PREDICTION_COLUMNS for every row of a feature frame (query_frame), each labelled with its source."""
+        """PREDICTION_COLUMNS for every row of a feature frame (query_frame), each labelled with its source and
+        that estimator's latency MAPE on architectures held out (NaN before an evaluation)."""
         n = frame.height
         analytic = roofline.overhead_model_ms(frame, self.schema.get("overhead_model"))
         floor = memory_floor(frame, self.schema.get("process_baseline_mb", {})).to_numpy()
         backends = frame["backend"].to_list()
-        lat_value, lat_lo, lat_hi = self._roofline(analytic, backends, self.schema.get("efficiency"))
-        mem_value, mem_lo, mem_hi = self._roofline(floor, backends, self.schema.get("memory_efficiency"))
+        lat_value, lat_lo, lat_hi = self.roofline_answer(analytic, backends, self.schema.get("efficiency"))
+        mem_value, mem_lo, mem_hi = self.roofline_answer(floor, backends, self.schema.get("memory_efficiency"))
         source = np.array(["roofline"] * n, dtype=object)
         confidence = np.array(["low"] * n, dtype=object)
-        use = self._in_domain(frame) if self.usable else np.zeros(n, dtype=bool)
-        if self.schema.get("unseen_families_from_roofline"):
-            seen_families = sorted({model.split("/")[0] for model in self.schema["seen_models"]})
-            use &= frame["family"].is_in(seen_families).to_numpy()
+        use = self.in_domain(frame) if self.usable else np.zeros(n, dtype=bool)
+        if self.schema.get("unseen_architectures_from_roofline"):
+            use &= frame["architecture"].is_in(self.schema.get("seen_architectures", [])).to_numpy()
         if use.any():
             sub = frame.filter(pl.Series(use))
             x = feature_matrix(sub, self.schema["vocabulary"])
@@ -290,15 +292,18 @@ class Predictor:
             confidence[use] = np.where(counted, width_confidence(lat[1], lat[2]), "low")
         batch = frame["batch_size"].cast(pl.Float64).to_numpy()
         level = np.where(np.isfinite(lat_hi), self.schema.get("interval_level", LEVEL), np.nan)
+        errors = (self.schema.get("evaluation") or {}).get("estimators") or {}
+        held_out = np.array([(errors.get(s) or {}).get("mape") for s in source], dtype=float)
         return pl.DataFrame({
             "latency_ms": lat_value, "latency_low_ms": lat_lo, "latency_high_ms": lat_hi,
             "throughput_samples_s": batch / lat_value * 1e3,
             "throughput_low": batch / lat_hi * 1e3, "throughput_high": batch / lat_lo * 1e3,
             "memory_mb": mem_value, "memory_low_mb": mem_lo, "memory_high_mb": mem_hi,
             "source": source.astype(str), "confidence": confidence.astype(str), "interval_level": level,
+            "held_out_mape": held_out,
         })
 
-    def _in_domain(self, frame: pl.DataFrame) -> np.ndarray:
+    def in_domain(self, frame: pl.DataFrame) -> np.ndarray:
         """Rows the boosters may answer: a backend, device kind, mode and precision trained on, and FLOPs near
         the trained range."""
         lo, hi = self.schema["flops_range_log10"]
@@ -316,8 +321,8 @@ class Predictor:
         value = scale * np.exp(log_ratio)
         calibration = self.schema.get("calibration", {}).get(metric, {})
         lo, hi = np.full(len(value), np.nan), np.full(len(value), np.nan)
-        for mask, pool in ((seen, "seen_family"), (~seen, "unseen_family")):
-            quantiles = calibration.get(pool) or calibration.get("unseen_family") or calibration.get("seen_family")
+        for mask, pool in ((seen, "seen_model"), (~seen, "unseen_model")):
+            quantiles = calibration.get(pool) or calibration.get("unseen_model") or calibration.get("seen_model")
             if quantiles is None:
                 lo[mask], hi[mask] = value[mask], np.inf
                 continue
@@ -326,7 +331,7 @@ class Predictor:
         return value, lo, hi
 
     @staticmethod
-    def _roofline(scale: np.ndarray, backends: list[str], efficiency: dict | None):
+    def roofline_answer(scale: np.ndarray, backends: list[str], efficiency: dict | None):
         """The roofline fallback: the analytical figure (the bound, plus the per-module overhead when fitted)
         times the typical measured/analytical ratio of the backend, with that ratio's spread as interval."""
         value, lo, hi = scale.astype(float).copy(), scale.astype(float).copy(), np.full(len(scale), np.inf)
@@ -397,13 +402,13 @@ def train(results: pl.DataFrame, models: pl.DataFrame, targets: pl.DataFrame, ou
     if frame.height < MIN_ROWS:
         raise NotEnoughDataError(f"the predictor needs at least {MIN_ROWS} measured rows, found {frame.height}")
     evaluations = evaluate_all(frame) if evaluate else None
-    residuals = evaluations.pop("unseen_family_residuals", None) if evaluations else None
+    residuals = evaluations.pop("unseen_architecture_residuals", None) if evaluations else None
     held_out = evaluations.pop("held_out_rows", None) if evaluations else None
     predictor = Predictor.fit(frame, unseen_residuals=residuals)
     if evaluations:
         predictor.schema["evaluations"] = evaluations
         predictor.schema["evaluation"] = evaluations["headline"]
-        predictor.schema["unseen_families_from_roofline"] = roofline_beats_boosters(evaluations["headline"])
+        predictor.schema["unseen_architectures_from_roofline"] = roofline_beats_boosters(evaluations["headline"])
     predictor.save(out_dir)
     path = Path(out_dir) / HELD_OUT_FILE
     if held_out is not None:
@@ -416,14 +421,14 @@ def train(results: pl.DataFrame, models: pl.DataFrame, targets: pl.DataFrame, ou
 
 
 def roofline_beats_boosters(headline: dict) -> bool:
-    """Whether the roofline baseline's leave-family-out MAPE is below the boosters': then families the
+    """Whether the roofline baseline's leave-architecture-out MAPE is below the boosters': then architectures the
     predictor was not trained on are better answered by the roofline."""
     mape, baseline = headline.get("mape"), headline.get("baseline_mape")
     return mape is not None and baseline is not None and baseline < mape
 
 
 def held_out_predictions(out_dir: Path) -> pl.DataFrame | None:
-    """The saved predictor's leave-family-out predictions of the rows it was trained on (None until a
+    """The saved predictor's leave-architecture-out predictions of the rows it was trained on (None until a
     predictor with an evaluation is saved)."""
     path = Path(out_dir) / HELD_OUT_FILE
     return pl.read_parquet(path) if path.exists() else None

@@ -65,7 +65,7 @@ class Ranking:
 # ---- candidates --------------------------------------------------------------------------------------------
 def measured_figures(results: pl.DataFrame, spec: ModelSpec, mode: str) -> pl.DataFrame:
     """The model's measured configurations with the recommender's column names."""
-    if spec.config is not None or not results.height:
+    if not results.height:
         return pl.DataFrame()
     rows = results.filter((pl.col("family") == spec.family) & (pl.col("preset") == spec.preset)
                           & (pl.col("mode") == mode))
@@ -91,7 +91,7 @@ SIZE_LEVEL_FAILURES = frozenset({"out_of_memory", "timeout"})
 
 def measured_failures(failures: pl.DataFrame, spec: ModelSpec, mode: str) -> list[dict]:
     """The model's recorded failures for this mode (scenario)."""
-    if spec.config is not None or not failures.height:
+    if not failures.height:
         return []
     scenario = "training" if mode == "training" else "inference"
     rows = failures.filter((pl.col("family") == spec.family) & (pl.col("preset") == spec.preset))
@@ -169,11 +169,12 @@ def predict_figures(spec: ModelSpec, mode: str, configs: pl.DataFrame, targets: 
     """Predicted figures for configurations of one model (the roofline when there is no predictor)."""
     queries = configs.with_columns(family=pl.lit(spec.family), preset=pl.lit(spec.preset), mode=pl.lit(mode))
     frame = query_frame(queries.select("family", "preset", "target", "batch_size", "seq_len", "precision",
-                                       "threads", "mode"), targets, counter, {spec.label: spec}, models)
+                                       "threads", "mode"), targets, counter, models)
     answer = (predictor or Predictor(schema={})).predict(frame)
     return pl.concat([frame.select("target", "batch_size", "seq_len", "precision", "threads"),
                       answer.select("latency_ms", "latency_low_ms", "latency_high_ms", "throughput_samples_s",
-                                    "memory_mb", "memory_low_mb", "memory_high_mb", "source", "confidence")],
+                                    "memory_mb", "memory_low_mb", "memory_high_mb", "source", "confidence",
+                                    "held_out_mape")],
                      how="horizontal").with_columns(source_run_id=pl.lit(None, pl.String))
 
 

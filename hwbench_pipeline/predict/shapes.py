@@ -1,7 +1,7 @@
 """What the predictor knows about a model before it runs: its shape and the FLOPs of one call.
 
-Shapes come from the catalog (:func:`hwbench_pipeline.bench.models.describe`) or from a Hugging Face config
-file. FLOPs are counted, in this order of preference:
+Shapes come from the catalog (:func:`hwbench_pipeline.bench.models.describe`): a curated family, any model type
+of transformers, or a config file. FLOPs are counted, in this order of preference:
 
 1. taken from a measured row of the same model and sequence length (FLOPs are linear in the batch);
 2. counted with torch's FLOP counter on the meta device (no weights allocated, any size);
@@ -16,47 +16,28 @@ import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 CPU_COUNT_MAX_PARAMS = 400_000_000
-SHAPE_COLUMNS = ["category", "params", "layers", "hidden_size", "heads", "intermediate_size", "vocab_size"]
+SHAPE_COLUMNS = ["category", "params", "layers", "hidden_size", "heads", "intermediate_size", "vocab_size",
+                 "kv_heads", "experts", "attention_kind", "model_type"]
 
 
 class NotAModelConfigError(ValueError):
-    """A file that is not a Hugging Face model config of an architecture the catalog knows."""
+    """A file that is not a transformers model config the catalog can build."""
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A model to predict for: a catalog preset, or a config loaded from a file (preset = the file's stem)."""
+    """A model to predict for: a curated family, a model type or a config file (``family``) at a preset."""
 
     family: str
     preset: str
-    config: Any = None  # transformers config when it came from a file; None for catalog presets
 
     @property
     def label(self) -> str:
-        return f"{self.family}/{self.preset}"
+        from hwbench_pipeline.bench.catalog.scaling import AS_IS
 
-
-def _build_config(spec: ModelSpec):
-    from hwbench_pipeline.bench import models
-
-    return spec.config if spec.config is not None else models.build_config(spec.family, spec.preset)
-
-
-def _build_model(spec: ModelSpec, device: str):
-    import torch
-
-    from hwbench_pipeline.bench import models
-
-    if spec.config is None:
-        return models.build_model(spec.family, spec.preset, device=device)
-    cls = getattr(__import__("transformers"), models.FAMILIES[spec.family].hf_class)
-    with torch.device(device):
-        model = cls(spec.config)
-    model.requires_grad_(False)
-    return model.eval()
+        return self.family if self.preset == AS_IS else f"{self.family}/{self.preset}"
 
 
 @functools.cache
@@ -68,27 +49,8 @@ def _describe_catalog(family: str, preset: str) -> dict:
 
 def describe(spec: ModelSpec) -> dict:
     """Shape columns of a model (params counted on the meta device)."""
-    if spec.config is None:
-        row = _describe_catalog(spec.family, spec.preset)
-        return {k: row[k] for k in SHAPE_COLUMNS}
-    from hwbench_pipeline.bench import models
-
-    config = spec.config
-    main = config.text_config if spec.family in ("clip", "clap", "xclip", "llava", "llava_next") else config
-
-    def first(*names: str):
-        return next((getattr(main, n) for n in names if getattr(main, n, None) is not None), None)
-
-    model = _build_model(spec, "meta")
-    return {
-        "category": models.FAMILIES[spec.family].category,
-        "params": int(sum(p.numel() for p in model.parameters())),
-        "layers": first("num_hidden_layers", "num_layers", "encoder_layers"),
-        "hidden_size": first("hidden_size", "d_model"),
-        "heads": first("num_attention_heads", "num_heads", "encoder_attention_heads"),
-        "intermediate_size": first("intermediate_size", "d_ff", "encoder_ffn_dim"),
-        "vocab_size": getattr(main, "vocab_size", None),
-    }
+    row = _describe_catalog(spec.family, spec.preset)
+    return {k: row.get(k) for k in SHAPE_COLUMNS}
 
 
 def _count_leaves(model) -> int:
@@ -96,16 +58,12 @@ def _count_leaves(model) -> int:
 
 
 @functools.cache
-def _leaf_modules_catalog(family: str, preset: str) -> int:
-    return _count_leaves(_build_model(ModelSpec(family, preset), "meta"))
-
-
 def leaf_modules(spec: ModelSpec) -> int:
     """Modules without children (linear layers, norms, activations …), counted on the meta device: each costs
     a kernel launch and Python dispatch per call, the part of a small model's latency FLOPs do not explain."""
-    if spec.config is None:
-        return _leaf_modules_catalog(spec.family, spec.preset)
-    return _count_leaves(_build_model(spec, "meta"))
+    from hwbench_pipeline.bench import models
+
+    return _count_leaves(models.build_model(spec.family, spec.preset, device="meta"))
 
 
 def _count(spec: ModelSpec, seq_len: int, device: str) -> float:
@@ -114,8 +72,13 @@ def _count(spec: ModelSpec, seq_len: int, device: str) -> float:
 
     from hwbench_pipeline.bench import models
 
-    model = _build_model(spec, device)
-    inputs = models.make_inputs(spec.family, _build_config(spec), 1, seq_len)
+    model = models.build_model(spec.family, spec.preset, device=device)
+    config = models.build_config(spec.family, spec.preset)
+    if not models.is_curated(spec.family):
+        from hwbench_pipeline.bench.catalog.generic import count_flops
+
+        return count_flops(model, config, 1, seq_len)
+    inputs = models.make_inputs(spec.family, config, 1, seq_len)
     if device == "meta":
         # An all-ones attention mask changes no matmul, and transformers inspects its values (meta has none).
         inputs = {k: v.to("meta") for k, v in inputs.items() if k != "attention_mask"}
@@ -146,9 +109,9 @@ class FlopCounter:
 
     def per_sample(self, spec: ModelSpec, seq_len: int) -> tuple[float, str]:
         """(FLOPs of one sample, how they were obtained: measured / counted / estimated)."""
-        if spec.config is None and (spec.family, spec.preset, seq_len) in self.measured:
+        if (spec.family, spec.preset, seq_len) in self.measured:
             return self.measured[(spec.family, spec.preset, seq_len)], "measured"
-        key = f"{spec.family}/{spec.preset}/{seq_len}" + ("" if spec.config is None else "/config")
+        key = f"{spec.family}/{spec.preset}/{seq_len}"
         if key not in self.cache:
             self.cache[key] = list(self._count_or_estimate(spec, seq_len))
             if self.cache_file:
@@ -160,49 +123,47 @@ class FlopCounter:
     def _count_or_estimate(self, spec: ModelSpec, seq_len: int) -> tuple[float, str]:
         try:
             return _count(spec, seq_len, "meta"), "counted"
-        except (RuntimeError, NotImplementedError, ValueError, TypeError):
+        except (RuntimeError, NotImplementedError, ValueError, TypeError, AttributeError, IndexError):
             pass
         params = describe(spec)["params"]
         if params <= CPU_COUNT_MAX_PARAMS:
             try:
                 return _count(spec, seq_len, "cpu"), "counted"
-            except (RuntimeError, NotImplementedError, ValueError, TypeError):
+            except (RuntimeError, NotImplementedError, ValueError, TypeError, AttributeError, IndexError):
                 pass
         return 2.0 * params * max(seq_len, 1), "estimated"
 
 
 def load_hf_config(path: Path) -> ModelSpec:
-    """A model config.json as a ModelSpec of the catalog family with its architecture.
+    """A transformers config.json of any architecture the registry knows, as a ModelSpec at its own size.
 
-    Raises NotAModelConfigError with one line when the file is not JSON, not a config, or of an architecture
-    the catalog cannot build inputs for.
+    Raises NotAModelConfigError with one line when the file is not JSON, not a config, of a model type
+    transformers does not know, or does not build a model.
     """
     from hwbench_pipeline.bench import models
+    from hwbench_pipeline.bench.catalog.registry import UnknownArchitectureError
+    from hwbench_pipeline.bench.catalog.scaling import AS_IS
+    from hwbench_pipeline.bench.catalog.sources import ModelSourceError, resolve_model
 
-    by_model_type = {
-        "bert": "bert", "t5": "t5", "llama": "llama", "qwen2": "qwen2", "clip": "clip", "vit": "vit",
-        "detr": "detr", "clap": "clap", "whisper": "whisper", "wav2vec2": "wav2vec2", "llava": "llava",
-        "llava_next": "llava_next", "xclip": "xclip",
-    }
+    path = Path(path)
+    if not path.is_file():
+        raise NotAModelConfigError(f"{path}: no such file")
     try:
-        data = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise NotAModelConfigError(f"{path}: no such file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise NotAModelConfigError(f"{path}: not a JSON model config ({exc.__class__.__name__})") from None
-    if not isinstance(data, dict) or "model_type" not in data:
-        raise NotAModelConfigError(f"{path}: not a Hugging Face model config (no 'model_type' key)")
-    family = by_model_type.get(str(data["model_type"]))
-    if family is None:
-        raise NotAModelConfigError(
-            f"{path}: model_type {data['model_type']!r} is not an architecture the catalog builds; "
-            f"accepted: {', '.join(sorted(by_model_type))}")
-    cls = getattr(__import__("transformers"), models.FAMILIES[family].hf_class).config_class
+        source = resolve_model(str(path))
+    except (ModelSourceError, UnknownArchitectureError) as exc:
+        raise NotAModelConfigError(str(exc)) from None
     try:
-        config = cls(**{k: v for k, v in data.items() if k != "model_type"})
-        config._attn_implementation = "eager"  # as the catalog builds its models: attention FLOPs are counted
-        _build_model(ModelSpec(family, Path(path).stem, config), "meta")
+        models.build_model(str(path), AS_IS, device="meta")
     except Exception as exc:  # noqa: BLE001 - any failure to build means the file does not describe a model
-        raise NotAModelConfigError(f"{path}: a {family} config that does not build a model "
+        raise NotAModelConfigError(f"{path}: a {source.model_type} config that does not build a model "
                                    f"({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from None
-    return ModelSpec(family=family, preset=Path(path).stem, config=config)
+    return ModelSpec(family=str(path), preset=AS_IS)
+
+
+def model_spec_of(text: str, default_preset: str) -> ModelSpec:
+    """``FAMILY``, ``FAMILY/PRESET``, a model type (with or without ``/PRESET``), or a config file (its own size)."""
+    if Path(text).expanduser().is_file():
+        return load_hf_config(Path(text).expanduser())
+    family, _, preset = text.partition("/")
+    return ModelSpec(family, preset or default_preset)
+

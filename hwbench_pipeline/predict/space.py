@@ -65,5 +65,10 @@ def prediction_rows(frame: pl.DataFrame, answer: pl.DataFrame, run_id: str, fing
                 "interval_low": float(figures[low]), "interval_high": float(figures[high]),
                 "interval_level": None if level is None or level != level else float(level),
                 "confidence": figures["confidence"], "source": figures["source"], "model_fingerprint": fingerprint,
+                "held_out_mape": _finite(figures.get("held_out_mape")) if metric != "peak_memory_mb" else None,
             })
     return rows
+
+
+def _finite(value) -> float | None:
+    return float(value) if value is not None and value == value else None

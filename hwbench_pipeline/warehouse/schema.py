@@ -131,6 +131,20 @@ QUARANTINE = pa.schema(
     ]
 )
 
+#: a model's shape, read from its config (the main tower: the language model where there is one)
+SHAPE_COLUMNS = [
+    ("layers", pa.int64()),
+    ("hidden_size", pa.int64()),
+    ("heads", pa.int64()),
+    ("intermediate_size", pa.int64()),
+    ("vocab_size", pa.int64()),
+    ("vision_layers", pa.int64()),
+    ("vision_hidden_size", pa.int64()),
+    ("kv_heads", pa.int64()),
+    ("experts", pa.int64()),
+    ("attention_kind", pa.string()),
+]
+
 MODELS = pa.schema(
     [
         ("run_id", pa.string()),
@@ -141,16 +155,7 @@ MODELS = pa.schema(
         ("sequence_meaning", pa.string()),
         ("hf_class", pa.string()),
         ("params", pa.int64()),
-        ("layers", pa.int64()),
-        ("hidden_size", pa.int64()),
-        ("heads", pa.int64()),
-        ("intermediate_size", pa.int64()),
-        ("vocab_size", pa.int64()),
-        ("vision_layers", pa.int64()),
-        ("vision_hidden_size", pa.int64()),
-        ("kv_heads", pa.int64()),
-        ("experts", pa.int64()),
-        ("attention_kind", pa.string()),
+        *SHAPE_COLUMNS,
         ("model_type", pa.string()),
         ("in_profile", pa.bool_()),
     ]
@@ -372,6 +377,7 @@ PREDICTIONS = pa.schema(
         ("confidence", pa.string()),
         ("source", pa.string()),
         ("model_fingerprint", pa.string()),
+        ("held_out_mape", pa.float64()),  # the answering estimator's latency MAPE on architectures held out
     ]
 )
 
@@ -394,7 +400,7 @@ REGRESSIONS = pa.schema(
 )
 
 #: one architecture probed on one target (the coverage sweep, docs/catalog.md): did a forward pass run, and if not,
-#: the failure class and message; timings are one build and one first call, not a latency measurement
+#: the failure class and message, with its shape, counted FLOPs and a short timed series (PROBE_RULE)
 ARCHITECTURE_COVERAGE = pa.schema(
     [
         ("run_id", pa.string()),
@@ -426,6 +432,21 @@ ARCHITECTURE_COVERAGE = pa.schema(
         ("max_abs_diff", pa.float64()),
         ("max_rel_diff", pa.float64()),
         ("output_shape", pa.string()),
+        ("leaf_modules", pa.int64()),
+        *SHAPE_COLUMNS,
+        ("flops_per_call", pa.float64()),
+        ("p50_ms", pa.float64()),
+        ("cv", pa.float64()),
+        ("n_samples", pa.int64()),
+        ("warmup_calls", pa.int64()),
+        ("stop_reason", pa.string()),
+        ("baseline_rss_mb", pa.float64()),
+        ("peak_rss_mb", pa.float64()),
+        ("machine_busy_fraction", pa.float64()),
+        ("foreign_busy_fraction", pa.float64()),
+        ("steal_fraction", pa.float64()),
+        ("loadavg_1m", pa.float64()),
+        ("contaminated", pa.bool_()),
         ("wall_s", pa.float64()),
         ("worker_pid", pa.int64()),
         ("finished_at", TS),

@@ -34,7 +34,7 @@ def test_predictor_predictions_and_recommendations_materialize(tmp_path, measure
     assert checks == {"predictions_suite": True, "recommendations_suite": True}
 
     meta = result.asset_materializations_for_node("performance_predictor")[0].metadata
-    assert meta["held_out_families"].value >= 10 and meta["held_out_mape"].value > 0
+    assert meta["held_out_architectures"].value >= 10 and meta["held_out_mape"].value > 0
     assert "roofline baseline" in meta["evaluation"].value and "leave_preset_out" in meta["evaluation"].value
     assert "recommendation_throughput_picked_optimum" in meta
 

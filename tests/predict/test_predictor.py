@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from hwbench_pipeline.predict.evaluation import leave_family_out
+from hwbench_pipeline.predict.evaluation import leave_architecture_out, metrics
 from hwbench_pipeline.predict.features import query_frame, training_frame
 from hwbench_pipeline.predict.predictor import (
     MIN_USABLE_ROWS,
@@ -19,15 +19,15 @@ from hwbench_pipeline.predict.predictor import (
 )
 from hwbench_pipeline.predict.shapes import FlopCounter, ModelSpec
 
-# The stated band for the 90 % intervals on held-out families, fixed before looking at the result: the
+# The stated band for the 90 % intervals on held-out architectures, fixed before looking at the result: the
 # binomial spread of ~200 held-out rows is about ±4 points, and the calibration itself is estimated from
-# the other families' residuals (another few points).
+# the other architectures' residuals (another few points).
 COVERAGE_BAND = (0.80, 0.97)
 
 
 @pytest.fixture(scope="module")
 def family_out(frame):
-    return leave_family_out(frame)
+    return leave_architecture_out(frame)
 
 
 def test_fixture_is_real_and_broad(measurements, frame):
@@ -36,7 +36,7 @@ def test_fixture_is_real_and_broad(measurements, frame):
     assert measurements["host"].n_unique() == 1 and measurements["run_id"].is_not_null().all()
 
 
-def test_predictor_beats_the_roofline_baseline_on_held_out_families(family_out):
+def test_predictor_beats_the_roofline_baseline_on_held_out_architectures(family_out):
     result, _ = family_out
     predictor, baseline = result["predictor"], result["roofline_baseline"]
     assert result["n_groups"] >= 10
@@ -45,7 +45,7 @@ def test_predictor_beats_the_roofline_baseline_on_held_out_families(family_out):
     assert predictor["within_20pct"] > baseline["within_20pct"], (predictor, baseline)
 
 
-def test_intervals_are_calibrated_on_held_out_families(family_out):
+def test_intervals_are_calibrated_on_held_out_architectures(family_out):
     result, oof = family_out
     coverage = result["predictor"]["coverage"]
     assert COVERAGE_BAND[0] <= coverage <= COVERAGE_BAND[1], coverage
@@ -59,7 +59,7 @@ def test_saved_model_round_trips_with_schema_and_fingerprint(measurements, hardw
     assert (tmp_path / "latency_model.ubj").stat().st_size > 0 and (tmp_path / "memory_model.ubj").exists()
     saved = json.loads((tmp_path / "latency_model.schema.json").read_text())
     assert saved["training_fingerprint"] == schema["training_fingerprint"] and len(saved["features"]) > 20
-    assert {"unseen_family", "seen_family"} <= set(saved["calibration"]["latency"])
+    assert {"unseen_model", "seen_model"} <= set(saved["calibration"]["latency"])
     booster, loaded_schema = load(tmp_path)
     rows = training_frame(results.head(20))  # no hardware columns: the saved peaks fill them
     again = predict_latency_ms(booster, loaded_schema, rows)
@@ -74,9 +74,8 @@ def test_saved_model_round_trips_with_schema_and_fingerprint(measurements, hardw
     assert fingerprint(changed) != schema["training_fingerprint"]
 
 
-def test_every_answer_names_its_source_and_confidence(frame, hardware, predictor):
-    counter = FlopCounter.from_results(frame)
-    queries = query_frame([
+def _queries(frame, hardware):
+    return query_frame([
         # measured family, unmeasured batch: the boosters answer
         {"family": "bert", "preset": "small", "target": "cpu-torch", "batch_size": 8, "seq_len": 64,
          "precision": "fp32", "threads": 1, "mode": "inference"},
@@ -86,7 +85,11 @@ def test_every_answer_names_its_source_and_confidence(frame, hardware, predictor
         # FLOPs orders of magnitude beyond anything measured: the roofline answers
         {"family": "vit", "preset": "full", "target": "cpu-torch", "batch_size": 64, "seq_len": 1,
          "precision": "fp32", "threads": 1, "mode": "inference"},
-    ], hardware, counter)
+    ], hardware, FlopCounter.from_results(frame))
+
+
+def test_every_answer_names_its_source_and_confidence(frame, hardware, predictor):
+    queries = _queries(frame, hardware)
     answer = predictor.predict(queries)
     assert answer["source"].to_list() == ["predicted", "roofline", "roofline"]
     assert answer["confidence"][1] == "low" and answer["confidence"][2] == "low"
@@ -98,17 +101,37 @@ def test_every_answer_names_its_source_and_confidence(frame, hardware, predictor
     np.testing.assert_allclose(answer["throughput_low"], batch / answer["latency_high_ms"] * 1e3)
 
 
-def test_unseen_families_get_the_roofline_when_it_was_better_held_out(frame):
+def test_every_answer_quotes_the_held_out_error_of_the_estimator_that_gave_it(family_out, frame, hardware,
+                                                                             predictor):
+    result, oof = family_out
+    estimators = result["estimators"]
+    # the fallback is scored on what it answers (two-term model x the backend's ratio), not on the bare bound
+    fallback = metrics(oof["p50_ms"].to_numpy(), oof["fallback_ms"].to_numpy())
+    assert estimators["roofline"]["mape"] == pytest.approx(fallback["mape"])
+    assert estimators["roofline"]["mape"] != pytest.approx(result["roofline_bound_only"]["mape"])
+    inside = oof.filter(pl.col("in_domain"))
+    assert estimators["predicted"]["n"] == inside.height
+    assert estimators["predicted"]["mape"] == pytest.approx(
+        metrics(inside["p50_ms"].to_numpy(), inside["booster_ms"].to_numpy())["mape"])
+    answering = Predictor(dict(predictor.schema, evaluation={"estimators": estimators}), predictor.latency,
+                          predictor.memory, predictor.names)
+    answer = answering.predict(_queries(frame, hardware))
+    for source, quoted in zip(answer["source"], answer["held_out_mape"], strict=True):
+        assert quoted == pytest.approx(estimators[source]["mape"])
+    assert predictor.predict(_queries(frame, hardware))["held_out_mape"].is_nan().all()  # never evaluated
+
+
+def test_unseen_architectures_get_the_roofline_when_it_was_better_held_out(frame):
     assert roofline_beats_boosters({"mape": 0.315, "baseline_mape": 0.160})
     assert not roofline_beats_boosters({"mape": 0.132, "baseline_mape": 0.401})
-    assert not roofline_beats_boosters({"mape": None, "baseline_mape": None})  # too few families to evaluate
+    assert not roofline_beats_boosters({"mape": None, "baseline_mape": None})  # too few architectures to evaluate
     trained = frame.filter(pl.col("family") != "vit")
     queries = pl.concat([frame.filter(pl.col("family") == "bert").head(3),
                          frame.filter(pl.col("family") == "vit").head(3)])
     predictor = Predictor.fit(trained, calibrate_intervals=False)
     boosters = predictor.predict(queries)
     assert boosters["source"].to_list() == ["predicted"] * 6
-    predictor.schema["unseen_families_from_roofline"] = True
+    predictor.schema["unseen_architectures_from_roofline"] = True
     answer = predictor.predict(queries)
     assert answer["source"].to_list() == ["predicted"] * 3 + ["roofline"] * 3
     np.testing.assert_allclose(answer["latency_ms"][:3], boosters["latency_ms"][:3])

@@ -61,15 +61,24 @@ def test_a_model_config_file_works_like_a_catalog_model(capsys, data_dir, tmp_pa
     config.write_text(json.dumps(build_config("bert", "small").to_dict()))
     code, out, _ = _run(capsys, "--config", str(config), "--data-dir", str(data_dir), "--format", "json")
     answer = json.loads(out)
-    assert code == 0 and answer["model"] == "bert/config"
+    assert code == 0 and answer["model"] == str(config)
     assert {r["source"] for r in answer["ranked"]} <= {"predicted", "roofline"}  # never "measured": not the catalog's
 
 
+@pytest.mark.parametrize("model", ["roberta/tiny", "mamba2/tiny"])
+def test_any_architecture_of_transformers_gets_an_answer(capsys, data_dir, model):
+    code, out, _ = _run(capsys, "--model", model, "--data-dir", str(data_dir), "--format", "json")
+    answer = json.loads(out)
+    assert code == 0 and answer["model"] == model and answer["ranked"]
+    assert {r["source"] for r in answer["ranked"]} <= {"predicted", "roofline"}
+    assert all(r["latency_ms"] > 0 for r in answer["ranked"])
+
+
 @pytest.mark.parametrize("content, expected", [
-    ('{"do_lower_case": true, "model_max_length": 512}', "not a Hugging Face model config (no 'model_type' key)"),
-    ("[1, 2, 3]", "not a Hugging Face model config"),
-    ("{not json", "not a JSON model config"),
-    ('{"model_type": "mamba2", "hidden_size": 64}', "model_type 'mamba2' is not an architecture the catalog builds"),
+    ('{"do_lower_case": true, "model_max_length": 512}', 'a transformers config needs a "model_type" string'),
+    ("[1, 2, 3]", 'a transformers config needs a "model_type" string'),
+    ("{not json", "not a readable JSON config"),
+    ('{"model_type": "gpt9", "hidden_size": 64}', "model_type 'gpt9' is not an architecture transformers"),
     ('{"model_type": "bert", "hidden_size": 30, "num_attention_heads": 4}', "a bert config that does not build"),
     (None, "no such file"),
 ])

@@ -172,6 +172,28 @@ def run_forward(model: torch.nn.Module, config: Any, batch: int, seq: int, *, se
     raise first
 
 
+def count_flops(model: torch.nn.Module, config: Any, batch: int, seq: int, *, seed: int = 0) -> float:
+    """FLOPs of one forward pass with the first input recipe that runs, counted by torch's FLOP counter. On a
+    meta-device model nothing is allocated (the attention mask is left out: transformers reads its values)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    device = next(model.parameters()).device
+    first: BaseException | None = None
+    for name in recipes_for(model):
+        try:
+            inputs = RECIPES[name](model, config, batch, seq, torch.Generator().manual_seed(seed))
+            if device.type == "meta":
+                inputs = {k: v.to("meta") for k, v in inputs.items() if k != "attention_mask"}
+            with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+                generic_forward(model, inputs)
+            return float(counter.get_total_flops())
+        except NotApplicable:
+            continue
+        except Exception as exc:  # noqa: BLE001 - the next recipe may fit
+            first = first or exc
+    raise first or NotApplicable(f"no input recipe fits {type(model).__name__}")
+
+
 def choose_inputs(model: torch.nn.Module, config: Any, batch: int, seq: int, *,
                   seed: int = 0) -> dict[str, torch.Tensor]:
     """The inputs of the first recipe whose forward pass runs (one forward pass is spent finding it)."""

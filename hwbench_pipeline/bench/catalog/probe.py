@@ -1,7 +1,8 @@
 """Whether one architecture runs on one target: build it at a preset, run a forward pass, compare with torch.
 
 A probe is the coverage sweep's unit of work. It always ends in a row: ``ok`` with what ran (the input recipe,
-parameters, build time and first-call time, all measured), or ``failed`` with a failure class and the message.
+parameters, shape, counted FLOPs, build time, first-call time and a short timed series on the target, all
+measured), or ``failed`` with a failure class and the message.
 It runs in a fresh process like every measurement, so a crash or a hang costs one row, not the sweep.
 """
 
@@ -19,9 +20,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from hwbench_pipeline.bench.failures import BenchmarkFailure, classify
+from hwbench_pipeline.bench.trackers.stats import StoppingRule
 
-PROBE_METHOD_VERSION = 1  # bump when what a probe does changes: rows of another version are not compared
+PROBE_METHOD_VERSION = 2  # bump when what a probe does changes: rows of another version are not compared
 IMAGE_AND_TEXT_CATEGORIES = ("vision-language", "multimodal")
+#: a probe's timed series: short (the sweep covers hundreds of architectures), with the usual warm-up check and
+#: interval rule; a benchmark run of the same configuration measures it to the full rule
+PROBE_RULE = StoppingRule(ci_target=0.02, min_samples=5, max_seconds=1.5, warmup_max_seconds=0.5)
+#: a first call slower than this gets no timed series (five more calls would take the probe past its timeout);
+#: the forward pass still counts for coverage
+SERIES_MAX_FIRST_CALL_MS = 2000.0
 
 
 @dataclass(frozen=True)
@@ -153,6 +161,7 @@ def _probe(cfg: ProbeConfig, run_id: str) -> dict:
     import torch
 
     from hwbench_pipeline.bench.backends import load_backend
+    from hwbench_pipeline.bench.catalog.describe import config_shape
     from hwbench_pipeline.bench.catalog.generic import (
         build_config,
         build_model,
@@ -161,10 +170,11 @@ def _probe(cfg: ProbeConfig, run_id: str) -> dict:
         run_forward,
     )
     from hwbench_pipeline.bench.hardware import parse_target
-    from hwbench_pipeline.bench.scenarios.inference import check_agreement
+    from hwbench_pipeline.bench.scenarios.inference import check_agreement, count_flops
+    from hwbench_pipeline.bench.trackers.memory import current_rss_mb
 
     torch.set_num_threads(cfg.threads)
-    stage, fields = "build", {"worker_pid": os.getpid()}
+    stage, fields = "build", {"worker_pid": os.getpid(), "baseline_rss_mb": current_rss_mb()}
     try:
         t0 = time.perf_counter()
         fixes = default_config_fixes(cfg.model_type)
@@ -175,6 +185,8 @@ def _probe(cfg: ProbeConfig, run_id: str) -> dict:
         model = build_model(config, seed=cfg.seed)
         fields["build_s"] = time.perf_counter() - t0
         fields["params"] = sum(p.numel() for p in model.parameters())
+        fields["leaf_modules"] = sum(1 for m in model.modules() if next(m.children(), None) is None)
+        fields.update(config_shape(config))
         stage = "forward"
         t0 = time.perf_counter()
         result = run_forward(model, config, cfg.batch_size, cfg.seq_len, seed=cfg.seed)
@@ -183,18 +195,24 @@ def _probe(cfg: ProbeConfig, run_id: str) -> dict:
         fields.update(first_call_ms=(time.perf_counter() - t0) * 1e3, recipe=result.recipe,
                       recipes_failed=" | ".join(result.tried) or None, inputs=",".join(result.inputs),
                       output_shape="x".join(map(str, result.output.shape)))
+        fields["flops_per_call"] = count_flops(model, result.inputs, generic_forward)
         target = parse_target(cfg.target)
+        backend = load_backend(target.backend)
+        stage = "export" if target.backend != "torch" else "run"
+        runner = backend.prepare(model, result.inputs, generic_forward, target.torch_device, "fp32")
+        stage = "run"
         if target.backend != "torch":
-            stage = "export"
-            backend = load_backend(target.backend)
-            runner = backend.prepare(model, result.inputs, generic_forward, target.torch_device, "fp32")
-            stage = "run"
             t0 = time.perf_counter()
             runner()
             fields["first_call_ms"] = (time.perf_counter() - t0) * 1e3
             diff, rel = check_agreement(runner.output(), result.output.float(), backend.tolerance("fp32"),
                                         cfg.label)
             fields.update(max_abs_diff=diff, max_rel_diff=rel)
+        if fields["first_call_ms"] <= SERIES_MAX_FIRST_CALL_MS:
+            fields.update(timed_series(runner))
+        else:
+            runner.release()
+            fields["stop_reason"] = "not_timed: first call too slow for a probe"
         return probe_row(cfg, run_id, status="ok", failure_class=None, message=None, stage=None, **fields)
     except Exception as exc:  # noqa: BLE001 - every failure becomes a classified row
         message = f"{type(exc).__name__}: {exc}".strip()[:2000]
@@ -202,3 +220,23 @@ def _probe(cfg: ProbeConfig, run_id: str) -> dict:
             fields["recipes_failed"] = " | ".join(exc.recipes_tried)
         return probe_row(cfg, run_id, status="failed", failure_class=failure_class(exc, stage), stage=stage,
                          message=message, missing_package=missing_package(exc), raised_at=raised_at(exc), **fields)
+
+
+def timed_series(runner: Any) -> dict[str, Any]:
+    """A short timed series of ``runner`` under :data:`PROBE_RULE`: its statistics, whether the host was busy
+    meanwhile, and the process's peak memory."""
+    from hwbench_pipeline.bench.scenarios.inference import time_calls
+    from hwbench_pipeline.bench.scenarios.rows import load_fields
+    from hwbench_pipeline.bench.trackers.memory import rss_high_water_mb
+    from hwbench_pipeline.bench.trackers.stats import summarize
+    from hwbench_pipeline.bench.trackers.system_load import is_contaminated, load_between, read_cpu_times
+
+    before = read_cpu_times()
+    try:
+        samples, warmup_calls, stop_reason = time_calls(runner, PROBE_RULE)
+    finally:
+        runner.release()
+    load = load_between(before, read_cpu_times())
+    stats = summarize(samples)
+    return {"p50_ms": stats["p50_ms"], "cv": stats["cv"], "n_samples": len(samples), "warmup_calls": warmup_calls,
+            "stop_reason": stop_reason, "peak_rss_mb": rss_high_water_mb(), **load_fields(load, is_contaminated(load))}

@@ -94,7 +94,7 @@ def check_agreement(output, reference, tolerance: float, label: str) -> tuple[fl
     return diff, diff / scale
 
 
-def _time_calls(runner, rule: StoppingRule) -> tuple[list[float], int, str]:
+def time_calls(runner, rule: StoppingRule) -> tuple[list[float], int, str]:
     """Warm up until stable, then sample until the stopping rule says so. Returns (samples ms, warmup calls, why)."""
     perf = time.perf_counter_ns
     warm: list[float] = []
@@ -155,7 +155,7 @@ def measure_inference(cfg: InferenceConfig, run_id: str) -> dict:
                                                      backend.tolerance(runner.precision), cfg.label)
 
         cpu_before = read_cpu_times()
-        samples, warmup_calls, stop_reason = _time_calls(runner, cfg.rule)
+        samples, warmup_calls, stop_reason = time_calls(runner, cfg.rule)
         load = load_between(cpu_before, read_cpu_times())
         device_peak = runner.peak_memory_mb()
         precision_ran = runner.precision

@@ -323,7 +323,7 @@ def measure_training(cfg: TrainingConfig, run_id: str) -> dict:
     from hwbench_pipeline.bench import models, tasks
     from hwbench_pipeline.bench.environment import environment_fields
     from hwbench_pipeline.bench.hardware import parse_target
-    from hwbench_pipeline.bench.scenarios.inference import _time_calls
+    from hwbench_pipeline.bench.scenarios.inference import time_calls
     from hwbench_pipeline.bench.trackers.memory import current_rss_mb, rss_high_water_mb
     from hwbench_pipeline.bench.trackers.system_load import is_contaminated, load_between, read_cpu_times
 
@@ -361,7 +361,7 @@ def measure_training(cfg: TrainingConfig, run_id: str) -> dict:
     step(timed_batch)
     first_step_ms = (time.perf_counter() - t0) * 1e3
     cpu_before = read_cpu_times()
-    samples, warmup_calls, stop_reason = _time_calls(lambda: step(timed_batch), cfg.rule)
+    samples, warmup_calls, stop_reason = time_calls(lambda: step(timed_batch), cfg.rule)
     load = load_between(cpu_before, read_cpu_times())
 
     stats = summarize(samples)

@@ -22,6 +22,26 @@ def test_an_architecture_of_each_kind_runs_a_forward_pass_with_the_recipe_that_f
     assert row["output_shape"] and len(row["config_hash"]) == 16
 
 
+def test_a_probe_times_a_series_counts_flops_and_describes_the_model_it_built():
+    from hwbench_pipeline.bench.catalog.generic import build_config, build_model, count_flops
+    from hwbench_pipeline.bench.catalog.probe import PROBE_RULE
+
+    row = probe_architecture(ProbeConfig("mixtral"), "test")
+    assert row["status"] == "ok", row["message"]
+    assert row["n_samples"] >= PROBE_RULE.min_samples or row["stop_reason"] == "time_cap"
+    assert row["p50_ms"] > 0 and row["cv"] >= 0 and row["peak_rss_mb"] > row["baseline_rss_mb"] > 0
+    config = build_config("mixtral", "tiny")
+    assert row["flops_per_call"] == count_flops(build_model(config), config, 1, 16)
+    assert (row["layers"], row["experts"], row["kv_heads"], row["attention_kind"]) == (2, 4, 1, "mqa")
+    assert row["leaf_modules"] > row["layers"] and isinstance(row["contaminated"], bool)
+
+
+def test_a_per_stage_list_in_a_config_is_described_by_its_largest_value():
+    row = probe_architecture(ProbeConfig("swin"), "test")
+    assert row["status"] == "ok", row["message"]
+    assert isinstance(row["heads"], int) and row["heads"] >= 2
+
+
 def test_a_model_that_needs_a_missing_package_is_classified_as_such():
     if importlib.util.find_spec("timm") is not None:
         pytest.skip("timm is installed here: timm's own wrapper builds")

@@ -1,0 +1,47 @@
+"""The predictor learns from the coverage sweep: probes of architectures it has no benchmark of join its
+training rows, keep the shape they measured, and are held out by architecture."""
+
+import numpy as np
+import polars as pl
+import pytest
+
+from hwbench_pipeline.bench.catalog.probe import ProbeConfig, probe_architecture
+from hwbench_pipeline.predict.data import probes_as_results
+from hwbench_pipeline.predict.evaluation import leave_architecture_out
+from hwbench_pipeline.predict.features import training_frame
+from hwbench_pipeline.warehouse.schema import ARCHITECTURE_COVERAGE
+
+
+@pytest.fixture(scope="module")
+def coverage() -> pl.DataFrame:
+    rows = [probe_architecture(ProbeConfig(t), "probe-run") for t in ("roberta", "mistral", "vit_mae", "bert")]
+    rows.append(dict(rows[0], model_type="gpt2", status="failed", p50_ms=None, failure_class="export_error"))
+    rows.append(dict(rows[0], model_type="llava_onevision", complete=False))  # its text tower only
+    return pl.DataFrame([{k: r.get(k) for k in ARCHITECTURE_COVERAGE.names} for r in rows],
+                        schema=pl.Schema(ARCHITECTURE_COVERAGE))
+
+
+def test_completed_timed_probes_become_inference_rows_of_their_architecture(coverage):
+    rows = probes_as_results(coverage)
+    # bert's name is a curated family's (other presets); a failed probe and a text-tower-only probe are no rows
+    assert sorted(rows["family"].to_list()) == ["mistral", "roberta", "vit_mae"]
+    assert set(rows["measurement"]) == {"probe"} and set(rows["mode"]) == {"inference"}
+    assert set(rows["backend"]) == {"torch"} and set(rows["device_kind"]) == {"cpu"}
+    np.testing.assert_allclose(rows["throughput_samples_s"], 1e3 / rows["p50_ms"])
+
+
+def test_probe_rows_keep_their_own_shape_and_are_held_out_by_architecture(coverage, measurements, hardware):
+    results = pl.concat([measurements.with_columns(mode=pl.lit("inference"), measurement=pl.lit("benchmark")),
+                         probes_as_results(coverage)], how="diagonal_relaxed")
+    frame = training_frame(results, None, hardware)
+    mistral = frame.filter(pl.col("family") == "mistral").row(0, named=True)
+    probed = coverage.filter(pl.col("model_type") == "mistral").row(0, named=True)
+    assert (mistral["leaf_modules"], mistral["kv_heads"], mistral["attention_kind"]) == (
+        probed["leaf_modules"], probed["kv_heads"], probed["attention_kind"])
+    assert mistral["category"] == "text decoder" and mistral["architecture"] == "mistral"
+    # a curated family's category is the registry's, so one vocabulary describes every architecture
+    assert set(frame.filter(pl.col("family") == "bert")["category"]) == {"text encoder"}
+    result, oof = leave_architecture_out(frame)
+    assert {"roberta", "mistral", "vit_mae", "bert"} <= set(result["held_out"])
+    held = oof.filter(pl.col("architecture") == "roberta")
+    assert held.height == 1 and held["predicted_ms"][0] > 0
