@@ -159,8 +159,27 @@ def _image_patch_grid(model: Any, config: Any, batch: int, seq: int, gen: torch.
     pixels = torch.randn(batch * side * side, _channels(config) * temporal * patch * patch, generator=gen)
     grid = torch.tensor([[1, side, side]] * batch)
     count = side * side // (merge * merge)
-    return {**_prompt_with_placeholders(config, batch, seq, count, int(image_token), gen), "pixel_values": pixels,
-            "image_grid_thw": grid}
+    prompt = _prompt_with_placeholders(config, batch, seq, count, int(image_token), gen)
+    if "mm_token_type_ids" in forward_parameters(model):  # 1 marks an image token, 0 text
+        prompt["mm_token_type_ids"] = (prompt["input_ids"] == int(image_token)).long()
+    return {**prompt, "pixel_values": pixels, "image_grid_thw": grid}
+
+
+def _patch_grid(model: Any, config: Any, batch: int, seq: int, gen: torch.Generator) -> dict:
+    """A patch-grid vision tower on its own: every image's flattened patches, one after another, and the
+    (frames, rows, columns) grid of each."""
+    params = forward_parameters(model)
+    grid_name = next((n for n in ("grid_thw", "image_grid_thw") if n in params), None)
+    patches_name = next((n for n in ("hidden_states", "pixel_values") if n in params), None)
+    if grid_name is None or patches_name is None:
+        raise NotApplicable("no grid input: not a patch-grid vision tower")
+    patch = int(getattr(config, "patch_size", 14))
+    temporal = int(getattr(config, "temporal_patch_size", 1) or 1)
+    merge = int(getattr(config, "spatial_merge_size", 1) or 1)
+    side = 4 * merge
+    channels = int(_attribute(config, "in_channels", "num_channels", "in_chans", default=3))
+    return {patches_name: torch.randn(batch * side * side, channels * temporal * patch * patch, generator=gen),
+            grid_name: torch.tensor([[1, side, side]] * batch)}
 
 
 def _time_series(model: Any, config: Any, batch: int, seq: int, gen: torch.Generator) -> dict:
@@ -234,6 +253,7 @@ RECIPES: dict[str, Recipe] = {
     "image": _image,
     "image placeholders+text": _image_placeholders,
     "image patch grid+text": _image_patch_grid,
+    "patch grid": _patch_grid,
     "image+text": _image_and_text,
     "time series": _time_series,
     "video": _video,
@@ -250,6 +270,8 @@ def recipes_for(model: Any) -> list[str]:
     order: list[str] = []
     if main == "input_ids" and "image_grid_thw" in params:
         order += ["image patch grid+text", "text"]
+    elif "input_ids" not in params and {"grid_thw", "image_grid_thw"} & params:
+        order += ["patch grid"]
     elif main == "input_ids" and "pixel_values" in params:
         order += ["image placeholders+text", "image+text", "text"]
     elif main == "past_values" or "past_values" in params:
