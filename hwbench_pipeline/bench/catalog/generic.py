@@ -36,7 +36,8 @@ def source_config(source: ModelSource) -> Any:
 def default_config_fixes(model_type: str) -> list[tuple[str, Any, str]]:
     """(setting, value, why) for each setting of ``model_type``'s default config that hwbench changes: a timm
     backbone (timm is an optional package) becomes transformers' own ResNet with the same output stages, as
-    the curated DETR is built."""
+    the curated DETR is built; a head width or key/value head count the default leaves unset (the model
+    cannot be built without it) gets the value the other sizes imply."""
     from transformers import AutoConfig
 
     from hwbench_pipeline.bench.catalog.registry import architectures
@@ -46,6 +47,12 @@ def default_config_fixes(model_type: str) -> list[tuple[str, Any, str]]:
     config = AutoConfig.for_model(model_type)
     backbone = getattr(config, "backbone_config", None)
     fixes = []
+    settings = vars(config)  # not getattr: some configs refuse to read a per-layer setting globally
+    heads, hidden = settings.get("num_attention_heads"), settings.get("hidden_size")
+    if "head_dim" in settings and settings["head_dim"] is None and isinstance(heads, int) and isinstance(hidden, int):
+        fixes.append(("head_dim", hidden // heads, "unset in the default config: hidden size / heads"))
+    if "num_key_value_heads" in settings and settings["num_key_value_heads"] is None and isinstance(heads, int):
+        fixes.append(("num_key_value_heads", heads, "unset in the default config: one per attention head"))
     if getattr(config, "use_timm_backbone", False):
         fixes.append(("use_timm_backbone", False, "transformers' own backbone instead of timm's"))
     if getattr(backbone, "model_type", None) == "timm_backbone":

@@ -55,6 +55,13 @@ def test_a_default_timm_backbone_becomes_transformers_own_and_the_row_says_so():
     assert row["config_fixes"].startswith("backbone_config={'model_type': 'resnet'")
 
 
+@pytest.mark.parametrize(("model_type", "fix"), [("ministral", "head_dim=128"), ("nemotron", "num_key_value_heads=48")])
+def test_a_size_the_default_config_leaves_unset_is_implied_by_the_others_and_the_row_says_so(model_type, fix):
+    row = probe_architecture(ProbeConfig(model_type), "test")
+    assert row["status"] == "ok", row["message"]
+    assert row["config_fixes"].startswith(fix) and "unset in the default config" in row["config_fixes"]
+
+
 def test_a_model_too_big_for_this_host_is_refused_before_it_is_built(tmp_path):
     # about 1.1 T parameters, 4 TiB of fp32 weights: more than any host this runs on has (counted on meta)
     config = tmp_path / "huge.json"
