@@ -81,7 +81,10 @@ def _shrink_layers(config: Any, caps: Caps) -> None:
     for key in _LAYER_KEYS:
         layers = _int(_get(config, key))
         if layers is not None and layers > caps.layers and not _stage_count(config, key, layers):
-            setattr(config, key, caps.layers)
+            try:
+                setattr(config, key, caps.layers)
+            except NotImplementedError:  # a derived count (prophetnet, funnel): its own keys are set instead
+                continue
     depth = max((_int(_get(config, k)) or 0 for k in _LAYER_KEYS), default=0)
     for name, value in list(vars(config).items()):
         # per-layer lists (sliding/full attention patterns, hybrid block types) follow the new depth
