@@ -256,4 +256,14 @@ def scale_config(config: Any, preset: str) -> Any:
         _shrink_conv(part, caps)
         _fit_vocab(part, caps, needed)
     _follow_tower_widths(parts, widths, set_by_scaler)
+    _feed_the_language_model(text, parts)
     return scaled
+
+
+def _feed_the_language_model(text: Any, parts: list[Any]) -> None:
+    """A vision merger's output (``out_hidden_size``) is the language model's input width. Some default configs
+    pair towers of two published sizes; a scaled config pairs them as every checkpoint does."""
+    width = _int(_get(text, "hidden_size"))
+    for part in parts:
+        if part is not text and width and _int(vars(part).get("out_hidden_size")):
+            part.out_hidden_size = width

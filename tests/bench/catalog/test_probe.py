@@ -14,6 +14,7 @@ from hwbench_pipeline.bench.catalog.sweep import coverage_table, read_journal, r
     ("whisper", "mel (channels first)"), ("speech_to_text", "mel (frames first)"), ("clip", "image+text"),
     ("llava", "image placeholders+text"), ("videomae", "video"), ("patchtst", "time series"),
     ("mixtral", "text"), ("qwen2_5_vl_vision", "patch grid"), ("ernie4_5_vl_moe", "image patch grid+text"),
+    ("qwen2_5_vl", "image patch grid+text"),
 ])
 def test_an_architecture_of_each_kind_runs_a_forward_pass_with_the_recipe_that_fits_it(model_type, recipe):
     row = probe_architecture(ProbeConfig(model_type), "test")
