@@ -46,3 +46,15 @@ def test_every_probe_of_the_sample_ends_in_a_row_and_the_known_ones_run(swept):
 def test_exported_models_agree_with_torch(swept):
     exported = [r for r in swept if r["target"] != "cpu-torch" and r["status"] == "ok"]
     assert exported and all(r["max_rel_diff"] is not None and r["max_rel_diff"] < 1e-3 for r in exported)
+
+
+@pytest.mark.slow
+def test_every_complete_probe_is_timed_and_counted_for_the_predictor(swept):
+    complete = [r for r in swept if r["status"] == "ok" and r.get("complete", True)]
+    for row in complete:
+        timed = row["stop_reason"] in ("ci_reached", "time_cap", "sample_cap")
+        assert timed or row["stop_reason"].startswith("not_timed"), row
+        if timed:
+            assert row["p50_ms"] > 0 and row["n_samples"] >= 3, row
+        assert row["leaf_modules"] > 0, row
+        assert row["flops_per_call"] is None or row["flops_per_call"] > 0, row  # None: the counter cannot trace it
