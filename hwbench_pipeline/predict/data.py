@@ -77,7 +77,12 @@ def load(warehouse: Warehouse) -> WarehouseData:
     coverage = _optional(warehouse, "architecture_coverage")
     probes = probes_as_results(coverage) if coverage is not None else pl.DataFrame()
     if probes.height:
-        results = pl.concat([results.with_columns(measurement=pl.lit("benchmark")), probes], how="diagonal_relaxed")
+        # one dtype per column: timestamps read back from different tables can carry different zone names
+        same = [pl.col(c).cast(results.schema[c]) for c in probes.columns
+                if c in results.columns and results.schema[c] != probes.schema[c]
+                and isinstance(results.schema[c], pl.Datetime)]
+        results = pl.concat([results.with_columns(measurement=pl.lit("benchmark")), probes.with_columns(same)],
+                            how="diagonal_relaxed")
     failures = warehouse.read("failures", latest=True)
     return WarehouseData(
         results=results,

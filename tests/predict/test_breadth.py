@@ -4,9 +4,10 @@ training rows, keep the shape they measured, and are held out by architecture.""
 import numpy as np
 import polars as pl
 import pytest
+from fixture_data import seed_warehouse
 
 from hwbench_pipeline.bench.catalog.probe import ProbeConfig, probe_architecture
-from hwbench_pipeline.predict.data import probes_as_results
+from hwbench_pipeline.predict.data import load, probes_as_results
 from hwbench_pipeline.predict.evaluation import leave_architecture_out
 from hwbench_pipeline.predict.features import training_frame
 from hwbench_pipeline.warehouse.schema import ARCHITECTURE_COVERAGE
@@ -28,6 +29,20 @@ def test_completed_timed_probes_become_inference_rows_of_their_architecture(cove
     assert set(rows["measurement"]) == {"probe"} and set(rows["mode"]) == {"inference"}
     assert set(rows["backend"]) == {"torch"} and set(rows["device_kind"]) == {"cpu"}
     np.testing.assert_allclose(rows["throughput_samples_s"], 1e3 / rows["p50_ms"])
+
+
+def test_a_warehouse_with_coverage_probes_trains_on_them_beside_the_benchmarks(coverage, measurements, hardware,
+                                                                              tmp_path):
+    warehouse = seed_warehouse(tmp_path, measurements, hardware)
+    warehouse.write("architecture_coverage", coverage.to_dicts(), run_id="probe-run", partition="cpu-torch")
+    results = load(warehouse).results
+    assert set(results["measurement"]) == {"benchmark", "probe"}
+    assert sorted(results.filter(pl.col("measurement") == "probe")["family"]) == ["mistral", "roberta", "vit_mae"]
+    assert results.height == measurements.filter(pl.col("status") == "ok").height + 3
+    # a warehouse holding nothing but a sweep (and the peaks) trains on the probes alone
+    swept_only = seed_warehouse(tmp_path / "swept_only", measurements.clear(), hardware)
+    swept_only.write("architecture_coverage", coverage.to_dicts(), run_id="probe-run", partition="cpu-torch")
+    assert load(swept_only).results.height == 3
 
 
 def test_probe_rows_keep_their_own_shape_and_are_held_out_by_architecture(coverage, measurements, hardware):
