@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/predictor_eval.py --data-dir data     # on a warehouse
     .venv/bin/python benchmarks/predictor_eval.py --json out.json     # also write every figure
     .venv/bin/python benchmarks/predictor_eval.py --journal data/sweeps/architectures.jsonl   # coverage probes
+    ... --journal J --repeat R     # R: the same probes run again (architecture_sweep.py --only ... --journal R)
 
 With ``--journal`` (sweep journals, benchmarks/architecture_sweep.py), the rows are the completed, timed
 probes of those journals, and this host's peaks are measured now at the probes' thread count (the journals
@@ -49,6 +50,18 @@ def journal_probes(journals: list[str]) -> pl.DataFrame:
     schema = pl.Schema({n: t for n, t in pl.Schema(ARCHITECTURE_COVERAGE).items() if n != "finished_at"})
     frame = pl.DataFrame(rows, schema=schema).with_columns(finished_at=pl.lit(None, pl.Datetime("us", "UTC")))
     return probes_as_results(frame)
+
+
+def probe_noise_floor(frame: pl.DataFrame, repeat: str) -> dict:
+    """How far a second probe of the same architecture lands from the first: the noise floor of probe medians."""
+    again = journal_probes([repeat]).select("family", "target", other_ms="p50_ms")
+    pairs = frame.select("family", "target", "p50_ms").join(again, on=["family", "target"])
+    if not pairs.height:
+        return {}
+    ape = ((pairs["other_ms"] - pairs["p50_ms"]).abs() / pairs["p50_ms"]).to_numpy()
+    return {"probes_repeated": {"n": len(ape), "mape": float(ape.mean()), "median_ape": float(np.median(ape)),
+                                "within_10pct": float((ape <= 0.10).mean()),
+                                "within_20pct": float((ape <= 0.20).mean())}}
 
 
 def host_peaks(targets: list[str], threads: int) -> pl.DataFrame:
@@ -129,6 +142,7 @@ def main() -> int:
     parser.add_argument("--data-dir", help="a warehouse instead of the committed fixture")
     parser.add_argument("--clean-only", action="store_true", help="drop rows flagged contaminated")
     parser.add_argument("--journal", action="append", help="a coverage sweep journal of this host (repeatable)")
+    parser.add_argument("--repeat", help="a journal of the same probes run again: their noise floor is printed")
     parser.add_argument("--json", help="write every figure to this file")
     args = parser.parse_args()
 
@@ -187,7 +201,8 @@ def main() -> int:
     for source, m in estimators.items():
         print(f"\nanswers labelled {source!r}, scored held out on the {m['n']} rows that estimator answers: "
               f"MAPE {pct(m['mape'])}, within ±10 % {pct(m['within_10pct'])}, coverage {pct(m['coverage'])}")
-    floor = {} if args.data_dir or args.journal else noise_floor()
+    floor = probe_noise_floor(frame, args.repeat) if args.repeat else {} if args.data_dir or args.journal \
+        else noise_floor()
     for name, f in floor.items():
         print(f"\nnoise floor, {name.replace('_', ' ')}: {f['n']} configurations measured twice differ by MAPE "
               f"{pct(f['mape'])}, median {pct(f['median_ape'])}; {pct(f['within_10pct'])} within ±10 %, "
