@@ -199,7 +199,12 @@ def _probe(cfg: ProbeConfig, run_id: str) -> dict:
         target = parse_target(cfg.target)
         backend = load_backend(target.backend)
         stage = "export" if target.backend != "torch" else "run"
+        experts = getattr(model.config, "_experts_implementation", None)
         runner = backend.prepare(model, result.inputs, generic_forward, target.torch_device, "fp32")
+        if getattr(model.config, "_experts_implementation", None) != experts:  # the exporter needed it
+            fields["config_fixes"] = "; ".join(filter(None, [fields.get("config_fixes"), (
+                f"experts_implementation={model.config._experts_implementation} (exported: grouped matmuls do "
+                "not trace; every expert runs on every token)")]))
         stage = "run"
         if target.backend != "torch":
             t0 = time.perf_counter()

@@ -80,6 +80,13 @@ def test_onnx_runtime_and_openvino_run_the_exported_model_and_agree_with_torch()
         assert row["max_rel_diff"] < 1e-3
 
 
+@pytest.mark.parametrize("target", ["cpu-onnxruntime", "cpu-openvino"])
+def test_a_mixture_of_experts_is_exported_with_batched_experts_and_the_row_says_so(target):
+    row = probe_architecture(ProbeConfig("qwen3_moe", target=target), "test")
+    assert row["status"] == "ok", row["message"]
+    assert "experts_implementation=batched_mm" in row["config_fixes"] and row["max_rel_diff"] < 1e-3
+
+
 def test_a_sweep_resumes_from_its_journal_and_counts_outcomes_per_category(tmp_path):
     journal = tmp_path / "sweep.jsonl"
     logged = []

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from hwbench_pipeline.bench.backends.exportable import traceable_experts
 from hwbench_pipeline.bench.backends.onnxruntime.config import (
     CUDA_PROVIDER_OPTIONS,
     GPU_HINTS,
@@ -302,6 +303,7 @@ class OnnxRuntimeBackend:
         not_tensors = [name for name, value in inputs.items() if not isinstance(value, torch.Tensor)]
         if not_tensors:
             raise UnsupportedConfigurationError(f"onnxruntime takes tensor inputs only, not {', '.join(not_tensors)}")
+        traceable_experts(model)
         directory = Path(tempfile.mkdtemp(prefix=TMP_PREFIX))
         try:
             path, exporter = _export(model, inputs, forward, directory)

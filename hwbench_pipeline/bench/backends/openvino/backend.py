@@ -22,6 +22,7 @@ sys.modules.setdefault("openvino_telemetry", None)
 
 import torch  # noqa: E402
 
+from hwbench_pipeline.bench.backends.exportable import traceable_experts  # noqa: E402
 from hwbench_pipeline.bench.backends.openvino.config import (  # noqa: E402
     CAPABILITIES,
     COMPILE_PROPERTIES,
@@ -195,6 +196,7 @@ class OpenVINOBackend:
         from hwbench_pipeline.bench.backends.openvino.extensions import conversion_extensions
 
         _disable_telemetry()
+        traceable_experts(model)
         names = list(inputs)
         wrapper = _keyword_wrapper(model, forward, names)
         try:
