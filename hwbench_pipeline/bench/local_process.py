@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import multiprocessing
 import multiprocessing.connection
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -51,7 +53,8 @@ def start_server() -> None:
 
 
 def _child_main(conn: multiprocessing.connection.Connection, measure: Callable[[Any, str], dict],
-                cfg: Any, run_id: str) -> None:
+                cfg: Any, run_id: str, scratch: str) -> None:
+    tempfile.tempdir = scratch  # everything the measurement writes to temporary files goes to the parent's dir
     row = measure(cfg, run_id)
     conn.send(row)
     conn.close()
@@ -102,11 +105,13 @@ def measure_in_fresh_process(measure: Callable[[Any, str], dict], cfg: Any, run_
 
     Raises :class:`WorkerTimeout` when no row arrives within ``timeout_s`` (the process is killed),
     :class:`WorkerOutOfMemory` when it grows past ``memory_limit_mb`` (killed too), and :class:`WorkerCrashed`
-    when the process ends without a row.
+    when the process ends without a row. The process's temporary files (exported models, compiled caches) live
+    in a directory this call removes once the process is gone, killed or not.
     """
     ctx = _context()
     receiver, sender = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child_main, args=(sender, measure, cfg, run_id), name="hwbench-measure",
+    scratch = tempfile.mkdtemp(prefix="hwbench-measure-")
+    proc = ctx.Process(target=_child_main, args=(sender, measure, cfg, run_id, scratch), name="hwbench-measure",
                        daemon=True)
     proc.start()
     sender.close()  # the child holds the only writer: its exit shows up here as end of file
@@ -124,3 +129,4 @@ def measure_in_fresh_process(measure: Callable[[Any, str], dict], cfg: Any, run_
         if proc.is_alive():
             proc.kill()
             proc.join()
+        shutil.rmtree(scratch, ignore_errors=True)

@@ -94,3 +94,27 @@ def test_a_process_past_its_memory_limit_is_killed_before_it_takes_the_host():
     with pytest.raises(WorkerOutOfMemory, match=r"grew to \d+ MiB, past its limit of 600 MiB"):
         measure_in_fresh_process(grows_without_bound, None, "local", timeout_s=60, memory_limit_mb=600)
     assert time.monotonic() - t0 < 20
+
+
+def leaves_a_temporary_directory_and_dies(cfg: str, run_id: str) -> dict:
+    """What an exporter killed mid-export leaves behind: a temporary directory holding a large file."""
+    import tempfile
+    from pathlib import Path
+
+    directory = Path(tempfile.mkdtemp(prefix="export-"))
+    (directory / "model.onnx").write_bytes(b"0" * 2**20)
+    Path(cfg).write_text(str(directory))
+    os.kill(os.getpid(), signal.SIGKILL)
+    return {}
+
+
+def test_a_killed_process_leaves_no_temporary_files_behind(tmp_path):
+    from pathlib import Path
+
+    from hwbench_pipeline.bench.local_process import WorkerCrashed, measure_in_fresh_process
+
+    where = tmp_path / "where.txt"
+    with pytest.raises(WorkerCrashed):
+        measure_in_fresh_process(leaves_a_temporary_directory_and_dies, str(where), "local", timeout_s=60)
+    left = Path(where.read_text())
+    assert left.name.startswith("export-") and not left.exists() and not left.parent.exists()
