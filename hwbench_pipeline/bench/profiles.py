@@ -187,23 +187,14 @@ def effective_seq_len(family: str, preset: str, requested: int) -> int:
     decoder). The row records the length that ran, so a cap is visible, never silent.
     """
     from hwbench_pipeline.bench import models
+    from hwbench_pipeline.bench.catalog.curated import curated
 
     if not models.is_curated(family):
         return _architecture_seq_len(family, preset, requested)
     spec = models.FAMILIES[family]
     if "text tokens" not in spec.sequence_meaning and "decoder" not in spec.sequence_meaning:
         return spec.default_seq_len
-    config = models.build_config(family, preset)
-    if family == "bert":
-        limit = config.max_position_embeddings
-    elif family in ("clip", "xclip"):
-        limit = config.text_config.max_position_embeddings
-    elif family == "clap":
-        limit = config.text_config.max_position_embeddings - 2
-    elif family == "whisper":
-        limit = config.max_target_positions
-    else:
-        limit = None
+    limit = curated(family).text_limit(models.build_config(family, preset))
     return min(requested, limit) if limit else requested
 
 

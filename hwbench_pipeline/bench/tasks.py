@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,8 @@ import torch
 from torch import nn
 
 from hwbench_pipeline.bench import models
+from hwbench_pipeline.bench.catalog.curated import CURATED, curated
+from hwbench_pipeline.bench.catalog.curated.base import CuratedFamily
 
 NUM_CLASSES = 4
 SAMPLE_RATE = 16_000
@@ -49,27 +52,26 @@ ANSWER = NUM_CLASSES
 QUERY = 2 * NUM_CLASSES
 FILLER = QUERY + 1
 
-#: modality group of the issue (text, vision, audio, multimodal) -> task of each family
-FAMILY_TASKS: dict[str, str] = {
-    "bert": "text_keyword", "t5": "text_keyword", "llama": "text_keyword", "qwen2": "text_keyword",
-    "vit": "image_orientation", "detr": "image_orientation",
-    "whisper": "audio_tone", "wav2vec2": "audio_tone",
-    "clip": "image_text", "llava": "image_text", "llava_next": "image_text",
-    "clap": "audio_text", "xclip": "video_text",
-}
+#: task -> modality group of the issue (text, vision, audio, multimodal)
 TASK_MODALITY: dict[str, str] = {
     "text_keyword": "text", "image_orientation": "vision", "audio_tone": "audio",
     "image_text": "multimodal", "audio_text": "multimodal", "video_text": "multimodal",
 }
+#: the ways a family's output becomes (batch, NUM_CLASSES) scores (see TaskModel.forward)
+OBJECTIVE_KINDS: tuple[str, ...] = ("pooled_head", "own_classifier", "answer_token", "prompt_similarity")
 
-#: how a family's output becomes (batch, NUM_CLASSES) scores
-OBJECTIVES: dict[str, str] = {
-    "bert": "pooled_head", "wav2vec2": "pooled_head",
-    "vit": "own_classifier", "detr": "own_classifier",
-    "t5": "answer_token", "llama": "answer_token", "qwen2": "answer_token", "whisper": "answer_token",
-    "llava": "answer_token", "llava_next": "answer_token",
-    "clip": "prompt_similarity", "clap": "prompt_similarity", "xclip": "prompt_similarity",
-}
+
+def _grouped(order: tuple[str, ...], value: Callable[[CuratedFamily], str]) -> dict[str, str]:
+    """family -> ``value`` of its curated unit, the families grouped in ``order`` (catalog order within a group);
+    a value outside ``order`` fails here, at import."""
+    units = sorted(CURATED.values(), key=lambda unit: order.index(value(unit)))
+    return {unit.name: value(unit) for unit in units}
+
+
+#: family -> its task, grouped by modality
+FAMILY_TASKS: dict[str, str] = _grouped(tuple(TASK_MODALITY), lambda unit: unit.task)
+#: family -> how its output becomes (batch, NUM_CLASSES) scores
+OBJECTIVES: dict[str, str] = _grouped(OBJECTIVE_KINDS, lambda unit: unit.objective)
 
 
 @dataclass
@@ -92,7 +94,8 @@ def _generator(seed: int, step: int, split: str) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 2 + salt) * 1_000_003 + step)
 
 
-def _ids(symbols: torch.Tensor) -> torch.Tensor:
+def symbol_ids(symbols: torch.Tensor) -> torch.Tensor:
+    """Token ids of task symbols."""
     return symbols + SYMBOL_OFFSET
 
 
@@ -164,45 +167,35 @@ def log_mel(waveforms: torch.Tensor, n_mels: int, frames: int) -> torch.Tensor:
     return ((mel + 4.0) / 4.0)[..., :frames]
 
 
-def _samples_for_frames(frames: int) -> int:
+def samples_for_frames(frames: int) -> int:
+    """Waveform samples whose log-mel spectrogram has ``frames`` frames."""
     return (frames - 1) * HOP  # torch.stft (centred) gives 1 + samples // HOP frames
 
 
 # ---- family inputs ------------------------------------------------------------------------------------------
 
 
-def _prompts(family: str, config: Any, seq_len: int, seed: int) -> dict[str, torch.Tensor]:
+def class_prompts(
+    family: str, config: Any, seq_len: int, seed: int, *, leading: int = 0
+) -> dict[str, torch.Tensor]:
     """One text prompt per class for a contrastive model: the class keyword, then fixed filler, with the
-    special tokens make_inputs gives that family."""
+    special tokens make_inputs gives that family (``leading`` of them before the keyword: clap's <s>)."""
     text = models.make_inputs(family, config, NUM_CLASSES, seq_len, seed=seed)
     ids = text["input_ids"].clone()
-    first = 1 if family == "clap" else 0  # clap's text starts with <s>
-    free = ids.shape[1] - first - 1  # every family here ends its text with an end token
+    free = ids.shape[1] - leading - 1  # every family here ends its text with an end token
     if free < 1:
         raise ValueError(f"{family}: seq_len={seq_len} leaves no room for the class keyword")
     body = torch.full((NUM_CLASSES, free), FILLER)
     body[:, 0] = KEYWORD + torch.arange(NUM_CLASSES)
-    ids[:, first:first + free] = _ids(body)
+    ids[:, leading:leading + free] = symbol_ids(body)
     return {"input_ids": ids, "attention_mask": text["attention_mask"]}
 
 
-def _decoder_prompt(start: int, batch: int, seq_len: int) -> torch.Tensor:
+def decoder_prompt(start: int, batch: int, seq_len: int) -> torch.Tensor:
     """A decoder prompt that carries no class information: the start token, then query markers."""
     prompt = torch.full((batch, seq_len), SYMBOL_OFFSET + QUERY)
     prompt[:, 0] = start
     return prompt
-
-
-def _llava_next_tiles(images: torch.Tensor, config: Any, tiles: int) -> torch.Tensor:
-    """AnyRes tiles of full-size images: the whole image downscaled to one tile, then the grid's crops."""
-    tile = config.vision_config.image_size
-    height, width = images.shape[-2:]
-    rows, cols = height // tile, width // tile
-    if rows * tile != height or cols * tile != width or rows * cols + 1 != tiles:
-        raise ValueError(f"llava_next: image {height}x{width} is not a {tile}-pixel tile grid of {tiles - 1} tiles")
-    base = nn.functional.interpolate(images, size=(tile, tile), mode="area")
-    crops = [images[..., r * tile:(r + 1) * tile, c * tile:(c + 1) * tile] for r in range(rows) for c in range(cols)]
-    return torch.stack([base, *crops], dim=1)
 
 
 def make_task_batch(family: str, config: Any, batch_size: int, seq_len: int, *, seed: int = 0, step: int = 0,
@@ -210,65 +203,16 @@ def make_task_batch(family: str, config: Any, batch_size: int, seq_len: int, *, 
     """Batch ``step`` of the family's standard task; shapes are those of ``models.make_inputs``."""
     if family not in FAMILY_TASKS:
         raise models.UnknownModelError(f"unknown model family {family!r}; accepted: {', '.join(FAMILY_TASKS)}")
-    task = FAMILY_TASKS[family]
+    unit = curated(family)
     gen = _generator(seed, step, split)
     labels = torch.randint(0, NUM_CLASSES, (batch_size,), generator=gen)
     inputs = models.make_inputs(family, config, batch_size, seq_len, seed=seed)
-    b, s = batch_size, seq_len
-    text_tokens = models.tokens_per_call(family, config, b, s)
-    if family == "bert":
-        inputs["input_ids"] = _ids(keyword_symbols(gen, labels, s))
-    elif family in ("llama", "qwen2"):
-        if s < 2:
-            raise ValueError(f"{family}: the text task needs seq_len >= 2 (text, then the query token)")
-        query = torch.full((b, 1), QUERY)
-        inputs["input_ids"] = _ids(torch.cat([keyword_symbols(gen, labels, s - 1), query], dim=1))
-    elif family == "t5":
-        if s < 2:
-            raise ValueError("t5: the text task needs seq_len >= 2 (text, then </s>)")
-        inputs["input_ids"][:, :-1] = _ids(keyword_symbols(gen, labels, s - 1))
-        inputs["decoder_input_ids"] = _decoder_prompt(config.pad_token_id, b, s)
-    elif family in ("vit", "detr"):
-        _, channels, height, width = inputs["pixel_values"].shape
-        inputs["pixel_values"] = grating_images(gen, labels, channels, height, width)
-    elif family == "wav2vec2":
-        wave = tone_waveforms(gen, labels, s)
-        # what wav2vec2's feature extractor does: zero mean, unit variance per utterance
-        inputs["input_values"] = (wave - wave.mean(1, keepdim=True)) / (wave.std(1, keepdim=True) + 1e-7)
-    elif family == "whisper":
-        frames = inputs["input_features"].shape[-1]
-        inputs["input_features"] = log_mel(tone_waveforms(gen, labels, _samples_for_frames(frames)),
-                                           config.num_mel_bins, frames)
-        inputs["decoder_input_ids"] = _decoder_prompt(config.decoder_start_token_id, b, s)
-    elif family in ("clip", "xclip"):
-        shape = inputs["pixel_values"].shape
-        frames = shape[1] if family == "xclip" else None
-        inputs["pixel_values"] = grating_images(gen, labels, shape[-3], shape[-2], shape[-1], frames)
-        inputs.update(_prompts(family, config, s, seed))
-        text_tokens = NUM_CLASSES * s
-    elif family == "clap":
-        _, _, frames, mels = inputs["input_features"].shape
-        mel = log_mel(tone_waveforms(gen, labels, _samples_for_frames(frames)), mels, frames)
-        inputs["input_features"] = mel.transpose(1, 2).unsqueeze(1)
-        inputs.update(_prompts(family, config, s, seed))
-        text_tokens = NUM_CLASSES * s
-    elif family in ("llava", "llava_next"):
-        vision = config.vision_config
-        if family == "llava":
-            size = (vision.image_size, vision.image_size)
-            inputs["pixel_values"] = grating_images(gen, labels, vision.num_channels, *size)
-        else:
-            images = grating_images(gen, labels, vision.num_channels, *models.llava_next_image_size(config))
-            inputs["pixel_values"] = _llava_next_tiles(images, config, inputs["pixel_values"].shape[1])
-        words = s - 1  # make_inputs: <bos>, the image placeholders, then seq_len - 1 text tokens
-        if words < 1:
-            raise ValueError(f"{family}: the task needs seq_len >= 2 (<bos>, then the query token)")
-        ids = inputs["input_ids"]
-        ids[:, -words:] = SYMBOL_OFFSET + FILLER
-        ids[:, -1] = SYMBOL_OFFSET + QUERY
-    else:  # pragma: no cover - FAMILY_TASKS and this dispatch are kept in sync
-        raise ValueError(f"no task recipe for {family!r}")
-    return TaskBatch(task, inputs, labels, text_tokens)
+    unit.plant_task(config, inputs, labels, gen, seq_len, seed)
+    if unit.objective == "prompt_similarity":  # the text it reads is the class prompts, not one text per sample
+        text_tokens = NUM_CLASSES * seq_len
+    else:
+        text_tokens = models.tokens_per_call(family, config, batch_size, seq_len)
+    return TaskBatch(unit.task, inputs, labels, text_tokens)
 
 
 # ---- objectives ---------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from hwbench_pipeline.bench import models as M
 FAMILY_NAMES = list(M.FAMILIES)
 DESCRIBE_KEYS = {"family", "preset", "category", "modality", "sequence_meaning", "hf_class", "params"}
 DESCRIBE_KEYS |= {"layers", "hidden_size", "heads", "intermediate_size", "vocab_size"}
-DESCRIBE_KEYS |= {"vision_layers", "vision_hidden_size"}
+DESCRIBE_KEYS |= {"vision_layers", "vision_hidden_size", "kv_heads", "experts", "attention_kind", "model_type"}
 
 
 def _short_seq(family: str) -> int:
@@ -133,6 +133,8 @@ def test_describe_all_presets():
     for family in ("clip", "xclip", "llava", "llava_next"):
         assert rows[family, "base"]["vision_layers"] > 0
     assert rows["bert", "base"]["vision_layers"] is None
+    assert (rows["llama", "base"]["attention_kind"], rows["bert", "base"]["attention_kind"]) == ("gqa", "mha")
+    assert {rows[f, "tiny"]["model_type"] for f in FAMILY_NAMES} == set(FAMILY_NAMES)  # each is a model type
     assert rows["vit", "base"]["vocab_size"] is None
 
 
