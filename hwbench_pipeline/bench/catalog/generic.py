@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from hwbench_pipeline.bench.catalog.inputs import RECIPES, NotApplicable, recipes_for
+from hwbench_pipeline.bench.catalog.inputs import RECIPES, NotApplicable, recipes_for, with_required_companions
 from hwbench_pipeline.bench.catalog.scaling import AS_IS, scale_config
 from hwbench_pipeline.bench.catalog.sources import ModelSource, ModelSourceError, resolve_model
 
@@ -164,7 +164,8 @@ def run_forward(model: torch.nn.Module, config: Any, batch: int, seq: int, *, se
     for name in recipes_for(model):
         gen = torch.Generator().manual_seed(seed)
         try:
-            inputs = RECIPES[name](model, config, batch, seq, gen)
+            inputs = with_required_companions(model, config, RECIPES[name](model, config, batch, seq, gen), batch,
+                                              seq, gen)
             with torch.inference_mode():
                 output = generic_forward(model, inputs)
             return ForwardResult(name, inputs, output, tried)
@@ -188,7 +189,9 @@ def count_flops(model: torch.nn.Module, config: Any, batch: int, seq: int, *, se
     first: BaseException | None = None
     for name in recipes_for(model):
         try:
-            inputs = RECIPES[name](model, config, batch, seq, torch.Generator().manual_seed(seed))
+            gen = torch.Generator().manual_seed(seed)
+            inputs = with_required_companions(model, config, RECIPES[name](model, config, batch, seq, gen), batch,
+                                              seq, gen)
             if device.type == "meta":
                 inputs = {k: v.to("meta") for k, v in inputs.items() if k != "attention_mask"}
             with torch.inference_mode(), FlopCounterMode(display=False) as counter:

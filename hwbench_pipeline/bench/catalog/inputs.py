@@ -248,6 +248,36 @@ def _mel_frames_first(model: Any, config: Any, batch: int, seq: int, gen: torch.
     return inputs
 
 
+def _required(model: Any) -> list[str]:
+    return [n for n, p in inspect.signature(model.forward).parameters.items()
+            if p.default is inspect.Parameter.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+
+
+#: inputs a model may require beside its main one (a detector's text query, a Q-Former's prompt, an audio
+#: model's waveform), made as the recipe of that kind makes them
+_COMPANIONS: dict[str, Callable[[Any, Any, int, int, torch.Generator], torch.Tensor]] = {
+    "input_ids": lambda m, c, b, s, g: token_ids(c, b, s, g),
+    "qformer_input_ids": lambda m, c, b, s, g: token_ids(c, b, s, g),
+    "task_inputs": lambda m, c, b, s, g: token_ids(c, b, s, g),
+    "pixel_values": lambda m, c, b, s, g: _image(m, c, b, s, g)["pixel_values"],
+    "input_values": lambda m, c, b, s, g: _waveform(m, c, b, s, g)["input_values"],
+    "input_features": lambda m, c, b, s, g: _mel_channels_first(m, c, b, s, g)["input_features"],
+}
+
+
+def with_required_companions(model: Any, config: Any, inputs: dict[str, torch.Tensor], batch: int, seq: int,
+                             gen: torch.Generator) -> dict[str, torch.Tensor]:
+    """``inputs`` plus every required forward argument a recipe left out that is of a known kind (and the
+    attention mask of text it adds)."""
+    added = {name: _COMPANIONS[name](model, config, batch, seq, gen) for name in _required(model)
+             if name not in inputs and name in _COMPANIONS}
+    for name, value in list(added.items()):
+        mask = name.replace("input_ids", "attention_mask")
+        if name.endswith("input_ids") and mask in forward_parameters(model) and mask not in inputs:
+            added[mask] = torch.ones_like(value)
+    return {**inputs, **added}
+
+
 RECIPES: dict[str, Recipe] = {
     "text": _text,
     "image": _image,

@@ -43,6 +43,12 @@ def test_a_per_stage_list_in_a_config_is_described_by_its_largest_value():
     assert isinstance(row["heads"], int) and row["heads"] >= 2
 
 
+def test_a_required_companion_input_the_recipe_left_out_is_added():
+    row = probe_architecture(ProbeConfig("grounding-dino"), "test")  # an image detector queried with text
+    assert row["status"] == "ok", row["message"]
+    assert (row["recipe"], row["inputs"]) == ("image", "pixel_values,input_ids,attention_mask")
+
+
 def test_a_model_that_needs_a_missing_package_is_classified_as_such():
     if importlib.util.find_spec("timm") is not None:
         pytest.skip("timm is installed here: timm's own wrapper builds")
