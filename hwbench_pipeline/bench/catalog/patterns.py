@@ -63,6 +63,9 @@ RULES: tuple[Rule, ...] = (
          "check the message: data-dependent control flow and Python-side shapes are the usual causes"),
     Rule(re.compile(r"numerical_mismatch"), "the runtime's output differs from torch beyond the tolerance",
          "check the precision that actually ran and the operators the runtime fused"),
+    Rule(re.compile(r"split_with_sizes expects split_sizes to sum exactly"),
+         "the config's multimodal rotary sections (mrope_section) do not add up to the rotary width of its heads",
+         "a config with the rope_parameters of a published checkpoint (mrope_section, partial_rotary_factor)"),
     Rule(re.compile(r"(?i)expected input.*channels|not enough values to unpack|size mismatch|shape .* is invalid|"
                     r"must match the size|do not match|sizes of tensors must match|mat\d? and mat\d? shapes"),
          "the generic input recipe does not give this architecture the input shape it needs",

@@ -1,6 +1,6 @@
 """Failure patterns: one signature for one way of failing, whichever model it hit, with a cause and a fix."""
 
-from hwbench_pipeline.bench.catalog.patterns import UNKNOWN, group_failures, mask, signature
+from hwbench_pipeline.bench.catalog.patterns import UNKNOWN, explain, group_failures, mask, signature
 
 
 def _failed(model_type, failure_class, message, raised_at="transformers.models.x.modeling_x:forward",
@@ -47,3 +47,10 @@ def test_a_missing_openvino_conversion_is_explained():
                   target="cpu-openvino")
     [pattern] = group_failures([row])
     assert "OpenVINO" in pattern.cause and "ONNX" in pattern.fix
+
+
+def test_rotary_sections_that_do_not_fit_the_heads_are_explained():
+    row = {"failure_class": "runtime_error", "raised_at": "transformers.models.glm4v.modeling_glm4v:forward",
+           "message": "RuntimeError: split_with_sizes expects split_sizes to sum exactly to 64 (input tensor's size "
+                      "at dimension -1), but got split_sizes=[8, 12, 12]"}
+    assert "mrope_section" in explain(signature(row)).cause
