@@ -12,7 +12,7 @@ Latency errors are absolute percentage errors of the median; coverage is the sha
 the 90 % interval. The baseline is the roofline bound scaled by the median measured/bound ratio of the
 training rows' backend (what the fallback answers), with an interval from that ratio's spread.
 
-The recommendation evaluation reuses the leave-family-out predictions: for each held-out model, the pick made
+The recommendation evaluation reuses the leave-architecture-out predictions: for each held-out model, the pick made
 from predictions alone against the measured optimum among the same candidates.
 """
 

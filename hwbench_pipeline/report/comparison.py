@@ -112,7 +112,7 @@ def _context(data: ReportData, sections: list[Section], images: dict[str, Path])
 
 def report_predictions(warehouse: Warehouse, predictor_dir: Path) -> pl.DataFrame:
     """Inference predictions for the report: the ``predictions`` table (configurations nobody measured) and
-    the saved predictor's leave-family-out predictions of measured ones (what predicted-against-measured
+    the saved predictor's leave-architecture-out predictions of measured ones (what predicted-against-measured
     plots). Either may be missing."""
     from hwbench_pipeline.predict.predictor import held_out_predictions
 

@@ -18,12 +18,12 @@ def test_report_writes_every_format_from_the_warehouse(measured_warehouse, tmp_p
         text = (out / name).read_text()
         assert "bert/tiny" in text, name
     assert (out / "comparison_report.pdf").read_bytes().startswith(b"%PDF-")
-    # predicted against measured: the predictor's leave-family-out predictions, saved beside it when it trained
+    # predicted against measured: the predictor's leave-architecture-out predictions, saved beside it when it trained
     held_out = held_out_predictions(measured_warehouse / "predictor")
     assert held_out is not None and held_out.height > 0
     assert (held_out["value"] > 0).all() and (held_out["measured_p50_ms"] > 0).all()
     assert set(held_out["family"]) == {"bert", "llama", "vit"}  # every family predicted without itself
-    assert "held out: predictor without this family" in (out / "comparison_report.md").read_text()
+    assert "held out: predictor without this architecture" in (out / "comparison_report.md").read_text()
 
 
 @pytest.mark.slow
