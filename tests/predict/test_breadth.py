@@ -60,3 +60,13 @@ def test_probe_rows_keep_their_own_shape_and_are_held_out_by_architecture(covera
     assert {"roberta", "mistral", "vit_mae", "bert"} <= set(result["held_out"])
     held = oof.filter(pl.col("architecture") == "roberta")
     assert held.height == 1 and held["predicted_ms"][0] > 0
+
+
+def test_a_published_size_decoder_of_any_type_is_counted_on_the_meta_device_not_estimated():
+    from hwbench_pipeline.predict.shapes import FlopCounter, ModelSpec, describe
+
+    spec = ModelSpec("mistral", "full")  # 7 B parameters: counted without allocating a weight
+    flops, how = FlopCounter().per_sample(spec, 128)
+    assert how == "counted"
+    # matmuls dominate: close to 2 x parameters x tokens, plus attention, minus the embedding lookup
+    assert 0.9 < flops / (2 * describe(spec)["params"] * 128) < 1.1

@@ -182,25 +182,32 @@ def run_forward(model: torch.nn.Module, config: Any, batch: int, seq: int, *, se
 
 def count_flops(model: torch.nn.Module, config: Any, batch: int, seq: int, *, seed: int = 0) -> float:
     """FLOPs of one forward pass with the first input recipe that runs, counted by torch's FLOP counter. On a
-    meta-device model nothing is allocated (the attention mask is left out: transformers reads its values)."""
+    meta-device model nothing is allocated; transformers reads an attention mask's values in some models
+    (meta tensors have none) and derives packed sequences from the positions without one in others, so the
+    mask is left out first and kept second (an all-ones mask changes no matmul)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    device = next(model.parameters()).device
+    meta = next(model.parameters()).device.type == "meta"
     first: BaseException | None = None
     for name in recipes_for(model):
+        gen = torch.Generator().manual_seed(seed)
         try:
-            gen = torch.Generator().manual_seed(seed)
             inputs = with_required_companions(model, config, RECIPES[name](model, config, batch, seq, gen), batch,
                                               seq, gen)
-            if device.type == "meta":
-                inputs = {k: v.to("meta") for k, v in inputs.items() if k != "attention_mask"}
-            with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-                generic_forward(model, inputs)
-            return float(counter.get_total_flops())
         except NotApplicable:
             continue
         except Exception as exc:  # noqa: BLE001 - the next recipe may fit
             first = first or exc
+            continue
+        variants = [{k: v.to("meta") for k, v in inputs.items() if k != "attention_mask"},
+                    {k: v.to("meta") for k, v in inputs.items()}] if meta else [inputs]
+        for variant in variants:
+            try:
+                with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+                    generic_forward(model, variant)
+                return float(counter.get_total_flops())
+            except Exception as exc:  # noqa: BLE001 - the next variant or recipe may fit
+                first = first or exc
     raise first or NotApplicable(f"no input recipe fits {type(model).__name__}")
 
 
