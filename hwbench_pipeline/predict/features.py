@@ -95,8 +95,10 @@ def with_shapes(frame: pl.DataFrame, models: pl.DataFrame | None = None) -> pl.D
         [pl.col(c).cast(t) if c in own.columns else pl.lit(None, t).alias(c) for c, t in SHAPE_SCHEMA.items()])],
         how="diagonal_relaxed") if own.height else described
     # the architecture is what leave-one-out evaluation holds out: the model type, whatever named the model
-    return both.with_columns(category=pl.struct("family", "category").map_elements(
-        lambda r: registry_category(r["family"], r["category"]), return_dtype=pl.String),
+    curated = {f: registry_category(f, None) for f in both["family"].unique().to_list()}
+    curated = {f: c for f, c in curated.items() if c is not None}
+    return both.with_columns(
+        category=pl.col("family").replace_strict(curated, default=pl.col("category"), return_dtype=pl.String),
         architecture=pl.coalesce("model_type", "family"))
 
 

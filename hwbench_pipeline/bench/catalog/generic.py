@@ -156,16 +156,21 @@ def generic_forward(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> 
     return main_output(model(**inputs, **extra))
 
 
+def recipe_inputs(name: str, model: torch.nn.Module, config: Any, batch: int, seq: int,
+                  seed: int) -> dict[str, torch.Tensor]:
+    """The inputs recipe ``name`` makes, with the required companions it left out (seeded: the same every time)."""
+    gen = torch.Generator().manual_seed(seed)
+    return with_required_companions(model, config, RECIPES[name](model, config, batch, seq, gen), batch, seq, gen)
+
+
 def run_forward(model: torch.nn.Module, config: Any, batch: int, seq: int, *, seed: int = 0) -> ForwardResult:
     """One forward pass with the first input recipe that works. When none does, the first recipe's error is
     raised (the most specific recipe's complaint says most), carrying every recipe's in ``recipes_tried``."""
     tried: list[str] = []
     first: BaseException | None = None
     for name in recipes_for(model):
-        gen = torch.Generator().manual_seed(seed)
         try:
-            inputs = with_required_companions(model, config, RECIPES[name](model, config, batch, seq, gen), batch,
-                                              seq, gen)
+            inputs = recipe_inputs(name, model, config, batch, seq, seed)
             with torch.inference_mode():
                 output = generic_forward(model, inputs)
             return ForwardResult(name, inputs, output, tried)
@@ -190,10 +195,8 @@ def count_flops(model: torch.nn.Module, config: Any, batch: int, seq: int, *, se
     meta = next(model.parameters()).device.type == "meta"
     first: BaseException | None = None
     for name in recipes_for(model):
-        gen = torch.Generator().manual_seed(seed)
         try:
-            inputs = with_required_companions(model, config, RECIPES[name](model, config, batch, seq, gen), batch,
-                                              seq, gen)
+            inputs = recipe_inputs(name, model, config, batch, seq, seed)
         except NotApplicable:
             continue
         except Exception as exc:  # noqa: BLE001 - the next recipe may fit
