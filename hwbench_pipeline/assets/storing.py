@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from hwbench_pipeline.bench.environment import environment_fields
-from hwbench_pipeline.warehouse.schema import FAILURES
+from hwbench_pipeline.warehouse.schema import CONFIG_KEY, FAILURES
 from hwbench_pipeline.warehouse.store import Warehouse, row_json
 from hwbench_pipeline.warehouse.validation import ValidationOutcome, split_valid_rows
 
@@ -22,7 +22,7 @@ class StoredRun:
 
 def latency_sample_rows(rows: list[dict], scenario: str = "inference") -> list[dict]:
     """The raw samples of measured rows, one row per sample in call order."""
-    key = ["run_id", "target", "family", "preset", "batch_size", "seq_len", "precision", "threads"]
+    key = ["run_id", *CONFIG_KEY]
     return [{**{k: row[k] for k in key}, "scenario": scenario, "sample_index": i, "latency_ms": float(v)}
             for row in rows for i, v in enumerate(row.get("samples_ms") or [])]
 

@@ -14,7 +14,7 @@ next to them: only sizes matter, weights are random), its inputs, how it is desc
 Preset keys starting with ``bench_`` are not transformers fields: they are stored on the config as extra
 attributes and read by :func:`make_inputs` (the DETR / LLaVA-NeXT input image size).
 
-Attention is configured as ``attn_implementation="eager"``, so FLOP counting with
+Attention is configured as ``attn_implementation="eager"`` (``config_key.ATTENTION``), so FLOP counting with
 ``torch.utils.flop_counter.FlopCounterMode`` sees the attention matmuls (the CPU SDPA kernel is not counted).
 """
 
@@ -30,6 +30,7 @@ import transformers
 
 from hwbench_pipeline.bench.catalog.curated import curated
 from hwbench_pipeline.bench.catalog.curated.llava import llava_next_image_size  # noqa: F401 - re-exported
+from hwbench_pipeline.bench.config_key import ATTENTION
 from hwbench_pipeline.bench.families import (  # noqa: F401 - the catalog's names, re-exported
     CATEGORIES,
     FAMILIES,
@@ -78,7 +79,7 @@ def build_config(family: str, preset: str) -> transformers.PretrainedConfig:
     kwargs = copy.deepcopy(curated(family).presets[preset])
     extras = {key: kwargs.pop(key) for key in list(kwargs) if key.startswith("bench_")}
     config = _model_class(spec).config_class(**kwargs)
-    config._attn_implementation = "eager"  # the setter recurses into the sub-configs
+    config._attn_implementation = ATTENTION  # the setter recurses into the sub-configs
     for key, value in extras.items():
         setattr(config, key, value)
     return config
@@ -103,7 +104,7 @@ def build_model(
             from transformers import AutoModel
 
             with torch.device("meta"):
-                return AutoModel.from_config(config, attn_implementation="eager").eval()
+                return AutoModel.from_config(config, attn_implementation=ATTENTION).eval()
         return generic.build_model(config, seed=seed, checkpoint=checkpoint).to(device)
     spec = check_model(family, preset)
     config = build_config(family, preset)

@@ -34,6 +34,7 @@ from hwbench_pipeline.predict.predictor import (
     memory_target,
 )
 from hwbench_pipeline.predict.roofline import Efficiency, overhead_model_ms
+from hwbench_pipeline.warehouse.schema import IDENTITY_COLUMNS
 
 #: the metric a held-out row predicts (the ``predictions`` table's name for median latency)
 PREDICTED_METRIC = "p50_ms"
@@ -90,7 +91,8 @@ def architecture_out_of_fold(frame: pl.DataFrame) -> pl.DataFrame:
         memory_actual = memory_target(test, baselines)
         floor_mb = memory_floor(test, baselines).to_numpy()
         parts.append(test.select("architecture", "family", "preset", "target", "batch_size", "seq_len", "precision",
-                                 "threads", "mode", "p50_ms", "roofline_ms").with_columns(
+                                 "threads", "mode", "p50_ms", "roofline_ms",
+                                 *[c for c in IDENTITY_COLUMNS if c in test.columns]).with_columns(
             peak_rss_mb=test["peak_rss_mb"] if "peak_rss_mb" in test.columns else None,
             contaminated=pl.Series(_contaminated(test)),
             in_domain=pl.Series(in_domain),
@@ -256,6 +258,7 @@ def held_out_rows(oof: pl.DataFrame) -> pl.DataFrame:
     comparison report plots as predicted against measured."""
     return oof.select(
         "family", "preset", "target", "batch_size", "seq_len", "precision", "threads", "mode",
+        *[c for c in IDENTITY_COLUMNS if c in oof.columns],
         pl.lit(PREDICTED_METRIC).alias("metric"),
         pl.col("predicted_ms").alias("value"),
         pl.col("predicted_low").alias("interval_low"),

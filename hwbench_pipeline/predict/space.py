@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
+from hwbench_pipeline.bench.config_key import identity_fields
 from hwbench_pipeline.bench.profiles import Profile, effective_seq_len
 from hwbench_pipeline.predict.recommender import failure_for, target_precisions
 
@@ -61,7 +62,8 @@ def prediction_rows(frame: pl.DataFrame, answer: pl.DataFrame, run_id: str, fing
         level = figures["interval_level"]
         for metric, (value, low, high) in METRICS.items():
             rows.append({
-                "run_id": run_id, **config, "metric": metric, "value": float(figures[value]),
+                "run_id": run_id, **config, **identity_fields(config["family"], config["preset"]),
+                "metric": metric, "value": float(figures[value]),
                 "interval_low": float(figures[low]), "interval_high": float(figures[high]),
                 "interval_level": None if level is None or level != level else float(level),
                 "confidence": figures["confidence"], "source": figures["source"], "model_fingerprint": fingerprint,

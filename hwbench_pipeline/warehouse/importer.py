@@ -36,6 +36,11 @@ family                   ``backend.model_type`` (e.g. bert)
 preset                   the model reference: a Hub id ``org/name`` → ``org--name``; a local path → its last
                          folder name. Not an hwbench preset size: ``source`` tells them apart.
 batch_size, seq_len      ``scenario.input_shapes.batch_size`` / ``.sequence_length`` (required)
+config_hash              ``"unrecorded"``: the report names a model, not the config hwbench would hash
+attention                ``backend.attn_implementation``; ``"default"`` when unset (transformers' own choice)
+quantization             ``"none"``; ``"unrecorded"`` for int8 (the report does not name the recipe)
+cache_precision          ``"none"`` (only single forward passes are imported)
+measurement_method       ``"optimum-benchmark"``: another tool's method, never one configuration with hwbench's
 precision                pytorch: ``autocast_dtype`` when ``autocast_enabled`` (torch's default, bf16 on CPU and
                          fp16 on CUDA, when unset), else ``torch_dtype``; unset means fp32 with transformers < 5
                          and the checkpoint's dtype (unknown: refused) from 5 on. onnxruntime: ``torch_dtype``,
@@ -93,7 +98,15 @@ from typing import Any
 import pyarrow as pa
 
 from hwbench_pipeline.bench.hardware import UnknownTargetError, parse_target
-from hwbench_pipeline.warehouse.schema import CONFIG_KEY, ENVIRONMENT_COLUMNS, FAILURES, INFERENCE_RESULTS, TABLES
+from hwbench_pipeline.warehouse.schema import (
+    CONFIG_KEY,
+    ENVIRONMENT_COLUMNS,
+    FAILURES,
+    INFERENCE_RESULTS,
+    LEGACY_KEY_VALUES,
+    TABLES,
+    UNRECORDED,
+)
 from hwbench_pipeline.warehouse.store import SAFE_NAME, Warehouse, to_arrow
 
 MAX_FILE_BYTES = 64 * 2**20  # a long hwbench sweep with raw samples is a few MB; anything bigger is not ours
@@ -339,6 +352,8 @@ def _hwbench_row(raw: Any, index: int, run_id: str) -> tuple[str, dict]:
             _safe_name(row[key], f"{where}: {key}")
     for key in ("batch_size", "seq_len", "threads"):
         _positive_int(row.get(key), f"{where}: {key}")
+    for key, legacy in LEGACY_KEY_VALUES.items():  # a file written before these key columns: what they meant
+        row[key] = _safe_name(row[key], f"{where}: {key}") if row.get(key) is not None else legacy
     row["run_id"] = run_id
     if table == "failures":
         row.setdefault("scenario", "inference")
@@ -538,6 +553,15 @@ def _optimum_environment(environment: dict, backend: dict, runtime: str) -> dict
     }
 
 
+def _optimum_identity(backend: dict, precision: str) -> dict[str, str]:
+    """The key columns a report does not state as hwbench does: no config (a model id names it), the attention
+    implementation asked for (``default``: the library's own choice), int8's quantization recipe unknown."""
+    attention = backend.get("attn_implementation")
+    return {"config_hash": UNRECORDED, "quantization": UNRECORDED if precision == "int8" else "none",
+            "cache_precision": "none", "measurement_method": SOURCE_OPTIMUM,
+            "attention": _safe_name(attention, "config.backend.attn_implementation") if attention else "default"}
+
+
 def _optimum_row(config: dict, report: dict, run_id: str) -> dict:
     """The inference_results row of one optimum-benchmark run (the mapping table is in the module docstring)."""
     backend = _get(config, "backend", dict, "config", required=True)
@@ -575,6 +599,7 @@ def _optimum_row(config: dict, report: dict, run_id: str) -> dict:
 
     row: dict[str, Any] = {"run_id": run_id, "target": target, "family": family, "preset": preset,
                            "batch_size": batch, "seq_len": seq_len, "precision": precision,
+                           **_optimum_identity(backend, precision),
                            "precision_ran": precision_ran, "threads": threads, "backend": runtime,
                            "device_kind": parse_target(target).device_kind, "status": "ok",
                            "n_samples": count if count is not None else len(samples_ms) or None,

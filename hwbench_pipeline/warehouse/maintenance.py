@@ -74,6 +74,7 @@ from hwbench_pipeline.warehouse.store import (
     SAFE_NAME,
     Warehouse,
     WarehouseError,
+    history_sql,
 )
 
 SEGMENTS_KEY = b"hwbench.segments"
@@ -444,14 +445,22 @@ class RetentionReport:
                 f"only because they hold the newest row of a key")
 
 
+def _key_columns(table: str, path: Path, keys: list[str]) -> pl.DataFrame:
+    """``keys`` and ``_written_at`` of one file, in file order, read as the views read them (legacy key columns
+    filled, a key column no file has yet null)."""
+    source = history_sql(table, "'" + str(path).replace("'", "''") + "'")
+    with duckdb.connect() as con:
+        columns = set(con.sql(source).columns)
+        select = ", ".join(k if k in columns else f"NULL AS {k}" for k in [*keys, "_written_at"])
+        return con.sql(f"SELECT {select} FROM ({source})").pl()
+
+
 def _protected_units(table: str, units: list[RunUnit]) -> set[int]:
     """Indices of the units holding the newest row of some key (all of them when rows tie)."""
     keys = TABLE_KEYS.get(table, ["_partition"])
     frames = []
     for path in sorted({u.path for u in units}):
-        available = set(pq.read_schema(path).names)
-        data = pl.from_arrow(pq.read_table(path, columns=[c for c in [*keys, "_written_at"] if c in available]))
-        data = data.with_columns([pl.lit(None).alias(k) for k in keys if k not in available])
+        data = _key_columns(table, path, keys)
         for i, unit in enumerate(units):
             if unit.path == path:
                 frames.append(data.slice(unit.offset, unit.rows).select([*keys, "_written_at"])

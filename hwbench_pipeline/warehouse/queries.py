@@ -53,13 +53,13 @@ class NoWarehouseError(QueryError):
 # is shown as failed, and the other way round.
 _CURRENT = f"""
 WITH stored AS (
-    SELECT target, family, preset, batch_size, seq_len, precision, threads, status, precision_ran,
+    SELECT {", ".join(CONFIG_KEY)}, status, precision_ran,
            p50_ms, p90_ms, p99_ms, cv, throughput_samples_s, achieved_gflops, pct_of_peak, contaminated,
            NULL::VARCHAR AS failure_class, NULL::VARCHAR AS message, run_id,
            coalesce(finished_at, _written_at) AS measured_at, _written_at
     FROM inference_results_latest
     UNION ALL BY NAME
-    SELECT target, family, preset, batch_size, seq_len, precision, threads, status, failure_class,
+    SELECT {", ".join(CONFIG_KEY)}, status, failure_class,
            split_part(message, chr(10), 1) AS message, run_id,
            coalesce(finished_at, _written_at) AS measured_at, _written_at
     FROM failures_latest
@@ -71,17 +71,19 @@ WITH stored AS (
 )
 """
 
-_COMPARE_COLUMNS = """preset, batch_size, seq_len, precision, target, threads, status, p50_ms, p90_ms,
-    throughput_samples_s, pct_of_peak, achieved_gflops,
-    p50_ms / min(p50_ms) OVER (PARTITION BY preset, batch_size, seq_len, precision) AS p50_vs_best,
+_COMPARE_COLUMNS = """preset, batch_size, seq_len, precision, target, threads, measurement_method, status, p50_ms,
+    p90_ms, throughput_samples_s, pct_of_peak, achieved_gflops,
+    p50_ms / min(p50_ms) OVER (PARTITION BY preset, batch_size, seq_len, precision, measurement_method) AS p50_vs_best,
     precision_ran, contaminated, failure_class, message, run_id, measured_at"""
 
 _HISTORY_MEASURED = f"""coalesce(finished_at, _written_at) AS measured_at, run_id, status,
     NULL::VARCHAR AS failure_class, p50_ms, p90_ms, p99_ms, cv, throughput_samples_s, pct_of_peak, contaminated,
-    stop_reason, n_samples, precision, precision_ran, threads, {", ".join(HISTORY_ENVIRONMENT)},
+    stop_reason, n_samples, precision, precision_ran, threads, config_hash, attention, measurement_method,
+    {", ".join(HISTORY_ENVIRONMENT)},
     NULL::VARCHAR AS message"""
 _HISTORY_FAILED = f"""coalesce(finished_at, _written_at) AS measured_at, run_id, status, failure_class,
-    precision, threads, {", ".join(HISTORY_ENVIRONMENT)}, split_part(message, chr(10), 1) AS message"""
+    precision, threads, config_hash, attention, measurement_method, {", ".join(HISTORY_ENVIRONMENT)},
+    split_part(message, chr(10), 1) AS message"""
 
 _COVERAGE = _CURRENT + """
 , families AS (SELECT family FROM models_latest UNION SELECT family FROM current),

@@ -22,16 +22,39 @@ ENVIRONMENT_COLUMNS = [
     ("git_revision", pa.string()),
 ]
 
-CONFIG_KEY = ["target", "family", "preset", "batch_size", "seq_len", "precision", "threads"]
+#: one configuration: what ran (target, model, its config's hash), its shape, its numerics (precision,
+#: quantization recipe, KV-cache precision, attention implementation), threads, and the measuring method's
+#: version. Rows that differ in any of these are different configurations: never compared as a regression.
+CONFIG_KEY = ["target", "family", "preset", "config_hash", "batch_size", "seq_len", "precision", "quantization",
+              "cache_precision", "attention", "threads", "measurement_method"]
 CONFIG_COLUMNS = [
     ("target", pa.string()),
     ("family", pa.string()),
     ("preset", pa.string()),
+    ("config_hash", pa.string()),
     ("batch_size", pa.int64()),
     ("seq_len", pa.int64()),
     ("precision", pa.string()),
+    ("quantization", pa.string()),
+    ("cache_precision", pa.string()),
+    ("attention", pa.string()),
     ("threads", pa.int64()),
+    ("measurement_method", pa.string()),
 ]
+#: what the key columns added in the open-catalog round mean for rows written before them (docs/warehouse.md,
+#: "The configuration key"). Every such row was measured by hwbench's first method
+#: with a model built with eager attention, unquantized, without a KV cache, or imported from
+#: optimum-benchmark, whose attention the report does not record; no row recorded its config's hash.
+UNRECORDED = "unrecorded"
+#: the key columns beyond labels, shape, precision and threads (bench/config_key.py fills them)
+IDENTITY_COLUMNS = ["config_hash", "quantization", "cache_precision", "attention", "measurement_method"]
+LEGACY_KEY_VALUES: dict[str, str] = {
+    "config_hash": UNRECORDED, "quantization": "none", "cache_precision": "none", "attention": "eager",
+    "measurement_method": "hwbench-1",
+}
+#: where a table says where a row came from (``source``), an imported optimum-benchmark row is told apart
+LEGACY_IMPORTED_KEY_VALUES: dict[str, str] = {"attention": UNRECORDED, "measurement_method": "optimum-benchmark"}
+
 
 #: what ran, as opposed to what was asked for (every measured table starts with these after its key)
 MEASURED_COLUMNS = [
@@ -484,6 +507,16 @@ TABLES: dict[str, pa.Schema] = {
     "architecture_coverage": ARCHITECTURE_COVERAGE,
     "failure_patterns": FAILURE_PATTERNS,
 }
+
+def legacy_key_sql(table: str) -> dict[str, str]:
+    """{column: SQL value} for the key columns a row of ``table`` written before them lacks."""
+    names = TABLES[table].names
+    fills = {column: f"'{value}'" for column, value in LEGACY_KEY_VALUES.items() if column in names}
+    if "source" in names and "measurement_method" in names:
+        for column, value in LEGACY_IMPORTED_KEY_VALUES.items():
+            fills[column] = f"CASE WHEN source = 'optimum-benchmark' THEN '{value}' ELSE {fills[column]} END"
+    return fills
+
 
 #: columns that identify one row of a table within one run (the 'latest' views use them)
 TABLE_KEYS: dict[str, list[str]] = {

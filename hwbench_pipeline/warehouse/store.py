@@ -33,7 +33,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hwbench_pipeline.warehouse.schema import TABLE_KEYS, TABLES
+from hwbench_pipeline.warehouse.schema import TABLE_KEYS, TABLES, legacy_key_sql
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 META_COLUMNS = [("_partition", pa.string()), ("_written_at", pa.timestamp("us", tz="UTC"))]
@@ -45,6 +45,23 @@ PARQUET_WRITE_OPTIONS = {"write_page_checksum": True}
 
 class WarehouseError(ValueError):
     pass
+
+
+def history_sql(table: str, files: str) -> str:
+    """SQL reading ``files`` (a quoted glob or list) of ``table``, with the key columns that rows written before
+    them lack filled with what they meant then (schema.LEGACY_KEY_SQL). The typed empty relation makes every
+    filled column exist even when no file has it yet."""
+    base = f"SELECT * FROM read_parquet({files}, union_by_name = true)"
+    fills = legacy_key_sql(table)
+    if not fills:
+        return base
+    types = {field.name: field.type for field in TABLES[table]}
+    empty = ", ".join(f"CAST(NULL AS {_SQL_TYPES[types[c]]}) AS {c}" for c in fills)
+    replace = ", ".join(f"coalesce({c}, {sql}) AS {c}" for c, sql in fills.items())
+    return f"SELECT * REPLACE ({replace}) FROM ({base} UNION ALL BY NAME SELECT {empty} WHERE false)"
+
+
+_SQL_TYPES = {pa.string(): "VARCHAR", pa.int64(): "BIGINT"}
 
 
 def _check_name(kind: str, value: str) -> str:
@@ -114,7 +131,7 @@ class Warehouse:
         return str(self.parquet_dir / table / "*" / "*.parquet")
 
     def _history_sql(self, table: str) -> str:
-        return f"SELECT * FROM read_parquet('{self._glob(table)}', union_by_name = true)"
+        return history_sql(table, f"'{self._glob(table)}'")
 
     def _latest_sql(self, table: str, source: str) -> str:
         keys = ", ".join(TABLE_KEYS.get(table, ["_partition"]))

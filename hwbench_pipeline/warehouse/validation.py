@@ -17,10 +17,10 @@ from hwbench_pipeline.warehouse.schema import CONFIG_KEY
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 INFERENCE_REQUIRED_COLUMNS = [
-    "run_id", "target", "family", "preset", "batch_size", "seq_len", "precision", "threads", "status",
+    "run_id", *CONFIG_KEY, "status",
     "p50_ms", "p90_ms", "p99_ms", "mean_ms", "n_samples", "throughput_samples_s", "peak_rss_mb", "host",
 ]
-INFERENCE_KEY = ["run_id", "target", "family", "preset", "batch_size", "seq_len", "precision", "threads"]
+INFERENCE_KEY = ["run_id", *CONFIG_KEY]
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 SCENARIOS = ("inference", "training", "distributed")
 THROUGHPUT_RATIO = "throughput_x_p50_per_batch"

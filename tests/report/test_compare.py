@@ -2,6 +2,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import polars as pl
+from key_columns import IDENTITY
 
 from hwbench_pipeline.report.compare import compare_latest_runs
 
@@ -9,7 +10,8 @@ from hwbench_pipeline.report.compare import compare_latest_runs
 def _run(run_id, minutes, samples, family="bert", contaminated=False):
     # Sample lists stand in for two runs' raw latencies: the comparison logic is what is under test.
     return {"run_id": run_id, "target": "cpu-torch", "family": family, "preset": "tiny", "batch_size": 1,
-            "seq_len": 16, "precision": "fp32", "threads": 1, "status": "ok", "p50_ms": float(np.median(samples)),
+            "seq_len": 16, "precision": "fp32", "threads": 1, **IDENTITY, "status": "ok",
+            "p50_ms": float(np.median(samples)),
             "n_samples": len(samples), "samples_ms": [float(s) for s in samples], "contaminated": contaminated,
             "git_revision": run_id, "package_versions": "torch=2.13.0", "host": "h",
             "_written_at": datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=minutes)}

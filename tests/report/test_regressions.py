@@ -180,6 +180,17 @@ def test_a_real_slowdown_is_flagged_at_its_first_run(measured):
     assert finding.changepoint_confirmed and finding.changepoint_p_value <= 0.05
 
 
+def test_a_slowdown_measured_by_another_method_starts_a_new_configuration_and_is_no_regression(measured):
+    # The slowed runs as they would be stored had the measuring method changed before them (a new stopping rule,
+    # SDPA instead of eager attention): the method is part of the key, so they start their own history.
+    history = _history(measured, [*BASELINE_RUNS, NOISE_RUN, *SLOW_RUNS]).with_columns(
+        pl.when(pl.col("run_id").is_in(SLOW_RUNS)).then(pl.lit("hwbench-2")).otherwise("measurement_method").alias("measurement_method"))
+    findings = {f.key["measurement_method"]: f for f in detect_regressions(history)}
+    assert sorted(findings) == ["hwbench-1", "hwbench-2"]
+    assert findings["hwbench-1"].current_run_id == NOISE_RUN and findings["hwbench-1"].verdict == "unchanged"
+    assert findings["hwbench-2"].verdict != "slower" and findings["hwbench-2"].baseline_run_id in (None, *SLOW_RUNS)
+
+
 def test_findings_are_rows_of_the_regressions_table(measured):
     findings = detect_regressions(measured.read("inference_results"))
     measured.write("regressions", finding_rows(findings), run_id="report-1")

@@ -9,6 +9,7 @@ import pytest
 
 from hwbench_pipeline.warehouse import importer
 from hwbench_pipeline.warehouse.importer import ImportRejected, import_paths
+from hwbench_pipeline.warehouse.schema import CONFIG_KEY, LEGACY_KEY_VALUES
 from hwbench_pipeline.warehouse.store import Warehouse
 
 OPTIMUM = Path(__file__).parent / "fixtures" / "optimum_benchmark" / "tiny_bert_cpu_pytorch"
@@ -82,6 +83,7 @@ def test_hwbench_json_lands_with_provenance_and_reimport_is_idempotent(tmp_path,
     result = wh.read("inference_results").row(0, named=True)
     assert (result["run_id"], result["source"], result["target"]) == (run_id, "hwbench-json", "cpu-torch")
     assert (result["family"], result["preset"], result["batch_size"], result["seq_len"]) == ("bert", "tiny", 1, 8)
+    assert {k: result[k] for k in CONFIG_KEY} == {k: ok[k] for k in CONFIG_KEY}  # the whole key, as measured
     assert result["p50_ms"] == ok["p50_ms"] and result["peak_rss_mb"] == ok["peak_rss_mb"]
     assert result["samples_ms"] == ok["samples_ms"] and result["started_at"] == ok["started_at"]
     samples = wh.read("latency_samples").sort("sample_index")
@@ -104,6 +106,15 @@ def test_hwbench_json_lands_with_provenance_and_reimport_is_idempotent(tmp_path,
     assert sorted(_snapshot(wh, skip_locks=True)) == files_before
 
 
+def test_a_file_written_before_the_key_columns_imports_with_what_they_meant(tmp_path, engine_rows):
+    old = [{k: v for k, v in row.items() if k not in LEGACY_KEY_VALUES} for row in engine_rows]
+    wh = Warehouse(tmp_path / "data")
+    import_paths(wh, [_write_json(tmp_path / "old.json", old)])
+    for table in ("inference_results", "failures", "latency_samples"):
+        row = wh.read(table).row(0, named=True)
+        assert {k: row[k] for k in LEGACY_KEY_VALUES} == LEGACY_KEY_VALUES, table
+
+
 def test_optimum_benchmark_report_lands_with_its_own_values(tmp_path):
     wh = Warehouse(tmp_path)
     summary = import_paths(wh, [OPTIMUM / "benchmark.json"])
@@ -113,6 +124,10 @@ def test_optimum_benchmark_report_lands_with_its_own_values(tmp_path):
     key = (row["target"], row["family"], row["preset"], row["batch_size"], row["seq_len"], row["precision"],
            row["threads"])
     assert key == ("cpu-torch", "bert", "tiny-bert", 2, 16, "fp32", 1)
+    # What hwbench keys on and the report does not state as hwbench does: no config (a model id names it), the
+    # attention transformers chose by default, another tool's method.
+    assert (row["config_hash"], row["attention"], row["measurement_method"], row["quantization"]) == (
+        "unrecorded", "default", "optimum-benchmark", "none")
     for stat in ("p50", "p90", "p99", "mean"):
         assert row[f"{stat}_ms"] == pytest.approx(forward["latency"][stat] * 1e3, rel=1e-12)
     assert row["n_samples"] == forward["latency"]["count"] == 30

@@ -1,6 +1,7 @@
 import duckdb
 import pyarrow.parquet as pq
 import pytest
+from key_columns import IDENTITY
 
 from hwbench_pipeline.warehouse.store import Warehouse, WarehouseError
 
@@ -62,3 +63,28 @@ def test_failed_write_leaves_previous_file_intact(tmp_path, monkeypatch):
         wh.write("inference_results", [_row("r1", p50=9.0)], run_id="r1", partition="cpu-torch")
     assert pq.read_table(path).column("p50_ms").to_pylist() == [1.0]
     assert not list(path.parent.glob(".*tmp"))
+
+
+def test_rows_written_before_the_key_columns_read_as_what_they_meant_and_stay_their_own_configuration(tmp_path):
+    from hwbench_pipeline.warehouse.schema import LEGACY_KEY_VALUES
+    from hwbench_pipeline.warehouse.store import to_arrow
+
+    wh = Warehouse(tmp_path)
+    # A file as the release before the key columns wrote it: those columns do not exist in it.
+    old = to_arrow("inference_results", [_row("r1", p50=1.0)]).drop_columns(list(LEGACY_KEY_VALUES))
+    wh.write("inference_results", old, run_id="r1", partition="cpu-torch")
+    [row] = wh.read("inference_results", latest=True).iter_rows(named=True)
+    assert {k: row[k] for k in LEGACY_KEY_VALUES} == LEGACY_KEY_VALUES
+    with duckdb.connect(str(wh.catalog_path), read_only=True) as con:
+        stored = con.execute("SELECT measurement_method, attention, config_hash FROM inference_results_latest")
+        assert stored.fetchall() == [("hwbench-1", "eager", "unrecorded")]
+    # A run of another method is another configuration: both stay in the latest view, neither replaces the other.
+    identity = {**IDENTITY, "attention": "sdpa", "measurement_method": "hwbench-2"}
+    wh.write("inference_results", [_row("r2", p50=2.0, **identity)], run_id="r2", partition="cpu-torch")
+    latest = wh.read("inference_results", latest=True).sort("run_id")
+    assert latest["measurement_method"].to_list() == ["hwbench-1", "hwbench-2"]
+    assert latest["p50_ms"].to_list() == [1.0, 2.0]
+    # A run under the old meaning continues the old configuration.
+    wh.write("inference_results", [_row("r3", p50=3.0, **LEGACY_KEY_VALUES)], run_id="r3", partition="cpu-torch")
+    latest = wh.read("inference_results", latest=True).sort("run_id")
+    assert latest["run_id"].to_list() == ["r2", "r3"]

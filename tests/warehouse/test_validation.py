@@ -1,11 +1,13 @@
+from key_columns import IDENTITY
+
 from hwbench_pipeline.warehouse.validation import inference_suite, split_valid_rows, validate
 
 
 def _row(family, **overrides):
     row = {"run_id": "r1", "target": "cpu-torch", "family": family, "preset": "tiny", "batch_size": 1,
-           "seq_len": 16, "precision": "fp32", "threads": 2, "status": "ok", "p50_ms": 1.0, "p90_ms": 1.2,
-           "p99_ms": 1.5, "mean_ms": 1.1, "n_samples": 20, "throughput_samples_s": 1000.0, "peak_rss_mb": 300.0,
-           "host": "h"}
+           "seq_len": 16, "precision": "fp32", "threads": 2, **IDENTITY, "status": "ok", "p50_ms": 1.0,
+           "p90_ms": 1.2, "p99_ms": 1.5, "mean_ms": 1.1, "n_samples": 20, "throughput_samples_s": 1000.0,
+           "peak_rss_mb": 300.0, "host": "h"}
     return {**row, **overrides}
 
 
@@ -43,7 +45,7 @@ def test_failures_suite_requires_a_known_class_and_a_message():
     from hwbench_pipeline.warehouse.validation import failures_suite
 
     base = {"run_id": "r1", "scenario": "inference", "target": "cpu-torch", "preset": "tiny", "batch_size": 1,
-            "seq_len": 16, "precision": "fp32", "threads": 2, "status": "failed"}
+            "seq_len": 16, "precision": "fp32", "threads": 2, **IDENTITY, "status": "failed"}
     rows = [{**base, "family": "bert", "failure_class": "export_error", "message": "boom"},
             {**base, "family": "vit", "failure_class": "it broke", "message": "boom"},
             {**base, "family": "t5", "failure_class": "timeout", "message": None}]
@@ -58,7 +60,7 @@ def test_latency_samples_suite_rejects_non_positive_samples_and_duplicate_indice
     from hwbench_pipeline.warehouse.validation import latency_samples_suite
 
     base = {"run_id": "r1", "scenario": "inference", "target": "cpu-torch", "family": "bert", "preset": "tiny",
-            "batch_size": 1, "seq_len": 16, "precision": "fp32", "threads": 2}
+            "batch_size": 1, "seq_len": 16, "precision": "fp32", "threads": 2, **IDENTITY}
     good = [{**base, "sample_index": i, "latency_ms": 1.0 + i} for i in range(3)]
     assert validate(pd.DataFrame(good), latency_samples_suite()).success
     bad = good + [{**base, "sample_index": 2, "latency_ms": 0.0}]
@@ -71,7 +73,7 @@ def test_distributed_failures_differing_only_by_strategy_are_distinct():
     from hwbench_pipeline.warehouse.validation import failures_suite
 
     base = {"run_id": "r1", "scenario": "distributed", "target": "cpu-torch", "family": "bert", "preset": "tiny",
-            "batch_size": 8, "seq_len": 32, "precision": "fp32", "threads": 1, "status": "failed",
+            "batch_size": 8, "seq_len": 32, "precision": "fp32", "threads": 1, **IDENTITY, "status": "failed",
             "failure_class": "worker_crashed", "message": "rank 1 died", "workers": 2}
     rows = [{**base, "strategy": "ddp"}, {**base, "strategy": "fsdp"}]
     valid, invalid, _ = split_valid_rows(rows, failures_suite())

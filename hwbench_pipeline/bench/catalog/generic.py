@@ -12,6 +12,7 @@ import torch
 from hwbench_pipeline.bench.catalog.inputs import RECIPES, NotApplicable, recipes_for, with_required_companions
 from hwbench_pipeline.bench.catalog.scaling import AS_IS, scale_config
 from hwbench_pipeline.bench.catalog.sources import ModelSource, ModelSourceError, resolve_model
+from hwbench_pipeline.bench.config_key import ATTENTION
 
 PUBLISHED = "full"  # a model type's default config, as transformers ships it: usually the published size
 
@@ -29,7 +30,7 @@ def source_config(source: ModelSource) -> Any:
     else:
         fixes = default_config_fixes(source.model_type)
         config = AutoConfig.for_model(source.model_type, **{name: value for name, value, _ in fixes})
-    config._attn_implementation = "eager"
+    config._attn_implementation = ATTENTION
     return config
 
 
@@ -70,7 +71,7 @@ def build_config(model: str | ModelSource, preset: str) -> Any:
         raise ModelSourceError(f"{source.name}: a checkpoint is measured with its own weights, at its own size: "
                                f"use preset {AS_IS}")
     config = scale_config(source_config(source), preset)
-    config._attn_implementation = "eager"
+    config._attn_implementation = ATTENTION
     return config
 
 
@@ -79,7 +80,7 @@ def parameter_count(config: Any) -> int:
     from transformers import AutoModel
 
     with torch.device("meta"):
-        model = AutoModel.from_config(config, attn_implementation="eager")
+        model = AutoModel.from_config(config, attn_implementation=ATTENTION)
     return sum(p.numel() for p in model.parameters())
 
 
@@ -105,11 +106,11 @@ def build_model(config: Any, *, seed: int = 0, checkpoint: Path | None = None) -
     refuse_if_too_big(config)
     torch.manual_seed(seed)
     if checkpoint is None:
-        model = AutoModel.from_config(config, attn_implementation="eager")
+        model = AutoModel.from_config(config, attn_implementation=ATTENTION)
     else:
         try:
             model, info = AutoModel.from_pretrained(
-                checkpoint, config=config, attn_implementation="eager", local_files_only=True,
+                checkpoint, config=config, attn_implementation=ATTENTION, local_files_only=True,
                 trust_remote_code=False, use_safetensors=True, output_loading_info=True,
                 ignore_mismatched_sizes=True)  # mismatches are listed below and refused, with their names
         except (RuntimeError, ValueError, OSError) as exc:

@@ -9,8 +9,6 @@ It runs in a fresh process like every measurement, so a crash or a hang costs on
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
 import sys
 import time
@@ -19,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from hwbench_pipeline.bench.config_key import config_hash
 from hwbench_pipeline.bench.failures import BenchmarkFailure, classify
 from hwbench_pipeline.bench.trackers.stats import StoppingRule
 
@@ -45,12 +44,6 @@ class ProbeConfig:
     @property
     def label(self) -> str:
         return f"{self.target} {self.model_type}/{self.preset}"
-
-
-def config_hash(config: Any) -> str:
-    """A short, stable hash of a config's contents (what the architecture's rows are keyed on)."""
-    text = json.dumps(config.to_dict(), sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def missing_package(exc: BaseException) -> str | None:

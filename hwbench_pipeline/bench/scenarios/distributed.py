@@ -40,6 +40,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from hwbench_pipeline.bench.config_key import identity_fields
 from hwbench_pipeline.bench.failures import BenchmarkFailure, UnsupportedConfigurationError, classify
 from hwbench_pipeline.bench.scenarios.rows import failure_fields, load_fields
 
@@ -111,7 +112,7 @@ class DistributedConfig:
         return {
             "target": self.target, "family": self.family, "preset": self.preset, "batch_size": self.batch_size,
             "seq_len": self.seq_len, "precision": self.precision, "threads": self.threads,
-            "strategy": self.strategy, "workers": self.workers,
+            "strategy": self.strategy, "workers": self.workers, **identity_fields(self.family, self.preset),
         }
 
 

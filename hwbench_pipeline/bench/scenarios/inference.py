@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from hwbench_pipeline.bench.config_key import identity_fields
 from hwbench_pipeline.bench.scenarios.rows import failure_fields, load_fields, measured_or_failure
 from hwbench_pipeline.bench.trackers.stats import StoppingRule, summarize
 
@@ -47,6 +48,7 @@ class InferenceConfig:
             "seq_len": self.seq_len,
             "precision": self.precision,
             "threads": self.threads,
+            **identity_fields(self.family, self.preset),
         }
 
 

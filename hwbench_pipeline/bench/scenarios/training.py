@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from hwbench_pipeline.bench.config_key import identity_fields
 from hwbench_pipeline.bench.failures import UnsupportedConfigurationError
 from hwbench_pipeline.bench.scenarios.rows import failure_fields, load_fields, measured_or_failure
 from hwbench_pipeline.bench.trackers.stats import StoppingRule, summarize
@@ -96,6 +97,7 @@ class TrainingConfig:
             "seq_len": self.seq_len,
             "precision": self.precision,
             "threads": self.threads,
+            **identity_fields(self.family, self.preset),
         }
 
     def sweep_key(self) -> tuple:

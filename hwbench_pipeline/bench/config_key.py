@@ -1,0 +1,63 @@
+"""The parts of a configuration's key that its labels do not say: the hash of the config the model is built
+from, and the numerics and method it is measured with. docs/warehouse.md ("The configuration key") explains
+why each is part of the key."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from typing import Any
+
+#: how hwbench measures, versioned: bumped whenever a change to timing, warm-up, stopping or the timed model
+#: could move a number, so that rows of two methods are never compared as a regression of one another
+METHOD = "hwbench-1"
+#: the attention implementation every model is built with (FLOP counters see its matmuls)
+ATTENTION = "eager"
+NO_QUANTIZATION = "none"
+NO_CACHE = "none"
+#: the config hash of a configuration whose config cannot be built (its failure row says why)
+UNBUILT = "unbuilt"
+
+#: config fields that say where or by which library version a config was written, not what it builds
+_PROVENANCE_FIELDS = ("transformers_version", "_name_or_path")
+
+
+def _without_provenance(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _without_provenance(v) for k, v in data.items() if k not in _PROVENANCE_FIELDS}
+    if isinstance(data, (list, tuple)):
+        return [_without_provenance(v) for v in data]
+    return data
+
+
+def config_hash(config: Any) -> str:
+    """16 hex digits of the SHA-256 of ``config``'s settings (sub-configs included), written as sorted JSON."""
+    text = json.dumps(_without_provenance(config.to_dict()), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def model_config_hash(family: str, preset: str) -> str:
+    """The hash of the config ``family`` (a curated family, a model type, a config file or a checkpoint) builds
+    at ``preset``; :data:`UNBUILT` when it cannot be built. A file is read again on every call (it may change)."""
+    if "/" in family or family.endswith(".json"):
+        return _hash_of(family, preset)
+    return _cached_hash_of(family, preset)
+
+
+def _hash_of(family: str, preset: str) -> str:
+    from hwbench_pipeline.bench import models
+
+    try:
+        return config_hash(models.build_config(family, preset))
+    except Exception:  # noqa: BLE001 - building it again in the measurement raises, and its row says why
+        return UNBUILT
+
+
+_cached_hash_of = functools.lru_cache(maxsize=4096)(_hash_of)
+
+
+def identity_fields(family: str, preset: str) -> dict[str, Any]:
+    """The key columns besides the labels, shape, precision and threads of a configuration hwbench measures."""
+    return {"config_hash": model_config_hash(family, preset), "quantization": NO_QUANTIZATION,
+            "cache_precision": NO_CACHE, "attention": ATTENTION, "measurement_method": METHOD}
