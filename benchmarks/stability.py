@@ -12,7 +12,7 @@ import argparse
 import statistics
 
 from hwbench_pipeline.bench.dispatch import run_configurations
-from hwbench_pipeline.bench.scenarios.inference import InferenceConfig
+from hwbench_pipeline.bench.scenarios.inference import InferenceConfig, InferenceScenario
 from hwbench_pipeline.bench.trackers.stats import StoppingRule
 
 
@@ -30,7 +30,7 @@ def main() -> None:
 
     config = InferenceConfig(args.model, args.preset, args.target, args.batch, args.seq, threads=args.threads,
                              rule=StoppingRule(ci_target=0.01, max_seconds=10.0))
-    rows = run_configurations([config] * args.runs, "stability", dispatch=args.dispatch, log=print)
+    rows = run_configurations(InferenceScenario(), [config] * args.runs, "stability", dispatch=args.dispatch, log=print)
     medians = []
     for i, row in enumerate(rows, start=1):
         if row["status"] != "ok":

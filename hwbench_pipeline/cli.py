@@ -86,7 +86,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from hwbench_pipeline.bench.catalog.sources import ModelSourceError
     from hwbench_pipeline.bench.families import UnknownModelError
     from hwbench_pipeline.bench.hardware import UnknownTargetError, parse_target
-    from hwbench_pipeline.bench.scenarios.inference import InferenceConfig
+    from hwbench_pipeline.bench.scenarios.inference import InferenceConfig, InferenceScenario
     from hwbench_pipeline.bench.trackers.stats import StoppingRule
 
     # What can be refused without torch is refused first: in milliseconds, and before a fork server starts.
@@ -109,9 +109,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         for t in targets for b in _csv_ints(args.batch, "--batch") for s in seqs
     ]
     if dispatch == "process":
-        from hwbench_pipeline.bench import local_process
+        from hwbench_pipeline.bench.launchers.process import start_server
 
-        local_process.start_server()  # its imports run while this process detects the targets
+        start_server()  # its imports run while this process detects the targets
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
@@ -133,8 +133,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         def on_result(i, n, cfg, row):
             progress.update(task, completed=i, description=f"done: {cfg.label}")
 
-        rows = run_configurations(configs, run_id, ray_address=ray_address, dispatch=dispatch, timeout_s=args.timeout,
-                                  lock_dir=host_lock_dir(), on_result=on_result,
+        rows = run_configurations(InferenceScenario(), configs, run_id, ray_address=ray_address, dispatch=dispatch,
+                                  timeout_s=args.timeout, lock_dir=host_lock_dir(), on_result=on_result,
                                   log=console.print)
     table = Table(title=f"hwbench bench {args.model}/{args.preset} on {', '.join(targets)}")
     for col in ("target", "batch", "seq", "precision", "p50 ms", "p90 ms", "p99 ms", "CV", "samples/s", "peak RSS MiB",

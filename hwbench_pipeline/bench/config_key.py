@@ -61,3 +61,14 @@ def identity_fields(family: str, preset: str) -> dict[str, Any]:
     """The key columns besides the labels, shape, precision and threads of a configuration hwbench measures."""
     return {"config_hash": model_config_hash(family, preset), "quantization": NO_QUANTIZATION,
             "cache_precision": NO_CACHE, "attention": ATTENTION, "measurement_method": METHOD}
+
+
+def key_fields(cfg: Any) -> dict[str, Any]:
+    """The configuration key of a scenario's configuration (any object with target, family, preset, batch_size,
+    seq_len, precision and threads), in the warehouse's column order."""
+    identity = identity_fields(cfg.family, cfg.preset)
+    return {"target": cfg.target, "family": cfg.family, "preset": cfg.preset, "config_hash": identity["config_hash"],
+            "batch_size": cfg.batch_size, "seq_len": cfg.seq_len, "precision": cfg.precision,
+            "quantization": identity["quantization"], "cache_precision": identity["cache_precision"],
+            "attention": identity["attention"], "threads": cfg.threads,
+            "measurement_method": identity["measurement_method"]}

@@ -1,4 +1,4 @@
-"""Imported once by the local fork server (:mod:`hwbench_pipeline.bench.local_process`) before it forks
+"""Imported once by the local fork server (:mod:`hwbench_pipeline.bench.launchers.process`) before it forks
 measuring processes: everything here is imported, never run. Nothing may touch a device or start a thread
 that holds locks across a fork (numpy's OpenBLAS pool starts at import and is fork-safe: it stops at fork)."""
 

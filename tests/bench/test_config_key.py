@@ -2,7 +2,9 @@ import json
 
 from hwbench_pipeline.bench import models
 from hwbench_pipeline.bench.config_key import UNBUILT, config_hash, identity_fields, model_config_hash
+from hwbench_pipeline.bench.scenarios.distributed import DistributedConfig
 from hwbench_pipeline.bench.scenarios.inference import InferenceConfig
+from hwbench_pipeline.bench.scenarios.training import TrainingConfig
 from hwbench_pipeline.warehouse.schema import CONFIG_KEY
 
 
@@ -41,9 +43,12 @@ def test_a_model_that_cannot_be_built_keys_as_unbuilt():
 
 
 def test_every_scenario_key_holds_every_key_column():
-    cfg = InferenceConfig("bert", "tiny", "cpu-torch", batch_size=1, seq_len=16)
-    assert list(cfg.key_fields()) == [k for k in cfg.key_fields() if k in CONFIG_KEY]
-    assert set(cfg.key_fields()) == set(CONFIG_KEY)
+    inference = InferenceConfig("bert", "tiny", "cpu-torch", batch_size=1, seq_len=16)
+    training = TrainingConfig("bert", "tiny", "cpu-torch", batch_size=1, seq_len=16)
+    distributed = DistributedConfig(family="bert", preset="tiny", target="cpu-torch", strategy="ddp", workers=2,
+                                    batch_size=4, seq_len=16)
+    assert list(inference.key_fields()) == list(training.key_fields()) == CONFIG_KEY  # in the warehouse's order
+    assert list(distributed.key_fields()) == [*CONFIG_KEY, "strategy", "workers"]
     assert identity_fields("bert", "tiny") == {"config_hash": config_hash(models.build_config("bert", "tiny")),
                                                "quantization": "none", "cache_precision": "none",
                                                "attention": "eager", "measurement_method": "hwbench-1"}

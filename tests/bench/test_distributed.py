@@ -9,9 +9,10 @@ import psutil
 import pytest
 
 from hwbench_pipeline.assets.storing import store_measurements
-from hwbench_pipeline.bench.dispatch import NODE_SLOT, target_resource
+from hwbench_pipeline.bench.dispatch import run_configurations
+from hwbench_pipeline.bench.launchers.ray import NODE_SLOT, target_resource
 from hwbench_pipeline.bench.profiles import ProfileError, load_profile
-from hwbench_pipeline.bench.scenarios.distributed import DistributedConfig, placement_refusal, run_distributed
+from hwbench_pipeline.bench.scenarios.distributed import DistributedConfig, DistributedScenario, placement_refusal
 from hwbench_pipeline.bench.trackers.resource_sampler import NodeLoadWindow, ResourceSampler, combine_load_windows
 from hwbench_pipeline.warehouse.store import Warehouse
 from hwbench_pipeline.warehouse.validation import distributed_suite
@@ -142,8 +143,8 @@ def test_a_worker_killed_mid_run_is_retried_or_recorded_and_nothing_partial_is_s
         os.kill(pid, signal.SIGKILL)
         killed[cfg] = pid
 
-    rows = run_distributed([retried, lost, too_many], "killtest", lock_dir=tmp_path / "locks",
-                           on_progress=kill_rank_1)
+    rows = run_configurations(DistributedScenario(), [retried, lost, too_many], "killtest",
+                              lock_dir=tmp_path / "locks", on_progress=kill_rank_1)
     assert len(killed) == 2, killed
     ok, crashed, refused = rows
     assert ok["status"] == "ok" and ok["attempts"] == 2, ok.get("message")  # Ray Train started it again

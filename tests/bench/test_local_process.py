@@ -10,7 +10,7 @@ import time
 import pytest
 
 from hwbench_pipeline.bench.dispatch import run_configurations
-from hwbench_pipeline.bench.scenarios.inference import InferenceConfig, run_configuration
+from hwbench_pipeline.bench.scenarios.inference import InferenceConfig, InferenceScenario, run_configuration
 from hwbench_pipeline.bench.trackers.stats import StoppingRule
 
 RULE = StoppingRule(ci_target=0.05, min_samples=5, max_seconds=0.3, warmup_min_calls=2, warmup_window=2,
@@ -21,17 +21,19 @@ def _config(batch: int) -> InferenceConfig:
     return InferenceConfig("bert", "tiny", "cpu-torch", batch, 8, threads=1, rule=RULE)
 
 
-def killed_on_batch_2(cfg: InferenceConfig, run_id: str) -> dict:
+class KilledOnBatch2(InferenceScenario):
     """Measures like the engine, except that the batch-2 configuration's process is killed outright (as the
     kernel's OOM killer would)."""
-    if cfg.batch_size == 2:
-        os.kill(os.getpid(), signal.SIGKILL)
-    return run_configuration(cfg, run_id)
+
+    def measure(self, cfg: InferenceConfig, run_id: str) -> dict:
+        if cfg.batch_size == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return run_configuration(cfg, run_id)
 
 
 def test_each_configuration_runs_in_its_own_fresh_process(tmp_path):
-    rows = run_configurations([_config(1), _config(1), _config(3)], "local", dispatch="process", lock_dir=tmp_path,
-                              retry_contaminated=0, timeout_s=120)
+    rows = run_configurations(InferenceScenario(), [_config(1), _config(1), _config(3)], "local", dispatch="process",
+                              lock_dir=tmp_path, retry_contaminated=0, timeout_s=120)
     assert [r["status"] for r in rows] == ["ok", "ok", "ok"], rows
     pids = [r["worker_pid"] for r in rows]
     assert len(set(pids)) == 3 and os.getpid() not in pids
@@ -42,8 +44,8 @@ def test_each_configuration_runs_in_its_own_fresh_process(tmp_path):
 
 
 def test_a_killed_process_is_a_worker_crashed_row_and_the_rest_carries_on(tmp_path):
-    rows = run_configurations([_config(1), _config(2), _config(3)], "local", dispatch="process", lock_dir=tmp_path,
-                              retry_contaminated=0, timeout_s=120, measure=killed_on_batch_2)
+    rows = run_configurations(KilledOnBatch2(), [_config(1), _config(2), _config(3)], "local", dispatch="process",
+                              lock_dir=tmp_path, retry_contaminated=0, timeout_s=120)
     assert [r["status"] for r in rows] == ["ok", "failed", "ok"], rows
     assert rows[1]["failure_class"] == "worker_crashed"
     assert "killed by SIGKILL" in rows[1]["message"]
@@ -52,8 +54,8 @@ def test_a_killed_process_is_a_worker_crashed_row_and_the_rest_carries_on(tmp_pa
 def test_a_configuration_past_its_timeout_is_killed_and_recorded(tmp_path):
     slow = InferenceConfig("bert", "base", "cpu-torch", 1, 128, threads=1, rule=StoppingRule(max_seconds=60))
     t0 = time.monotonic()
-    rows = run_configurations([slow], "local", dispatch="process", lock_dir=tmp_path, retry_contaminated=0,
-                              timeout_s=1.0)
+    rows = run_configurations(InferenceScenario(), [slow], "local", dispatch="process", lock_dir=tmp_path,
+                              retry_contaminated=0, timeout_s=1.0)
     assert rows[0]["failure_class"] == "timeout", rows
     assert rows[0]["message"].startswith("no result after")
     # killed at the limit: a bert-base run measuring for up to a minute is not waited for
@@ -62,14 +64,15 @@ def test_a_configuration_past_its_timeout_is_killed_and_recorded(tmp_path):
 
 def test_more_threads_than_cores_is_refused_before_starting(tmp_path):
     cfg = InferenceConfig("bert", "tiny", "cpu-torch", 1, 8, threads=(os.cpu_count() or 1) + 1, rule=RULE)
-    rows = run_configurations([cfg], "local", dispatch="process", lock_dir=tmp_path)
+    rows = run_configurations(InferenceScenario(), [cfg], "local", dispatch="process", lock_dir=tmp_path)
     assert rows[0]["failure_class"] == "unsupported_configuration"
     assert "threads asked for" in rows[0]["message"]
 
 
 def test_process_dispatch_refuses_a_ray_cluster(tmp_path):
     with pytest.raises(ValueError, match="this host only"):
-        run_configurations([_config(1)], "local", dispatch="process", ray_address="ray://cluster:10001")
+        run_configurations(InferenceScenario(), [_config(1)], "local", dispatch="process",
+                           ray_address="ray://cluster:10001")
     env = {**os.environ, "RAY_ADDRESS": "ray://cluster:10001", "HWBENCH_DATA_DIR": str(tmp_path / "data")}
     result = subprocess.run([sys.executable, "-m", "hwbench_pipeline.cli", "bench", "--model", "bert",
                              "--dispatch", "process"], capture_output=True, text=True, env=env, timeout=120)
@@ -88,7 +91,7 @@ def grows_without_bound(cfg, run_id: str) -> dict:
 
 
 def test_a_process_past_its_memory_limit_is_killed_before_it_takes_the_host():
-    from hwbench_pipeline.bench.local_process import WorkerOutOfMemory, measure_in_fresh_process
+    from hwbench_pipeline.bench.launchers.process import WorkerOutOfMemory, measure_in_fresh_process
 
     t0 = time.monotonic()
     with pytest.raises(WorkerOutOfMemory, match=r"grew to \d+ MiB, past its limit of 600 MiB"):
@@ -111,7 +114,7 @@ def leaves_a_temporary_directory_and_dies(cfg: str, run_id: str) -> dict:
 def test_a_killed_process_leaves_no_temporary_files_behind(tmp_path):
     from pathlib import Path
 
-    from hwbench_pipeline.bench.local_process import WorkerCrashed, measure_in_fresh_process
+    from hwbench_pipeline.bench.launchers.process import WorkerCrashed, measure_in_fresh_process
 
     where = tmp_path / "where.txt"
     with pytest.raises(WorkerCrashed):

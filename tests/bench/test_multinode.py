@@ -5,8 +5,9 @@ import pytest
 import ray
 from ray.cluster_utils import Cluster
 
-from hwbench_pipeline.bench.dispatch import NODE_SLOT, target_resource
-from hwbench_pipeline.bench.scenarios.distributed import DistributedConfig, run_distributed
+from hwbench_pipeline.bench.dispatch import run_configurations
+from hwbench_pipeline.bench.launchers.ray import NODE_SLOT, target_resource
+from hwbench_pipeline.bench.scenarios.distributed import DistributedConfig, DistributedScenario
 
 
 def _config(target: str, workers: int = 1) -> DistributedConfig:
@@ -36,8 +37,9 @@ def two_node_cluster():
 @pytest.mark.slow
 def test_each_run_lands_on_the_node_that_advertises_its_target(two_node_cluster):
     cpu_node, gpu_node = two_node_cluster
-    rows = run_distributed([_config("cpu-torch"), _config("cuda0-torch"), _config("cpu-torch", workers=2)],
-                           "multinode")
+    rows = run_configurations(DistributedScenario(),
+                              [_config("cpu-torch"), _config("cuda0-torch"), _config("cpu-torch", workers=2)],
+                              "multinode")
     on_cpu, on_gpu, too_many = rows
     # the CPU run trained on the CPU target's node (the node id each worker read from its own runtime context)
     assert on_cpu["status"] == "ok", on_cpu.get("message")

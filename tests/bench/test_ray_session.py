@@ -6,7 +6,7 @@ import sys
 import pytest
 import ray
 
-from hwbench_pipeline.bench.dispatch import ray_session
+from hwbench_pipeline.bench.launchers.ray import ray_session
 from hwbench_pipeline.bench.ray_worker_setup import PLACEMENT_GROUP_CLEANER_LOGGER
 
 

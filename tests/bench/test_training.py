@@ -199,15 +199,14 @@ def test_profile_training_section(tmp_path):
 @pytest.mark.slow
 def test_training_through_ray_dispatch_runs_each_batch_in_a_fresh_worker_and_stops_sweeps(tmp_path):
     from hwbench_pipeline.bench.dispatch import run_configurations
-    from hwbench_pipeline.bench.scenarios.training import run_training_configuration, training_failure_row
+    from hwbench_pipeline.bench.scenarios.training import TrainingScenario
 
     fits = sweep_configs(_config("vit", batch=1, seq=1, count_flops=False), [1, 2], max_batch=2)
     # 1 MiB cannot hold a Python process: the sweep's first batch is over budget and the second is not run
     over = sweep_configs(_config(batch=1, memory_budget_mb=1.0, count_flops=False), [1, 2], max_batch=2)
     logged: list[str] = []
-    rows = run_configurations(fits + over, "ray-run", lock_dir=tmp_path, timeout_s=300, retry_contaminated=0,
-                              measure=run_training_configuration, failure=training_failure_row,
-                              skip_reason=sweep_skip_reason, log=logged.append)
+    rows = run_configurations(TrainingScenario(), fits + over, "ray-run", lock_dir=tmp_path, timeout_s=300,
+                              retry_contaminated=0, log=logged.append)
     mark_batch_scaling(rows)
     assert all(r["status"] == "ok" for r in rows), [r.get("message") for r in rows]
     assert [(r["family"], r["batch_size"]) for r in rows] == [("vit", 1), ("vit", 2), ("bert", 1)]

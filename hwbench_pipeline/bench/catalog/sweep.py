@@ -65,7 +65,7 @@ def run_sweep(configs: Iterable[ProbeConfig], journal: Path, run_id: str, *, tim
     """Probe each configuration not already in ``journal`` in a fresh process; returns this call's rows."""
     import transformers
 
-    from hwbench_pipeline.bench.local_process import (
+    from hwbench_pipeline.bench.launchers.process import (
         WorkerCrashed,
         WorkerOutOfMemory,
         WorkerTimeout,

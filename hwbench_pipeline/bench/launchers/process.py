@@ -1,4 +1,4 @@
-"""Measure one configuration in a fresh local process, without Ray.
+"""The process launcher: each configuration in a fresh local process forked from a preloaded server, no Ray.
 
 A fork server is started once per hwbench process and imports torch, transformers and the engine
 (:mod:`hwbench_pipeline.bench.worker_preload`). Each configuration then runs in a new process forked from
@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import multiprocessing
 import multiprocessing.connection
+import os
 import shutil
 import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
+
+from hwbench_pipeline.bench.launchers.base import FailureFunction, MeasureFunction
 
 PRELOAD_MODULES = ["hwbench_pipeline.bench.worker_preload"]
 
@@ -130,3 +133,25 @@ def measure_in_fresh_process(measure: Callable[[Any, str], dict], cfg: Any, run_
             proc.kill()
             proc.join()
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+class ProcessLauncher:
+    """Each configuration in a fresh local process forked from a preloaded server (no Ray; this host only)."""
+
+    def __init__(self, measure: MeasureFunction) -> None:
+        self._measure = measure
+        start_server()
+
+    def unavailable(self, cfg: Any) -> str | None:
+        cores = os.cpu_count() or 1
+        if cfg.target.startswith("cpu") and cfg.threads > cores:
+            return f"{cfg.threads} threads asked for, this host has {cores} cores"
+        return None
+
+    def measure(self, cfg: Any, run_id: str, timeout_s: float, failure: FailureFunction) -> dict:
+        try:
+            return measure_in_fresh_process(self._measure, cfg, run_id, timeout_s)
+        except WorkerTimeout as exc:
+            return failure(cfg, run_id, "timeout", str(exc))
+        except WorkerCrashed as exc:
+            return failure(cfg, run_id, "worker_crashed", str(exc))

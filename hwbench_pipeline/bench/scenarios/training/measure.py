@@ -1,4 +1,4 @@
-"""Training scenario: forward, backward and an AdamW step of one catalog model on one target; one row.
+"""Measuring one training configuration in its worker: forward, backward and an AdamW step; one row.
 
 Runs inside a fresh worker process (see :mod:`hwbench_pipeline.bench.dispatch`), so the RSS high-water mark
 is this configuration's own. In that process, in order:
@@ -27,82 +27,19 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from hwbench_pipeline.bench.config_key import identity_fields
 from hwbench_pipeline.bench.failures import UnsupportedConfigurationError
 from hwbench_pipeline.bench.scenarios.rows import failure_fields, load_fields, measured_or_failure
-from hwbench_pipeline.bench.trackers.stats import StoppingRule, summarize
-
-LOSS_WINDOW = 5  # training losses averaged when deciding whether the target was reached
-EVAL_SAMPLES = 32  # held-out samples for the initial / final loss and accuracy
-MAX_GRAD_NORM = 1.0  # gradient clipping, as common trainers do by default
-WARMUP_STEPS = 10  # linear learning-rate warm-up
-# AdamW learning rate per preset when none is given: narrower models take larger steps. Chosen on the
-# standard tasks here: at 3e-3 the tiny presets of 12 of 13 families reach half their initial loss within
-# 60 steps (whisper-tiny needs 1e-3 and ~100 steps). Small presets at batch 4: at 1e-3 (with warm-up) the
-# training loss of bert and vit halved but their held-out loss ended higher (unstable); at 3e-4 bert, vit
-# and llama reached half in 39, 23 and 40 steps with held-out accuracy 100 %, 97 % and 72 %; whisper-small
-# learned at neither within 40.
-DEFAULT_LEARNING_RATES = {"tiny": 3e-3, "small": 3e-4, "base": 3e-4, "full": 1e-4}
-
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    family: str
-    preset: str
-    target: str
-    batch_size: int
-    seq_len: int
-    precision: str = "fp32"
-    threads: int = 1
-    rule: StoppingRule = field(default_factory=StoppingRule)
-    convergence_steps: int = 0  # 0: no convergence run in this configuration
-    learning_rate: float | None = None  # None: DEFAULT_LEARNING_RATES[preset]
-    target_fraction: float = 0.5
-    memory_budget_mb: float | None = None  # None: memory_budget_fraction of the device's free memory
-    memory_budget_fraction: float = 0.5
-    count_flops: bool = True
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.seq_len < 1 or self.threads < 1:
-            raise ValueError(f"batch, sequence and threads must be positive: {self.label}")
-        if self.convergence_steps < 0:
-            raise ValueError(f"convergence_steps must be >= 0, got {self.convergence_steps}")
-        if not 0 < self.target_fraction < 1:
-            raise ValueError(f"target_fraction must be between 0 and 1, got {self.target_fraction}")
-        if not 0 < self.memory_budget_fraction <= 1:
-            raise ValueError(f"memory_budget_fraction must be in (0, 1], got {self.memory_budget_fraction}")
-        if self.memory_budget_mb is not None and self.memory_budget_mb <= 0:
-            raise ValueError(f"memory_budget_mb must be positive, got {self.memory_budget_mb}")
-        if self.learning_rate is None:
-            object.__setattr__(self, "learning_rate", DEFAULT_LEARNING_RATES.get(self.preset, 3e-4))
-        if self.learning_rate <= 0:
-            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
-
-    @property
-    def label(self) -> str:
-        return (f"{self.target} train {self.family}/{self.preset} bs={self.batch_size} seq={self.seq_len} "
-                f"{self.precision} t={self.threads}")
-
-    def key_fields(self) -> dict[str, object]:
-        return {
-            "target": self.target,
-            "family": self.family,
-            "preset": self.preset,
-            "batch_size": self.batch_size,
-            "seq_len": self.seq_len,
-            "precision": self.precision,
-            "threads": self.threads,
-            **identity_fields(self.family, self.preset),
-        }
-
-    def sweep_key(self) -> tuple:
-        """What a batch-size sweep holds fixed: everything but the batch."""
-        return (self.target, self.family, self.preset, self.seq_len, self.precision, self.threads)
+from hwbench_pipeline.bench.scenarios.training.config import (
+    EVAL_SAMPLES,
+    LOSS_WINDOW,
+    MAX_GRAD_NORM,
+    WARMUP_STEPS,
+    TrainingConfig,
+)
+from hwbench_pipeline.bench.trackers.stats import summarize
 
 
 def _now() -> datetime:
@@ -419,70 +356,3 @@ def training_failure_row(cfg: TrainingConfig, run_id: str, failure_class: str, m
 def run_training_configuration(cfg: TrainingConfig, run_id: str) -> dict:
     """Measure one training configuration; any failure becomes a classified failure row, not an exception."""
     return measured_or_failure(measure_training, training_failure_row, cfg, run_id)
-
-
-# ---- batch-size sweeps --------------------------------------------------------------------------------------
-
-
-def sweep_configs(base: TrainingConfig, batch_sizes: list[int] | tuple[int, ...], max_batch: int,
-                  convergence_batch: int | None = None) -> list[TrainingConfig]:
-    """The listed batch sizes, then doublings of the largest up to ``max_batch``, in increasing order. Only the
-    configuration at ``convergence_batch`` (default: the largest listed batch) keeps ``base``'s convergence
-    run; the others time steps only."""
-    sizes = sorted(set(batch_sizes))
-    convergence_batch = convergence_batch or sizes[-1]
-    if convergence_batch not in sizes:
-        raise ValueError(f"convergence batch {convergence_batch} is not one of the batch sizes {sizes}")
-    while sizes[-1] * 2 <= max_batch:
-        sizes.append(sizes[-1] * 2)
-    return [replace(base, batch_size=b, convergence_steps=base.convergence_steps if b == convergence_batch else 0)
-            for b in sizes]
-
-
-def _stop_cause(row: dict) -> str | None:
-    if row.get("status") == "ok":
-        if row.get("within_budget") is False:
-            return "memory_budget"
-        return None
-    return "out_of_memory" if row.get("failure_class") == "out_of_memory" else None
-
-
-def sweep_skip_reason(cfg: TrainingConfig, rows: list[dict]) -> str | None:
-    """Why ``cfg`` is not run: a smaller batch of its sweep was already over the memory budget or out of memory
-    (for :func:`hwbench_pipeline.bench.dispatch.run_configurations`' ``skip_reason``)."""
-    for row in rows:
-        same = (row.get("target"), row.get("family"), row.get("preset"), row.get("seq_len"),
-                row.get("precision"), row.get("threads")) == cfg.sweep_key()
-        cause = _stop_cause(row) if same and row.get("batch_size", 0) < cfg.batch_size else None
-        if cause == "memory_budget":
-            return (f"batch {row['batch_size']} already peaked at {row.get('device_peak_mb') or row['peak_rss_mb']:.0f}"
-                    f" MiB, over the {row['memory_budget_mb']:.0f} MiB memory budget")
-        if cause == "out_of_memory":
-            return f"batch {row['batch_size']} already ran out of memory"
-    return None
-
-
-def mark_batch_scaling(rows: list[dict]) -> None:
-    """Set, on every training row, the largest batch of its sweep that ran within the memory budget and why
-    the sweep stopped: memory_budget, out_of_memory, failure, or batch_cap (every batch up to the sweep's
-    largest, ``max_batch`` or the largest listed, fitted)."""
-    groups: dict[tuple, list[dict]] = {}
-    for row in rows:
-        key = (row.get("target"), row.get("family"), row.get("preset"), row.get("seq_len"), row.get("precision"),
-               row.get("threads"))
-        groups.setdefault(key, []).append(row)
-    for group in groups.values():
-        group.sort(key=lambda r: r["batch_size"])
-        fitted = [r["batch_size"] for r in group if r.get("status") == "ok" and r.get("within_budget")]
-        causes = [c for c in map(_stop_cause, group) if c]
-        if causes:
-            stop = causes[0]
-        elif group[-1].get("status") != "ok":
-            stop = "failure"
-        else:
-            stop = "batch_cap"
-        for row in group:
-            if row.get("status") == "ok":
-                row["max_batch_in_budget"] = max(fitted) if fitted else None
-                row["batch_scaling_stop"] = stop
-

@@ -1,0 +1,1 @@
+"""Launchers: how a configuration reaches a fresh process (forked here, a Ray task, a Ray Train job)."""

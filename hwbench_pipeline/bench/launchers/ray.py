@@ -1,0 +1,114 @@
+"""The Ray launcher: each configuration as a Ray task on a node that has its target, one measurement per node.
+
+Placement and exclusivity are Ray resources:
+
+* every node that measures advertises ``hwbench_node_slot: 1``; every measurement asks for it, so two
+  measurements never overlap on one node;
+* a node advertises ``hwbench_target:<key>: 1`` for each target it has; a measurement asks for its target's,
+  so it lands on the hardware it measures (a Ray cluster's nodes are started with these resources);
+* ``max_calls=1`` retires the worker after one task: each configuration starts in a fresh process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from hwbench_pipeline.bench.launchers.base import FailureFunction, MeasureFunction
+
+NODE_SLOT = "hwbench_node_slot"
+# every worker of a private local instance quiets a Ray Train logger that cannot work without the dashboard
+WORKER_RUNTIME_ENV = {"worker_process_setup_hook": "hwbench_pipeline.bench.ray_worker_setup.configure_worker_logging"}
+# Ray takes custom resource names verbatim; ':' keeps them readable and cannot appear in a target key.
+TARGET_RESOURCE_PREFIX = "hwbench_target:"
+
+
+def target_resource(key: str) -> str:
+    return f"{TARGET_RESOURCE_PREFIX}{key}"
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None, targets: Sequence[str]) -> Iterator[bool]:
+    """Connect to the cluster at ``address`` or start a private local instance; yields True when local."""
+    import ray
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private local instance needs no token
+    if ray.is_initialized():
+        yield False
+        return
+    local = not address
+    if local:
+        ray.init(
+            num_cpus=os.cpu_count(),
+            resources={NODE_SLOT: 1, **{target_resource(t): 1 for t in targets}},
+            include_dashboard=False,
+            logging_level="WARNING",
+            log_to_driver=True,
+            # Ray would otherwise start idle workers in the background, which import Python while a
+            # measurement runs: a worker is started only when a configuration is ready to run.
+            _system_config={"enable_worker_prestart": False, "prestart_worker_first_driver": False},
+            runtime_env=WORKER_RUNTIME_ENV,
+        )
+    else:
+        ray.init(address=address, logging_level="WARNING")
+    try:
+        yield local
+    finally:
+        ray.shutdown()
+
+
+def _missing_resources(cfg: Any) -> str | None:
+    import ray
+
+    total = ray.cluster_resources()
+    for name in (NODE_SLOT, target_resource(cfg.target)):
+        if total.get(name, 0) < 1:
+            return name
+    if total.get("CPU", 0) < cfg.threads:
+        return f"{cfg.threads} CPUs on one node"
+    return None
+
+
+def _remote_measure(measure_fn: MeasureFunction):
+    import ray
+
+    @ray.remote(max_calls=1, max_retries=0)
+    def measure(cfg: Any, run_id: str) -> dict:
+        return measure_fn(cfg, run_id)
+
+    return measure
+
+
+class RayLauncher:
+    """Each configuration as a Ray task that asks for its node slot and target (see the module docstring)."""
+
+    def __init__(self, measure: MeasureFunction) -> None:
+        self._remote = _remote_measure(measure)
+
+    def unavailable(self, cfg: Any) -> str | None:
+        missing = _missing_resources(cfg)
+        if missing is None:
+            return None
+        return (f"no Ray node offers {missing}; nodes must advertise {NODE_SLOT} and "
+                f"{target_resource(cfg.target)} (see README, 'Using a Ray cluster')")
+
+    def measure(self, cfg: Any, run_id: str, timeout_s: float, failure: FailureFunction) -> dict:
+        import ray
+        from ray.exceptions import GetTimeoutError, RayError
+
+        ref = self._remote.options(
+            num_cpus=cfg.threads if cfg.target.startswith("cpu") else 1,
+            resources={NODE_SLOT: 1, target_resource(cfg.target): 1},
+        ).remote(cfg, run_id)
+        t0 = time.monotonic()
+        try:
+            return ray.get(ref, timeout=timeout_s)
+        except GetTimeoutError:
+            ray.cancel(ref, force=True)
+            return failure(cfg, run_id, "timeout",
+                           f"no result after {time.monotonic() - t0:.0f} s (limit {timeout_s:.0f} s)")
+        except RayError as exc:
+            return failure(cfg, run_id, "worker_crashed", f"{type(exc).__name__}: {exc}")

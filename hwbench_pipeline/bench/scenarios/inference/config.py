@@ -1,0 +1,34 @@
+"""One inference configuration: what is measured, at which shape and precision, with which stopping rule."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hwbench_pipeline.bench.config_key import key_fields
+from hwbench_pipeline.bench.trackers.stats import StoppingRule
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    family: str
+    preset: str
+    target: str
+    batch_size: int
+    seq_len: int
+    precision: str = "fp32"
+    threads: int = 1
+    rule: StoppingRule = field(default_factory=StoppingRule)
+    count_flops: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.seq_len < 1 or self.threads < 1:
+            raise ValueError(f"batch, sequence and threads must be positive: {self.label}")
+
+    @property
+    def label(self) -> str:
+        return (f"{self.target} {self.family}/{self.preset} bs={self.batch_size} seq={self.seq_len} "
+                f"{self.precision} t={self.threads}")
+
+    def key_fields(self) -> dict[str, object]:
+        return key_fields(self)

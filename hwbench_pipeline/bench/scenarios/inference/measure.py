@@ -1,0 +1,116 @@
+"""Measuring one inference configuration in its worker process: build, export or convert, check against the
+torch output, time under the stopping rule, and return one result row (or its classified failure row).
+
+Runs inside a fresh worker process (see :mod:`hwbench_pipeline.bench.dispatch`), so the RSS high-water mark
+is this configuration's own and nothing another configuration loaded is still warm.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import UTC, datetime
+
+from hwbench_pipeline.bench.scenarios.inference.config import InferenceConfig
+from hwbench_pipeline.bench.scenarios.inference.timing import check_agreement, forward_counting_flops, time_calls
+from hwbench_pipeline.bench.scenarios.rows import failure_fields, load_fields, measured_or_failure
+from hwbench_pipeline.bench.trackers.stats import summarize
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def measure_inference(cfg: InferenceConfig, run_id: str) -> dict:
+    """Measure one configuration. Raises on failure (see :func:`run_configuration`)."""
+    import torch
+
+    from hwbench_pipeline.bench import models
+    from hwbench_pipeline.bench.backends import load_backend
+    from hwbench_pipeline.bench.environment import environment_fields
+    from hwbench_pipeline.bench.hardware import parse_target
+    from hwbench_pipeline.bench.trackers.memory import current_rss_mb, rss_high_water_mb
+    from hwbench_pipeline.bench.trackers.system_load import is_contaminated, load_between, read_cpu_times
+
+    started = _now()
+    target = parse_target(cfg.target)
+    torch.set_num_threads(cfg.threads)
+    backend = load_backend(target.backend)
+    models.import_model_code(cfg.family)
+    baseline_rss = current_rss_mb()
+
+    t0 = time.perf_counter()
+    config = models.build_config(cfg.family, cfg.preset)
+    model = models.build_model(cfg.family, cfg.preset, seed=cfg.seed)
+    inputs = models.make_inputs(cfg.family, config, cfg.batch_size, cfg.seq_len, seed=cfg.seed, model=model)
+    build_s = time.perf_counter() - t0
+    params = sum(p.numel() for p in model.parameters())
+    if cfg.count_flops:
+        reference, flops = forward_counting_flops(model, inputs, models.forward)
+    else:
+        with torch.inference_mode():
+            reference, flops = models.forward(model, inputs), None
+    reference = reference.float().cpu()
+    t0 = time.perf_counter()
+    runner = backend.prepare(model, inputs, models.forward, target.torch_device, cfg.precision)
+    load_s = build_s + time.perf_counter() - t0  # build + prepare (export/convert/compile), not the checks
+    try:
+        t0 = time.perf_counter()
+        runner()
+        first_call_ms = (time.perf_counter() - t0) * 1e3
+        max_abs_diff, max_rel_diff = check_agreement(runner.output(), reference,
+                                                     backend.tolerance(runner.precision), cfg.label)
+
+        cpu_before = read_cpu_times()
+        samples, warmup_calls, stop_reason = time_calls(runner, cfg.rule)
+        load = load_between(cpu_before, read_cpu_times())
+        device_peak = runner.peak_memory_mb()
+        precision_ran = runner.precision
+    finally:
+        runner.release()
+
+    stats = summarize(samples)
+    p50_s = stats["p50_ms"] / 1e3
+    tokens = models.tokens_per_call(cfg.family, config, cfg.batch_size, cfg.seq_len)
+    contaminated = is_contaminated(load)
+    return {
+        "run_id": run_id,
+        **cfg.key_fields(),
+        "precision_ran": precision_ran,
+        "backend": target.backend,
+        "device_kind": target.device_kind,
+        "status": "ok",
+        "params": int(params),
+        "n_samples": len(samples),
+        "warmup_calls": warmup_calls,
+        "stop_reason": stop_reason,
+        "ci_target": cfg.rule.ci_target,
+        **stats,
+        "throughput_samples_s": cfg.batch_size / p50_s,
+        "throughput_tokens_s": tokens / p50_s if tokens else None,
+        "first_call_ms": first_call_ms,
+        "load_s": load_s,
+        "baseline_rss_mb": baseline_rss,
+        "peak_rss_mb": rss_high_water_mb(),
+        "device_peak_mb": device_peak,
+        "flops_per_call": flops,
+        "max_abs_diff": max_abs_diff,
+        "max_rel_diff": max_rel_diff,
+        "achieved_gflops": flops / p50_s / 1e9 if flops else None,
+        **load_fields(load, contaminated),
+        "samples_ms": [float(s) for s in samples],
+        "worker_pid": os.getpid(),
+        "started_at": started,
+        "finished_at": _now(),
+        **environment_fields(),
+    }
+
+
+def failure_row(cfg: InferenceConfig, run_id: str, failure_class: str, message: str,
+                started: datetime | None = None) -> dict:
+    return failure_fields("inference", cfg.key_fields(), run_id, failure_class, message, started)
+
+
+def run_configuration(cfg: InferenceConfig, run_id: str) -> dict:
+    """Measure one configuration; any failure becomes a classified failure row instead of an exception."""
+    return measured_or_failure(measure_inference, failure_row, cfg, run_id)

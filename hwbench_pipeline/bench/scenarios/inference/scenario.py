@@ -1,0 +1,50 @@
+"""The inference scenario: one forward pass of a model on one target, timed under the stopping rule."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from hwbench_pipeline.bench.peaks import compare_with_peak
+from hwbench_pipeline.bench.scenarios.base import Plan, Scenario, failure_line
+from hwbench_pipeline.bench.scenarios.inference.config import InferenceConfig
+from hwbench_pipeline.bench.scenarios.inference.measure import failure_row, run_configuration
+
+if TYPE_CHECKING:
+    from hwbench_pipeline.bench.profiles import Profile
+
+
+class InferenceScenario(Scenario):
+    name = "inference"
+    results_table = "inference_results"
+
+    def plan(self, profile: Profile, target: str, run_id: str) -> Plan:
+        from hwbench_pipeline.bench.backends import load_backend
+        from hwbench_pipeline.bench.hardware import parse_target
+
+        parsed = parse_target(target)
+        supported = load_backend(parsed.backend).precisions(parsed.device_kind)
+        runnable = profile.inference_configs(target, precisions_available=supported)
+        refused = [failure_row(c, run_id, "unsupported_configuration",
+                               f"precision {c.precision} is not supported on {target} "
+                               f"(supported: {', '.join(supported)})")
+                   for c in profile.inference_configs(target) if c.precision not in supported]
+        return Plan(runnable, refused, f"{len(refused)} refused (precision not supported here)")
+
+    def measure(self, cfg: InferenceConfig, run_id: str) -> dict:
+        return run_configuration(cfg, run_id)
+
+    def failure_row(self, cfg: InferenceConfig, run_id: str, failure_class: str, message: str,
+                    started: datetime | None = None) -> dict:
+        return failure_row(cfg, run_id, failure_class, message, started)
+
+    def finish(self, rows: list[dict], plan: Plan, run_id: str, peaks: dict | None) -> list[dict]:
+        compare_with_peak(rows, peaks or {})
+        return rows + plan.refused
+
+    def describe(self, cfg: InferenceConfig, row: dict) -> str:
+        if row["status"] != "ok":
+            return failure_line(cfg, row)
+        busy = " (busy machine)" if row.get("contaminated") else ""
+        return (f"{cfg.label}: p50 {row['p50_ms']:.3f} ms, {row['throughput_samples_s']:.1f} samples/s, "
+                f"{row['n_samples']} samples, {row['stop_reason']}{busy}")
