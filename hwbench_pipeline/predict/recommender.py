@@ -63,6 +63,27 @@ class Ranking:
 
 
 # ---- candidates --------------------------------------------------------------------------------------------
+#: a measured figure whose median's 95 % interval is wider than this, relative to the median, is not "high"
+NOISY_HALFWIDTH = 0.05
+
+
+def measured_confidence(rows: pl.DataFrame) -> pl.Expr:
+    """How far a measured figure can be trusted (docs/predictor.md, "Confidence"): ``low`` when other work ran
+    beside it (contaminated), ``medium`` when its median's interval is wider than ±NOISY_HALFWIDTH or unknown,
+    or when it is a coverage probe's short series, else ``high``."""
+    columns = set(rows.columns)
+    contaminated = pl.col("contaminated").fill_null(False) if "contaminated" in columns else pl.lit(False)
+    probe = (pl.col("measurement") == "probe").fill_null(False) if "measurement" in columns else pl.lit(False)
+    if {"median_ci_low_ms", "median_ci_high_ms"} <= columns:
+        noisy = ((pl.col("median_ci_high_ms") - pl.col("median_ci_low_ms")) / 2 / pl.col("p50_ms")
+                 > NOISY_HALFWIDTH).fill_null(True)
+    else:
+        noisy = pl.lit(True)
+    return (pl.when(contaminated).then(pl.lit("low"))
+            .when(probe | noisy).then(pl.lit("medium"))
+            .otherwise(pl.lit("high")))
+
+
 def measured_figures(results: pl.DataFrame, spec: ModelSpec, mode: str) -> pl.DataFrame:
     """The model's measured configurations with the recommender's column names."""
     if not results.height:
@@ -78,7 +99,7 @@ def measured_figures(results: pl.DataFrame, spec: ModelSpec, mode: str) -> pl.Da
         latency_ms=pl.col("p50_ms"), latency_low_ms=pl.min_horizontal(low, "p50_ms"),
         latency_high_ms=pl.max_horizontal(high, "p50_ms"),
         throughput_samples_s=pl.col("throughput_samples_s"),
-        memory_mb=pl.col("peak_rss_mb"), source=pl.lit("measured"), confidence=pl.lit("high"),
+        memory_mb=pl.col("peak_rss_mb"), source=pl.lit("measured"), confidence=measured_confidence(rows),
         source_run_id=pl.col("run_id"),
     )
 

@@ -136,3 +136,17 @@ def test_packaged_price_file_is_all_placeholders():
     prices = load_prices(DEFAULT_PRICES)
     assert prices.entries and all(price is None and "placeholder" in source for _, price, source in prices.entries)
     assert prices.per_hour("cpu-torch") is None and "placeholder" in prices.source("cuda0-torch")
+
+
+def test_a_measured_figure_is_high_confidence_only_when_quiet_and_tight(results):
+    from hwbench_pipeline.predict.recommender import NOISY_HALFWIDTH, measured_figures
+
+    rows = results.filter((pl.col("family") == "bert") & (pl.col("preset") == "small"))
+    figures = measured_figures(results, BERT, "inference")
+    halfwidth = (rows["median_ci_high_ms"] - rows["median_ci_low_ms"]) / 2 / rows["p50_ms"]
+    for confidence, contaminated, width in zip(figures["confidence"], rows["contaminated"], halfwidth, strict=True):
+        if contaminated:
+            assert confidence == "low"  # measured beside other work: never trusted as a clean figure
+        else:
+            assert confidence == ("high" if width <= NOISY_HALFWIDTH else "medium")
+    assert {"high", "low"} <= set(figures["confidence"])  # the fixture's bert/small has quiet and busy rows
