@@ -12,8 +12,14 @@ from typing import Any
 #: how hwbench measures, versioned: bumped whenever a change to timing, warm-up, stopping or the timed model
 #: could move a number, so that rows of two methods are never compared as a regression of one another
 METHOD = "hwbench-1"
-#: the attention implementation every model is built with (FLOP counters see its matmuls)
+#: the attention implementation every model is built with: FLOP counters see its matmuls, exporters trace it,
+#: and training runs it
 ATTENTION = "eager"
+#: what an inference configuration on torch asks for: transformers' own choice, SDPA where every part of the
+#: model supports it, as users run it (the row's ``attention_ran`` says which ran)
+DEFAULT_ATTENTION = "default"
+#: backends that time the model itself; the others time a graph exported from the model as built
+_RUN_THE_MODEL = ("torch",)
 NO_QUANTIZATION = "none"
 NO_CACHE = "none"
 #: the config hash of a configuration whose config cannot be built (its failure row says why)
@@ -57,16 +63,24 @@ def _hash_of(family: str, preset: str) -> str:
 _cached_hash_of = functools.lru_cache(maxsize=4096)(_hash_of)
 
 
-def identity_fields(family: str, preset: str) -> dict[str, Any]:
+def inference_attention(target: str) -> str:
+    """The attention an inference configuration on ``target`` asks for: the default where the backend times the
+    model itself, the built model's (eager) where it times an exported graph."""
+    from hwbench_pipeline.bench.hardware import parse_target
+
+    return DEFAULT_ATTENTION if parse_target(target).backend in _RUN_THE_MODEL else ATTENTION
+
+
+def identity_fields(family: str, preset: str, attention: str = ATTENTION) -> dict[str, Any]:
     """The key columns besides the labels, shape, precision and threads of a configuration hwbench measures."""
     return {"config_hash": model_config_hash(family, preset), "quantization": NO_QUANTIZATION,
-            "cache_precision": NO_CACHE, "attention": ATTENTION, "measurement_method": METHOD}
+            "cache_precision": NO_CACHE, "attention": attention, "measurement_method": METHOD}
 
 
-def key_fields(cfg: Any) -> dict[str, Any]:
+def key_fields(cfg: Any, attention: str = ATTENTION) -> dict[str, Any]:
     """The configuration key of a scenario's configuration (any object with target, family, preset, batch_size,
     seq_len, precision and threads), in the warehouse's column order."""
-    identity = identity_fields(cfg.family, cfg.preset)
+    identity = identity_fields(cfg.family, cfg.preset, attention)
     return {"target": cfg.target, "family": cfg.family, "preset": cfg.preset, "config_hash": identity["config_hash"],
             "batch_size": cfg.batch_size, "seq_len": cfg.seq_len, "precision": cfg.precision,
             "quantization": identity["quantization"], "cache_precision": identity["cache_precision"],

@@ -15,7 +15,8 @@ Preset keys starting with ``bench_`` are not transformers fields: they are store
 attributes and read by :func:`make_inputs` (the DETR / LLaVA-NeXT input image size).
 
 Attention is configured as ``attn_implementation="eager"`` (``config_key.ATTENTION``), so FLOP counting with
-``torch.utils.flop_counter.FlopCounterMode`` sees the attention matmuls (the CPU SDPA kernel is not counted).
+``torch.utils.flop_counter.FlopCounterMode`` sees the attention matmuls (the CPU SDPA kernel is not counted);
+:func:`use_default_attention` switches a built model to what users run (docs/measurement.md, "Attention").
 """
 
 from __future__ import annotations
@@ -120,6 +121,16 @@ def build_model(
     # fail under inference_mode for modules fed a parameter (wav2vec2's weight-norm parametrization).
     model.requires_grad_(False)
     return model.to(device=device, dtype=torch.float32).eval()
+
+
+def use_default_attention(model: torch.nn.Module) -> str:
+    """Switch a model built with eager attention to the one transformers picks by default (SDPA where every part
+    of the model supports it, else eager), weights unchanged; returns the implementation that now runs."""
+    try:
+        model.set_attn_implementation("sdpa")
+    except (ValueError, ImportError):  # a part without SDPA (DETR's ResNet, CLAP): the default is eager
+        model.set_attn_implementation(ATTENTION)
+    return model.config._attn_implementation
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from hwbench_pipeline.bench.config_key import identity_fields
+from hwbench_pipeline.bench.config_key import ATTENTION, identity_fields, inference_attention
 from hwbench_pipeline.bench.profiles import Profile, effective_seq_len
 from hwbench_pipeline.predict.recommender import failure_for, target_precisions
 
@@ -62,7 +62,7 @@ def prediction_rows(frame: pl.DataFrame, answer: pl.DataFrame, run_id: str, fing
         level = figures["interval_level"]
         for metric, (value, low, high) in METRICS.items():
             rows.append({
-                "run_id": run_id, **config, **identity_fields(config["family"], config["preset"]),
+                "run_id": run_id, **config, **identity_fields(config["family"], config["preset"], _attention(config)),
                 "metric": metric, "value": float(figures[value]),
                 "interval_low": float(figures[low]), "interval_high": float(figures[high]),
                 "interval_level": None if level is None or level != level else float(level),
@@ -70,6 +70,11 @@ def prediction_rows(frame: pl.DataFrame, answer: pl.DataFrame, run_id: str, fing
                 "held_out_mape": _finite(figures.get("held_out_mape")) if metric != "peak_memory_mb" else None,
             })
     return rows
+
+
+def _attention(config: dict) -> str:
+    """The attention the predicted configuration would be measured with (that of its measured neighbours)."""
+    return inference_attention(config["target"]) if config["mode"] == "inference" else ATTENTION
 
 
 def _finite(value) -> float | None:

@@ -59,6 +59,7 @@ LEGACY_IMPORTED_KEY_VALUES: dict[str, str] = {"attention": UNRECORDED, "measurem
 #: what ran, as opposed to what was asked for (every measured table starts with these after its key)
 MEASURED_COLUMNS = [
     ("precision_ran", pa.string()),
+    ("attention_ran", pa.string()),
     ("backend", pa.string()),
     ("device_kind", pa.string()),
     ("status", pa.string()),

@@ -39,7 +39,7 @@ def test_each_configuration_runs_in_its_own_fresh_process(tmp_path):
     assert len(set(pids)) == 3 and os.getpid() not in pids
     for row in rows:
         assert row["p50_ms"] > 0 and row["n_samples"] >= 5 and row["flops_per_call"] > 0
-        assert row["max_abs_diff"] == 0.0  # cpu-torch fp32 against the reference from the counted forward
+        assert row["max_rel_diff"] < 1e-4  # SDPA against the eager reference from the counted forward
         assert row["peak_rss_mb"] >= row["baseline_rss_mb"] > 0
 
 

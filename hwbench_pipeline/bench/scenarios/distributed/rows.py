@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from hwbench_pipeline.bench.config_key import ATTENTION
 from hwbench_pipeline.bench.scenarios.distributed.config import DistributedConfig
 from hwbench_pipeline.bench.scenarios.rows import failure_fields, load_fields
 
@@ -75,6 +76,7 @@ def result_row(cfg: DistributedConfig, run_id: str, payload: dict, *, started: d
         "run_id": run_id,
         **cfg.key_fields(),
         "precision_ran": cfg.precision,
+        "attention_ran": ATTENTION,  # the model as built: training times eager attention
         "backend": first["backend"],
         "device_kind": parse_target(cfg.target).device_kind,
         "status": "ok",

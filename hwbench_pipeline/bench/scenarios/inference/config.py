@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hwbench_pipeline.bench.config_key import key_fields
+from hwbench_pipeline.bench.config_key import inference_attention, key_fields
 from hwbench_pipeline.bench.trackers.stats import StoppingRule
 
 
@@ -30,5 +30,10 @@ class InferenceConfig:
         return (f"{self.target} {self.family}/{self.preset} bs={self.batch_size} seq={self.seq_len} "
                 f"{self.precision} t={self.threads}")
 
+    @property
+    def attention(self) -> str:
+        """The attention implementation asked for (config_key.inference_attention)."""
+        return inference_attention(self.target)
+
     def key_fields(self) -> dict[str, object]:
-        return key_fields(self)
+        return key_fields(self, self.attention)

@@ -11,6 +11,7 @@ import os
 import time
 from datetime import UTC, datetime
 
+from hwbench_pipeline.bench.config_key import ATTENTION, DEFAULT_ATTENTION
 from hwbench_pipeline.bench.scenarios.inference.config import InferenceConfig
 from hwbench_pipeline.bench.scenarios.inference.timing import check_agreement, forward_counting_flops, time_calls
 from hwbench_pipeline.bench.scenarios.rows import failure_fields, load_fields, measured_or_failure
@@ -52,6 +53,8 @@ def measure_inference(cfg: InferenceConfig, run_id: str) -> dict:
             reference, flops = models.forward(model, inputs), None
     reference = reference.float().cpu()
     t0 = time.perf_counter()
+    # FLOPs and the reference came from the eager model; the timed one runs what the configuration asks for
+    attention_ran = models.use_default_attention(model) if cfg.attention == DEFAULT_ATTENTION else ATTENTION
     runner = backend.prepare(model, inputs, models.forward, target.torch_device, cfg.precision)
     load_s = build_s + time.perf_counter() - t0  # build + prepare (export/convert/compile), not the checks
     try:
@@ -77,6 +80,7 @@ def measure_inference(cfg: InferenceConfig, run_id: str) -> dict:
         "run_id": run_id,
         **cfg.key_fields(),
         "precision_ran": precision_ran,
+        "attention_ran": attention_ran,
         "backend": target.backend,
         "device_kind": target.device_kind,
         "status": "ok",

@@ -30,6 +30,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from hwbench_pipeline.bench.config_key import ATTENTION
 from hwbench_pipeline.bench.failures import UnsupportedConfigurationError
 from hwbench_pipeline.bench.scenarios.rows import failure_fields, load_fields, measured_or_failure
 from hwbench_pipeline.bench.scenarios.training.config import (
@@ -313,6 +314,7 @@ def measure_training(cfg: TrainingConfig, run_id: str) -> dict:
         "run_id": run_id,
         **cfg.key_fields(),
         "precision_ran": cfg.precision,
+        "attention_ran": ATTENTION,  # the model as built: training times eager attention
         "backend": target.backend,
         "device_kind": target.device_kind,
         "status": "ok",
