@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The CUDA check for a host with an NVIDIA GPU: bert, vit and a decoder on cuda0-torch (and cuda0-onnxruntime
-# when onnxruntime-gpu is installed), rows as JSON under ${OUT:-./cuda-check}. Run from the repo root with the
-# project's environment active; bert also runs through Ray. Prints each table; exits non-zero if a configuration fails.
+# when onnxruntime-gpu is installed) and the GPU's measured peaks, as JSON under ${OUT:-./cuda-check}. Run
+# from the repo root with the project's environment active; bert also runs through Ray. Prints each table; exits non-zero if a configuration fails.
 set -euo pipefail
 out=${OUT:-./cuda-check}
 mkdir -p "$out"
@@ -20,4 +20,10 @@ for target in cuda0-torch cuda0-onnxruntime; do
   python -m hwbench_pipeline.cli bench --model bert --preset base --target "$target" --batch 1 --seq 128 \
     --max-seconds 5 --dispatch ray --json "$out/${target}_bert_ray.json" || status=1
 done
+# the GPU's measured peaks: the GEMM grows until one multiply takes 50 ms (n and GFLOP/s per precision)
+if grep -q "available  cuda0-torch" "$out/targets.txt"; then
+  python -c "import json; from hwbench_pipeline.bench.peaks import measure_peaks; \
+print(json.dumps(measure_peaks('cuda:0', ('fp32', 'bf16', 'fp16'), 1), indent=1))" \
+    | tee "$out/cuda0_peaks.json" || status=1
+fi
 exit $status

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-GEMM_N_MAX = 2048
+GEMM_N_START = 512
 GEMM_MIN_SECONDS = 0.05  # grow n until one multiply takes this long, so call overhead is negligible
 COPY_MIB = 256
 REPEATS = 5
@@ -48,12 +48,7 @@ def _torch_gemm(device: str, dtype_name: str, n: int) -> tuple[float, float]:
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     out = torch.empty(n, n, device=device, dtype=dtype)
-
-    def sync() -> None:
-        if device.startswith("cuda"):
-            torch.cuda.synchronize(device)
-
-    best, spread = _best_time(lambda: torch.mm(a, b, out=out), sync)
+    best, spread = _best_time(lambda: torch.mm(a, b, out=out), lambda: _sync(device))
     return 2 * n**3 / best / 1e9, spread
 
 
@@ -74,27 +69,51 @@ def _copy_bandwidth(device: str, mib: int) -> tuple[float, float]:
     n = mib * 2**20 // 4
     src = torch.ones(n, device=device, dtype=torch.float32)
     dst = torch.empty_like(src)
-
-    def sync() -> None:
-        if device.startswith("cuda"):
-            torch.cuda.synchronize(device)
-
-    best, spread = _best_time(lambda: dst.copy_(src), sync)
+    best, spread = _best_time(lambda: dst.copy_(src), lambda: _sync(device))
     return 2 * src.numel() * 4 / best / 1e9, spread
 
 
-def _gemm_size(device: str) -> int:
-    """The smallest power-of-two n (512 … GEMM_N_MAX) whose fp32 multiply takes GEMM_MIN_SECONDS here."""
+def _sync(device: str) -> None:
     import torch
 
-    n = 512
-    while n < GEMM_N_MAX:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
+
+
+def free_memory_bytes(device: str) -> float:
+    import torch
+
+    if device.startswith("cuda"):
+        return float(torch.cuda.mem_get_info(torch.device(device))[0])
+    from hwbench_pipeline.bench.trackers.memory import available_memory_mb
+
+    return available_memory_mb() * 2**20
+
+
+def gemm_size_limit(free_bytes: float) -> int:
+    """The largest power-of-two n (at least GEMM_N_START) whose three n × n fp32 matrices, the multiply's
+    operands and output, fit in a quarter of ``free_bytes``."""
+    n = GEMM_N_START
+    while 3 * (2 * n) ** 2 * 4 <= free_bytes / 4:
+        n *= 2
+    return n
+
+
+def gemm_size(device: str) -> int:
+    """The smallest power-of-two n from GEMM_N_START whose fp32 multiply takes GEMM_MIN_SECONDS here, timed
+    from a synchronized device, within the memory limit (a fast GPU needs n of 8192 or more: at 2048 one
+    multiply is a fraction of a millisecond and the launch overhead would be part of the peak)."""
+    import torch
+
+    limit = gemm_size_limit(free_memory_bytes(device))
+    n = GEMM_N_START
+    while n < limit:
         a = torch.randn(n, n, device=device)
         torch.mm(a, a)
+        _sync(device)  # the warm-up multiply has finished before the clock starts
         t0 = time.perf_counter()
         torch.mm(a, a)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize(device)
+        _sync(device)
         if time.perf_counter() - t0 >= GEMM_MIN_SECONDS:
             break
         n *= 2
@@ -111,7 +130,7 @@ def measure_peaks(device: str, precisions: tuple[str, ...], threads: int, *, gem
     import torch
 
     torch.set_num_threads(threads)
-    gemm_n = gemm_n or _gemm_size(device)
+    gemm_n = gemm_n or gemm_size(device)
     compute: dict[str, PeakFigure] = {}
     for precision in precisions:
         candidates = []
