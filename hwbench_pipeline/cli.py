@@ -137,20 +137,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
                                   timeout_s=args.timeout, lock_dir=host_lock_dir(), on_result=on_result,
                                   log=console.print)
     table = Table(title=f"hwbench bench {args.model}/{args.preset} on {', '.join(targets)}")
-    for col in ("target", "batch", "seq", "precision", "p50 ms", "p90 ms", "p99 ms", "CV", "samples/s", "peak RSS MiB",
-                "GFLOP/s", "samples", "stopped by"):
+    for col in ("target", "batch", "seq", "precision", "attention", "p50 ms", "p90 ms", "p99 ms", "CV", "samples/s",
+                "peak RSS MiB", "GFLOP/s", "samples", "stopped by"):
         table.add_column(col, justify="right")
     failed = 0
     for row in rows:
         if row["status"] != "ok":
             failed += 1
             table.add_row(row["target"], str(row["batch_size"]), str(row["seq_len"]), row["precision"],
-                          "[red]failed[/]",
-                          row["failure_class"], "", "", "", "", "", "", row["message"].splitlines()[0][:60])
+                          row["attention"], "[red]failed[/]", row["failure_class"], "", "", "", "", "", "",
+                          row["message"].splitlines()[0][:60])
             continue
         gflops = f"{row['achieved_gflops']:.1f}" if row.get("achieved_gflops") else "n/a"
         table.add_row(row["target"], str(row["batch_size"]), str(row["seq_len"]), row["precision_ran"],
-                      f"{row['p50_ms']:.3f}",
+                      row["attention_ran"], f"{row['p50_ms']:.3f}",
                       f"{row['p90_ms']:.3f}", f"{row['p99_ms']:.3f}", f"{row['cv']:.3f}",
                       f"{row['throughput_samples_s']:.1f}", f"{row['peak_rss_mb']:.0f}", gflops,
                       str(row["n_samples"]), row["stop_reason"] + (" (busy)" if row.get("contaminated") else ""))
