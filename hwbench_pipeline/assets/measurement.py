@@ -59,7 +59,7 @@ def measurement_asset(spec: MeasurementAsset) -> dg.AssetsDefinition:
                          f"{profile.name}; {len(plan.refused)} refused" + (f" ({plan.note})" if plan.note else ""))
 
         def on_result(i: int, n: int, cfg: object, row: dict) -> None:
-            log = context.log.info if row["status"] == "ok" else context.log.warning
+            log = context.log.warning if scenario.is_warning(row) else context.log.info
             log(f"[{i}/{n}] {scenario.describe(cfg, row)}")
 
         rows = run_configurations(scenario, plan.runnable, run_id, ray_address=ray.cluster_address,

@@ -130,7 +130,13 @@ def use_default_attention(model: torch.nn.Module) -> str:
         model.set_attn_implementation("sdpa")
     except (ValueError, ImportError):  # a part without SDPA (DETR's ResNet, CLAP): the default is eager
         model.set_attn_implementation(ATTENTION)
-    return model.config._attn_implementation
+        return ATTENTION
+    # A part that cannot switch may only be warned about: one implementation for the whole model, or eager
+    ran = {m.config._attn_implementation for m in model.modules() if isinstance(m, transformers.PreTrainedModel)}
+    if ran != {"sdpa"}:
+        model.set_attn_implementation(ATTENTION)
+        return ATTENTION
+    return "sdpa"
 
 
 # ----------------------------------------------------------------------------------------------------------

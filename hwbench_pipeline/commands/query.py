@@ -31,7 +31,7 @@ MAX_ROWS = 1000
 CELL_WIDTH = 60  # long cells (raw samples, messages) are cut in the table view only
 #: what the table view shows of the wide named queries; csv and json carry every column
 TABLE_COLUMNS = {
-    "compare": ["preset", "batch_size", "seq_len", "precision", "target", "threads", "measurement_method", "status",
+    "compare": ["preset", "batch_size", "seq_len", "precision", "target", "threads", "attention", "status",
                 "p50_ms", "p90_ms", "throughput_samples_s", "pct_of_peak", "p50_vs_best", "contaminated",
                 "failure_class", "run_id"],
     "history": ["measured_at", "run_id", "status", "failure_class", "p50_ms", "p90_ms", "throughput_samples_s",

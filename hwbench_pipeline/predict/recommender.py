@@ -92,6 +92,12 @@ def measured_figures(results: pl.DataFrame, spec: ModelSpec, mode: str) -> pl.Da
                           & (pl.col("mode") == mode))
     if not rows.height:
         return pl.DataFrame()
+    # One candidate per target and shape: the newest measurement, whatever its method or attention (a row of
+    # an older method stays in the warehouse as a configuration of its own)
+    newest = [c for c in ("_written_at", "finished_at", "started_at") if c in rows.columns]
+    if newest:
+        rows = rows.sort(pl.coalesce(newest), nulls_last=False).unique(
+            subset=["target", "batch_size", "seq_len", "precision", "threads"], keep="last", maintain_order=True)
     low = pl.col("median_ci_low_ms") if "median_ci_low_ms" in rows.columns else pl.col("p50_ms")
     high = pl.col("median_ci_high_ms") if "median_ci_high_ms" in rows.columns else pl.col("p50_ms")
     return rows.select(

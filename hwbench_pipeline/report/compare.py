@@ -44,7 +44,8 @@ class Comparison:
     @property
     def label(self) -> str:
         k = self.key
-        return f"{k['target']} {k['family']}/{k['preset']} bs={k['batch_size']} seq={k['seq_len']} {k['precision']}"
+        return (f"{k['target']} {k['family']}/{k['preset']} bs={k['batch_size']} seq={k['seq_len']} {k['precision']} "
+                f"attn={k.get('attention')}")
 
 
 def compare_latest_runs(history: pl.DataFrame, *, min_change: float = DEFAULT_MIN_CHANGE,

@@ -37,7 +37,7 @@ BYTES_PER_WEIGHT = {"fp32": 4, "bf16": 2, "fp16": 2, "int8": 1}
 #: a latency distribution is drawn from this many evenly spaced quantiles of the raw samples
 DISTRIBUTION_QUANTILES = 201
 #: dimensions of a configuration besides the model and the batch size, in the order labels name them
-SERIES_DIMENSIONS = ("target", "precision", "seq_len", "threads")
+SERIES_DIMENSIONS = ("target", "precision", "attention", "seq_len", "threads")
 
 
 @dataclass
@@ -148,12 +148,12 @@ def _model(row: dict) -> str:
 
 
 def _varying(frame: pl.DataFrame, dimensions: Iterable[str]) -> list[str]:
-    return [d for d in dimensions if frame[d].n_unique() > 1]
+    return [d for d in dimensions if d in frame.columns and frame[d].n_unique() > 1]
 
 
 def _label(row: dict, dimensions: Iterable[str]) -> str:
-    names = {"target": "{}", "precision": "{}", "seq_len": "seq={}", "threads": "t={}", "batch_size": "bs={}",
-             "family": "{}", "preset": "{}"}
+    names = {"target": "{}", "precision": "{}", "attention": "attn={}", "seq_len": "seq={}", "threads": "t={}",
+             "batch_size": "bs={}", "family": "{}", "preset": "{}"}
     return " ".join(names[d].format(row[d]) for d in dimensions)
 
 
@@ -264,7 +264,7 @@ def distribution_section(data: ReportData) -> Section:
     colors = charts.palette(with_samples["family"].to_list())
     rows = []
     for (target,), group in with_samples.group_by(["target"], maintain_order=True):
-        extra = _varying(group, ("precision", "seq_len", "threads"))
+        extra = _varying(group, ("precision", "attention", "seq_len", "threads"))
         groups = []
         for r in group.iter_rows(named=True):
             samples = np.asarray(r["samples_ms"], dtype=float)
@@ -359,7 +359,7 @@ def history_section(data: ReportData, change_points: dict[tuple, set[str]]) -> S
     order = {run: i for i, run in enumerate(_run_order(data.history))}
     marked, table = set(), []
     for (family, preset), group in data.history.group_by(["family", "preset"], maintain_order=True):
-        dims = ["target", "batch_size", *_varying(group, ("precision", "seq_len", "threads"))]
+        dims = ["target", "batch_size", *_varying(group, ("precision", "attention", "seq_len", "threads"))]
         runs = sorted(set(group["run_id"]), key=order.get)
         position = {run: i for i, run in enumerate(runs)}
         series, change_x, change_y, change_hover, vlines = [], [], [], [], {}

@@ -109,7 +109,7 @@ class Finding:
     def label(self) -> str:
         k = self.key
         return (f"{k['target']} {k['family']}/{k['preset']} bs={k['batch_size']} seq={k['seq_len']} "
-                f"{k['precision']} t={k['threads']}")
+                f"{k['precision']} t={k['threads']} attn={k.get('attention')}")
 
     def table_row(self) -> dict:
         """The finding as a row of the ``regressions`` table."""

@@ -44,7 +44,7 @@ from hwbench_pipeline.warehouse.schema import CONFIG_KEY, DISTRIBUTED_KEY
 NO_TRAINING = "No training results yet: materialize training_runs."
 NO_DISTRIBUTED = "No distributed training results yet: materialize distributed_runs."
 #: what sets a distributed series apart besides the model and the strategy (workers are its x axis)
-DISTRIBUTED_DIMENSIONS = ("target", "batch_size", "seq_len", "precision", "threads")
+DISTRIBUTED_DIMENSIONS = ("target", "batch_size", "seq_len", "precision", "attention", "threads")
 _ORDER = ["family", "preset", "target", "precision", "seq_len", "threads", "batch_size"]
 
 

@@ -52,8 +52,12 @@ LEGACY_KEY_VALUES: dict[str, str] = {
     "config_hash": UNRECORDED, "quantization": "none", "cache_precision": "none", "attention": "eager",
     "measurement_method": "hwbench-1",
 }
-#: where a table says where a row came from (``source``), an imported optimum-benchmark row is told apart
-LEGACY_IMPORTED_KEY_VALUES: dict[str, str] = {"attention": UNRECORDED, "measurement_method": "optimum-benchmark"}
+#: where a table says where a row came from (``source``), an imported optimum-benchmark row is told apart (as
+#: SQL: an int8 report never named its quantization recipe)
+LEGACY_IMPORTED_KEY_SQL: dict[str, str] = {
+    "attention": f"'{UNRECORDED}'", "measurement_method": "'optimum-benchmark'",
+    "quantization": f"CASE WHEN precision = 'int8' THEN '{UNRECORDED}' ELSE 'none' END",
+}
 
 
 #: what ran, as opposed to what was asked for (every measured table starts with these after its key)
@@ -509,13 +513,14 @@ TABLES: dict[str, pa.Schema] = {
     "failure_patterns": FAILURE_PATTERNS,
 }
 
+
 def legacy_key_sql(table: str) -> dict[str, str]:
     """{column: SQL value} for the key columns a row of ``table`` written before them lacks."""
     names = TABLES[table].names
     fills = {column: f"'{value}'" for column, value in LEGACY_KEY_VALUES.items() if column in names}
     if "source" in names and "measurement_method" in names:
-        for column, value in LEGACY_IMPORTED_KEY_VALUES.items():
-            fills[column] = f"CASE WHEN source = 'optimum-benchmark' THEN '{value}' ELSE {fills[column]} END"
+        for column, sql in LEGACY_IMPORTED_KEY_SQL.items():
+            fills[column] = f"CASE WHEN source = 'optimum-benchmark' THEN {sql} ELSE {fills[column]} END"
     return fills
 
 

@@ -56,7 +56,8 @@ def history_sql(table: str, files: str) -> str:
     if not fills:
         return base
     types = {field.name: field.type for field in TABLES[table]}
-    empty = ", ".join(f"CAST(NULL AS {_SQL_TYPES[types[c]]}) AS {c}" for c in fills)
+    needed = [*fills, *(["source"] if "source" in types else [])]  # the fills read it; early files lack it
+    empty = ", ".join(f"CAST(NULL AS {_SQL_TYPES[types[c]]}) AS {c}" for c in needed)
     replace = ", ".join(f"coalesce({c}, {sql}) AS {c}" for c, sql in fills.items())
     return f"SELECT * REPLACE ({replace}) FROM ({base} UNION ALL BY NAME SELECT {empty} WHERE false)"
 

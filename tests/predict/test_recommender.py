@@ -141,12 +141,29 @@ def test_packaged_price_file_is_all_placeholders():
 def test_a_measured_figure_is_high_confidence_only_when_quiet_and_tight(results):
     from hwbench_pipeline.predict.recommender import NOISY_HALFWIDTH, measured_figures
 
-    rows = results.filter((pl.col("family") == "bert") & (pl.col("preset") == "small"))
-    figures = measured_figures(results, BERT, "inference")
-    halfwidth = (rows["median_ci_high_ms"] - rows["median_ci_low_ms"]) / 2 / rows["p50_ms"]
-    for confidence, contaminated, width in zip(figures["confidence"], rows["contaminated"], halfwidth, strict=True):
-        if contaminated:
-            assert confidence == "low"  # measured beside other work: never trusted as a clean figure
+    keys = ["target", "batch_size", "seq_len", "precision", "threads"]
+    rows = results.filter((pl.col("family") == "bert") & (pl.col("preset") == "small")).with_columns(
+        halfwidth=(pl.col("median_ci_high_ms") - pl.col("median_ci_low_ms")) / 2 / pl.col("p50_ms"))
+    figures = measured_figures(results, BERT, "inference").join(rows, on=keys, how="left", validate="1:1")
+    assert figures.height == rows.height
+    for row in figures.iter_rows(named=True):
+        if row["contaminated"]:
+            assert row["confidence"] == "low"  # measured beside other work: never trusted as a clean figure
         else:
-            assert confidence == ("high" if width <= NOISY_HALFWIDTH else "medium")
+            assert row["confidence"] == ("high" if row["halfwidth"] <= NOISY_HALFWIDTH else "medium")
     assert {"high", "low"} <= set(figures["confidence"])  # the fixture's bert/small has quiet and busy rows
+
+
+def test_a_configuration_measured_by_two_methods_is_one_candidate_the_newest(results):
+    from datetime import timedelta
+
+    from hwbench_pipeline.predict.recommender import measured_figures
+
+    bert = results.filter((pl.col("family") == "bert") & (pl.col("preset") == "small"))
+    # the same rows measured again later with the default attention (a configuration of its own in the warehouse)
+    again = bert.with_columns(started_at=pl.col("started_at") + timedelta(days=1), p50_ms=pl.col("p50_ms") * 0.9,
+                              attention=pl.lit("default"))
+    both = pl.concat([bert.with_columns(attention=pl.lit("eager")), again], how="diagonal_relaxed")
+    figures = measured_figures(both, BERT, "inference")
+    assert figures.height == bert.height
+    assert sorted(figures["latency_ms"].to_list()) == sorted(again["p50_ms"].to_list())

@@ -70,8 +70,8 @@ def test_rows_written_before_the_key_columns_read_as_what_they_meant_and_stay_th
     from hwbench_pipeline.warehouse.store import to_arrow
 
     wh = Warehouse(tmp_path)
-    # A file as the release before the key columns wrote it: those columns do not exist in it.
-    old = to_arrow("inference_results", [_row("r1", p50=1.0)]).drop_columns(list(LEGACY_KEY_VALUES))
+    # A file as early releases wrote it: neither the key columns nor where a row came from (source) exist in it.
+    old = to_arrow("inference_results", [_row("r1", p50=1.0)]).drop_columns([*LEGACY_KEY_VALUES, "source"])
     wh.write("inference_results", old, run_id="r1", partition="cpu-torch")
     [row] = wh.read("inference_results", latest=True).iter_rows(named=True)
     assert {k: row[k] for k in LEGACY_KEY_VALUES} == LEGACY_KEY_VALUES
@@ -88,3 +88,18 @@ def test_rows_written_before_the_key_columns_read_as_what_they_meant_and_stay_th
     wh.write("inference_results", [_row("r3", p50=3.0, **LEGACY_KEY_VALUES)], run_id="r3", partition="cpu-torch")
     latest = wh.read("inference_results", latest=True).sort("run_id")
     assert latest["run_id"].to_list() == ["r2", "r3"]
+
+
+def test_an_imported_optimum_benchmark_row_from_before_the_key_columns_keeps_its_own_method(tmp_path):
+    from hwbench_pipeline.warehouse.schema import LEGACY_KEY_VALUES
+    from hwbench_pipeline.warehouse.store import to_arrow
+
+    wh = Warehouse(tmp_path)
+    rows = [_row("import-1", source="optimum-benchmark", precision="int8"),
+            _row("import-1", family="vit", source="optimum-benchmark")]
+    wh.write("inference_results", to_arrow("inference_results", rows).drop_columns(list(LEGACY_KEY_VALUES)),
+             run_id="import-1", partition="cpu-onnxruntime")
+    read = wh.read("inference_results").sort("family")
+    assert read["measurement_method"].to_list() == ["optimum-benchmark"] * 2
+    assert read["attention"].to_list() == ["unrecorded"] * 2  # the report did not say
+    assert read["quantization"].to_list() == ["unrecorded", "none"]  # nor which int8 recipe it ran

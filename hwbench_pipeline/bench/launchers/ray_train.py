@@ -165,6 +165,8 @@ class RayTrainLauncher:
     def unavailable(self, cfg: Any) -> str | None:
         import ray
 
+        if self._timed_out:  # nothing starts after a job that may still hold the workers: measure says so
+            return None
         return self._scenario.refusal(cfg, ray.nodes())
 
     def measure(self, cfg: Any, run_id: str, timeout_s: float, failure: Any = None) -> dict:
@@ -172,11 +174,12 @@ class RayTrainLauncher:
         self._started += 1
         if self._timed_out:
             return self._scenario.failure_row(cfg, run_id, "timeout", f"not started: {self._timed_out} did not "
-                                                                      "finish in time and may still hold the workers")
+                                              "finish in time and may still hold the workers", attempts=None)
         refusal, probed = self._scenario.probe_refusal(cfg)
         if refusal:
             where = {"rank_nodes": [probed["node_id"]]} if probed else {}
-            return self._scenario.failure_row(cfg, run_id, "unsupported_configuration", refusal, **where)
+            return self._scenario.failure_row(cfg, run_id, "unsupported_configuration", refusal, attempts=None,
+                                              **where)
         row = self._run_one(cfg, run_id)
         if row["status"] != "ok" and row["failure_class"] == "timeout":
             self._timed_out = cfg.label
@@ -208,7 +211,7 @@ class RayTrainLauncher:
                 result = _watch(cfg, lambda: self._scenario.trainer(cfg, loop_config, storage).fit(), self._monitor,
                                 key, self._progress(cfg))
         except TimeoutError as exc:
-            return self._scenario.failure_row(cfg, run_id, "timeout", str(exc), started)
+            return self._scenario.failure_row(cfg, run_id, "timeout", str(exc), started, attempts=None)
         except Exception as exc:  # noqa: BLE001 - a failed fit (out of retries) is a row, not an abort
             status = ray.get(self._monitor.status.remote(key)) or {}
             return self._scenario.failure_row(cfg, run_id, _failure_class(exc), f"{type(exc).__name__}: {exc}",
@@ -217,7 +220,8 @@ class RayTrainLauncher:
             shutil.rmtree(storage, ignore_errors=True)
         payload = result.return_value
         if not payload:
-            return self._scenario.failure_row(cfg, run_id, "runtime_error", "rank 0 returned no figures", started)
+            return self._scenario.failure_row(cfg, run_id, "runtime_error", "rank 0 returned no figures", started,
+                                              attempts=None)
         if "failure" in payload:
             failure_class, message = payload["failure"]
             return self._scenario.failure_row(cfg, run_id, failure_class, message, started,

@@ -71,6 +71,11 @@ class Scenario(ABC):
     def describe(self, cfg: Any, row: dict) -> str:
         """One line on a finished configuration, for progress logs."""
 
+    def is_warning(self, row: dict) -> bool:
+        """Whether a finished configuration's line is a warning (it failed, or its figures say something is
+        wrong)."""
+        return row["status"] != "ok"
+
 
 def failure_line(cfg: Any, row: dict, width: int = 200) -> str:
     """The progress line of a failed configuration."""

@@ -29,7 +29,7 @@ class InferenceScenario(Scenario):
                                f"precision {c.precision} is not supported on {target} "
                                f"(supported: {', '.join(supported)})")
                    for c in profile.inference_configs(target) if c.precision not in supported]
-        return Plan(runnable, refused, f"{len(refused)} refused (precision not supported here)")
+        return Plan(runnable, refused, "precision not supported here" if refused else "")
 
     def measure(self, cfg: InferenceConfig, run_id: str) -> dict:
         return run_configuration(cfg, run_id)

@@ -59,6 +59,9 @@ class TrainingScenario(Scenario):
         compare_with_peak(rows, peaks or {})
         return rows + plan.refused
 
+    def is_warning(self, row: dict) -> bool:
+        return row["status"] != "ok" or row.get("converged") is False
+
     def describe(self, cfg: TrainingConfig, row: dict) -> str:
         if row["status"] != "ok":
             return failure_line(cfg, row)
