@@ -73,8 +73,7 @@ WITH stored AS (
 
 _COMPARE_COLUMNS = """preset, batch_size, seq_len, precision, target, threads, attention, measurement_method, status,
     p50_ms, p90_ms, throughput_samples_s, pct_of_peak, achieved_gflops,
-    p50_ms / min(p50_ms) OVER (PARTITION BY preset, batch_size, seq_len, precision, attention, measurement_method)
-        AS p50_vs_best,
+    p50_ms / min(p50_ms) OVER (PARTITION BY preset, batch_size, seq_len, precision, measurement_method) AS p50_vs_best,
     precision_ran, contaminated, failure_class, message, run_id, measured_at"""
 
 _HISTORY_MEASURED = f"""coalesce(finished_at, _written_at) AS measured_at, run_id, status,
