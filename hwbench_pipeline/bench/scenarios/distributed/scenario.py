@@ -32,7 +32,7 @@ class DistributedScenario(Scenario):
     def plan(self, profile: Profile, target: str, run_id: str) -> Plan:
         configs = profile.distributed_configs(target)
         why_not = unsupported_target_reason(target)
-        note = f"refused: {why_not}" if why_not else ""
+        note = why_not or ""
         if not profile.distributed:
             note = "the profile has no distributed section"
         if why_not:
