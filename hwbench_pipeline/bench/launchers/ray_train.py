@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from hwbench_pipeline.bench.failures import BenchmarkFailure, classify
+from hwbench_pipeline.bench.launchers.base import FailureFunction
 
 PROGRESS_POLL_S = 0.5
 # Ray Train's defaults, tuned for long jobs, would slow short benchmark runs down or fail them on a busy host:
@@ -169,8 +170,9 @@ class RayTrainLauncher:
             return None
         return self._scenario.refusal(cfg, ray.nodes())
 
-    def measure(self, cfg: Any, run_id: str, timeout_s: float, failure: Any = None) -> dict:
-        """``cfg``'s row; the job's own time limit is the configuration's (``cfg.timeout_s``)."""
+    def measure(self, cfg: Any, run_id: str, timeout_s: float, failure: FailureFunction) -> dict:
+        """``cfg``'s row. The job's own time limit is the configuration's (``cfg.timeout_s``), and its failure
+        rows are the scenario's own, which also say where the ranks ran and how often Ray Train restarted."""
         self._started += 1
         if self._timed_out:
             return self._scenario.failure_row(cfg, run_id, "timeout", f"not started: {self._timed_out} did not "

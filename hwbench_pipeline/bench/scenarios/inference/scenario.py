@@ -24,11 +24,12 @@ class InferenceScenario(Scenario):
 
         parsed = parse_target(target)
         supported = load_backend(parsed.backend).precisions(parsed.device_kind)
-        runnable = profile.inference_configs(target, precisions_available=supported)
+        configs = profile.inference_configs(target)
+        runnable = [c for c in configs if c.precision in supported]
         refused = [failure_row(c, run_id, "unsupported_configuration",
                                f"precision {c.precision} is not supported on {target} "
                                f"(supported: {', '.join(supported)})")
-                   for c in profile.inference_configs(target) if c.precision not in supported]
+                   for c in configs if c.precision not in supported]
         return Plan(runnable, refused, "precision not supported here" if refused else "")
 
     def measure(self, cfg: InferenceConfig, run_id: str) -> dict:
