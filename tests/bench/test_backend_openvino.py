@@ -25,12 +25,7 @@ def _call(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tens
     return model(**inputs)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_available_precisions_tolerance():

@@ -10,6 +10,8 @@ class Runner(Protocol):
 
     #: the precision that actually runs (a backend may not honour a request: record the truth)
     precision: str
+    #: whether the exported/converted model was loaded from the configuration's export cache (export_cache.py)
+    from_cache: bool
 
     def __call__(self) -> Any:
         """One inference call; returns only when the device has finished it."""

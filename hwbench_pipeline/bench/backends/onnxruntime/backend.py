@@ -1,9 +1,11 @@
 """ONNX Runtime on CPU, CUDA and ROCm: the torch model exported to ONNX, run by an ``InferenceSession``.
 
 Each configuration exports its own graph with its own (static) input shapes into a temporary directory, so
-the export time is part of the load time the scenario records. The dynamo exporter (``torch.export`` +
-onnxscript) is tried first, then the legacy TorchScript exporter; the graph's only output is the tensor
-``models.forward`` returns. A failure of both exporters becomes a classified :class:`BenchmarkFailure`.
+the export time is part of the load time the scenario records. Where the process has a configuration's export
+cache (export_cache.py), the export is published there once and the configuration's later processes load it
+instead: their load time is the session's alone. The dynamo exporter (``torch.export`` + onnxscript) is tried
+first, then the legacy TorchScript exporter; the graph's only output is the tensor ``models.forward`` returns.
+A failure of both exporters becomes a classified :class:`BenchmarkFailure`.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from hwbench_pipeline.bench.backends.export_cache import configuration_cache, publish
 from hwbench_pipeline.bench.backends.exportable import traceable_experts
 from hwbench_pipeline.bench.backends.onnxruntime.config import (
+    CACHE_ENTRY,
     CUDA_PROVIDER_OPTIONS,
     GPU_HINTS,
     GPU_PROVIDERS,
@@ -41,6 +45,9 @@ logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(loggin
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _SUMMARY_CHARS = 400
+#: the exporters, in the order tried; each writes ``<exporter>/model.onnx`` in the export directory
+_EXPORTERS = ("dynamo", "torchscript")
+_MODEL_FILE = "model.onnx"
 
 
 def _onnxruntime():
@@ -115,7 +122,7 @@ def _is_out_of_memory(exc: BaseException) -> bool:
 def _export(model: torch.nn.Module, inputs: dict[str, torch.Tensor], forward: Any, directory: Path) -> tuple[Path, str]:
     """Export to ONNX in ``directory``; returns (model path, exporter used) or raises a classified failure."""
     errors: dict[str, BaseException] = {}
-    path = directory / "dynamo" / "model.onnx"
+    path = directory / "dynamo" / _MODEL_FILE
     path.parent.mkdir()
     try:
         with warnings.catch_warnings():
@@ -127,7 +134,7 @@ def _export(model: torch.nn.Module, inputs: dict[str, torch.Tensor], forward: An
         errors["dynamo"] = exc
         shutil.rmtree(path.parent, ignore_errors=True)
 
-    path = directory / "torchscript" / "model.onnx"
+    path = directory / "torchscript" / _MODEL_FILE
     path.parent.mkdir()
     names = list(inputs)
     try:
@@ -148,6 +155,31 @@ def _export(model: torch.nn.Module, inputs: dict[str, torch.Tensor], forward: An
         failure_class = "export_error"
     detail = "; ".join(f"{name} exporter: {_summary(e)}" for name, e in errors.items())
     raise BenchmarkFailure(failure_class, f"ONNX export failed with both exporters. {detail}")
+
+
+def _exported(directory: Path) -> tuple[Path, str] | None:
+    """(model path, exporter) of a finished export in ``directory``, None when it holds none."""
+    for exporter in _EXPORTERS:
+        path = directory / exporter / _MODEL_FILE
+        if path.is_file():
+            return path, exporter
+    return None
+
+
+def _cached_export(model: torch.nn.Module, inputs: dict[str, torch.Tensor], forward: Any,
+                   entry: Path) -> tuple[Path, str, bool]:
+    """(model path, exporter, whether it came from the cache): the export published at ``entry`` by an earlier
+    process of this configuration, else a new export published there (the file the session reads from)."""
+    found = _exported(entry)
+    if found is not None:
+        return *found, True
+    with publish(entry) as staged:
+        staged.mkdir()
+        _export(model, inputs, forward, staged)  # its external data file moves with it: a directory is published
+    found = _exported(entry)
+    if found is None:  # only if something other than an export was published at that name
+        raise BenchmarkFailure("export_error", f"the export cache entry {entry} holds no {_MODEL_FILE}")
+    return *found, False
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -201,12 +233,15 @@ class OnnxRuntimeRunner:
     """An ``InferenceSession`` with its inputs bound once: numpy arrays fed to ``run`` (CPU), or with
     ``binding=(ORT device type, device id)`` an IO binding whose inputs were copied there once (CUDA)."""
 
-    def __init__(self, session: Any, inputs: dict[str, torch.Tensor], directory: Path, exporter: str,
-                 binding: tuple[str, int] | None = None) -> None:
+    def __init__(self, session: Any, inputs: dict[str, torch.Tensor], directory: Path | None, exporter: str,
+                 binding: tuple[str, int] | None = None, *, from_cache: bool = False) -> None:
         self.precision = "fp32"
         self.exporter = exporter
+        self.from_cache = from_cache
         self.session = session
-        self._finalizer = weakref.finalize(self, shutil.rmtree, directory, ignore_errors=True)
+        # ``directory`` is this runner's own export, removed on release; a cached export (None) outlives it
+        self._finalizer = (weakref.finalize(self, shutil.rmtree, directory, ignore_errors=True)
+                           if directory is not None else None)
         self._outputs = [output.name for output in session.get_outputs()]
         # the exporters drop inputs the graph does not use: feed exactly the ones the session declares
         feeds = {}
@@ -253,7 +288,8 @@ class OnnxRuntimeRunner:
     def release(self) -> None:
         self._binding = self._feeds = self.session = None
         self._device_inputs = None
-        self._finalizer()
+        if self._finalizer is not None:
+            self._finalizer()
 
 
 class OnnxRuntimeBackend:
@@ -304,6 +340,11 @@ class OnnxRuntimeBackend:
         if not_tensors:
             raise UnsupportedConfigurationError(f"onnxruntime takes tensor inputs only, not {', '.join(not_tensors)}")
         traceable_experts(model)
+        cache = configuration_cache()
+        if cache is not None:
+            path, exporter, from_cache = _cached_export(model, inputs, forward, cache / CACHE_ENTRY)
+            session = _session(path, provider, device_id)
+            return OnnxRuntimeRunner(session, inputs, None, exporter, binding, from_cache=from_cache)
         directory = Path(tempfile.mkdtemp(prefix=TMP_PREFIX))
         try:
             path, exporter = _export(model, inputs, forward, directory)

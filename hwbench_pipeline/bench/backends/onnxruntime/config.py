@@ -39,6 +39,10 @@ LEGACY_OPSET = 18
 #: prefix of the temporary directory each prepared model is exported into (removed on release)
 TMP_PREFIX = "hwbench-onnx-"
 
+#: this backend's entry in a configuration's export cache (export_cache.py): ``<exporter>/model.onnx`` and the
+#: external data file beside it, the exporter's folder naming the exporter that wrote it
+CACHE_ENTRY = "onnxruntime"
+
 #: substrings (lower case) of exporter / ORT errors that mean an operator has no ONNX translation or kernel
 UNSUPPORTED_OPERATOR_MARKERS: tuple[str, ...] = (
     "no onnx function found",          # dynamo exporter: aten op without a torchlib translation

@@ -1,8 +1,10 @@
 """OpenVINO on the CPU: the torch model is converted in process (``ov.convert_model``) and compiled for "CPU".
 
-Every configuration converts its own static shapes; conversion and compilation count as load time. The
-inference precision is set explicitly (the CPU plugin's default is bf16 on CPUs that have it) and read back
-from the compiled model: the row records what ran, not what was asked.
+Every configuration converts its own static shapes; conversion and compilation count as load time. Where the
+process has a configuration's export cache (export_cache.py), the converted model is saved there once and the
+configuration's later processes read it instead of converting. The inference precision is set explicitly (the
+CPU plugin's default is bf16 on CPUs that have it) and read back from the compiled model: the row records what
+ran, not what was asked.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import functools
 import inspect
 import sys
 import warnings
+from pathlib import Path
 from typing import Any
 
 # openvino.convert_model sends usage telemetry (Google Analytics, opt-out) from a pool of sender threads and
@@ -22,8 +25,11 @@ sys.modules.setdefault("openvino_telemetry", None)
 
 import torch  # noqa: E402
 
+from hwbench_pipeline.bench.backends.export_cache import configuration_cache, publish  # noqa: E402
 from hwbench_pipeline.bench.backends.exportable import traceable_experts  # noqa: E402
 from hwbench_pipeline.bench.backends.openvino.config import (  # noqa: E402
+    CACHE_ENTRY,
+    CACHE_MODEL,
     CAPABILITIES,
     COMPILE_PROPERTIES,
     OV_PRECISIONS,
@@ -106,11 +112,43 @@ def _keyword_wrapper(model: torch.nn.Module, forward: Any, names: list[str]) -> 
     return Wrapper().eval()
 
 
+def _convert(model: torch.nn.Module, inputs: dict[str, Any], forward: Any) -> Any:
+    """The torch model converted to an ``ov.Model`` (its constants share the torch weights' memory)."""
+    import openvino as ov
+
+    from hwbench_pipeline.bench.backends.openvino.extensions import conversion_extensions
+
+    _disable_telemetry()
+    wrapper = _keyword_wrapper(model, forward, list(inputs))
+    try:
+        # tracing warns about every shape read as a Python value: shapes are static per configuration
+        # here, and the scenario checks the output against torch, so the warnings are only noise
+        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.filterwarnings("ignore", message=r".*torch\.jit\.trace.* is deprecated",
+                                    category=DeprecationWarning)
+            return ov.convert_model(wrapper, example_input=dict(inputs), extension=conversion_extensions())
+    except Exception as exc:  # noqa: BLE001 - every conversion error becomes a classified row
+        raise _failure("conversion", exc) from exc
+
+
+def _save(converted: Any, entry: Path) -> None:
+    """Publish the model that compiles at ``entry``, weights as they are: save_model's default would compress
+    them to fp16, and a later process would then run other weights than the first."""
+    import openvino as ov
+
+    with publish(entry) as staged:
+        staged.mkdir()
+        ov.save_model(converted, staged / CACHE_MODEL, compress_to_fp16=False)
+
+
 class OpenVINORunner:
-    def __init__(self, compiled: Any, inputs: dict[str, Any], model: Any) -> None:
+    def __init__(self, compiled: Any, inputs: dict[str, Any], model: Any, *, from_cache: bool = False) -> None:
         import openvino as ov
 
         self._compiled = compiled
+        #: whether the converted model was read from the configuration's export cache instead of converted
+        self.from_cache = from_cache
         # convert_model shares the torch weights' memory with the converted constants: keep their owner alive
         self._model = model
         ran = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
@@ -193,22 +231,17 @@ class OpenVINOBackend:
             )
         import openvino as ov
 
-        from hwbench_pipeline.bench.backends.openvino.extensions import conversion_extensions
-
-        _disable_telemetry()
-        traceable_experts(model)
-        names = list(inputs)
-        wrapper = _keyword_wrapper(model, forward, names)
-        try:
-            # tracing warns about every shape read as a Python value: shapes are static per configuration
-            # here, and the scenario checks the output against torch, so the warnings are only noise
-            with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-                warnings.simplefilter("ignore", torch.jit.TracerWarning)
-                warnings.filterwarnings("ignore", message=r".*torch\.jit\.trace.* is deprecated",
-                                        category=DeprecationWarning)
-                converted = ov.convert_model(wrapper, example_input=dict(inputs), extension=conversion_extensions())
-        except Exception as exc:  # noqa: BLE001 - every conversion error becomes a classified row
-            raise _failure("conversion", exc) from exc
+        traceable_experts(model)  # in both cases: the torch model the scenario compares with is the same
+        cache = configuration_cache()
+        entry = cache / CACHE_ENTRY if cache is not None else None
+        from_cache = entry is not None and (entry / CACHE_MODEL).is_file()
+        if from_cache:
+            try:
+                converted = _core().read_model(entry / CACHE_MODEL)
+            except Exception as exc:  # noqa: BLE001
+                raise _failure("cached model read", exc) from exc
+        else:
+            converted = _convert(model, inputs, forward)
         try:
             shapes = {port.get_any_name(): ov.PartialShape(list(inputs[name].shape))
                       for port in converted.inputs for name in port.get_names() if name in inputs}
@@ -216,12 +249,16 @@ class OpenVINOBackend:
             compiled = _core().compile_model(converted, "CPU", self.compile_properties(precision))
         except Exception as exc:  # noqa: BLE001
             raise _failure("compilation", exc) from exc
+        if entry is not None and not from_cache:
+            # saved after the reshape and a compilation that worked: the cached graph is the one compiled here,
+            # written while the torch weights it shares memory with are alive (a no-op reshape on reading)
+            _save(converted, entry)
         asked, got = torch.get_num_threads(), int(compiled.get_property("INFERENCE_NUM_THREADS"))
         if got != asked:  # the plugin caps the count at the CPUs it sees; the row must not claim more
             del compiled
             raise UnsupportedConfigurationError(f"openvino runs {got} threads here, not the {asked} asked for "
                                                 f"(it uses at most one thread per CPU it sees)")
-        return OpenVINORunner(compiled, inputs, model)
+        return OpenVINORunner(compiled, inputs, model, from_cache=from_cache)
 
 
 BACKEND = OpenVINOBackend()

@@ -25,6 +25,11 @@ COMPILE_PROPERTIES: dict[str, object] = {
     "DYNAMIC_QUANTIZATION_GROUP_SIZE": 0,
 }
 
+#: this backend's entry in a configuration's export cache (export_cache.py): a folder with the converted model
+#: as saved by ``ov.save_model`` (the graph file and its weights file beside it), and the graph file's name
+CACHE_ENTRY = "openvino"
+CACHE_MODEL = "model.xml"
+
 #: accepted difference from the torch fp32 eager output, relative to the output's scale (see check_agreement).
 # Measured (openvino 2026.4.1, torch 2.13, 1 thread, an AVX2-only AMD EPYC, f32), 12 families that convert:
 # preset tiny 1.3e-7 .. 1.2e-6 (wav2vec2 largest), preset small 4.3e-7 .. 3.9e-6 (clip largest), bert base at

@@ -26,6 +26,7 @@ class TorchRunner:
         self.inputs = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
         self.forward = forward
         self.precision = precision
+        self.from_cache = False  # torch runs the model itself: nothing is exported, so nothing is cached
         self._autocast_dtype = AUTOCAST_DTYPES[precision]
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)

@@ -1,0 +1,50 @@
+"""The export cache of one configuration: exported or converted models shared by the processes that measure it.
+
+A configuration is measured by several short processes one after another. Exporting to ONNX or converting to
+OpenVINO costs seconds each time, so the first process publishes its artifact into the directory named by
+``HWBENCH_EXPORT_CACHE`` and the later ones load it. The launcher sets that variable, one directory per
+configuration, so nothing here keys artifacts by model, shapes or precision: each backend keeps one entry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+#: names the directory of the configuration being measured; unset or empty: no cache
+EXPORT_CACHE_ENV = "HWBENCH_EXPORT_CACHE"
+
+#: prefix of an artifact still being written. Readers only open the final names, so what a process killed
+#: mid-export leaves under this prefix is never loaded.
+STAGING_PREFIX = ".staging-"
+
+
+def configuration_cache() -> Path | None:
+    """The directory shared by the processes that measure this configuration, or None without one."""
+    value = os.environ.get(EXPORT_CACHE_ENV, "")
+    return Path(value) if value else None
+
+
+@contextlib.contextmanager
+def publish(destination: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``destination`` to write a file or directory at; when the block ends
+    without error it becomes ``destination`` by one ``os.replace`` (same directory, hence atomic), otherwise it
+    is removed. Where another process published ``destination`` first, that artifact is kept."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staged = destination.parent / f"{STAGING_PREFIX}{destination.name}-{uuid.uuid4().hex}"
+    try:
+        yield staged
+        try:
+            os.replace(staged, destination)
+        except OSError:
+            if not destination.exists():  # a real failure, not a directory that a concurrent process published
+                raise
+    finally:
+        if staged.is_dir():
+            shutil.rmtree(staged, ignore_errors=True)
+        else:
+            staged.unlink(missing_ok=True)
