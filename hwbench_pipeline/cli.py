@@ -98,7 +98,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             raise ValueError(f"--target needs at least one target key, got {args.target!r}")
         for target in targets:
             parse_target(target)
-        rule = StoppingRule(ci_target=args.ci_target, max_seconds=args.max_seconds)
+        rule = StoppingRule(ci_target=args.ci_target, max_seconds=args.max_seconds, processes=args.processes,
+                            max_processes=args.max_processes or 2 * max(args.processes, 1))
         default_seq = _bench_model(args.model, args.preset)
     except (UnknownModelError, UnknownTargetError, UnknownArchitectureError, ModelSourceError, ValueError) as exc:
         raise UsageError(str(exc)) from None
@@ -227,7 +228,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     bench.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
     bench.add_argument("--ci-target", type=float, default=0.01, help="stop at this ± relative CI of the median")
-    bench.add_argument("--max-seconds", type=float, default=10.0, help="time cap of the measurement")
+    bench.add_argument("--max-seconds", type=float, default=10.0,
+                       help="time cap of a configuration's sampling, shared by its processes")
+    bench.add_argument("--processes", type=int, default=3,
+                       help="measuring processes per configuration, at least (1: a single measuring window)")
+    bench.add_argument("--max-processes", type=int, default=None,
+                       help="measuring processes per configuration, at most (default: twice --processes)")
     bench.add_argument("--timeout", type=float, default=600.0, help="per-configuration timeout in seconds")
     bench.add_argument("--json", help="also write the rows (raw samples included) to this JSON file")
     bench.add_argument("--dispatch", choices=["auto", "process", "ray"], default="auto",

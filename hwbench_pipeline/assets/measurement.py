@@ -85,6 +85,7 @@ def measurement_asset(spec: MeasurementAsset) -> dg.AssetsDefinition:
             results.append(stored_table_check(warehouse, "latency_samples", latency_samples_suite(), run_id,
                                               target_key, required=bool(stored.valid)))
         classes = Counter(r["failure_class"] for r in stored.failed)
+        measured = stored.valid + [r for r, _ in stored.invalid]
         metadata: dict[str, object] = {
             "profile": profile.name,
             "run_id": run_id,
@@ -93,8 +94,10 @@ def measurement_asset(spec: MeasurementAsset) -> dg.AssetsDefinition:
             "failed": len(stored.failed),
             "quarantined": len(stored.invalid),
             "failure_classes": ", ".join(f"{k}: {v}" for k, v in sorted(classes.items())) or "none",
-            "contaminated_retried": sum(1 for r in stored.valid + [r for r, _ in stored.invalid]
-                                        if (r.get("attempts") or 1) > 1) if scenario.retry_contaminated else None,
+            "contaminated_retried": sum(1 for r in measured if _measured_again(r))
+            if scenario.retry_contaminated else None,
+            "contaminated": sum(1 for r in measured if r.get("contaminated")),
+            "noisy": sum(1 for r in measured if r.get("noisy")) if scenario.keeps_samples else None,
             "above_measured_peak": above_peak,
             **spec.extra_metadata(stored),
             "validation": stored.outcome.summary(),
@@ -105,3 +108,10 @@ def measurement_asset(spec: MeasurementAsset) -> dg.AssetsDefinition:
                                    check_results=results)
 
     return measure
+
+
+def _measured_again(row: dict) -> bool:
+    """Whether the host's other work made a configuration take another process (or another attempt)."""
+    if row.get("processes") is not None:
+        return (row.get("processes_disturbed") or 0) > 0
+    return (row.get("attempts") or 1) > 1

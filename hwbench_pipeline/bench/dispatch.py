@@ -1,4 +1,4 @@
-"""Dispatch measurements: one fresh worker process per configuration, one measurement per node.
+"""Dispatch measurements: every measuring process fresh, several per configuration, one measurement per node.
 
 A scenario (bench/scenarios) says what to measure; a launcher (bench/launchers) how a configuration reaches
 a fresh process: a Ray task (a cluster, or a private local instance), a process forked on this host from a
@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hwbench_pipeline.bench.launchers.base import Launcher
 from hwbench_pipeline.bench.launchers.ray import NODE_SLOT, ray_session, target_resource
 from hwbench_pipeline.bench.scenarios.base import RAY_TRAIN, Scenario
+from hwbench_pipeline.bench.scenarios.processes import disturbed, undisturbed
+from hwbench_pipeline.bench.trackers.stats import StoppingRule
 
 ProgressCallback = Callable[[int, int, Any, dict], None]
 #: (configuration, status) while a long configuration runs, where its launcher reports progress (Ray Train:
@@ -84,19 +88,33 @@ def _launcher(scenario: Scenario, dispatch: str, ray_address: str | None, target
 
         with ray_session(ray_address, targets), RayTrainLauncher.started(scenario, log, on_progress) as launcher:
             yield launcher
-    elif dispatch == "process":
-        if ray_address:
-            raise ValueError("process dispatch measures on this host only; unset RAY_ADDRESS or dispatch to Ray")
-        from hwbench_pipeline.bench.launchers.process import ProcessLauncher
-
-        yield ProcessLauncher(scenario.measure)
-    elif dispatch == "ray":
-        from hwbench_pipeline.bench.launchers.ray import RayLauncher
-
-        with ray_session(ray_address, targets):
-            yield RayLauncher(scenario.measure)
-    else:
+        return
+    if dispatch not in DISPATCH_MODES:
         raise ValueError(f"unknown dispatch {dispatch!r}; one of {', '.join(DISPATCH_MODES)}")
+    if dispatch == "process" and ray_address:
+        raise ValueError("process dispatch measures on this host only; unset RAY_ADDRESS or dispatch to Ray")
+    # the export cache of each configuration lives on this host: with a Ray cluster, nodes export for themselves
+    with tempfile.TemporaryDirectory(prefix="hwbench-exports-") as cache_root:
+        cache = None if ray_address else cache_root
+        if dispatch == "process":
+            from hwbench_pipeline.bench.launchers.process import ProcessLauncher
+
+            yield ProcessLauncher(scenario.measure, cache)
+        else:
+            from hwbench_pipeline.bench.launchers.ray import RayLauncher
+
+            with ray_session(ray_address, targets):
+                yield RayLauncher(scenario.measure, cache)
+
+
+@dataclass
+class _Configuration:
+    """One configuration's progress through a run: its process rows so far, then its row."""
+
+    index: int
+    cfg: Any
+    processes: list[dict] = field(default_factory=list)
+    row: dict | None = None
 
 
 def run_configurations(
@@ -113,40 +131,93 @@ def run_configurations(
     on_progress: RunningCallback | None = None,
     log: Callable[[str], None] = print,
 ) -> list[dict]:
-    """Measure every configuration of ``scenario``, each in a fresh process; returns one row per configuration
+    """Measure every configuration of ``scenario``, each process fresh; returns one row per configuration
     (result or failure), in order.
 
     ``dispatch`` is ``"ray"`` (tasks on the cluster at ``ray_address``, or on a private local instance) or
     ``"process"`` (processes forked on this host, see :mod:`hwbench_pipeline.bench.launchers.process`); a
-    scenario launched as Ray Train jobs ignores it. A contaminated measurement (the machine was busy with
-    something else) is measured again up to ``retry_contaminated`` times (by default, as often as the scenario
-    says); the row records how many attempts it took, unless the launcher counted them itself (Ray Train's
-    restarts). A configuration the scenario's ``skip_reason`` rules out, given the rows so far (a batch-size sweep
-    past its memory budget), is left out, with the reason logged.
+    scenario launched as Ray Train jobs ignores it.
+
+    A configuration the scenario spreads over processes (``Scenario.process_rule``) is measured in rounds:
+    each round runs one more process of every configuration still unsettled, in order, so that its processes
+    are spread over the run and one slow stretch of the host cannot make its number; it is settled by the
+    rule's ``processes_stop_reason``, a process the host disturbed not counting. Any other configuration runs
+    in the first round, and a contaminated measurement (the machine was busy with something else) is measured
+    again up to ``retry_contaminated`` times (by default, as often as the scenario says); the row records how
+    many attempts it took, unless the launcher counted them itself (Ray Train's restarts). A configuration the
+    scenario's ``skip_reason`` rules out, given the rows so far (a batch-size sweep past its memory budget),
+    is left out, with the reason logged.
     """
     targets = sorted({c.target for c in configs})
     retries = scenario.retry_contaminated if retry_contaminated is None else retry_contaminated
     lock = host_measurement_lock(lock_dir, log) if (lock_dir and not ray_address) else contextlib.nullcontext()
-    rows: list[dict] = []
+    states = [_Configuration(i, cfg) for i, cfg in enumerate(configs)]
+    finished = 0
+
+    def settle(state: _Configuration, row: dict) -> None:
+        nonlocal finished
+        state.row = row
+        finished += 1
+        if on_result:
+            on_result(finished, len(configs), state.cfg, row)
+
     with lock, _launcher(scenario, dispatch, ray_address, targets, log, on_progress) as launcher:
-        for i, cfg in enumerate(configs, start=1):
-            skip = scenario.skip_reason(cfg, rows)
-            if skip:
-                log(f"{cfg.label}: not run ({skip})")
-                continue
-            reason = launcher.unavailable(cfg)
-            if reason:
-                row = scenario.failure_row(cfg, run_id, "unsupported_configuration", reason)
-            else:
-                row = {}
-                for attempt in range(1, retries + 2):
-                    row = launcher.measure(cfg, run_id, timeout_s, scenario.failure_row)
-                    row.setdefault("attempts", attempt)
-                    if not row.get("contaminated"):
-                        break
-                    if attempt <= retries:
-                        log(f"{cfg.label}: machine busy with other work during measurement; measuring again")
-            rows.append(row)
-            if on_result:
-                on_result(i, len(configs), cfg, row)
-    return rows
+        pending = list(states)
+        round_number = 0
+        while pending:
+            round_number += 1
+            if round_number > 1:
+                log(f"round {round_number}: {len(pending)} configuration(s) need another measuring process")
+            for state in pending:
+                cfg = state.cfg
+                if round_number == 1:
+                    skip = scenario.skip_reason(cfg, [s.row for s in states if s.row])
+                    if skip:
+                        log(f"{cfg.label}: not run ({skip})")
+                        state.row = {}  # settled, without a row
+                        continue
+                    reason = launcher.unavailable(cfg)
+                    if reason:
+                        settle(state, scenario.failure_row(cfg, run_id, "unsupported_configuration", reason))
+                        continue
+                rule = scenario.process_rule(cfg)
+                if rule is None:
+                    settle(state, _measure_with_retries(launcher, scenario, cfg, run_id, timeout_s, retries, log))
+                else:
+                    _measure_one_more_process(launcher, scenario, state, rule, run_id, timeout_s, settle, log)
+            pending = [s for s in pending if s.row is None]
+    return [s.row for s in states if s.row]
+
+
+def _measure_with_retries(launcher: Launcher, scenario: Scenario, cfg: Any, run_id: str, timeout_s: float,
+                          retries: int, log: Callable[[str], None]) -> dict:
+    row: dict = {}
+    for attempt in range(1, retries + 2):
+        row = launcher.measure(cfg, run_id, timeout_s, scenario.failure_row)
+        row.setdefault("attempts", attempt)
+        if not row.get("contaminated"):
+            break
+        if attempt <= retries:
+            log(f"{cfg.label}: machine busy with other work during measurement; measuring again")
+    return row
+
+
+def _measure_one_more_process(launcher: Launcher, scenario: Scenario, state: _Configuration, rule: StoppingRule,
+                              run_id: str, timeout_s: float, settle: Callable[[_Configuration, dict], None],
+                              log: Callable[[str], None]) -> None:
+    cfg = state.cfg
+    measured = scenario.process_config(cfg, first=not state.processes)
+    row = launcher.measure(measured, run_id, timeout_s, scenario.failure_row, workspace=str(state.index))
+    if row["status"] != "ok":
+        row.setdefault("attempts", len(state.processes) + 1)
+        settle(state, row)  # a process that fails fails the configuration: the others cannot stand for it
+        return
+    state.processes.append(row)
+    if disturbed(state.processes)[-1]:
+        why = "machine busy with other work" if row.get("contaminated") else "a core ran slow"
+        log(f"{cfg.label}: {why} during process {len(state.processes)}; it does not count")
+    medians = [r["p50_ms"] for r in undisturbed(state.processes)]
+    stop = rule.processes_stop_reason(medians, len(state.processes))
+    if stop:
+        own = state.processes[0]["stop_reason"] if rule.max_processes == 1 else stop
+        settle(state, scenario.combine(state.processes, rule, own))

@@ -93,10 +93,30 @@ def fingerprint(frame: pl.DataFrame) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _fit(x: np.ndarray, y: np.ndarray, names: list[str], rounds: int = ROUNDS):
+#: how much a measured row counts in training (docs/predictor.md, "Rows that count less"): one whose host was
+#: busy with other work, and one whose interval is wider than ±NOISY_HALFWIDTH
+CONTAMINATED_WEIGHT = 0.25
+NOISY_WEIGHT = 0.5
+
+
+def measurement_weights(frame: pl.DataFrame) -> np.ndarray:
+    """Each training row's weight: 1, or less for a contaminated or noisy measurement (the smaller applies)."""
+    from hwbench_pipeline.bench.trackers.stats import NOISY_HALFWIDTH
+
+    weights = np.ones(frame.height)
+    if "median_ci_low_ms" in frame.columns and "median_ci_high_ms" in frame.columns:
+        halfwidth = ((frame["median_ci_high_ms"] - frame["median_ci_low_ms"]) / 2 / frame["p50_ms"]).to_numpy()
+        weights[np.nan_to_num(halfwidth.astype(float), nan=0.0) > NOISY_HALFWIDTH] = NOISY_WEIGHT
+    if "contaminated" in frame.columns:
+        weights[frame["contaminated"].fill_null(False).to_numpy().astype(bool)] = CONTAMINATED_WEIGHT
+    return weights
+
+
+def _fit(x: np.ndarray, y: np.ndarray, names: list[str], rounds: int = ROUNDS, weights: np.ndarray | None = None):
     import xgboost as xgb
 
-    return xgb.train(XGB_PARAMS, xgb.DMatrix(x, label=y, feature_names=names), num_boost_round=rounds)
+    return xgb.train(XGB_PARAMS, xgb.DMatrix(x, label=y, weight=weights, feature_names=names),
+                     num_boost_round=rounds)
 
 
 def _predict(booster, x: np.ndarray, names: list[str]) -> np.ndarray:
@@ -126,26 +146,27 @@ def _folds(groups: np.ndarray, k: int, seed: int = 0) -> list[np.ndarray]:
     return [np.isin(groups, unique[i::k]) for i in range(k)]
 
 
-def _out_of_fold(x: np.ndarray, y: np.ndarray, names: list[str], folds: list[np.ndarray]) -> np.ndarray:
+def _out_of_fold(x: np.ndarray, y: np.ndarray, names: list[str], folds: list[np.ndarray],
+                 weights: np.ndarray | None = None) -> np.ndarray:
     residuals = []
     for test in folds:
         if test.all() or not test.any():
             continue
-        booster = _fit(x[~test], y[~test], names)
+        booster = _fit(x[~test], y[~test], names, weights=None if weights is None else weights[~test])
         residuals.append(y[test] - _predict(booster, x[test], names))
     return np.concatenate(residuals) if residuals else np.empty(0)
 
 
 def calibrate(x: np.ndarray, y: np.ndarray, names: list[str], architectures: np.ndarray, level: float,
-              unseen_residuals: np.ndarray | None = None) -> dict:
+              unseen_residuals: np.ndarray | None = None, weights: np.ndarray | None = None) -> dict:
     """Interval quantiles for questions about models never seen and about seen ones.
 
     ``unseen_residuals``: out-of-fold residuals of whole architectures held out, when the caller has them
     already (training computes them for its evaluation); otherwise they come from architecture-grouped folds.
     """
     if unseen_residuals is None and np.unique(architectures).size > 2:
-        unseen_residuals = _out_of_fold(x, y, names, _folds(architectures, CALIBRATION_FOLDS))
-    seen = _out_of_fold(x, y, names, _folds(np.arange(len(y)), CALIBRATION_FOLDS))
+        unseen_residuals = _out_of_fold(x, y, names, _folds(architectures, CALIBRATION_FOLDS), weights)
+    seen = _out_of_fold(x, y, names, _folds(np.arange(len(y)), CALIBRATION_FOLDS), weights)
     return {"unseen_model": conformal_quantiles(unseen_residuals, level) if unseen_residuals is not None else None,
             "seen_model": conformal_quantiles(seen, level)}
 
@@ -244,15 +265,17 @@ class Predictor:
             "training_fingerprint": fingerprint(frame),
             "trained_at": datetime.now(UTC).isoformat(),
         }
-        latency = _fit(x, y_latency, names)
-        memory = _fit(x, y_memory, names) if y_memory is not None else None
+        weights = measurement_weights(frame)
+        schema["down_weighted_rows"] = int((weights < 1).sum())
+        latency = _fit(x, y_latency, names, weights=weights)
+        memory = _fit(x, y_memory, names, weights=weights) if y_memory is not None else None
         if calibrate_intervals:
             given = unseen_residuals or {}
             schema["calibration"] = {"latency": calibrate(x, y_latency, names, architectures, level,
-                                                          given.get("latency"))}
+                                                          given.get("latency"), weights)}
             if y_memory is not None:
                 schema["calibration"]["memory"] = calibrate(x, y_memory, names, architectures, level,
-                                                            given.get("memory"))
+                                                            given.get("memory"), weights)
         return cls(schema=schema, latency=latency, memory=memory, names=names)
 
     def log_ratios(self, frame: pl.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import polars as pl
 
+from hwbench_pipeline.bench.trackers.stats import NOISY_HALFWIDTH
 from hwbench_pipeline.predict.features import query_frame
 from hwbench_pipeline.predict.predictor import Predictor
 from hwbench_pipeline.predict.prices import Prices
@@ -63,8 +64,6 @@ class Ranking:
 
 
 # ---- candidates --------------------------------------------------------------------------------------------
-#: a measured figure whose median's 95 % interval is wider than this, relative to the median, is not "high"
-NOISY_HALFWIDTH = 0.05
 
 
 def measured_confidence(rows: pl.DataFrame) -> pl.Expr:

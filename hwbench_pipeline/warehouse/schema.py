@@ -89,6 +89,21 @@ LATENCY_STATISTICS = [
     ("median_ci_high_ms", pa.float64()),
     ("ci_rel_halfwidth", pa.float64()),
 ]
+#: how a configuration's samples were spread over measuring processes (trackers/stats.py, "Processes"); the
+#: per-process lists are in the order the processes ran, undisturbed ones only unless too few were
+PROCESS_COLUMNS = [
+    ("processes", pa.int64()),
+    ("processes_disturbed", pa.int64()),
+    ("process_medians_ms", pa.list_(pa.float64())),
+    ("process_sample_counts", pa.list_(pa.int64())),
+    ("process_foreign_fractions", pa.list_(pa.float64())),
+    ("process_steal_fractions", pa.list_(pa.float64())),
+    ("process_core_slowdowns", pa.list_(pa.float64())),  # slowest core's probe / the fastest process's
+    ("process_pids", pa.list_(pa.int64())),
+    ("process_load_s", pa.list_(pa.float64())),  # of every process that ran, disturbed ones included
+    ("ci_coverage", pa.float64()),  # of the median's interval: 95 %, or less between fewer than 6 processes
+    ("noisy", pa.bool_()),  # the interval is wider than ±NOISY_HALFWIDTH
+]
 #: the machine's load while a measurement ran, and whether it was retried for it (trackers/system_load.py)
 MACHINE_LOAD_COLUMNS = [
     ("machine_busy_fraction", pa.float64()),
@@ -97,6 +112,7 @@ MACHINE_LOAD_COLUMNS = [
     ("loadavg_1m", pa.float64()),
     ("contaminated", pa.bool_()),
     ("attempts", pa.int64()),
+    ("slowest_core_ms", pa.float64()),  # trackers/core_speed.py: the worst of before and after sampling
 ]
 
 INFERENCE_RESULTS = pa.schema(
@@ -107,6 +123,7 @@ INFERENCE_RESULTS = pa.schema(
     ]
     + STOPPING_COLUMNS
     + LATENCY_STATISTICS
+    + PROCESS_COLUMNS
     + [
         ("throughput_samples_s", pa.float64()),
         ("throughput_tokens_s", pa.float64()),

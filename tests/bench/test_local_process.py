@@ -14,7 +14,7 @@ from hwbench_pipeline.bench.scenarios.inference import InferenceConfig, Inferenc
 from hwbench_pipeline.bench.trackers.stats import StoppingRule
 
 RULE = StoppingRule(ci_target=0.05, min_samples=5, max_seconds=0.3, warmup_min_calls=2, warmup_window=2,
-                    warmup_max_seconds=0.2)
+                    warmup_max_seconds=0.2, processes=1, max_processes=1)
 
 
 def _config(batch: int) -> InferenceConfig:

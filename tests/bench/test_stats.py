@@ -1,7 +1,13 @@
 import numpy as np
 import pytest
 
-from hwbench_pipeline.bench.trackers.stats import StoppingRule, median_ci, median_ci_relative_halfwidth, summarize
+from hwbench_pipeline.bench.trackers.stats import (
+    StoppingRule,
+    between_process_interval,
+    median_ci,
+    median_ci_relative_halfwidth,
+    summarize,
+)
 
 
 def test_median_ci_covers_true_median_about_95_percent():
@@ -63,7 +69,49 @@ def test_summarize_orders_percentiles_and_rejects_empty():
         summarize([])
 
 
-@pytest.mark.parametrize("kwargs", [{"ci_target": 0}, {"ci_target": 1.5}, {"min_samples": 1}, {"max_seconds": 0}])
+@pytest.mark.parametrize("kwargs", [{"ci_target": 0}, {"ci_target": 1.5}, {"min_samples": 1}, {"max_seconds": 0},
+                                    {"processes": 0}, {"processes": 4, "max_processes": 3}])
 def test_rule_rejects_bad_settings(kwargs):
     with pytest.raises(ValueError):
         StoppingRule(**kwargs)
+
+
+@pytest.mark.parametrize("k", [3, 5, 6, 9, 15])
+def test_between_process_interval_covers_the_true_median_as_often_as_it_states(k):
+    # synthetic process medians from a skewed distribution: the interval is distribution-free
+    rng = np.random.default_rng(k)
+    true_median = np.exp(0.0)  # of a lognormal(0, 0.3)
+    trials, hits, stated = 4000, 0, None
+    for _ in range(trials):
+        lo, hi, stated = between_process_interval(rng.lognormal(0.0, 0.3, size=k))
+        hits += lo <= true_median <= hi
+    assert abs(hits / trials - stated) < 0.03
+    assert stated >= 0.95 or (k < 6 and stated == pytest.approx(1 - 2 ** (1 - k)))
+
+
+def test_between_process_interval_narrows_to_inner_order_statistics_with_more_processes():
+    medians = [float(v) for v in range(1, 16)]
+    lo, hi, coverage = between_process_interval(medians)
+    assert (lo, hi) == (4.0, 12.0) and coverage >= 0.95  # ranks 4 and 12 of 15
+    assert between_process_interval([7.0]) == (7.0, 7.0, 0.0)
+    with pytest.raises(ValueError):
+        between_process_interval([])
+
+
+def test_processes_stop_when_enough_undisturbed_ones_agree_else_at_the_cap():
+    rule = StoppingRule(ci_target=0.02, processes=3, max_processes=5)
+    assert rule.processes_stop_reason([10.0, 10.1], processes_run=2) is None  # too few
+    assert rule.processes_stop_reason([10.0, 10.1, 9.9], processes_run=3) == "ci_reached"
+    assert rule.processes_stop_reason([10.0, 11.0, 9.0], processes_run=3) is None  # ±10 %: one more
+    # a disturbed process ran (4 in all) but does not count: still needs agreement among the undisturbed
+    assert rule.processes_stop_reason([10.0, 11.0, 9.0], processes_run=4) is None
+    assert rule.processes_stop_reason([10.0, 11.0, 9.0, 10.5], processes_run=5) == "process_cap"
+
+
+def test_each_process_samples_for_its_share_of_the_time_cap():
+    rule = StoppingRule(max_seconds=6.0, processes=2, max_processes=4)
+    one = rule.per_process()
+    assert one.max_seconds == 1.5 and (one.processes, one.max_processes) == (1, 1)
+    assert one.stop_reason([5.0, 5.5, 6.0], elapsed_s=1.6) == "time_cap"
+    single = StoppingRule(max_seconds=6.0, processes=1, max_processes=1)
+    assert single.per_process() == single

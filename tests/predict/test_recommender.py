@@ -139,7 +139,8 @@ def test_packaged_price_file_is_all_placeholders():
 
 
 def test_a_measured_figure_is_high_confidence_only_when_quiet_and_tight(results):
-    from hwbench_pipeline.predict.recommender import NOISY_HALFWIDTH, measured_figures
+    from hwbench_pipeline.bench.trackers.stats import NOISY_HALFWIDTH
+    from hwbench_pipeline.predict.recommender import measured_figures
 
     keys = ["target", "batch_size", "seq_len", "precision", "threads"]
     rows = results.filter((pl.col("family") == "bert") & (pl.col("preset") == "small")).with_columns(

@@ -16,5 +16,8 @@ class Launcher(Protocol):
     def unavailable(self, cfg: Any) -> str | None:
         """Why this launcher cannot place ``cfg`` (None when it can)."""
 
-    def measure(self, cfg: Any, run_id: str, timeout_s: float, failure: FailureFunction) -> dict:
-        """``cfg``'s row from a fresh process; a timeout or a dead process becomes ``failure``'s row."""
+    def measure(self, cfg: Any, run_id: str, timeout_s: float, failure: FailureFunction,
+                workspace: str | None = None) -> dict:
+        """``cfg``'s row from a fresh process; a timeout or a dead process becomes ``failure``'s row.
+        ``workspace`` names what the processes measuring one configuration share (its export cache), where
+        the launcher keeps such a thing."""

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from hwbench_pipeline.bench.backends.export_cache import EXPORT_CACHE_ENV
 from hwbench_pipeline.bench.launchers.base import FailureFunction, MeasureFunction
 
 PRELOAD_MODULES = ["hwbench_pipeline.bench.worker_preload"]
@@ -56,8 +57,9 @@ def start_server() -> None:
 
 
 def _child_main(conn: multiprocessing.connection.Connection, measure: Callable[[Any, str], dict],
-                cfg: Any, run_id: str, scratch: str) -> None:
+                cfg: Any, run_id: str, scratch: str, env: dict[str, str]) -> None:
     tempfile.tempdir = scratch  # everything the measurement writes to temporary files goes to the parent's dir
+    os.environ.update(env)
     row = measure(cfg, run_id)
     conn.send(row)
     conn.close()
@@ -103,19 +105,21 @@ def _wait_for_result(receiver: multiprocessing.connection.Connection, proc: Any,
 
 
 def measure_in_fresh_process(measure: Callable[[Any, str], dict], cfg: Any, run_id: str,
-                             timeout_s: float, memory_limit_mb: float | None = None) -> dict:
+                             timeout_s: float, memory_limit_mb: float | None = None,
+                             env: dict[str, str] | None = None) -> dict:
     """``measure(cfg, run_id)`` in a new process forked from the preloaded server; returns its row.
 
     Raises :class:`WorkerTimeout` when no row arrives within ``timeout_s`` (the process is killed),
     :class:`WorkerOutOfMemory` when it grows past ``memory_limit_mb`` (killed too), and :class:`WorkerCrashed`
     when the process ends without a row. The process's temporary files (exported models, compiled caches) live
-    in a directory this call removes once the process is gone, killed or not.
+    in a directory this call removes once the process is gone, killed or not. ``env`` is set in the process's
+    environment before it measures.
     """
     ctx = _context()
     receiver, sender = ctx.Pipe(duplex=False)
     scratch = tempfile.mkdtemp(prefix="hwbench-measure-")
-    proc = ctx.Process(target=_child_main, args=(sender, measure, cfg, run_id, scratch), name="hwbench-measure",
-                       daemon=True)
+    proc = ctx.Process(target=_child_main, args=(sender, measure, cfg, run_id, scratch, env or {}),
+                       name="hwbench-measure", daemon=True)
     proc.start()
     sender.close()  # the child holds the only writer: its exit shows up here as end of file
     try:
@@ -135,11 +139,33 @@ def measure_in_fresh_process(measure: Callable[[Any, str], dict], cfg: Any, run_
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def measured_row(measure: MeasureFunction, cfg: Any, run_id: str, timeout_s: float, failure: FailureFunction,
+                 env: dict[str, str] | None = None) -> dict:
+    """``measure(cfg, run_id)``'s row from a fresh process; a timeout or a dead process becomes ``failure``'s row."""
+    try:
+        return measure_in_fresh_process(measure, cfg, run_id, timeout_s, env=env)
+    except WorkerTimeout as exc:
+        return failure(cfg, run_id, "timeout", str(exc))
+    except WorkerCrashed as exc:
+        return failure(cfg, run_id, "worker_crashed", str(exc))
+
+
+def workspace_env(cache_root: str | None, workspace: str | None) -> dict[str, str]:
+    """The environment that gives a measuring process its configuration's export cache (shared by the processes
+    that measure one configuration: the first exports, the others load), where the launcher keeps one."""
+    if not cache_root or not workspace:
+        return {}
+    directory = os.path.join(cache_root, workspace)
+    os.makedirs(directory, exist_ok=True)
+    return {EXPORT_CACHE_ENV: directory}
+
+
 class ProcessLauncher:
     """Each configuration in a fresh local process forked from a preloaded server (no Ray; this host only)."""
 
-    def __init__(self, measure: MeasureFunction) -> None:
+    def __init__(self, measure: MeasureFunction, cache_root: str | None = None) -> None:
         self._measure = measure
+        self._cache_root = cache_root
         start_server()
 
     def unavailable(self, cfg: Any) -> str | None:
@@ -148,10 +174,7 @@ class ProcessLauncher:
             return f"{cfg.threads} threads asked for, this host has {cores} cores"
         return None
 
-    def measure(self, cfg: Any, run_id: str, timeout_s: float, failure: FailureFunction) -> dict:
-        try:
-            return measure_in_fresh_process(self._measure, cfg, run_id, timeout_s)
-        except WorkerTimeout as exc:
-            return failure(cfg, run_id, "timeout", str(exc))
-        except WorkerCrashed as exc:
-            return failure(cfg, run_id, "worker_crashed", str(exc))
+    def measure(self, cfg: Any, run_id: str, timeout_s: float, failure: FailureFunction,
+                workspace: str | None = None) -> dict:
+        return measured_row(self._measure, cfg, run_id, timeout_s, failure,
+                            workspace_env(self._cache_root, workspace))

@@ -6,7 +6,9 @@ Placement and exclusivity are Ray resources:
   measurements never overlap on one node;
 * a node advertises ``hwbench_target:<key>: 1`` for each target it has; a measurement asks for its target's,
   so it lands on the hardware it measures (a Ray cluster's nodes are started with these resources);
-* ``max_calls=1`` retires the worker after one task: each configuration starts in a fresh process.
+* a Ray worker does not measure in its own process: it forks a fresh process for each configuration from a
+  preloaded server (launchers/process.py), so a configuration starts in milliseconds in an address space of
+  its own, and the worker, with its imports done, serves the next one.
 """
 
 from __future__ import annotations
@@ -75,18 +77,29 @@ def _missing_resources(cfg: Any) -> str | None:
 def _remote_measure(measure_fn: MeasureFunction):
     import ray
 
-    @ray.remote(max_calls=1, max_retries=0)
-    def measure(cfg: Any, run_id: str) -> dict:
-        return measure_fn(cfg, run_id)
+    @ray.remote(max_retries=0)
+    def measure(cfg: Any, run_id: str, timeout_s: float, failure: FailureFunction, env: dict[str, str]) -> dict:
+        from hwbench_pipeline.bench.launchers.process import measured_row
+
+        return measured_row(measure_fn, cfg, run_id, timeout_s, failure, env)
 
     return measure
 
 
-class RayLauncher:
-    """Each configuration as a Ray task that asks for its node slot and target (see the module docstring)."""
+#: how much longer than the measuring process's own limit the driver waits for the task (the worker kills the
+#: process at its limit and returns the timeout row)
+DRIVER_GRACE_S = 60.0
 
-    def __init__(self, measure: MeasureFunction) -> None:
+
+class RayLauncher:
+    """Each configuration as a Ray task that asks for its node slot and target (see the module docstring).
+
+    ``cache_root``, a directory every node that measures can reach (this host's, with a private local
+    instance), holds the export cache of each configuration."""
+
+    def __init__(self, measure: MeasureFunction, cache_root: str | None = None) -> None:
         self._remote = _remote_measure(measure)
+        self._cache_root = cache_root
 
     def unavailable(self, cfg: Any) -> str | None:
         missing = _missing_resources(cfg)
@@ -95,17 +108,20 @@ class RayLauncher:
         return (f"no Ray node offers {missing}; nodes must advertise {NODE_SLOT} and "
                 f"{target_resource(cfg.target)} (see README, 'Using a Ray cluster')")
 
-    def measure(self, cfg: Any, run_id: str, timeout_s: float, failure: FailureFunction) -> dict:
+    def measure(self, cfg: Any, run_id: str, timeout_s: float, failure: FailureFunction,
+                workspace: str | None = None) -> dict:
         import ray
         from ray.exceptions import GetTimeoutError, RayError
+
+        from hwbench_pipeline.bench.launchers.process import workspace_env
 
         ref = self._remote.options(
             num_cpus=cfg.threads if cfg.target.startswith("cpu") else 1,
             resources={NODE_SLOT: 1, target_resource(cfg.target): 1},
-        ).remote(cfg, run_id)
+        ).remote(cfg, run_id, timeout_s, failure, workspace_env(self._cache_root, workspace))
         t0 = time.monotonic()
         try:
-            return ray.get(ref, timeout=timeout_s)
+            return ray.get(ref, timeout=timeout_s + DRIVER_GRACE_S)
         except GetTimeoutError:
             ray.cancel(ref, force=True)
             return failure(cfg, run_id, "timeout",

@@ -170,7 +170,8 @@ class RayTrainLauncher:
             return None
         return self._scenario.refusal(cfg, ray.nodes())
 
-    def measure(self, cfg: Any, run_id: str, timeout_s: float, failure: FailureFunction) -> dict:
+    def measure(self, cfg: Any, run_id: str, timeout_s: float, failure: FailureFunction,
+                workspace: str | None = None) -> dict:
         """``cfg``'s row. The job's own time limit is the configuration's (``cfg.timeout_s``), and its failure
         rows are the scenario's own, which also say where the ranks ran and how often Ray Train restarted."""
         self._started += 1

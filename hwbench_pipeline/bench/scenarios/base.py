@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from hwbench_pipeline.bench.profiles import Profile
+    from hwbench_pipeline.bench.trackers.stats import StoppingRule
 
 
 #: how a scenario's configurations reach a fresh process (bench/launchers): one process per configuration
@@ -57,6 +58,22 @@ class Scenario(ABC):
     def failure_row(self, cfg: Any, run_id: str, failure_class: str, message: str,
                     started: datetime | None = None) -> dict:
         """The failures-table row of a configuration that could not be measured."""
+
+    def process_rule(self, cfg: Any) -> StoppingRule | None:
+        """The rule that spreads ``cfg``'s samples over several measuring processes (trackers/stats.py,
+        "Processes"), or None when one process measures it (and a disturbed one is measured again)."""
+        return None
+
+    def process_config(self, cfg: Any, first: bool) -> Any:
+        """What one of the processes of a configuration spread over several measures: its share of the
+        sampling time, and, after the ``first``, without what only the first needs to do (count FLOPs)."""
+        return cfg
+
+    def combine(self, rows: list[dict], rule: StoppingRule, stop_reason: str) -> dict:
+        """The configuration's row from its processes' rows."""
+        from hwbench_pipeline.bench.scenarios.processes import combine_process_rows
+
+        return combine_process_rows(rows, rule, stop_reason)
 
     def skip_reason(self, cfg: Any, rows: list[dict]) -> str | None:
         """Why ``cfg`` is not worth running, given the rows measured so far (None: run it)."""

@@ -14,16 +14,25 @@ The rules, in one place:
   ``n/2 ± 1.96·√n/2`` (normal approximation to the binomial). Latency distributions are skewed and
   heavy-tailed; the median and its order-statistic interval do not assume otherwise.
 * Percentiles use linear interpolation between order statistics (numpy's default).
+* **Processes.** A configuration is measured by at least ``processes`` and at most ``max_processes`` short
+  measuring processes, spread over the run (docs/measurement.md); each samples for at most
+  ``max_seconds / max_processes`` under the rule above, so ``max_seconds`` caps the configuration's sampling
+  time as a whole. Its figure is the median of the process medians, with the distribution-free interval of
+  those medians (:func:`between_process_interval`); once ``processes`` undisturbed processes are in, it stops
+  when that interval is within ``±target``, else it adds processes until ``max_processes``. A process the
+  host disturbed does not count. ``processes = max_processes = 1`` is a single measuring window.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 Z_95 = 1.959963984540054
+#: a figure whose interval is wider than this, relative to the figure, is marked noisy (and not trusted "high")
+NOISY_HALFWIDTH = 0.05
 
 
 def median_ci(samples: np.ndarray | list[float], z: float = Z_95) -> tuple[float, float]:
@@ -47,6 +56,27 @@ def median_ci_relative_halfwidth(samples: np.ndarray | list[float]) -> float:
     return (hi - lo) / 2.0 / med
 
 
+def between_process_interval(medians: list[float] | np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
+    """Distribution-free interval of the median of ``medians`` (one per process), and its exact coverage.
+
+    The interval runs from the r-th smallest to the r-th largest median, with the largest r whose coverage
+    ``1 - 2·P(B < r)``, B ~ Binomial(k, 1/2), is at least ``confidence``. Below 6 processes no r reaches 95 %:
+    the interval is then [min, max] and its coverage, ``1 - 2^(1-k)``, is returned as it is (75 % for 3).
+    """
+    x = np.sort(np.asarray(medians, dtype=float))
+    k = x.size
+    if k == 0:
+        raise ValueError("between_process_interval needs at least one median")
+    below = 0.0  # P(B < r), built up term by term
+    rank, coverage = 1, 1.0 - 2.0 * 0.5**k
+    for r in range(1, k // 2 + 1):
+        below += math.comb(k, r - 1) * 0.5**k
+        if 1.0 - 2.0 * below < confidence:
+            break
+        rank, coverage = r, 1.0 - 2.0 * below
+    return float(x[rank - 1]), float(x[k - rank]), max(coverage, 0.0)
+
+
 @dataclass(frozen=True)
 class StoppingRule:
     """When to stop warming up and when to stop measuring (see the module docstring)."""
@@ -60,8 +90,13 @@ class StoppingRule:
     warmup_window_seconds: float = 1.0
     warmup_tolerance: float = 0.05
     warmup_max_seconds: float = 5.0
+    processes: int = 3
+    max_processes: int = 6
 
     def __post_init__(self) -> None:
+        if not 1 <= self.processes <= self.max_processes:
+            raise ValueError(f"processes must be at least 1 and at most max_processes, got {self.processes} "
+                             f"and {self.max_processes}")
         if not 0 < self.ci_target < 1:
             raise ValueError(f"ci_target must be between 0 and 1, got {self.ci_target}")
         if self.min_samples < 3:
@@ -88,8 +123,13 @@ class StoppingRule:
         fitting = math.ceil(self.warmup_window_seconds / recent_s) if recent_s > 0 else self.warmup_window
         return max(2, min(self.warmup_window, fitting))
 
+    def per_process(self) -> StoppingRule:
+        """The rule one of a configuration's measuring processes samples under: its share of the time cap.
+        (A configuration measured in one process, as training's are, uses the rule as it is.)"""
+        return replace(self, max_seconds=self.max_seconds / self.max_processes, processes=1, max_processes=1)
+
     def stop_reason(self, samples: list[float], elapsed_s: float) -> str | None:
-        """Why measuring should stop now, or None to keep going."""
+        """Why one measuring process should stop sampling now, or None to keep going."""
         n = len(samples)
         if n >= self.min_samples and median_ci_relative_halfwidth(samples) <= self.ci_target:
             return "ci_reached"
@@ -98,6 +138,18 @@ class StoppingRule:
         # The time cap still needs a handful of samples, or the percentiles mean nothing.
         if elapsed_s >= self.max_seconds and n >= 3:
             return "time_cap"
+        return None
+
+    def processes_stop_reason(self, medians: list[float], processes_run: int) -> str | None:
+        """Why a configuration needs no further process, given its undisturbed processes' medians and how many
+        processes it has run in all (disturbed ones included); None to run another."""
+        if len(medians) >= self.processes:
+            lo, hi, _ = between_process_interval(medians)
+            center = float(np.median(medians))
+            if center > 0 and (hi - lo) / 2.0 / center <= self.ci_target:
+                return "ci_reached"
+        if processes_run >= self.max_processes:
+            return "process_cap"
         return None
 
 

@@ -30,6 +30,7 @@ def measure_inference(cfg: InferenceConfig, run_id: str) -> dict:
     from hwbench_pipeline.bench.backends import load_backend
     from hwbench_pipeline.bench.environment import environment_fields
     from hwbench_pipeline.bench.hardware import parse_target
+    from hwbench_pipeline.bench.trackers.core_speed import slowest_core_ms
     from hwbench_pipeline.bench.trackers.memory import current_rss_mb, rss_high_water_mb
     from hwbench_pipeline.bench.trackers.system_load import is_contaminated, load_between, read_cpu_times
 
@@ -64,9 +65,9 @@ def measure_inference(cfg: InferenceConfig, run_id: str) -> dict:
         max_abs_diff, max_rel_diff = check_agreement(runner.output(), reference,
                                                      backend.tolerance(runner.precision), cfg.label)
 
-        cpu_before = read_cpu_times()
+        cpu_before, core_before = read_cpu_times(), slowest_core_ms()
         samples, warmup_calls, stop_reason = time_calls(runner, cfg.rule)
-        load = load_between(cpu_before, read_cpu_times())
+        load, core_after = load_between(cpu_before, read_cpu_times()), slowest_core_ms()
         device_peak = runner.peak_memory_mb()
         precision_ran = runner.precision
     finally:
@@ -102,6 +103,7 @@ def measure_inference(cfg: InferenceConfig, run_id: str) -> dict:
         "max_rel_diff": max_rel_diff,
         "achieved_gflops": flops / p50_s / 1e9 if flops else None,
         **load_fields(load, contaminated),
+        "slowest_core_ms": max(core_before, core_after) if core_before and core_after else None,
         "samples_ms": [float(s) for s in samples],
         "worker_pid": os.getpid(),
         "started_at": started,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -9,6 +10,7 @@ from hwbench_pipeline.bench.peaks import compare_with_peak
 from hwbench_pipeline.bench.scenarios.base import Plan, Scenario, failure_line
 from hwbench_pipeline.bench.scenarios.inference.config import InferenceConfig
 from hwbench_pipeline.bench.scenarios.inference.measure import failure_row, run_configuration
+from hwbench_pipeline.bench.trackers.stats import StoppingRule
 
 if TYPE_CHECKING:
     from hwbench_pipeline.bench.profiles import Profile
@@ -35,6 +37,12 @@ class InferenceScenario(Scenario):
     def measure(self, cfg: InferenceConfig, run_id: str) -> dict:
         return run_configuration(cfg, run_id)
 
+    def process_rule(self, cfg: InferenceConfig) -> StoppingRule:
+        return cfg.rule
+
+    def process_config(self, cfg: InferenceConfig, first: bool) -> InferenceConfig:
+        return replace(cfg, rule=cfg.rule.per_process(), count_flops=cfg.count_flops and first)
+
     def failure_row(self, cfg: InferenceConfig, run_id: str, failure_class: str, message: str,
                     started: datetime | None = None) -> dict:
         return failure_row(cfg, run_id, failure_class, message, started)
@@ -47,5 +55,7 @@ class InferenceScenario(Scenario):
         if row["status"] != "ok":
             return failure_line(cfg, row)
         busy = " (busy machine)" if row.get("contaminated") else ""
+        spread = f"±{100 * row['ci_rel_halfwidth']:.1f} % over {row['processes']} processes, " \
+            if (row.get("processes") or 1) > 1 else ""
         return (f"{cfg.label}: p50 {row['p50_ms']:.3f} ms, {row['throughput_samples_s']:.1f} samples/s, "
-                f"{row['n_samples']} samples, {row['stop_reason']}{busy}")
+                f"{spread}{row['n_samples']} samples, {row['stop_reason']}{busy}")
