@@ -24,13 +24,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from hwbench_pipeline.predict.evaluation import evaluate_all  # noqa: E402
+from hwbench_pipeline.predict.evaluation import evaluate_all, repeat_error  # noqa: E402
 from hwbench_pipeline.predict.features import training_frame  # noqa: E402
 
 FIXTURE = REPO / "tests" / "predict" / "fixtures"
@@ -58,10 +57,7 @@ def probe_noise_floor(frame: pl.DataFrame, repeat: str) -> dict:
     pairs = frame.select("family", "target", "p50_ms").join(again, on=["family", "target"])
     if not pairs.height:
         return {}
-    ape = ((pairs["other_ms"] - pairs["p50_ms"]).abs() / pairs["p50_ms"]).to_numpy()
-    return {"probes_repeated": {"n": len(ape), "mape": float(ape.mean()), "median_ape": float(np.median(ape)),
-                                "within_10pct": float((ape <= 0.10).mean()),
-                                "within_20pct": float((ape <= 0.20).mean())}}
+    return {"probes_repeated": repeat_error(pairs["p50_ms"].to_numpy(), pairs["other_ms"].to_numpy())}
 
 
 def host_peaks(targets: list[str], threads: int) -> pl.DataFrame:
@@ -127,9 +123,7 @@ def noise_floor() -> dict:
     for name, rows in (("similar_conditions", pairs.filter(pl.col("other_busy") <= BUSY)),
                        ("beside_heavy_load", pairs.filter(pl.col("other_busy") > BUSY))):
         if rows.height:
-            ape = ((rows["other_ms"] - rows["p50_ms"]).abs() / rows["p50_ms"]).to_numpy()
-            out[name] = {"n": len(ape), "mape": float(ape.mean()), "median_ape": float(np.median(ape)),
-                         "within_10pct": float((ape <= 0.10).mean()), "within_20pct": float((ape <= 0.20).mean())}
+            out[name] = repeat_error(rows["p50_ms"].to_numpy(), rows["other_ms"].to_numpy())
     return out
 
 

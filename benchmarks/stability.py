@@ -5,7 +5,12 @@ so that both see the same stretch of the host. Each run is independent: a new la
 export. ``window`` is one process sampling for ``--max-seconds`` (how hwbench measured before, and how
 optimum-benchmark measures); ``spread`` is the default rule, 3 to 6 processes sharing the same time cap.
 Prints each run's figure and wall time, then per target and mode the CV of the figures (target: ≤ 2 %, and
-at most half the window's), the spread's CV over the window's, and the median wall time to a settled result.
+at most half the window's), the spread's CV over the window's, the median wall time to a settled result, and
+how often a run's interval holds the median of all its mode's runs (what the interval is worth).
+
+The host's own speed is timed before every run (a fixed matrix multiply at the same thread count, in this
+process): its CV over the runs, and its correlation with the figures, show how much of the run-to-run spread
+is the host drifting, which no measuring rule inside a run can remove.
 
     .venv/bin/python benchmarks/stability.py [--model bert --preset base --seq 128 --threads 2 --runs 5]
         [--targets cpu-torch,cpu-onnxruntime,cpu-openvino] [--max-seconds 10] [--json rows.json]
@@ -33,6 +38,22 @@ def _cv(values: list[float]) -> float:
     return statistics.stdev(values) / statistics.mean(values) if len(values) >= 2 else float("nan")
 
 
+def host_speed_ms(threads: int, seconds: float = 1.0, size: int = 768) -> float:
+    """Median time of a fixed fp32 matrix multiply at ``threads`` threads over ``seconds``: the host's pace now."""
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    for _ in range(3):
+        a @ b
+    times, end = [], time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        t0 = time.perf_counter()
+        a @ b
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="bert")
@@ -49,6 +70,8 @@ def main() -> None:
 
     targets = [t for t in args.targets.split(",") if t]
     figures: dict[tuple[str, str], list[float]] = {}
+    intervals: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    host: dict[tuple[str, str], list[float]] = {}
     walls: dict[tuple[str, str], list[float]] = {}
     kept: list[dict] = []
     for run in range(1, args.runs + 1):
@@ -57,6 +80,7 @@ def main() -> None:
                 rule = StoppingRule(ci_target=0.01, max_seconds=args.max_seconds, **counts)
                 config = InferenceConfig(args.model, args.preset, target, args.batch, args.seq, threads=args.threads,
                                          rule=rule)
+                pace = host_speed_ms(args.threads)
                 t0 = time.perf_counter()
                 [row] = run_configurations(InferenceScenario(), [config], f"stability-{mode}-{run}",
                                            dispatch=args.dispatch, log=lambda _: None)
@@ -66,12 +90,15 @@ def main() -> None:
                           f"{row['message'].splitlines()[0]}")
                     continue
                 figures.setdefault((target, mode), []).append(row["p50_ms"])
+                intervals.setdefault((target, mode), []).append((row["median_ci_low_ms"], row["median_ci_high_ms"]))
+                host.setdefault((target, mode), []).append(pace)
                 walls.setdefault((target, mode), []).append(wall)
-                kept.append({**row, "stability_mode": mode, "wall_s": wall})
+                kept.append({**row, "stability_mode": mode, "wall_s": wall, "host_gemm_ms": pace})
                 print(f"run {run} {target:16s} {mode:6s}: p50 {row['p50_ms']:8.3f} ms "
                       f"±{100 * row['ci_rel_halfwidth']:5.2f} % {row['stop_reason']:11s} "
                       f"processes {row.get('processes')} (disturbed {row.get('processes_disturbed')}) "
-                      f"{row['n_samples']:5d} samples, wall {wall:5.1f} s, busy machine: {row['contaminated']}",
+                      f"{row['n_samples']:5d} samples, wall {wall:5.1f} s, host GEMM {pace:6.2f} ms, "
+                      f"busy machine: {row['contaminated']}",
                       flush=True)
     print()
     print(f"{args.model}/{args.preset} batch {args.batch} seq {args.seq}, {args.threads} threads, "
@@ -89,6 +116,15 @@ def main() -> None:
               f"{statistics.median(w_wall):11.1f}s {statistics.median(s_wall):11.1f}s "
               f"{statistics.median(s_wall) / statistics.median(w_wall):6.2f}")
     print("target: spread CV ≤ 2 % and at most half the window's (ratio ≤ 0.5)")
+    print()
+    print(f"{'target':16s} {'mode':6s} {'interval holds the runs median':>31s} {'host GEMM CV':>13s} "
+          f"{'r(figure, host)':>16s}")
+    for (target, mode), values in figures.items():
+        center = statistics.median(values)
+        held = sum(lo <= center <= hi for lo, hi in intervals[(target, mode)])
+        pace = host[(target, mode)]
+        r = statistics.correlation(values, pace) if len(values) >= 3 else float("nan")
+        print(f"{target:16s} {mode:6s} {held:>24d} of {len(values):<4d} {100 * _cv(pace):12.2f}% {r:16.2f}")
     if args.json:
         args.json.write_text(json.dumps(kept, default=str, indent=1))
 

@@ -22,7 +22,7 @@ class UsageError(Exception):
     """Bad input: one line to the user, exit status 2, nothing stored."""
 
 
-def _csv_ints(text: str, what: str) -> list[int]:
+def csv_ints(text: str, what: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
@@ -32,7 +32,7 @@ def _csv_ints(text: str, what: str) -> list[int]:
     return values
 
 
-def _console():
+def make_console():
     from rich.console import Console
 
     # Piped output (CI logs, tee) gets a wide table instead of rich's 80-column default.
@@ -43,7 +43,7 @@ def _console():
 def cmd_targets(args: argparse.Namespace) -> int:
     from hwbench_pipeline.bench.hardware import detect_targets, skipped_targets
 
-    console = _console()
+    console = make_console()
     for t in detect_targets():
         console.print(f"[green]available[/]  {t.key}")
     for key, why in skipped_targets():
@@ -61,7 +61,7 @@ def _bench_dispatch(requested: str, ray_address: str | None) -> str:
     return requested
 
 
-def _bench_model(model: str, preset: str) -> int:
+def check_bench_model(model: str, preset: str) -> int:
     """Check ``--model`` and ``--preset``; returns the default sequence length. A curated family is checked
     without torch; any other architecture, config file or checkpoint through the registry (about 2 s)."""
     from hwbench_pipeline.bench.families import FAMILIES, check_model, default_seq_len
@@ -100,14 +100,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
             parse_target(target)
         rule = StoppingRule(ci_target=args.ci_target, max_seconds=args.max_seconds, processes=args.processes,
                             max_processes=args.max_processes or 2 * max(args.processes, 1))
-        default_seq = _bench_model(args.model, args.preset)
+        default_seq = check_bench_model(args.model, args.preset)
     except (UnknownModelError, UnknownTargetError, UnknownArchitectureError, ModelSourceError, ValueError) as exc:
         raise UsageError(str(exc)) from None
-    seqs = _csv_ints(args.seq, "--seq") if args.seq else [default_seq]
+    seqs = csv_ints(args.seq, "--seq") if args.seq else [default_seq]
     configs = [
         InferenceConfig(family=args.model, preset=args.preset, target=t, batch_size=b, seq_len=s,
                         precision=args.precision, threads=args.threads or (os.cpu_count() or 1), rule=rule)
-        for t in targets for b in _csv_ints(args.batch, "--batch") for s in seqs
+        for t in targets for b in csv_ints(args.batch, "--batch") for s in seqs
     ]
     if dispatch == "process":
         from hwbench_pipeline.bench.launchers.process import start_server
@@ -126,7 +126,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise UsageError(f"hardware target {', '.join(absent)} is not available on this host; available: "
                          f"{', '.join(available)} (see 'hwbench targets')")
     run_id = f"cli-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
-    console = _console()
+    console = make_console()
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console) as progress:
         task = progress.add_task(f"measuring {len(configs)} configurations", total=len(configs))
@@ -194,7 +194,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from hwbench_pipeline.pipeline_runner import run_pipeline
 
     _dagster_home()
-    console = _console()
+    console = make_console()
     console.print(f"[bold]hwbench[/] profile [cyan]{profile.name}[/]: {profile.description}")
     console.print(f"targets: {', '.join(targets)}; data: {default_data_dir()}; "
                   f"DAGSTER_HOME: {os.environ['DAGSTER_HOME']}")
@@ -203,7 +203,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 #: modules under hwbench_pipeline/commands/, each with ``register(subparsers)`` adding its subcommand(s)
-SUBCOMMAND_MODULES: tuple[str, ...] = ("query", "serve", "db", "recommend", "report")
+SUBCOMMAND_MODULES: tuple[str, ...] = ("query", "serve", "db", "recommend", "report", "compare")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -214,8 +214,7 @@ def _measure_one_more_process(launcher: Launcher, scenario: Scenario, state: _Co
         return
     state.processes.append(row)
     if disturbed(state.processes)[-1]:
-        why = "machine busy with other work" if row.get("contaminated") else "a core ran slow"
-        log(f"{cfg.label}: {why} during process {len(state.processes)}; it does not count")
+        log(f"{cfg.label}: machine busy with other work during process {len(state.processes)}; it does not count")
     medians = [r["p50_ms"] for r in undisturbed(state.processes)]
     stop = rule.processes_stop_reason(medians, len(state.processes))
     if stop:

@@ -16,7 +16,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from hwbench_pipeline.cli import UsageError, _console
+from hwbench_pipeline.cli import UsageError, make_console
 from hwbench_pipeline.paths import default_data_dir
 
 
@@ -105,7 +105,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from hwbench_pipeline.warehouse.maintenance import check
 
     wh = _warehouse(args)
-    console = _console()
+    console = make_console()
     with _usage_errors(), _progress(console) as progress:
         report = check(wh, progress=progress)
     if args.json:
@@ -129,7 +129,7 @@ def cmd_compact(args: argparse.Namespace) -> int:
     from hwbench_pipeline.warehouse.maintenance import compact
 
     wh = _warehouse(args)
-    console = _console()
+    console = make_console()
     with _usage_errors(), _progress(console) as progress:
         report = compact(wh, tables=args.table, small_mb=args.small_mb, target_mb=args.target_mb,
                          progress=progress)
@@ -153,7 +153,7 @@ def cmd_retain(args: argparse.Namespace) -> int:
     from hwbench_pipeline.warehouse.maintenance import retain
 
     wh = _warehouse(args)
-    console = _console()
+    console = make_console()
     with _usage_errors(), _progress(console) as progress:
         report = retain(wh, older_than_days=args.older_than_days, keep_runs=args.keep_runs, tables=args.table,
                         dry_run=args.dry_run, progress=progress)
@@ -173,7 +173,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
     from hwbench_pipeline.warehouse.maintenance import backup
 
     wh = _warehouse(args)
-    console = _console()
+    console = make_console()
     with _usage_errors(), _progress(console) as progress:
         report = backup(wh, args.dest, progress=progress)
     for path in report.skipped:
@@ -186,7 +186,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from hwbench_pipeline.warehouse.maintenance import restore
 
     wh = _warehouse(args, must_exist=False)
-    console = _console()
+    console = make_console()
     with _usage_errors(), _progress(console) as progress:
         report = restore(wh, args.src, progress=progress)
     console.print(report.describe())
@@ -204,7 +204,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             raise
         raise UsageError("this checkout has no importer (hwbench_pipeline/warehouse/importer.py)") from None
     wh = _warehouse(args, must_exist=False)
-    console = _console()
+    console = make_console()
     with _usage_errors(), console.status(f"importing {len(args.paths)} paths"):
         try:
             summary = import_paths(wh, [Path(p) for p in args.paths])

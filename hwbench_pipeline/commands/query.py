@@ -19,7 +19,7 @@ import sys
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from hwbench_pipeline.cli import UsageError, _console
+from hwbench_pipeline.cli import UsageError, make_console
 from hwbench_pipeline.commands.argtypes import positive_int
 from hwbench_pipeline.paths import default_data_dir
 
@@ -80,7 +80,7 @@ def _print(frame: pl.DataFrame, fmt: str, title: str, shown: list[str] | None = 
             table.add_column(name, justify="right" if dtype.is_numeric() else "left")
         for row in frame.iter_rows():
             table.add_row(*(_cell(v) for v in row))
-        _console().print(table if frame.height else f"{title}: no rows")
+        make_console().print(table if frame.height else f"{title}: no rows")
 
 
 def _run(args: argparse.Namespace) -> int:

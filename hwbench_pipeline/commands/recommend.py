@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from hwbench_pipeline.cli import UsageError, _console
+from hwbench_pipeline.cli import UsageError, make_console
 from hwbench_pipeline.commands.argtypes import non_negative_float, positive_float
 from hwbench_pipeline.paths import default_data_dir
 
@@ -158,7 +158,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         json.dump(out, sys.stdout, indent=2, default=lambda v: None if v != v or v == float("inf") else str(v))
         sys.stdout.write("\n")
         return 0 if ranking.pick else 1
-    console = _console()
+    console = make_console()
     for note in notes:
         console.print(f"[yellow]note[/]: {note}")
     console.print(f"[bold]{spec.label}[/] {args.mode}, sequence {seq}, objective {args.objective}, "

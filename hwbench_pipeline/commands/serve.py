@@ -10,7 +10,7 @@ import argparse
 import ipaddress
 import os
 
-from hwbench_pipeline.cli import UsageError, _console
+from hwbench_pipeline.cli import UsageError, make_console
 from hwbench_pipeline.paths import default_data_dir
 
 TOKEN_VARIABLE = "HWBENCH_API_TOKEN"
@@ -52,7 +52,7 @@ def _serve(args: argparse.Namespace) -> int:
     except QueryError as exc:
         raise UsageError(str(exc)) from None
     app = create_app(data_dir, token, max_rows=args.max_rows, max_seconds=args.max_seconds)
-    _console().print(f"serving {os.path.abspath(data_dir)} read-only on http://{args.host}:{args.port} "
+    make_console().print(f"serving {os.path.abspath(data_dir)} read-only on http://{args.host}:{args.port} "
                      f"({'bearer token required' if token else 'no token: this machine only'}); Ctrl-C stops")
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0

@@ -309,3 +309,11 @@ def _figures(group: pl.DataFrame, latency_column: str) -> pl.DataFrame:
     ).with_columns(throughput_samples_s=pl.col("batch_size").cast(pl.Float64) / pl.col("latency_ms") * 1e3,
                    memory_mb=pl.lit(None, pl.Float64))
 
+
+def repeat_error(first_ms: np.ndarray, second_ms: np.ndarray) -> dict:
+    """How far second measurements of the same configurations land from the first ones: the noise floor no
+    predictor can beat on such data (absolute percentage error against the first)."""
+    first, second = np.asarray(first_ms, dtype=float), np.asarray(second_ms, dtype=float)
+    ape = np.abs(second - first) / first
+    return {"n": int(ape.size), "mape": float(ape.mean()), "median_ape": float(np.median(ape)),
+            "within_10pct": float((ape <= 0.10).mean()), "within_20pct": float((ape <= 0.20).mean())}

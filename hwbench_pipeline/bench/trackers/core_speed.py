@@ -3,8 +3,8 @@
 A core shared with another tenant's work can run slower for seconds without any steal showing in /proc/stat
 (benchmarks/host_interference.py shows it here), and a multi-threaded measurement runs at its slowest core's
 pace. The probe runs in a thread pinned to one core at a time (affinity is per thread on Linux, so the
-measuring threads' own placement is untouched), before and after sampling; the slowest core's time, compared
-with the same configuration's other processes, says whether this process ran on a slowed core.
+measuring threads' own placement is untouched), before and after sampling; the slowest core's time is recorded
+with the row, and each process's against the configuration's fastest (``process_core_slowdowns``).
 """
 
 from __future__ import annotations
@@ -17,9 +17,6 @@ import time
 #: so that a core another task shares cannot hide between slices
 PROBE_LOOPS = 150_000
 PROBE_REPEATS = 2
-#: a process whose slowest core took this much longer than in the configuration's fastest process ran on a
-#: slowed core: it is treated like one the host's other work disturbed (the probe itself repeats within ~10 %)
-CORE_SLOWDOWN_LIMIT = 1.30
 
 
 def _probe_loop() -> None:

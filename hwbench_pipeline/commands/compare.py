@@ -1,0 +1,146 @@
+"""``hwbench compare``: two targets, two precisions, or a configuration against its baseline build, measured
+interleaved (A B A B …) and tested pair by pair (docs/measurement.md, "Interleaved comparisons").
+
+    hwbench compare --model bert --preset base --target cpu-torch,cpu-onnxruntime
+    hwbench compare --model bert --precision fp32,bf16
+    hwbench compare --model bert --baseline-python ../hwbench-main/.venv/bin/python --fail-if-slower
+
+Nothing is stored; ``--json`` writes both sides' process rows and the comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+from hwbench_pipeline.cli import UsageError, csv_ints, make_console
+from hwbench_pipeline.commands.argtypes import positive_float
+from hwbench_pipeline.paths import host_lock_dir
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compare", help="measure two configurations (or two builds) interleaved and test the "
+                                       "paired differences")
+    p.add_argument("--model", required=True, help="a curated family or any transformers model type")
+    p.add_argument("--preset", default="small")
+    p.add_argument("--target", default="cpu-torch", help="one target, or two to compare (comma-separated)")
+    p.add_argument("--precision", default="fp32", help="one precision, or two to compare (comma-separated)")
+    p.add_argument("--baseline-python", help="the interpreter of the baseline build (another checkout's "
+                                             "virtual environment): compares this build against it")
+    p.add_argument("--batch", default="1")
+    p.add_argument("--seq", default=None, help="sequence length (default: the family's)")
+    p.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
+    p.add_argument("--pairs", type=int, default=8, help="interleaved pairs of processes (6 or more for a test "
+                                                        "that can reach p < 0.05)")
+    p.add_argument("--seconds-per-process", type=positive_float, default=1.5,
+                   help="sampling time cap of each process")
+    p.add_argument("--threshold", type=positive_float, default=0.05,
+                   help="a difference smaller than this fraction is no difference")
+    p.add_argument("--timeout", type=positive_float, default=600.0, help="per-process timeout in seconds")
+    p.add_argument("--fail-if-slower", action="store_true", help="exit 1 when the second side is slower")
+    p.add_argument("--json", help="write both sides' process rows and the comparison here")
+    p.set_defaults(func=cmd_compare)
+
+
+def _sides(args: argparse.Namespace) -> list[tuple[str, str, str]]:
+    """(label, target, precision) of the two sides, A first."""
+    targets = [t.strip() for t in args.target.split(",") if t.strip()]
+    precisions = [p.strip() for p in args.precision.split(",") if p.strip()]
+    if args.baseline_python:
+        if len(targets) != 1 or len(precisions) != 1:
+            raise UsageError("--baseline-python compares one configuration across builds: give one --target and "
+                             "one --precision")
+        return [("baseline", targets[0], precisions[0]), ("current", targets[0], precisions[0])]
+    if len(targets) * len(precisions) != 2 or len(targets) > 2 or len(precisions) > 2:
+        raise UsageError("compare needs exactly two sides: two --target values, two --precision values, or "
+                         f"--baseline-python; got targets {targets} and precisions {precisions}")
+    if len(targets) == 2:
+        return [(t, t, precisions[0]) for t in targets]
+    return [(p, targets[0], p) for p in precisions]
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from hwbench_pipeline.bench.catalog.registry import UnknownArchitectureError
+    from hwbench_pipeline.bench.families import UnknownModelError
+    from hwbench_pipeline.bench.hardware import UnknownTargetError, detect_targets, parse_target
+    from hwbench_pipeline.bench.scenarios.inference import InferenceConfig
+    from hwbench_pipeline.bench.trackers.stats import StoppingRule
+    from hwbench_pipeline.cli import check_bench_model
+
+    if args.pairs < 1:
+        raise UsageError(f"--pairs must be positive, got {args.pairs}")
+    sides = _sides(args)
+    [batch] = csv_ints(args.batch, "--batch")[:1]
+    try:
+        for _, target, precision in sides:
+            parse_target(target)
+            if precision not in ("fp32", "bf16", "fp16"):
+                raise ValueError(f"unknown precision {precision!r}; one of fp32, bf16, fp16")
+        seq = int(args.seq) if args.seq else check_bench_model(args.model, args.preset)
+    except (UnknownModelError, UnknownTargetError, UnknownArchitectureError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    available = {t.key for t in detect_targets()}
+    absent = sorted({t for _, t, _ in sides} - available)
+    if absent:
+        raise UsageError(f"hardware target {', '.join(absent)} is not available on this host; available: "
+                         f"{', '.join(sorted(available))}")
+    rule = StoppingRule(max_seconds=args.seconds_per_process, processes=1, max_processes=1)
+    threads = args.threads or (os.cpu_count() or 1)
+    configs = [InferenceConfig(family=args.model, preset=args.preset, target=t, batch_size=batch, seq_len=seq,
+                               precision=p, threads=threads, rule=rule) for _, t, p in sides]
+    return _run(args, sides, configs)
+
+
+def _run(args: argparse.Namespace, sides: list[tuple[str, str, str]], configs: list) -> int:
+    import tempfile
+
+    from hwbench_pipeline.bench.compare import Side, measure_interleaved
+    from hwbench_pipeline.bench.dispatch import host_measurement_lock
+    from hwbench_pipeline.bench.launchers.build import BuildLauncher, BuildUnusableError
+    from hwbench_pipeline.bench.launchers.process import ProcessLauncher
+    from hwbench_pipeline.bench.scenarios.inference import InferenceScenario
+
+    console = make_console()
+    scenario = InferenceScenario()
+    run_id = f"compare-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+    with tempfile.TemporaryDirectory(prefix="hwbench-exports-") as cache:
+        current = ProcessLauncher(scenario.measure, cache)
+        try:
+            baseline = BuildLauncher(args.baseline_python) if args.baseline_python else current
+        except BuildUnusableError as exc:
+            raise UsageError(str(exc)) from None
+        a = Side(sides[0][0], configs[0], baseline)
+        b = Side(sides[1][0], configs[1], current)
+
+        def on_pair(i: int, ra: dict, rb: dict) -> None:
+            console.print(f"pair {i}/{args.pairs}: {a.label} {ra['p50_ms']:.3f} ms, {b.label} {rb['p50_ms']:.3f} ms"
+                          + (" (disturbed)" if ra.get("contaminated") or rb.get("contaminated") else ""))
+
+        console.print(f"comparing {configs[0].family}/{configs[0].preset} batch {configs[0].batch_size} seq "
+                      f"{configs[0].seq_len}, {configs[0].threads} threads: {a.label} against {b.label}, "
+                      f"{args.pairs} interleaved pairs")
+        with host_measurement_lock(host_lock_dir(), console.print):
+            result = measure_interleaved(a, b, scenario, args.pairs, run_id, timeout_s=args.timeout,
+                                         threshold=args.threshold, on_pair=on_pair)
+    if result.failure is not None:
+        row = result.failure
+        console.print(f"[red]failed[/] {row['target']} {row['precision']}: {row['failure_class']}: "
+                      f"{row['message'].splitlines()[0][:200]}")
+        return 1
+    if result.comparison is None:
+        console.print(f"every pair was disturbed by the host's other work ({result.dropped_pairs}); nothing to "
+                      "compare: measure again on a quieter host")
+        return 1
+    if result.dropped_pairs:
+        console.print(f"{result.dropped_pairs} disturbed pair(s) left out")
+    console.print(result.comparison.sentence(a.label, b.label))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"a": {"label": a.label, "rows": a.rows},
+                                               "b": {"label": b.label, "rows": b.rows},
+                                               "dropped_pairs": result.dropped_pairs,
+                                               "comparison": result.comparison.as_dict()}, indent=2, default=str))
+        console.print(f"written to {args.json}")
+    return 1 if args.fail_if_slower and result.comparison.verdict == "slower" else 0

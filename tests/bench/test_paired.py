@@ -1,0 +1,86 @@
+"""Interleaved comparisons: the paired ratio, its interval and test, the verdict, and two configurations measured
+A B A B by fresh processes."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from hwbench_pipeline.bench.compare import Side, measure_interleaved
+from hwbench_pipeline.bench.launchers.process import ProcessLauncher
+from hwbench_pipeline.bench.scenarios.inference import InferenceConfig, InferenceScenario
+from hwbench_pipeline.bench.trackers.paired import compare_pairs
+from hwbench_pipeline.bench.trackers.stats import StoppingRule
+
+
+def test_a_shared_slow_stretch_cancels_in_the_pairs():
+    # synthetic medians: B is 10 % slower than A, and the host drifts by ±30 % from pair to pair
+    rng = np.random.default_rng(3)
+    drift = rng.uniform(0.7, 1.3, size=8)
+    a = list(10.0 * drift * rng.normal(1, 0.005, size=8))
+    b = list(11.0 * drift * rng.normal(1, 0.005, size=8))
+    result = compare_pairs(a, b)
+    assert result.verdict == "slower" and result.ratio == pytest.approx(1.10, rel=0.02)
+    assert result.low > 1.0 and result.p_value < 0.01 and result.pairs == 8
+    assert "slower" in result.sentence("A", "B") and "8 interleaved pairs" in result.sentence("A", "B")
+    assert compare_pairs(b, a).verdict == "faster"
+
+
+def test_equal_sides_are_the_same_and_few_noisy_pairs_are_inconclusive():
+    rng = np.random.default_rng(4)
+    a = list(rng.normal(10, 0.05, size=8))
+    b = list(np.asarray(a) * rng.normal(1.0, 0.005, size=8))
+    assert compare_pairs(a, b).verdict == "same"
+    assert compare_pairs([10.0, 10.0, 10.0], [10.0, 12.0, 9.0]).verdict == "inconclusive"
+
+
+def test_pairs_must_match_and_a_threshold_be_positive():
+    with pytest.raises(ValueError):
+        compare_pairs([1.0, 2.0], [1.0])
+    with pytest.raises(ValueError):
+        compare_pairs([], [])
+    with pytest.raises(ValueError):
+        compare_pairs([1.0], [1.0], threshold=0)
+
+
+def test_two_batch_sizes_measured_interleaved_are_told_apart(tmp_path):
+    rule = StoppingRule(min_samples=5, max_seconds=0.3, warmup_max_seconds=0.2, processes=1, max_processes=1)
+    scenario = InferenceScenario()
+    launcher = ProcessLauncher(scenario.measure, str(tmp_path))
+    small, large = (InferenceConfig("bert", "tiny", "cpu-torch", b, 16, threads=1, rule=rule) for b in (1, 32))
+    a, b = Side("batch 1", small, launcher), Side("batch 32", large, launcher)
+    order = []
+    result = measure_interleaved(a, b, scenario, 6, "paired", on_pair=lambda i, ra, rb: order.append(
+        (ra["worker_pid"], rb["worker_pid"])))
+    assert result.failure is None
+    assert len(a.rows) == len(b.rows) == 6 and len(order) == 6
+    pids = [pid for pair in order for pid in pair]
+    assert pids == sorted(pids)  # A B A B …, each a fresh process forked in turn
+    if result.comparison is not None:  # None only when every pair was disturbed
+        assert result.comparison.pairs + result.dropped_pairs == 6
+        assert result.comparison.verdict == "slower"
+        assert result.comparison.ratio > 1.5  # 32 sequences take longer than one
+
+
+@pytest.mark.slow
+def test_compare_against_a_baseline_build_runs_that_builds_bench_interleaved(tmp_path):
+    out = tmp_path / "compare.json"
+    done = subprocess.run([sys.executable, "-m", "hwbench_pipeline.cli", "compare", "--model", "bert", "--preset",
+                           "tiny", "--seq", "16", "--threads", "1", "--pairs", "2", "--seconds-per-process", "0.3",
+                           "--baseline-python", sys.executable, "--json", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(out.read_text())
+    assert report["a"]["label"] == "baseline" and report["b"]["label"] == "current"
+    assert all(r["build_python"] == sys.executable for r in report["a"]["rows"])
+    assert all("build_python" not in r for r in report["b"]["rows"])
+    assert report["comparison"]["pairs"] + report["dropped_pairs"] == 2
+    assert "interleaved pairs" in done.stdout
+
+
+def test_compare_refuses_anything_but_two_sides_in_one_line():
+    done = subprocess.run([sys.executable, "-m", "hwbench_pipeline.cli", "compare", "--model", "bert",
+                           "--target", "cpu-torch"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "exactly two sides" in done.stderr and "Traceback" not in done.stderr
