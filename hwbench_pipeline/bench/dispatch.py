@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from hwbench_pipeline.bench.launchers.base import Launcher
+from hwbench_pipeline.bench.launchers.process import workspace_dir
 from hwbench_pipeline.bench.launchers.ray import NODE_SLOT, ray_session, target_resource
 from hwbench_pipeline.bench.scenarios.base import RAY_TRAIN, Scenario
 from hwbench_pipeline.bench.scenarios.processes import disturbed, undisturbed
@@ -82,7 +84,8 @@ DISPATCH_MODES = ("ray", "process")
 
 @contextlib.contextmanager
 def _launcher(scenario: Scenario, dispatch: str, ray_address: str | None, targets: Sequence[str],
-              log: Callable[[str], None], on_progress: RunningCallback | None) -> Iterator[Launcher]:
+              log: Callable[[str], None], on_progress: RunningCallback | None,
+              cache: str | None) -> Iterator[Launcher]:
     if scenario.launcher == RAY_TRAIN:
         from hwbench_pipeline.bench.launchers.ray_train import RayTrainLauncher
 
@@ -93,18 +96,15 @@ def _launcher(scenario: Scenario, dispatch: str, ray_address: str | None, target
         raise ValueError(f"unknown dispatch {dispatch!r}; one of {', '.join(DISPATCH_MODES)}")
     if dispatch == "process" and ray_address:
         raise ValueError("process dispatch measures on this host only; unset RAY_ADDRESS or dispatch to Ray")
-    # the export cache of each configuration lives on this host: with a Ray cluster, nodes export for themselves
-    with tempfile.TemporaryDirectory(prefix="hwbench-exports-") as cache_root:
-        cache = None if ray_address else cache_root
-        if dispatch == "process":
-            from hwbench_pipeline.bench.launchers.process import ProcessLauncher
+    if dispatch == "process":
+        from hwbench_pipeline.bench.launchers.process import ProcessLauncher
 
-            yield ProcessLauncher(scenario.measure, cache)
-        else:
-            from hwbench_pipeline.bench.launchers.ray import RayLauncher
+        yield ProcessLauncher(scenario.measure, cache)
+    else:
+        from hwbench_pipeline.bench.launchers.ray import RayLauncher
 
-            with ray_session(ray_address, targets):
-                yield RayLauncher(scenario.measure, cache)
+        with ray_session(ray_address, targets):
+            yield RayLauncher(scenario.measure, cache)
 
 
 @dataclass
@@ -154,14 +154,21 @@ def run_configurations(
     states = [_Configuration(i, cfg) for i, cfg in enumerate(configs)]
     finished = 0
 
+    # each configuration's export cache lives on this host until it is settled: with a Ray cluster, the nodes
+    # export for themselves
+    exports = contextlib.nullcontext(None) if ray_address else tempfile.TemporaryDirectory(prefix="hwbench-exports-")
+
     def settle(state: _Configuration, row: dict) -> None:
         nonlocal finished
         state.row = row
         finished += 1
+        if cache:
+            shutil.rmtree(workspace_dir(cache, str(state.index)), ignore_errors=True)
         if on_result:
             on_result(finished, len(configs), state.cfg, row)
 
-    with lock, _launcher(scenario, dispatch, ray_address, targets, log, on_progress) as launcher:
+    with lock, exports as cache, _launcher(scenario, dispatch, ray_address, targets, log, on_progress,
+                                           cache) as launcher:
         pending = list(states)
         round_number = 0
         while pending:

@@ -1,6 +1,7 @@
 """A configuration's samples spread over several measuring processes: rounds over the configurations, the
 figure and interval between processes, disturbed processes left out, what the first process measured kept."""
 
+import tempfile
 from datetime import UTC, datetime
 
 import pytest
@@ -94,3 +95,18 @@ def test_later_processes_of_an_exported_configuration_load_the_first_ones_export
     assert row["status"] == "ok", row.get("message")
     cold, warm = row["process_load_s"]
     assert warm < cold  # the export is in the first process's load time only
+
+
+def test_a_configurations_export_cache_is_removed_once_it_is_settled(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    rule = StoppingRule(min_samples=3, max_seconds=0.2, warmup_max_seconds=0.1, processes=2, max_processes=2)
+    configs = [InferenceConfig("bert", "tiny", "cpu-torch", b, 8, threads=1, rule=rule) for b in (1, 2)]
+    seen = []
+
+    def on_result(i, n, cfg, row):
+        seen.append(sorted(p.name for p in tmp_path.glob("hwbench-exports-*/*")))
+
+    run_configurations(InferenceScenario(), configs, "tidy", dispatch="process", lock_dir=tmp_path / "locks",
+                       timeout_s=120, on_result=on_result)
+    assert seen == [["1"], []]  # the first settled while the second still had a process to run
+    assert not list(tmp_path.glob("hwbench-exports-*"))

@@ -155,9 +155,14 @@ def workspace_env(cache_root: str | None, workspace: str | None) -> dict[str, st
     that measure one configuration: the first exports, the others load), where the launcher keeps one."""
     if not cache_root or not workspace:
         return {}
-    directory = os.path.join(cache_root, workspace)
+    directory = workspace_dir(cache_root, workspace)
     os.makedirs(directory, exist_ok=True)
     return {EXPORT_CACHE_ENV: directory}
+
+
+def workspace_dir(cache_root: str, workspace: str) -> str:
+    """The directory of one configuration's export cache under the launcher's cache root."""
+    return os.path.join(cache_root, workspace)
 
 
 class ProcessLauncher:
