@@ -99,7 +99,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         for target in targets:
             parse_target(target)
         rule = StoppingRule(ci_target=args.ci_target, max_seconds=args.max_seconds, processes=args.processes,
-                            max_processes=args.max_processes or 2 * max(args.processes, 1))
+                            max_processes=args.max_processes or (1 if args.processes == 1 else 2 * args.processes))
         default_seq = check_bench_model(args.model, args.preset)
     except (UnknownModelError, UnknownTargetError, UnknownArchitectureError, ModelSourceError, ValueError) as exc:
         raise UsageError(str(exc)) from None
@@ -233,7 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--processes", type=int, default=3,
                        help="measuring processes per configuration, at least (1: a single measuring window)")
     bench.add_argument("--max-processes", type=int, default=None,
-                       help="measuring processes per configuration, at most (default: twice --processes)")
+                       help="measuring processes per configuration, at most (default: twice --processes; 1 after "
+                            "--processes 1)")
     bench.add_argument("--timeout", type=float, default=600.0, help="per-configuration timeout in seconds")
     bench.add_argument("--json", help="also write the rows (raw samples included) to this JSON file")
     bench.add_argument("--dispatch", choices=["auto", "process", "ray"], default="auto",

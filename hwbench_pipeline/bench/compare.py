@@ -34,10 +34,10 @@ class InterleavedResult:
 def measure_interleaved(a: Side, b: Side, scenario: Scenario, pairs: int, run_id: str, *, timeout_s: float = 600.0,
                         threshold: float = DEFAULT_THRESHOLD,
                         on_pair: Callable[[int, dict, dict], None] | None = None) -> InterleavedResult:
-    """``pairs`` rounds of one fresh process of A then one of B; the pairs the host disturbed on either side are
-    dropped, the others compared. A failed process ends the comparison with its row."""
+    """``pairs`` rounds of one fresh process of each side (A B, B A, A B, …); the pairs the host disturbed on
+    either side are dropped, the others compared. A failed process ends the comparison with its row."""
     for i in range(pairs):
-        for side in (a, b):
+        for side in ((a, b) if i % 2 == 0 else (b, a)):  # alternating, so a drift favours neither side
             cfg = scenario.process_config(side.cfg, first=not side.rows)
             row = side.launcher.measure(cfg, run_id, timeout_s, scenario.failure_row, workspace=side.label)
             if row["status"] != "ok":

@@ -10,8 +10,11 @@ import json
 from typing import Any
 
 #: how hwbench measures, versioned: bumped whenever a change to timing, warm-up, stopping or the timed model
-#: could move a number, so that rows of two methods are never compared as a regression of one another
+#: could move a number, so that rows of two methods are never compared as a regression of one another.
+#: ``hwbench-1``: one measuring window per configuration (training, distributed, probes, and inference with
+#: ``processes = max_processes = 1``); ``hwbench-2``: samples spread over several processes (docs/measurement.md)
 METHOD = "hwbench-1"
+SPREAD_METHOD = "hwbench-2"
 #: the attention implementation every model is built with: FLOP counters see its matmuls, exporters trace it,
 #: and training runs it
 ATTENTION = "eager"
@@ -71,16 +74,16 @@ def inference_attention(target: str) -> str:
     return DEFAULT_ATTENTION if parse_target(target).backend in _RUN_THE_MODEL else ATTENTION
 
 
-def identity_fields(family: str, preset: str, attention: str = ATTENTION) -> dict[str, Any]:
+def identity_fields(family: str, preset: str, attention: str = ATTENTION, method: str = METHOD) -> dict[str, Any]:
     """The key columns besides the labels, shape, precision and threads of a configuration hwbench measures."""
     return {"config_hash": model_config_hash(family, preset), "quantization": NO_QUANTIZATION,
-            "cache_precision": NO_CACHE, "attention": attention, "measurement_method": METHOD}
+            "cache_precision": NO_CACHE, "attention": attention, "measurement_method": method}
 
 
-def key_fields(cfg: Any, attention: str = ATTENTION) -> dict[str, Any]:
+def key_fields(cfg: Any, attention: str = ATTENTION, method: str = METHOD) -> dict[str, Any]:
     """The configuration key of a scenario's configuration (any object with target, family, preset, batch_size,
     seq_len, precision and threads), in the warehouse's column order."""
-    identity = identity_fields(cfg.family, cfg.preset, attention)
+    identity = identity_fields(cfg.family, cfg.preset, attention, method)
     return {"target": cfg.target, "family": cfg.family, "preset": cfg.preset, "config_hash": identity["config_hash"],
             "batch_size": cfg.batch_size, "seq_len": cfg.seq_len, "precision": cfg.precision,
             "quantization": identity["quantization"], "cache_precision": identity["cache_precision"],

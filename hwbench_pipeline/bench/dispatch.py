@@ -191,16 +191,17 @@ def run_configurations(
                 if rule is None:
                     settle(state, _measure_with_retries(launcher, scenario, cfg, run_id, timeout_s, retries, log))
                 else:
-                    _measure_one_more_process(launcher, scenario, state, rule, run_id, timeout_s, settle, log)
+                    _measure_one_more_process(launcher, scenario, state, rule, run_id, timeout_s, retries, settle,
+                                              log)
             pending = [s for s in pending if s.row is None]
     return [s.row for s in states if s.row]
 
 
 def _measure_with_retries(launcher: Launcher, scenario: Scenario, cfg: Any, run_id: str, timeout_s: float,
-                          retries: int, log: Callable[[str], None]) -> dict:
+                          retries: int, log: Callable[[str], None], workspace: str | None = None) -> dict:
     row: dict = {}
     for attempt in range(1, retries + 2):
-        row = launcher.measure(cfg, run_id, timeout_s, scenario.failure_row)
+        row = launcher.measure(cfg, run_id, timeout_s, scenario.failure_row, workspace=workspace)
         row.setdefault("attempts", attempt)
         if not row.get("contaminated"):
             break
@@ -210,14 +211,17 @@ def _measure_with_retries(launcher: Launcher, scenario: Scenario, cfg: Any, run_
 
 
 def _measure_one_more_process(launcher: Launcher, scenario: Scenario, state: _Configuration, rule: StoppingRule,
-                              run_id: str, timeout_s: float, settle: Callable[[_Configuration, dict], None],
-                              log: Callable[[str], None]) -> None:
+                              run_id: str, timeout_s: float, retries: int,
+                              settle: Callable[[_Configuration, dict], None], log: Callable[[str], None]) -> None:
     cfg = state.cfg
     measured = scenario.process_config(cfg, first=not state.processes)
-    row = launcher.measure(measured, run_id, timeout_s, scenario.failure_row, workspace=str(state.index))
-    if row["status"] != "ok":
-        row.setdefault("attempts", len(state.processes) + 1)
-        settle(state, row)  # a process that fails fails the configuration: the others cannot stand for it
+    if rule.max_processes == 1:  # one measuring window, measured again when disturbed (measurement method hwbench-1)
+        row = _measure_with_retries(launcher, scenario, measured, run_id, timeout_s, retries, log, str(state.index))
+    else:
+        row = launcher.measure(measured, run_id, timeout_s, scenario.failure_row, workspace=str(state.index))
+    if row["status"] != "ok":  # a process that fails fails the configuration: the others cannot stand for it
+        failure = scenario.failure_row(cfg, run_id, row["failure_class"], row["message"], row.get("started_at"))
+        settle(state, {**failure, "attempts": len(state.processes) + 1})
         return
     state.processes.append(row)
     if disturbed(state.processes)[-1]:
@@ -226,4 +230,4 @@ def _measure_one_more_process(launcher: Launcher, scenario: Scenario, state: _Co
     stop = rule.processes_stop_reason(medians, len(state.processes))
     if stop:
         own = state.processes[0]["stop_reason"] if rule.max_processes == 1 else stop
-        settle(state, scenario.combine(state.processes, rule, own))
+        settle(state, scenario.combine(cfg, state.processes, rule, own))

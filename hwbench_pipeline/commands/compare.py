@@ -33,8 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", default="1")
     p.add_argument("--seq", default=None, help="sequence length (default: the family's)")
     p.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
-    p.add_argument("--pairs", type=int, default=8, help="interleaved pairs of processes (6 or more for a test "
-                                                        "that can reach p < 0.05)")
+    p.add_argument("--pairs", type=int, default=8, help="interleaved pairs of processes (a verdict needs 6 "
+                                                        "undisturbed ones)")
     p.add_argument("--seconds-per-process", type=positive_float, default=1.5,
                    help="sampling time cap of each process")
     p.add_argument("--threshold", type=positive_float, default=0.05,
@@ -73,13 +73,23 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.pairs < 1:
         raise UsageError(f"--pairs must be positive, got {args.pairs}")
     sides = _sides(args)
-    [batch] = csv_ints(args.batch, "--batch")[:1]
+    batches = csv_ints(args.batch, "--batch")
+    if len(batches) != 1:
+        raise UsageError(f"--batch takes one batch size here (the sides differ by target, precision or build), "
+                         f"got {args.batch!r}")
+    cores = os.cpu_count() or 1
+    if args.threads is not None and not 1 <= args.threads <= cores:
+        raise UsageError(f"--threads must be between 1 and this host's {cores} cores, got {args.threads}")
     try:
         for _, target, precision in sides:
             parse_target(target)
             if precision not in ("fp32", "bf16", "fp16"):
                 raise ValueError(f"unknown precision {precision!r}; one of fp32, bf16, fp16")
         seq = int(args.seq) if args.seq else check_bench_model(args.model, args.preset)
+        rule = StoppingRule(max_seconds=args.seconds_per_process, processes=1, max_processes=1)
+        configs = [InferenceConfig(family=args.model, preset=args.preset, target=t, batch_size=batches[0],
+                                   seq_len=seq, precision=p, threads=args.threads or cores, rule=rule)
+                   for _, t, p in sides]
     except (UnknownModelError, UnknownTargetError, UnknownArchitectureError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     available = {t.key for t in detect_targets()}
@@ -87,10 +97,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if absent:
         raise UsageError(f"hardware target {', '.join(absent)} is not available on this host; available: "
                          f"{', '.join(sorted(available))}")
-    rule = StoppingRule(max_seconds=args.seconds_per_process, processes=1, max_processes=1)
-    threads = args.threads or (os.cpu_count() or 1)
-    configs = [InferenceConfig(family=args.model, preset=args.preset, target=t, batch_size=batch, seq_len=seq,
-                               precision=p, threads=threads, rule=rule) for _, t, p in sides]
+    if args.json:
+        try:
+            Path(args.json).write_text("")  # a path that cannot be written is refused before measuring
+        except OSError as exc:
+            raise UsageError(f"--json {args.json}: {exc.strerror}") from None
     return _run(args, sides, configs)
 
 
@@ -125,6 +136,12 @@ def _run(args: argparse.Namespace, sides: list[tuple[str, str, str]], configs: l
         with host_measurement_lock(host_lock_dir(), console.print):
             result = measure_interleaved(a, b, scenario, args.pairs, run_id, timeout_s=args.timeout,
                                          threshold=args.threshold, on_pair=on_pair)
+    if args.json:  # whatever came of it: both sides' rows, the failure, the comparison
+        Path(args.json).write_text(json.dumps({
+            "a": {"label": a.label, "rows": a.rows}, "b": {"label": b.label, "rows": b.rows},
+            "dropped_pairs": result.dropped_pairs, "failure": result.failure,
+            "comparison": result.comparison.as_dict() if result.comparison else None}, indent=2, default=str))
+        console.print(f"written to {args.json}")
     if result.failure is not None:
         row = result.failure
         console.print(f"[red]failed[/] {row['target']} {row['precision']}: {row['failure_class']}: "
@@ -137,10 +154,4 @@ def _run(args: argparse.Namespace, sides: list[tuple[str, str, str]], configs: l
     if result.dropped_pairs:
         console.print(f"{result.dropped_pairs} disturbed pair(s) left out")
     console.print(result.comparison.sentence(a.label, b.label))
-    if args.json:
-        Path(args.json).write_text(json.dumps({"a": {"label": a.label, "rows": a.rows},
-                                               "b": {"label": b.label, "rows": b.rows},
-                                               "dropped_pairs": result.dropped_pairs,
-                                               "comparison": result.comparison.as_dict()}, indent=2, default=str))
-        console.print(f"written to {args.json}")
     return 1 if args.fail_if_slower and result.comparison.verdict == "slower" else 0

@@ -280,6 +280,10 @@ def _positive_int(value: Any, what: str) -> int:
     return value
 
 
+#: list columns that hold latencies (positive milliseconds); other lists hold counts, fractions, pids
+LATENCY_LISTS = frozenset({"samples_ms", "process_medians_ms"})
+
+
 def _latencies(values: Any, what: str, scale: float) -> list[float]:
     if not isinstance(values, list):
         raise _Bad(f"{what} must be a list of numbers, got {type(values).__name__}")
@@ -327,7 +331,11 @@ def _typed(column: str, dtype: pa.DataType, value: Any, where: str) -> Any:
             raise _Bad(f"{where}: {column} must be an ISO time with a time zone, got {_show(value)}")
         return stamp
     if pa.types.is_list(dtype):
-        return _latencies(value, f"{where}: {column}", 1.0)
+        if column in LATENCY_LISTS:
+            return _latencies(value, f"{where}: {column}", 1.0)
+        if not isinstance(value, list):
+            raise bad
+        return [_typed(f"{column}[{i}]", dtype.value_type, v, where) for i, v in enumerate(value)]
     raise bad
 
 

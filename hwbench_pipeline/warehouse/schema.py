@@ -100,7 +100,7 @@ PROCESS_COLUMNS = [
     ("process_steal_fractions", pa.list_(pa.float64())),
     ("process_core_slowdowns", pa.list_(pa.float64())),  # slowest core's probe / the fastest process's
     ("process_pids", pa.list_(pa.int64())),
-    ("process_load_s", pa.list_(pa.float64())),  # of every process that ran, disturbed ones included
+    ("process_load_s", pa.list_(pa.float64())),
     ("ci_coverage", pa.float64()),  # of the median's interval: 95 %, or less between fewer than 6 processes
     ("noisy", pa.bool_()),  # the interval is wider than ±NOISY_HALFWIDTH
 ]

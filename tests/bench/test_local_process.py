@@ -121,3 +121,44 @@ def test_a_killed_process_leaves_no_temporary_files_behind(tmp_path):
         measure_in_fresh_process(leaves_a_temporary_directory_and_dies, str(where), "local", timeout_s=60)
     left = Path(where.read_text())
     assert left.name.startswith("export-") and not left.exists() and not left.parent.exists()
+
+
+OWNER_SCRIPT = """
+import os, sys, time
+from hwbench_pipeline.bench.launchers.process import measure_in_fresh_process
+
+def measure(path, run_id):
+    with open(path, "w") as fh:
+        fh.write(str(os.getpid()))
+    time.sleep(300)
+    return {}
+
+if __name__ == "__main__":
+    measure_in_fresh_process(measure, sys.argv[1], "owner-test", timeout_s=600)
+"""
+
+
+def test_a_measuring_process_dies_with_the_process_that_owns_it(tmp_path):
+    script, pid_file = tmp_path / "owner.py", tmp_path / "child.pid"
+    script.write_text(OWNER_SCRIPT)
+    owner = subprocess.Popen([sys.executable, str(script), str(pid_file)])
+    try:
+        deadline = time.monotonic() + 120
+        while not pid_file.exists() or not pid_file.read_text():
+            assert time.monotonic() < deadline and owner.poll() is None, "the measuring process never started"
+            time.sleep(0.2)
+        child = int(pid_file.read_text())
+        os.kill(child, 0)  # alive while its owner is
+        owner.kill()  # as a cancelled Ray worker or a killed CLI would die
+        owner.wait()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                os.kill(child, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.2)
+        os.kill(child, signal.SIGKILL)
+        pytest.fail(f"the measuring process {child} outlived its owner by 20 s")
+    finally:
+        owner.kill()

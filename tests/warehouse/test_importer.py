@@ -33,19 +33,22 @@ def _write_json(path: Path, doc) -> Path:
 
 
 @pytest.fixture(scope="module")
-def engine_rows() -> list[dict]:
-    """One measured row and one failure row from hwbench's engine (bert/tiny on cpu-torch, a short rule)."""
+def engine_rows(tmp_path_factory) -> list[dict]:
+    """One measured row (two measuring processes, as ``hwbench bench`` measures) and one failure row from
+    hwbench's engine (bert/tiny on cpu-torch, a short rule)."""
     import torch
 
-    from hwbench_pipeline.bench.scenarios.inference import InferenceConfig, run_configuration
+    from hwbench_pipeline.bench.dispatch import run_configurations
+    from hwbench_pipeline.bench.scenarios.inference import InferenceConfig, InferenceScenario, run_configuration
     from hwbench_pipeline.bench.trackers.stats import StoppingRule
 
     rule = StoppingRule(ci_target=0.2, min_samples=5, max_seconds=0.5, warmup_min_calls=1, warmup_window=1,
-                        warmup_max_seconds=0.2)
+                        warmup_max_seconds=0.2, processes=2, max_processes=2)
     threads = torch.get_num_threads()
     try:
-        ok = run_configuration(InferenceConfig("bert", "tiny", "cpu-torch", batch_size=1, seq_len=8, threads=1,
-                                               rule=rule), "cli-test")
+        [ok] = run_configurations(InferenceScenario(), [InferenceConfig("bert", "tiny", "cpu-torch", batch_size=1,
+                                                                        seq_len=8, threads=1, rule=rule)],
+                                  "cli-test", dispatch="process", lock_dir=tmp_path_factory.mktemp("locks"))
         failed = run_configuration(InferenceConfig("bert", "no-such-preset", "cpu-torch", batch_size=1, seq_len=8,
                                                    threads=1, rule=rule), "cli-test")
     finally:

@@ -12,6 +12,8 @@ class Runner(Protocol):
     precision: str
     #: whether the exported/converted model was loaded from the configuration's export cache (export_cache.py)
     from_cache: bool
+    #: seconds spent writing the configuration's export cache, not part of loading the model
+    cache_write_s: float
 
     def __call__(self) -> Any:
         """One inference call; returns only when the device has finished it."""

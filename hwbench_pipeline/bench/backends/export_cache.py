@@ -33,7 +33,8 @@ def configuration_cache() -> Path | None:
 def publish(destination: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``destination`` to write a file or directory at; when the block ends
     without error it becomes ``destination`` by one ``os.replace`` (same directory, hence atomic), otherwise it
-    is removed. Where another process published ``destination`` first, that artifact is kept."""
+    is removed. Where another process published a directory at ``destination`` first, that one is kept (a file
+    is replaced: both processes wrote the same configuration's artifact)."""
     destination.parent.mkdir(parents=True, exist_ok=True)
     staged = destination.parent / f"{STAGING_PREFIX}{destination.name}-{uuid.uuid4().hex}"
     try:

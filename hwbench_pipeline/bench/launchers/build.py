@@ -10,8 +10,10 @@ host's measurement lock, and the child measures inside it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -55,16 +57,28 @@ class BuildLauncher:
                        "--json", str(out), *self._one_process]
             env = {**os.environ, "HWBENCH_LOCK_DIR": str(Path(tmp) / "locks")}
             env.pop("RAY_ADDRESS", None)
+            # its own session: a timeout or an interrupt ends its fork server and measuring process with it
+            child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                                     start_new_session=True)
             try:
-                done = subprocess.run(command, capture_output=True, text=True, env=env,
-                                      timeout=timeout_s + START_GRACE_S)
+                output, _ = child.communicate(timeout=timeout_s + START_GRACE_S)
             except subprocess.TimeoutExpired:
                 return failure(cfg, run_id, "timeout", f"{self.python}'s hwbench bench gave no result within "
                                                        f"{timeout_s + START_GRACE_S:.0f} s")
-            if not out.is_file():
-                tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-5:])
+            finally:
+                _end_session(child)
+            try:
+                [row] = json.loads(out.read_text())
+            except (OSError, ValueError) as exc:  # no file, not JSON, not exactly one row
+                tail = "\n".join(output.strip().splitlines()[-5:])
                 return failure(cfg, run_id, "worker_crashed", f"{self.python}'s hwbench bench exited with "
-                                                              f"{done.returncode} and no rows: {tail}")
-            [row] = json.loads(out.read_text())
+                                                              f"{child.returncode} and no row ({exc}): {tail}")
         row["build_python"] = self.python
         return row
+
+
+def _end_session(child: subprocess.Popen) -> None:
+    """Kill what is left of the child's session (its fork server, a measuring process)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(child.pid, signal.SIGKILL)
+    child.wait()

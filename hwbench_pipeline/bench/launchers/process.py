@@ -56,9 +56,36 @@ def start_server() -> None:
     forkserver.ensure_running()
 
 
+def _wait_then_exit(owner_pid: int) -> None:
+    try:
+        import select
+
+        fd = os.pidfd_open(owner_pid)
+        select.select([fd], [], [])  # readable once the owner has exited
+    except (AttributeError, OSError):  # no pidfd (not Linux 5.3+): look once a second
+        while True:
+            try:
+                os.kill(owner_pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(1.0)
+    os._exit(1)
+
+
+def _die_with_owner(owner_pid: int) -> None:
+    """End this measuring process as soon as the process that asked for it is gone (a Ray worker cancelled at a
+    timeout, a killed CLI): its parent is the fork server, which outlives its owner while any of its children
+    runs, so the parent's death cannot be the signal. A daemon thread blocks on the owner's pidfd meanwhile."""
+    import threading
+
+    threading.Thread(target=_wait_then_exit, args=(owner_pid,), name="hwbench-owner-watch", daemon=True).start()
+
+
 def _child_main(conn: multiprocessing.connection.Connection, measure: Callable[[Any, str], dict],
-                cfg: Any, run_id: str, scratch: str, env: dict[str, str]) -> None:
+                cfg: Any, run_id: str, scratch: str, env: dict[str, str], owner_pid: int) -> None:
+    _die_with_owner(owner_pid)
     tempfile.tempdir = scratch  # everything the measurement writes to temporary files goes to the parent's dir
+    os.environ.pop(EXPORT_CACHE_ENV, None)  # only the cache the launcher gives (in env) is this configuration's
     os.environ.update(env)
     row = measure(cfg, run_id)
     conn.send(row)
@@ -118,7 +145,7 @@ def measure_in_fresh_process(measure: Callable[[Any, str], dict], cfg: Any, run_
     ctx = _context()
     receiver, sender = ctx.Pipe(duplex=False)
     scratch = tempfile.mkdtemp(prefix="hwbench-measure-")
-    proc = ctx.Process(target=_child_main, args=(sender, measure, cfg, run_id, scratch, env or {}),
+    proc = ctx.Process(target=_child_main, args=(sender, measure, cfg, run_id, scratch, env or {}, os.getpid()),
                        name="hwbench-measure", daemon=True)
     proc.start()
     sender.close()  # the child holds the only writer: its exit shows up here as end of file

@@ -69,11 +69,12 @@ class Scenario(ABC):
         sampling time, and, after the ``first``, without what only the first needs to do (count FLOPs)."""
         return cfg
 
-    def combine(self, rows: list[dict], rule: StoppingRule, stop_reason: str) -> dict:
-        """The configuration's row from its processes' rows."""
+    def combine(self, cfg: Any, rows: list[dict], rule: StoppingRule, stop_reason: str) -> dict:
+        """``cfg``'s row from its processes' rows (which each measured ``process_config(cfg)``), keyed by
+        ``cfg`` itself."""
         from hwbench_pipeline.bench.scenarios.processes import combine_process_rows
 
-        return combine_process_rows(rows, rule, stop_reason)
+        return {**combine_process_rows(rows, rule, stop_reason), **cfg.key_fields()}
 
     def skip_reason(self, cfg: Any, rows: list[dict]) -> str | None:
         """Why ``cfg`` is not worth running, given the rows measured so far (None: run it)."""

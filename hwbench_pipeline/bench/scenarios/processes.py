@@ -15,8 +15,9 @@ from hwbench_pipeline.bench.trackers.stats import NOISY_HALFWIDTH, StoppingRule,
 
 #: load figures averaged over the processes used
 LOAD_FIELDS = ("machine_busy_fraction", "foreign_busy_fraction", "steal_fraction", "loadavg_1m")
-#: figures taken as their largest over the processes
-LARGEST_FIELDS = ("peak_rss_mb", "device_peak_mb", "max_abs_diff", "max_rel_diff", "slowest_core_ms")
+#: figures taken as their largest over the processes (memory is the first process's: it built, exported and
+#: ran the model as a user's process does; the later ones read the export from the cache)
+LARGEST_FIELDS = ("max_abs_diff", "max_rel_diff", "slowest_core_ms")
 
 
 def core_slowdowns(rows: list[dict]) -> list[float | None]:
@@ -65,7 +66,7 @@ def combine_process_rows(rows: list[dict], rule: StoppingRule, stop_reason: str)
     if len(used) > 1:
         low, high, coverage = between_process_interval(medians)
     else:  # one process: its own interval over its samples
-        low, high, coverage = first["median_ci_low_ms"], first["median_ci_high_ms"], None
+        low, high, coverage = used[0]["median_ci_low_ms"], used[0]["median_ci_high_ms"], None
     halfwidth = (high - low) / 2.0 / center if center > 0 else float("inf")
     row.update({
         "p50_ms": center,
@@ -89,9 +90,9 @@ def combine_process_rows(rows: list[dict], rule: StoppingRule, stop_reason: str)
         "process_steal_fractions": [r.get("steal_fraction") for r in used],
         "process_core_slowdowns": [slowdowns[i] for i in used_at],
         "process_pids": [r.get("worker_pid") for r in used],
-        "process_load_s": [r.get("load_s") for r in rows],  # every process's: the later ones load from the cache
+        "process_load_s": [r.get("load_s") for r in used],  # the later ones load the export from the cache
         "contaminated": not enough,
-        "attempts": len(rows),
+        "attempts": sum(r.get("attempts") or 1 for r in rows),  # a single window may have been measured again
         "finished_at": rows[-1]["finished_at"],
     })
     for name in LOAD_FIELDS:

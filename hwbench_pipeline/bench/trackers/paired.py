@@ -11,7 +11,10 @@ The rules, in one place:
   statistics against 0 (it can go below 0.05 from 6 pairs on).
 * The verdict: ``slower`` when the interval lies above 1 and the ratio is at least ``1 + threshold``;
   ``faster`` when the interval lies below 1 and the ratio is at most ``1 / (1 + threshold)``; ``same`` when
-  the whole interval lies within those two bounds; else ``inconclusive`` (measure more pairs).
+  the whole interval lies within those two bounds; else ``inconclusive`` (measure more pairs). Below 6
+  undisturbed pairs the interval's coverage is under 95 % and the verdict is always ``inconclusive``.
+* The order within a pair alternates (A B, then B A, …), so that a steady drift of the host does not always
+  favour the side measured first.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from hwbench_pipeline.bench.trackers.stats import between_process_interval
 #: a difference smaller than this, either way, is no difference
 DEFAULT_THRESHOLD = 0.05
 VERDICTS = ("slower", "faster", "same", "inconclusive")
+#: the interval's coverage a verdict needs (6 pairs or more)
+MIN_COVERAGE = 0.95
 
 
 @dataclass(frozen=True)
@@ -80,7 +85,9 @@ def compare_pairs(a_medians: list[float], b_medians: list[float],
     ratio = math.exp(float(np.median(logs)))
     low, high = math.exp(low), math.exp(high)
     upper, lower = 1 + threshold, 1 / (1 + threshold)
-    if low > 1 and ratio >= upper:
+    if coverage < MIN_COVERAGE:
+        verdict = "inconclusive"
+    elif low > 1 and ratio >= upper:
         verdict = "slower"
     elif high < 1 and ratio <= lower:
         verdict = "faster"

@@ -143,7 +143,7 @@ class StoppingRule:
     def processes_stop_reason(self, medians: list[float], processes_run: int) -> str | None:
         """Why a configuration needs no further process, given its undisturbed processes' medians and how many
         processes it has run in all (disturbed ones included); None to run another."""
-        if len(medians) >= self.processes:
+        if len(medians) >= max(self.processes, 2):  # one median has no spread to judge
             lo, hi, _ = between_process_interval(medians)
             center = float(np.median(medians))
             if center > 0 and (hi - lo) / 2.0 / center <= self.ci_target:

@@ -238,6 +238,7 @@ class OnnxRuntimeRunner:
         self.precision = "fp32"
         self.exporter = exporter
         self.from_cache = from_cache
+        self.cache_write_s = 0.0  # the export is written in place and published by a rename
         self.session = session
         # ``directory`` is this runner's own export, removed on release; a cached export (None) outlives it
         self._finalizer = (weakref.finalize(self, shutil.rmtree, directory, ignore_errors=True)

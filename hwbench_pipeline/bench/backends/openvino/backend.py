@@ -13,6 +13,7 @@ import contextlib
 import functools
 import inspect
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -149,6 +150,7 @@ class OpenVINORunner:
         self._compiled = compiled
         #: whether the converted model was read from the configuration's export cache instead of converted
         self.from_cache = from_cache
+        self.cache_write_s = 0.0
         # convert_model shares the torch weights' memory with the converted constants: keep their owner alive
         self._model = model
         ran = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
@@ -249,16 +251,21 @@ class OpenVINOBackend:
             compiled = _core().compile_model(converted, "CPU", self.compile_properties(precision))
         except Exception as exc:  # noqa: BLE001
             raise _failure("compilation", exc) from exc
+        cache_write_s = 0.0
         if entry is not None and not from_cache:
             # saved after the reshape and a compilation that worked: the cached graph is the one compiled here,
             # written while the torch weights it shares memory with are alive (a no-op reshape on reading)
+            started = time.perf_counter()
             _save(converted, entry)
+            cache_write_s = time.perf_counter() - started
         asked, got = torch.get_num_threads(), int(compiled.get_property("INFERENCE_NUM_THREADS"))
         if got != asked:  # the plugin caps the count at the CPUs it sees; the row must not claim more
             del compiled
             raise UnsupportedConfigurationError(f"openvino runs {got} threads here, not the {asked} asked for "
                                                 f"(it uses at most one thread per CPU it sees)")
-        return OpenVINORunner(compiled, inputs, model, from_cache=from_cache)
+        runner = OpenVINORunner(compiled, inputs, model, from_cache=from_cache)
+        runner.cache_write_s = cache_write_s
+        return runner
 
 
 BACKEND = OpenVINOBackend()

@@ -27,6 +27,7 @@ class TorchRunner:
         self.forward = forward
         self.precision = precision
         self.from_cache = False  # torch runs the model itself: nothing is exported, so nothing is cached
+        self.cache_write_s = 0.0
         self._autocast_dtype = AUTOCAST_DTYPES[precision]
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hwbench_pipeline.bench.config_key import inference_attention, key_fields
+from hwbench_pipeline.bench.config_key import METHOD, SPREAD_METHOD, inference_attention, key_fields
 from hwbench_pipeline.bench.trackers.stats import StoppingRule
 
 
@@ -36,4 +36,5 @@ class InferenceConfig:
         return inference_attention(self.target)
 
     def key_fields(self) -> dict[str, object]:
-        return key_fields(self, self.attention)
+        method = SPREAD_METHOD if self.rule.max_processes > 1 else METHOD
+        return key_fields(self, self.attention, method)
