@@ -24,7 +24,8 @@ from hwbench_pipeline.warehouse.store import Warehouse
 
 TARGET = "cpu-torch"
 FAMILIES = ("bert", "llama", "vit")
-QUICK = StoppingRule(ci_target=0.05, min_samples=5, max_seconds=0.3, warmup_max_seconds=0.2)
+QUICK = StoppingRule(ci_target=0.05, min_samples=5, max_seconds=0.3, warmup_max_seconds=0.2,
+                    processes=1, max_processes=1)
 
 
 def measure_run(warehouse: Warehouse, run_id: str, batches: tuple[int, ...], peaks: dict) -> list[dict]:

@@ -8,7 +8,7 @@ from hwbench_pipeline.bench import models
 from hwbench_pipeline.bench.scenarios.inference import InferenceConfig, count_flops, run_configuration
 from hwbench_pipeline.bench.trackers.stats import StoppingRule
 
-RULE = StoppingRule(max_seconds=0.3, warmup_max_seconds=0.2)
+RULE = StoppingRule(max_seconds=0.3, warmup_max_seconds=0.2, processes=1, max_processes=1)
 
 
 class SdpaCalls(TorchFunctionMode):

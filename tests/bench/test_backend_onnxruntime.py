@@ -22,7 +22,7 @@ from hwbench_pipeline.bench.trackers.stats import StoppingRule
 
 CLASSIFIED = {"export_error", "unsupported_operator", "unsupported_configuration"}
 MUST_RUN = {"bert", "vit", "llama", "whisper"}
-RULE = StoppingRule(max_seconds=0.3, warmup_max_seconds=0.2)
+RULE = StoppingRule(max_seconds=0.3, warmup_max_seconds=0.2, processes=1, max_processes=1)
 
 
 def _call(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -48,7 +48,7 @@ def test_available_precisions_tolerance():
 def test_family_tiny_runs_or_fails_classified(family):
     seq = effective_seq_len(family, "tiny", 16)
     cfg = InferenceConfig(family, "tiny", "cpu-openvino", 1, seq, threads=1,
-                          rule=StoppingRule(max_seconds=0.3, warmup_max_seconds=0.2))
+                          rule=StoppingRule(max_seconds=0.3, warmup_max_seconds=0.2, processes=1, max_processes=1))
     row = run_configuration(cfg, "test")
     if row["status"] == "ok":
         assert row["backend"] == "openvino" and row["device_kind"] == "cpu"

@@ -22,7 +22,7 @@ from hwbench_pipeline.warehouse.schema import CONFIG_KEY
 from hwbench_pipeline.warehouse.store import Warehouse
 
 RULE = StoppingRule(ci_target=0.05, min_samples=10, max_seconds=0.2, warmup_min_calls=2, warmup_window=2,
-                    warmup_max_seconds=0.1)
+                    warmup_max_seconds=0.1, processes=1, max_processes=1)
 TARGET = "cpu-torch"
 MEASURED = ("bert", "llama")
 BATCHES = (1, 4)

@@ -50,13 +50,16 @@ from hwbench_pipeline.report.regressions import (
 from hwbench_pipeline.warehouse.store import Warehouse
 
 # Short stopping rule: about a second per run, enough samples for the median and the rank test.
-RULE = StoppingRule(ci_target=0.01, min_samples=20, max_seconds=0.8, warmup_max_seconds=0.3)
+RULE = StoppingRule(ci_target=0.01, min_samples=20, max_seconds=0.8, warmup_max_seconds=0.3,
+                    processes=1, max_processes=1)
 CONFIG = InferenceConfig("bert", "small", "cpu-torch", batch_size=1, seq_len=64, threads=1, rule=RULE,
                          count_flops=False)
-CALIBRATION_RULE = StoppingRule(min_samples=5, max_seconds=0.3, warmup_max_seconds=0.1)
+CALIBRATION_RULE = StoppingRule(min_samples=5, max_seconds=0.3, warmup_max_seconds=0.1, processes=1,
+                                max_processes=1)
 PADDINGS = (128, 256, 512)  # bert/small takes up to 512 positions
 # Beside two spinning processes each call takes far longer: a few calls are enough to show it.
-BUSY_CONFIG = dataclasses.replace(CONFIG, rule=StoppingRule(min_samples=3, max_seconds=0.3, warmup_max_seconds=0.1))
+BUSY_CONFIG = dataclasses.replace(CONFIG, rule=StoppingRule(min_samples=3, max_seconds=0.3, warmup_max_seconds=0.1,
+                                                            processes=1, max_processes=1))
 BASELINE_RUNS = [f"base-{i}" for i in range(1, 6)]
 NOISE_RUN = "again-6"
 SLOW_RUNS = ["slow-7", "slow-8", "slow-9"]

@@ -12,7 +12,8 @@ from transformers import AutoConfig, AutoModel
 from hwbench_pipeline.bench.scenarios.inference import InferenceConfig, run_configuration
 from hwbench_pipeline.bench.trackers.stats import StoppingRule
 
-RULE = StoppingRule(ci_target=0.05, min_samples=5, max_seconds=0.5, warmup_max_seconds=0.2)
+RULE = StoppingRule(ci_target=0.05, min_samples=5, max_seconds=0.5, warmup_max_seconds=0.2,
+                    processes=1, max_processes=1)
 
 
 def test_an_uncurated_architecture_is_measured_like_a_family():
