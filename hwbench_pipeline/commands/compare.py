@@ -131,7 +131,7 @@ def _run(args: argparse.Namespace, sides: list[tuple[str, str, str]], configs: l
                           + (" (disturbed)" if ra.get("contaminated") or rb.get("contaminated") else ""))
 
         console.print(f"comparing {configs[0].family}/{configs[0].preset} batch {configs[0].batch_size} seq "
-                      f"{configs[0].seq_len}, {configs[0].threads} threads: {a.label} against {b.label}, "
+                      f"{configs[0].seq_len}, threads {configs[0].threads}: {a.label} against {b.label}, "
                       f"{args.pairs} interleaved pairs")
         with host_measurement_lock(host_lock_dir(), console.print):
             result = measure_interleaved(a, b, scenario, args.pairs, run_id, timeout_s=args.timeout,
