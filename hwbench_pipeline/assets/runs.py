@@ -13,9 +13,9 @@ def _latency_range(stored: StoredRun) -> dict:
 
 inference_runs = measurement_asset(MeasurementAsset(
     InferenceScenario(),
-    description="Every inference configuration of the profile on this partition's target, each measured in a "
-                "fresh Ray worker process. Failures become classified rows; rows that fail validation go to "
-                "quarantine.",
+    description="Every inference configuration of the profile on this partition's target, each measured by "
+                "several short fresh processes in rounds over the partition (docs/measurement.md). Failures "
+                "become classified rows; rows that fail validation go to quarantine.",
     results_check="Great Expectations suite on the rows this run stored: schema, non-null unique keys, positive "
                   "latencies, p50 ≤ p90 ≤ p99, throughput consistent with batch/latency; at least one "
                   "configuration measured.",

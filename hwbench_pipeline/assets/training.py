@@ -26,7 +26,7 @@ def _training_figures(stored: StoredRun) -> dict:
 training_runs = measurement_asset(MeasurementAsset(
     TrainingScenario(),
     description="The profile's training configurations on this partition's target: forward, backward and an "
-                "AdamW step per configuration, each in a fresh Ray worker, with a convergence run on the family's "
+                "AdamW step per configuration, each in a fresh process, with a convergence run on the family's "
                 "standard task and a batch-size sweep up to the memory budget. Failures become classified rows; "
                 "rows that fail validation go to quarantine.",
     results_check="Great Expectations suite on the training rows this run stored: schema, non-null unique keys, "

@@ -157,3 +157,16 @@ def test_meta_device_flop_count_matches_the_measured_count(frame):
     counted, how = FlopCounter().per_sample(ModelSpec("bert", "tiny"), row["seq_len"])
     assert how == "counted"
     assert counted * row["batch_size"] == pytest.approx(row["flops_per_call"], rel=1e-9)
+
+
+def test_contaminated_and_noisy_rows_count_less_in_training():
+    from hwbench_pipeline.predict.predictor import CONTAMINATED_WEIGHT, NOISY_WEIGHT, measurement_weights
+
+    frame = pl.DataFrame({
+        "p50_ms": [10.0, 10.0, 10.0, 10.0],
+        "median_ci_low_ms": [9.9, 9.0, 9.0, None],  # ±0.5 %, ±10 %, ±10 %, unknown
+        "median_ci_high_ms": [10.0, 11.0, 11.0, None],
+        "contaminated": [False, False, True, None],
+    })
+    assert measurement_weights(frame).tolist() == [1.0, NOISY_WEIGHT, CONTAMINATED_WEIGHT, 1.0]
+    assert measurement_weights(frame.select("p50_ms")).tolist() == [1.0] * 4  # older rows without the columns

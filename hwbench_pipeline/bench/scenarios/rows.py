@@ -48,6 +48,21 @@ def load_fields(load, contaminated: bool) -> dict:
     }
 
 
+def series_fields(samples_ms: list[float], started: datetime) -> dict:
+    """The tail every measured row shares: its raw samples, the measuring process, when, and on what."""
+    import os
+
+    from hwbench_pipeline.bench.environment import environment_fields
+
+    return {
+        "samples_ms": [float(s) for s in samples_ms],
+        "worker_pid": os.getpid(),
+        "started_at": started,
+        "finished_at": now(),
+        **environment_fields(),
+    }
+
+
 def measured_or_failure(measure: Callable[[Any, str], dict], failure: Callable[..., dict], cfg: Any,
                         run_id: str) -> dict:
     """``measure(cfg, run_id)``, or the classified failure row of whatever it raised: no failure aborts the

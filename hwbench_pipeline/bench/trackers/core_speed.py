@@ -16,7 +16,7 @@ import time
 #: iterations of the probe loop: 10–15 ms on the cores this project runs on, longer than a scheduler slice,
 #: so that a core another task shares cannot hide between slices
 PROBE_LOOPS = 150_000
-PROBE_REPEATS = 2
+PROBE_REPEATS = 1  # before and after sampling: 10–15 ms per core each time
 
 
 def _probe_loop() -> None:

@@ -7,19 +7,14 @@ is this configuration's own and nothing another configuration loaded is still wa
 
 from __future__ import annotations
 
-import os
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 
 from hwbench_pipeline.bench.config_key import ATTENTION, DEFAULT_ATTENTION
 from hwbench_pipeline.bench.scenarios.inference.config import InferenceConfig
 from hwbench_pipeline.bench.scenarios.inference.timing import check_agreement, forward_counting_flops, time_calls
-from hwbench_pipeline.bench.scenarios.rows import failure_fields, load_fields, measured_or_failure
+from hwbench_pipeline.bench.scenarios.rows import failure_fields, load_fields, measured_or_failure, now, series_fields
 from hwbench_pipeline.bench.trackers.stats import summarize
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def measure_inference(cfg: InferenceConfig, run_id: str) -> dict:
@@ -28,13 +23,12 @@ def measure_inference(cfg: InferenceConfig, run_id: str) -> dict:
 
     from hwbench_pipeline.bench import models
     from hwbench_pipeline.bench.backends import load_backend
-    from hwbench_pipeline.bench.environment import environment_fields
     from hwbench_pipeline.bench.hardware import parse_target
     from hwbench_pipeline.bench.trackers.core_speed import slowest_core_ms
     from hwbench_pipeline.bench.trackers.memory import current_rss_mb, rss_high_water_mb
     from hwbench_pipeline.bench.trackers.system_load import is_contaminated, load_between, read_cpu_times
 
-    started = _now()
+    started = now()
     target = parse_target(cfg.target)
     torch.set_num_threads(cfg.threads)
     backend = load_backend(target.backend)
@@ -105,11 +99,7 @@ def measure_inference(cfg: InferenceConfig, run_id: str) -> dict:
         "achieved_gflops": flops / p50_s / 1e9 if flops else None,
         **load_fields(load, contaminated),
         "slowest_core_ms": max(core_before, core_after) if core_before and core_after else None,
-        "samples_ms": [float(s) for s in samples],
-        "worker_pid": os.getpid(),
-        "started_at": started,
-        "finished_at": _now(),
-        **environment_fields(),
+        **series_fields(samples, started),
     }
 
 

@@ -25,14 +25,13 @@ never extrapolated.
 from __future__ import annotations
 
 import contextlib
-import os
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from hwbench_pipeline.bench.config_key import ATTENTION
 from hwbench_pipeline.bench.failures import UnsupportedConfigurationError
-from hwbench_pipeline.bench.scenarios.rows import failure_fields, load_fields, measured_or_failure
+from hwbench_pipeline.bench.scenarios.rows import failure_fields, load_fields, measured_or_failure, now, series_fields
 from hwbench_pipeline.bench.scenarios.training.config import (
     EVAL_SAMPLES,
     LOSS_WINDOW,
@@ -41,11 +40,6 @@ from hwbench_pipeline.bench.scenarios.training.config import (
     TrainingConfig,
 )
 from hwbench_pipeline.bench.trackers.stats import summarize
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
 
 # ---- precision ----------------------------------------------------------------------------------------------
 
@@ -261,13 +255,12 @@ def measure_training(cfg: TrainingConfig, run_id: str) -> dict:
     import torch
 
     from hwbench_pipeline.bench import models, tasks
-    from hwbench_pipeline.bench.environment import environment_fields
     from hwbench_pipeline.bench.hardware import parse_target
     from hwbench_pipeline.bench.scenarios.inference import time_calls
     from hwbench_pipeline.bench.trackers.memory import current_rss_mb, rss_high_water_mb
     from hwbench_pipeline.bench.trackers.system_load import is_contaminated, load_between, read_cpu_times
 
-    started = _now()
+    started = now()
     target = parse_target(cfg.target)
     if target.backend != "torch":
         raise UnsupportedConfigurationError(
@@ -342,11 +335,7 @@ def measure_training(cfg: TrainingConfig, run_id: str) -> dict:
         "achieved_gflops": flops / p50_s / 1e9 if flops else None,
         **convergence,
         **load_fields(load, is_contaminated(load)),
-        "samples_ms": [float(s) for s in samples],
-        "worker_pid": os.getpid(),
-        "started_at": started,
-        "finished_at": _now(),
-        **environment_fields(),
+        **series_fields(samples, started),
     }
 
 
