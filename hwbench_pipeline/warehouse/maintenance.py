@@ -11,8 +11,9 @@ Compaction
     alone) is built under ``<data>/.maintenance/`` and exchanged with the live folder in one
     ``renameat2(RENAME_EXCHANGE)`` call, so a reader's glob sees either the old files or the new ones, never
     both or neither. Where the filesystem cannot exchange, two renames are used instead (a short window in
-    which the partition looks empty). A crash before the swap leaves only staging debris (``check`` reports
-    it, the next compaction removes it).
+    which the partition looks empty), with a journal that lets the next maintenance operation put the old
+    folder back if a crash falls between them (``warehouse/swap.py``). A crash before the swap leaves only
+    staging debris (``check`` reports it, the next compaction removes it).
 
 Re-writing a compacted run
     The newest run of a partition is never compacted: a step retry re-writes the newest run, which is still a
@@ -44,8 +45,6 @@ Check
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import errno
 import hashlib
 import io
 import json
@@ -75,6 +74,13 @@ from hwbench_pipeline.warehouse.store import (
     Warehouse,
     WarehouseError,
     history_sql,
+)
+from hwbench_pipeline.warehouse.swap import (
+    SwapError,
+    fsync_dir,
+    interrupted_swaps,
+    recover_interrupted_swaps,
+    swap_directories,
 )
 
 SEGMENTS_KEY = b"hwbench.segments"
@@ -172,14 +178,6 @@ def partition_units(table: str, partition: str, folder: Path) -> list[RunUnit]:
     return sorted(units, key=lambda u: (u.written_at, u.run_id))
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write_parquet(table: pa.Table, final: Path) -> None:
     """Write under a hidden temporary name beside ``final``, flush, rename: readers never see half a file."""
     tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
@@ -232,43 +230,11 @@ def drop_superseded_segments(folder: Path) -> int:
     return removed
 
 
-# ---- swapping a folder atomically --------------------------------------------------------------------------
-_AT_FDCWD = -100
-_RENAME_EXCHANGE = 2
-
-
-def _rename_exchange(a: Path, b: Path) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    renameat2 = getattr(libc, "renameat2", None)
-    if renameat2 is None:
-        raise OSError(errno.ENOSYS, "renameat2 is not available")
-    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-
-
-def swap_directories(new: Path, live: Path) -> Path:
-    """Put ``new`` in place of ``live`` in one step; returns the path now holding the old contents."""
-    if not live.exists():
-        os.rename(new, live)
-        return new
+def _swap(wh: Warehouse, new: Path, live: Path) -> Path:
     try:
-        _rename_exchange(new, live)
-        old = new
-    except OSError as exc:
-        if exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP):
-            raise MaintenanceError(f"cannot swap {new} into {live}: {exc.strerror}") from exc
-        # No atomic exchange on this filesystem: two renames, with a short window where `live` is absent.
-        old = new.with_name(new.name + ".old")
-        os.rename(live, old)
-        try:
-            os.rename(new, live)
-        except OSError:
-            os.rename(old, live)
-            raise
-    _fsync_dir(live.parent)
-    return old
+        return swap_directories(new, live, wh.data_dir / STAGING_DIR)
+    except SwapError as exc:
+        raise MaintenanceError(exc.strerror) from exc
 
 
 @contextlib.contextmanager
@@ -289,6 +255,7 @@ def _maintenance(wh: Warehouse) -> Iterator[None]:
     """One maintenance operation at a time; staging left by a crashed one is removed first."""
     with wh._flock("maintenance.lock", exclusive=True):
         root = wh.data_dir / STAGING_DIR
+        recover_interrupted_swaps(root)  # before the cleanup below: an interrupted swap's old folder is live data
         if root.is_dir():
             for leftover in root.iterdir():
                 if leftover.is_dir():
@@ -396,8 +363,8 @@ def _compact_partition(wh: Warehouse, table: str, partition: str, folder: Path, 
         for entry in entries:
             if entry not in merged_paths and entry not in temps:
                 os.link(entry, new / entry.name)
-        _fsync_dir(new)
-        swap_directories(new, folder)
+        fsync_dir(new)
+        _swap(wh, new, folder)
     result.files_after = len(data) - len(merged_paths) + len(merged)
     result.runs_merged = sum(len(small[p]) for p in merged_paths)
     result.rows_merged = sum(rows for _, rows in merged)
@@ -746,7 +713,7 @@ def restore(wh: Warehouse, src: str | Path, *, progress: Progress = _noop) -> Re
         with wh.warehouse_lock():
             replaced = len(_data_files(wh)[0])
             wh.data_dir.mkdir(parents=True, exist_ok=True)
-            old = swap_directories(new, wh.parquet_dir)
+            old = _swap(wh, new, wh.parquet_dir)
             shutil.rmtree(old, ignore_errors=True)
             wh.refresh_catalog()
     progress("restored", len(manifest["files"]), len(manifest["files"]))
@@ -756,7 +723,8 @@ def restore(wh: Warehouse, src: str | Path, *, progress: Progress = _noop) -> Re
 # ---- check -------------------------------------------------------------------------------------------------
 @dataclass
 class Finding:
-    kind: str  # corrupt, schema, orphan_temp, unknown_table, outside_layout, duplicate_run, view, catalog, staging
+    kind: str  # corrupt, schema, orphan_temp, unknown_table, outside_layout, duplicate_run, view, catalog, staging,
+    # interrupted_swap
     path: str
     message: str
     severity: str = "error"  # "error" makes check fail; "note" does not
@@ -904,6 +872,9 @@ def _check_catalog(wh: Warehouse, report: CheckReport) -> None:
 
 def _check_staging(wh: Warehouse, report: CheckReport) -> None:
     root = wh.data_dir / STAGING_DIR
+    for swap in interrupted_swaps(root):
+        report.add("interrupted_swap", swap.old, f"holds the contents of {swap.live}, which a crash left between "
+                   "the two renames of a swap; the next `hwbench db` maintenance command puts them back")
     leftovers = sorted(root.iterdir()) if root.is_dir() else []
     if not leftovers:
         return

@@ -9,7 +9,7 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from hwbench_pipeline.warehouse import maintenance
+from hwbench_pipeline.warehouse import maintenance, swap
 from hwbench_pipeline.warehouse.maintenance import BackupRejected, MaintenanceError
 from hwbench_pipeline.warehouse.store import Warehouse
 
@@ -126,7 +126,7 @@ def test_compaction_without_an_atomic_exchange_falls_back_to_two_renames(tmp_pat
     def unsupported(a, b):
         raise OSError(errno.EINVAL, "exchange not supported")
 
-    monkeypatch.setattr(maintenance, "_rename_exchange", unsupported)
+    monkeypatch.setattr(swap, "rename_exchange", unsupported)
     wh = Warehouse(tmp_path)
     _five_runs(wh)
     before = _snapshot(wh)
