@@ -155,6 +155,9 @@ class WarehouseQueries:
     @contextlib.contextmanager
     def _connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
         wh = self.warehouse
+        if wh.parquet_dir.is_dir() or wh.catalog_path.exists():
+            with contextlib.suppress(OSError, duckdb.Error):  # a read-only data directory: read what is there
+                wh.ensure_catalog()
         if not wh.catalog_path.exists():
             raise NoWarehouseError(f"no warehouse in {wh.data_dir}: {wh.catalog_path.name} does not exist "
                                    f"(run the pipeline first, e.g. 'hwbench run')")

@@ -8,7 +8,9 @@ Layout under the data directory::
 A file is written under a hidden temporary name in its final folder and renamed into place, so a reader
 or a crash never sees half a file. Writing the same (table, partition, run) again replaces that file:
 re-running a step is idempotent. Views read the folders by glob, so new files show up without touching
-the DuckDB file; the catalog is rebuilt (again atomically, by rename) only when a table gets its first file.
+the DuckDB file. The catalog is rebuilt (again atomically, by rename) whenever it no longer matches the
+folders: a table got its first file or lost its last, the data directory moved. Writers and readers both
+check, so a crash between a file's rename and the rebuild heals at the next write or read.
 Readers open the catalog read-only and never block the pipeline.
 
 Maintenance (``warehouse/maintenance.py``) may merge old runs of a partition into ``_compacted-*.parquet``
@@ -111,7 +113,6 @@ class Warehouse:
                 pq.write_table(data, tmp, **PARQUET_WRITE_OPTIONS)
                 with open(tmp, "rb") as fh:
                     os.fsync(fh.fileno())
-                first_file = not any(self.files(table))
                 os.replace(tmp, final)
             finally:
                 tmp.unlink(missing_ok=True)
@@ -120,8 +121,7 @@ class Warehouse:
                 from hwbench_pipeline.warehouse.maintenance import drop_superseded_segments
 
                 drop_superseded_segments(folder)
-        if first_file or not self.catalog_path.exists():
-            self.refresh_catalog()
+        self.ensure_catalog()
         return final
 
     # ---- reading -------------------------------------------------------------------------------------------
@@ -221,10 +221,34 @@ class Warehouse:
                 tmp.unlink(missing_ok=True)
         return self.catalog_path
 
-    def connect(self) -> duckdb.DuckDBPyConnection:
-        """A read-only connection to the catalog (built first if missing)."""
+    def catalog_problem(self) -> str | None:
+        """Why the catalog does not describe the folders as they are now, or None when it does."""
         if not self.catalog_path.exists():
+            return "the catalog is missing"
+        try:
+            with duckdb.connect(str(self.catalog_path), read_only=True) as con:
+                built_for = con.execute("SELECT parquet_dir FROM _catalog_info").fetchone()[0]
+                views = {name for (name,) in con.execute(
+                    "SELECT table_name FROM information_schema.tables WHERE table_type = 'VIEW'").fetchall()}
+        except duckdb.Error as exc:
+            return f"the catalog cannot be read: {str(exc).splitlines()[0]}"
+        if built_for != str(self.parquet_dir):
+            return f"the catalog's views read {built_for}"
+        with_files = {t for t in TABLES if self.files(t)}
+        viewed = {t for t in TABLES if t in views}
+        if with_files != viewed or any(f"{t}_latest" not in views for t in TABLES):
+            return "the catalog's views do not match the tables that have files"
+        return None
+
+    def ensure_catalog(self) -> Path:
+        """The catalog, rebuilt first when it does not match the folders (see the module docstring)."""
+        if self.catalog_problem() is not None:
             self.refresh_catalog()
+        return self.catalog_path
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """A read-only connection to the catalog (rebuilt first when stale or missing)."""
+        self.ensure_catalog()
         return duckdb.connect(str(self.catalog_path), read_only=True)
 
     def query(self, sql: str, params: Sequence | None = None) -> pl.DataFrame:

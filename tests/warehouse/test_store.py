@@ -1,8 +1,15 @@
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
 import duckdb
 import pyarrow.parquet as pq
 import pytest
 from key_columns import IDENTITY
 
+from hwbench_pipeline.paths import REPO_ROOT
 from hwbench_pipeline.warehouse.store import Warehouse, WarehouseError
 
 
@@ -103,3 +110,40 @@ def test_an_imported_optimum_benchmark_row_from_before_the_key_columns_keeps_its
     assert read["measurement_method"].to_list() == ["optimum-benchmark"] * 2
     assert read["attention"].to_list() == ["unrecorded"] * 2  # the report did not say
     assert read["quantization"].to_list() == ["unrecorded", "none"]  # nor which int8 recipe it ran
+
+
+# The child writes a table's first file and is SIGKILLed before the catalog is rebuilt around it.
+KILLED_BEFORE_THE_CATALOG = textwrap.dedent("""
+    import os, signal, sys
+    from hwbench_pipeline.warehouse.store import Warehouse
+
+    Warehouse.refresh_catalog = lambda self: os.kill(os.getpid(), signal.SIGKILL)
+    row = {"run_id": "r1", "target": "cpu-torch", "family": "bert", "preset": "tiny", "batch_size": 1,
+           "seq_len": 16, "precision": "fp32", "threads": 2, "status": "ok", "p50_ms": 1.0}
+    Warehouse(sys.argv[1]).write("inference_results", [row], run_id="r1", partition="cpu-torch")
+""")
+
+
+def test_a_catalog_left_stale_by_a_crash_heals_at_the_next_write_and_read(tmp_path):
+    wh = Warehouse(tmp_path)
+    wh.write("models", [{"run_id": "m1", "family": "bert", "preset": "tiny", "params": 10}], run_id="m1")
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    proc = subprocess.run([sys.executable, "-c", KILLED_BEFORE_THE_CATALOG, str(tmp_path)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert wh.files("inference_results") and wh.catalog_problem() is not None
+    assert wh.query("SELECT count(*) AS n FROM inference_results")["n"][0] == 1  # a reader heals it
+    wh.write("inference_results", [_row("r2")], run_id="r2", partition="cpu-onnxruntime")
+    with duckdb.connect(str(wh.catalog_path), read_only=True) as con:  # as a notebook opens it
+        assert con.execute("SELECT count(*) FROM inference_results").fetchone()[0] == 2
+
+
+def test_a_write_that_is_not_the_tables_first_still_repairs_a_catalog_built_without_its_files(tmp_path):
+    wh = Warehouse(tmp_path)
+    wh.write("inference_results", [_row("r1")], run_id="r1", partition="cpu-torch")
+    (wh.parquet_dir / "inference_results" / "cpu-torch" / "r1.parquet").rename(tmp_path / "aside.parquet")
+    wh.refresh_catalog()  # built while the table had no file: an empty table, no view
+    (tmp_path / "aside.parquet").rename(wh.parquet_dir / "inference_results" / "cpu-torch" / "r1.parquet")
+    wh.write("inference_results", [_row("r2")], run_id="r2", partition="cpu-onnxruntime")
+    with duckdb.connect(str(wh.catalog_path), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM inference_results").fetchone()[0] == 2
