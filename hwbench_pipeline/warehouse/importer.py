@@ -19,8 +19,9 @@ row came from (``hwbench-json``, ``optimum-benchmark``); ``runs`` also keeps the
 
 Hostile input is refused with one line naming the file: files over :data:`MAX_FILE_BYTES`, empty files,
 non-UTF-8 text, invalid JSON, NaN/Infinity, duplicate keys, nesting deeper than :data:`MAX_NESTING`, wrong
-types, negative or non-finite latencies, names that are not plain (``../``, slashes, control characters),
-unknown formats.
+types, negative or non-finite latencies, numbers too large for a float or that overflow once converted to
+hwbench's units, latencies over a day and memory peaks over a PiB, names that are not plain (``../``,
+slashes, control characters), unknown formats.
 
 How an optimum-benchmark report maps onto ``inference_results`` (read from optimum-benchmark 0.6.0's
 ``benchmark/report.py``, ``trackers/latency.py``, ``trackers/memory.py`` and its backend configs):
@@ -88,6 +89,7 @@ import math
 import os
 import re
 import shutil
+import sys
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -216,6 +218,8 @@ def _read_json(path: Path) -> tuple[Any, bytes]:
     except _Bad:
         raise
     except ValueError as exc:  # JSONDecodeError, and int() refusing thousands of digits
+        if "integer string conversion" in str(exc):
+            raise _Bad(f"not valid JSON: an integer has more than {sys.get_int_max_str_digits()} digits") from None
         raise _Bad(f"not valid JSON: {_one_line(str(exc))}") from None
     _check_nesting(doc)
     return doc, data
@@ -284,20 +288,44 @@ def _positive_int(value: Any, what: str) -> int:
 LATENCY_LISTS = frozenset({"samples_ms", "process_medians_ms"})
 
 
+#: one call taking longer than a day is not a measurement but a broken or hostile file
+MAX_LATENCY_MS = 86_400_000.0
+#: nor is a memory peak above a PiB
+MAX_MEMORY_MIB = float(2**30)
+
+
+def _finite(value: int | float, what: str, scale: float = 1.0) -> float:
+    """``value * scale`` as a finite float; integers too large for a float and results that overflow are _Bad."""
+    try:
+        result = float(value) * scale
+    except OverflowError:
+        raise _Bad(f"{what} is {_show(value)}: too large for a number") from None
+    if not math.isfinite(result):
+        raise _Bad(f"{what} is {_show(value)}: not a finite number once converted")
+    return result
+
+
+def _latency_ms(value: Any, what: str, scale: float = 1.0) -> float:
+    """A latency in ms from ``value`` (in ms x ``scale``): positive, finite and at most a day."""
+    if not _is_number(value) or value <= 0:
+        raise _Bad(f"{what} is {_show(value)}: a latency must be a positive number")
+    ms = _finite(value, what, scale)
+    if ms > MAX_LATENCY_MS:
+        raise _Bad(f"{what} is {_show(value)}: {ms:.3g} ms, longer than a day, is not a latency hwbench accepts")
+    return ms
+
+
 def _latencies(values: Any, what: str, scale: float) -> list[float]:
     if not isinstance(values, list):
         raise _Bad(f"{what} must be a list of numbers, got {type(values).__name__}")
-    out = []
-    for i, v in enumerate(values):
-        if not _is_number(v) or v <= 0:
-            raise _Bad(f"{what}[{i}] is {_show(v)}: a latency must be a positive number")
-        out.append(float(v) * scale)
-    return out
+    return [_latency_ms(v, f"{what}[{i}]", scale) for i, v in enumerate(values)]
 
 
 def _non_negative(value: Any, what: str) -> None:
     if value is not None and value < 0:
         raise _Bad(f"{what} is {value!r}: latencies and times cannot be negative")
+    if value is not None and value > MAX_LATENCY_MS:
+        raise _Bad(f"{what} is {value!r}: longer than a day, not a latency or time hwbench accepts")
 
 
 # ---- hwbench JSON ------------------------------------------------------------------------------------------
@@ -317,7 +345,7 @@ def _typed(column: str, dtype: pa.DataType, value: Any, where: str) -> Any:
     if pa.types.is_floating(dtype):
         if not _is_number(value):
             raise bad
-        return float(value)
+        return _finite(value, f"{where}: {column}")
     if pa.types.is_boolean(dtype):
         if not isinstance(value, bool):
             raise bad
@@ -537,7 +565,10 @@ def _seconds(latency: dict | None, key: str, where: str) -> float | None:
     if latency is None:
         return None
     value = _get(latency, key, float, where)
-    _non_negative(value, f"{where}.{key}")
+    if value is None:
+        return None
+    value = _finite(value, f"{where}.{key}")
+    _non_negative(value * 1e3, f"{where}.{key} in ms")
     return value
 
 
@@ -649,7 +680,11 @@ def _optimum_row(config: dict, report: dict, run_id: str) -> dict:
             if value is not None:
                 if value <= 0:
                     raise _Bad(f"report.{part}.memory.{key} is {value!r}: memory must be positive")
-                into.append(value * _MIB_PER_MB)
+                mib = _finite(value, f"report.{part}.memory.{key}", _MIB_PER_MB)
+                if mib > MAX_MEMORY_MIB:
+                    raise _Bad(f"report.{part}.memory.{key} is {value!r} MB: more than a PiB is not a peak hwbench "
+                               "accepts")
+                into.append(mib)
     if not peaks_ram:
         raise _Bad("the report has no memory.max_ram (scenario.memory was off): hwbench requires peak memory")
     row["peak_rss_mb"] = max(peaks_ram)

@@ -225,7 +225,13 @@ HOSTILE = {
     "not_utf8": (b'["\xff\xfe"]', "not UTF-8"),
     "deep_recursion": (b"[" * 100_000 + b"]" * 100_000, "nested deeper"),
     "deep": (b"[" * 40 + b"]" * 40, "nested deeper than 32"),
-    "huge_integer": (b"[" + b"9" * 5000 + b"]", "not valid JSON"),
+    "huge_integer": (b"[" + b"9" * 5000 + b"]", "not valid JSON: an integer has more than"),
+    "integer_latency_too_large_for_a_float": (
+        lambda r: _rows(r, _set([0, "p50_ms"], 10**400)), "p50_ms is 1000.*too large for a number"),
+    "integer_sample_too_large_for_a_float": (
+        lambda r: _rows(r, _set([0, "samples_ms", 0], 10**400)), "too large for a number"),
+    "sample_longer_than_a_day": (lambda r: _rows(r, _set([0, "samples_ms", 0], 1e306)), "longer than a day"),
+    "p99_longer_than_a_day": (lambda r: _rows(r, _set([0, "p99_ms"], 1e12)), "longer than a day"),
     "scalar": (b"42", "unknown format"),
     "unknown_object": (b'{"hello": "world"}', "unknown format"),
     "empty_list": (b"[]", "list of rows is empty"),
@@ -251,6 +257,14 @@ HOSTILE = {
                                "values holds 30"),
     "optimum_string_latency": (lambda r: _optimum(_set(["report", "forward", "latency", "p50"], "fast")),
                                "must be a number"),
+    "optimum_values_overflow_in_ms": (
+        lambda r: _optimum(_set(["report", "forward", "latency", "values", 0], 1e306)), "not a finite number"),
+    "optimum_p50_overflows_in_ms": (lambda r: _optimum(_set(["report", "forward", "latency", "p50"], 1e306)),
+                                    "longer than a day"),
+    "optimum_integer_p50_too_large": (
+        lambda r: _optimum(_set(["report", "forward", "latency", "p50"], 10**400)), "too large for a number"),
+    "optimum_memory_overflows": (lambda r: _optimum(_set(["report", "forward", "memory", "max_ram"], 1.7e308)),
+                                 "more than a PiB"),
     "optimum_unit": (lambda r: _optimum(_set(["report", "forward", "latency", "unit"], "ms")), "expected 's'"),
     "optimum_no_memory": (lambda r: _optimum(lambda d: [p.update(memory=None) for p in d["report"].values()]),
                           "no memory.max_ram"),
