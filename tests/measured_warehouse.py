@@ -11,8 +11,8 @@ from hwbench_pipeline.assets.hardware import peak_columns
 from hwbench_pipeline.assets.storing import latency_sample_rows
 from hwbench_pipeline.bench import models
 from hwbench_pipeline.bench.backends import load_backend
-from hwbench_pipeline.bench.dispatch import host_measurement_lock
 from hwbench_pipeline.bench.environment import environment_fields
+from hwbench_pipeline.bench.host_lock import host_measurement_lock
 from hwbench_pipeline.bench.peaks import compare_with_peak, measure_peaks
 from hwbench_pipeline.bench.scenarios.inference import InferenceConfig, run_configuration
 from hwbench_pipeline.bench.trackers.stats import StoppingRule

@@ -15,7 +15,7 @@ import polars as pl
 
 from hwbench_pipeline.assets.partition_target import resolve_target
 from hwbench_pipeline.bench.catalog.sweep import outcome_of, read_journal, run_sweep
-from hwbench_pipeline.bench.dispatch import host_measurement_lock
+from hwbench_pipeline.bench.host_lock import host_measurement_lock
 from hwbench_pipeline.partitions import hardware_target_partitions
 from hwbench_pipeline.paths import host_lock_dir
 from hwbench_pipeline.resources.ray import RayResource

@@ -12,7 +12,6 @@ or a Ray instance and a CLI run, would each believe they own all the cores.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -20,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hwbench_pipeline.bench.host_lock import host_measurement_lock
 from hwbench_pipeline.bench.launchers.base import Launcher
 from hwbench_pipeline.bench.launchers.process import workspace_dir
 from hwbench_pipeline.bench.launchers.ray import NODE_SLOT, ray_session, target_resource
@@ -31,23 +31,6 @@ ProgressCallback = Callable[[int, int, Any, dict], None]
 #: (configuration, status) while a long configuration runs, where its launcher reports progress (Ray Train:
 #: attempt, step, steps, and each rank's node and pid)
 RunningCallback = Callable[[Any, dict], None]
-
-
-@contextlib.contextmanager
-def host_measurement_lock(lock_dir: Path, log: Callable[[str], None] = print) -> Iterator[None]:
-    """Hold the host-wide measurement lock; waits (saying so) while another hwbench process measures."""
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    path = lock_dir / "measure.lock"
-    with open(path, "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log(f"another hwbench process is measuring on this host; waiting for {path}")
-            fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def measure_device_peaks(

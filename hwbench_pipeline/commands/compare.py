@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from hwbench_pipeline.cli import UsageError, csv_ints, make_console
-from hwbench_pipeline.commands.argtypes import positive_float
+from hwbench_pipeline.commands.argtypes import positive_float, positive_int, timeout_seconds
 from hwbench_pipeline.paths import host_lock_dir
 
 
@@ -31,15 +31,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--baseline-python", help="the interpreter of the baseline build (another checkout's "
                                              "virtual environment): compares this build against it")
     p.add_argument("--batch", default="1")
-    p.add_argument("--seq", default=None, help="sequence length (default: the family's)")
+    p.add_argument("--seq", type=positive_int, default=None, help="sequence length (default: the family's)")
     p.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
-    p.add_argument("--pairs", type=int, default=8, help="interleaved pairs of processes (a verdict needs 6 "
+    p.add_argument("--pairs", type=positive_int, default=8, help="interleaved pairs of processes (a verdict needs 6 "
                                                         "undisturbed ones)")
     p.add_argument("--seconds-per-process", type=positive_float, default=1.5,
                    help="sampling time cap of each process")
     p.add_argument("--threshold", type=positive_float, default=0.05,
                    help="a difference smaller than this fraction is no difference")
-    p.add_argument("--timeout", type=positive_float, default=600.0, help="per-process timeout in seconds")
+    p.add_argument("--timeout", type=timeout_seconds, default=600.0, help="per-process timeout in seconds")
     p.add_argument("--fail-if-slower", action="store_true", help="exit 1 when the second side is slower")
     p.add_argument("--json", help="write both sides' process rows and the comparison here")
     p.set_defaults(func=cmd_compare)
@@ -70,8 +70,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from hwbench_pipeline.bench.trackers.stats import StoppingRule
     from hwbench_pipeline.cli import check_bench_model
 
-    if args.pairs < 1:
-        raise UsageError(f"--pairs must be positive, got {args.pairs}")
     sides = _sides(args)
     batches = csv_ints(args.batch, "--batch")
     if len(batches) != 1:
@@ -85,7 +83,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             parse_target(target)
             if precision not in ("fp32", "bf16", "fp16"):
                 raise ValueError(f"unknown precision {precision!r}; one of fp32, bf16, fp16")
-        seq = int(args.seq) if args.seq else check_bench_model(args.model, args.preset)
+        seq = args.seq or check_bench_model(args.model, args.preset)
         rule = StoppingRule(max_seconds=args.seconds_per_process, processes=1, max_processes=1)
         configs = [InferenceConfig(family=args.model, preset=args.preset, target=t, batch_size=batches[0],
                                    seq_len=seq, precision=p, threads=args.threads or cores, rule=rule)
@@ -109,7 +107,7 @@ def _run(args: argparse.Namespace, sides: list[tuple[str, str, str]], configs: l
     import tempfile
 
     from hwbench_pipeline.bench.compare import Side, measure_interleaved
-    from hwbench_pipeline.bench.dispatch import host_measurement_lock
+    from hwbench_pipeline.bench.host_lock import host_measurement_lock
     from hwbench_pipeline.bench.launchers.build import BuildLauncher, BuildUnusableError
     from hwbench_pipeline.bench.launchers.process import ProcessLauncher
     from hwbench_pipeline.bench.scenarios.inference import InferenceScenario

@@ -35,7 +35,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from hwbench_pipeline.bench.dispatch import host_measurement_lock
+from hwbench_pipeline.bench.host_lock import host_measurement_lock
 from hwbench_pipeline.bench.scenarios.inference import InferenceConfig, measure_inference
 from hwbench_pipeline.bench.trackers.stats import StoppingRule
 from hwbench_pipeline.paths import host_lock_dir

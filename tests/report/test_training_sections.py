@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 
 from hwbench_pipeline.assets.storing import store_measurements
-from hwbench_pipeline.bench.dispatch import host_measurement_lock
+from hwbench_pipeline.bench.host_lock import host_measurement_lock
 from hwbench_pipeline.bench.scenarios.training import TrainingConfig, mark_batch_scaling, run_training_configuration
 from hwbench_pipeline.bench.trackers.stats import StoppingRule
 from hwbench_pipeline.paths import host_lock_dir

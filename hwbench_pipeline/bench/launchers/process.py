@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hwbench_pipeline.bench.backends.export_cache import EXPORT_CACHE_ENV
+from hwbench_pipeline.bench.host_lock import MEASURING_LOCK_ENV, hold_measuring_lock, measuring_lock_env
 from hwbench_pipeline.bench.launchers.base import FailureFunction, MeasureFunction
 
 PRELOAD_MODULES = ["hwbench_pipeline.bench.worker_preload"]
@@ -83,10 +84,13 @@ def _die_with_owner(owner_pid: int) -> None:
 
 def _child_main(conn: multiprocessing.connection.Connection, measure: Callable[[Any, str], dict],
                 cfg: Any, run_id: str, scratch: str, env: dict[str, str], owner_pid: int) -> None:
+    for name in (EXPORT_CACHE_ENV, MEASURING_LOCK_ENV):  # the server's own may be a previous caller's
+        if name not in env:
+            os.environ.pop(name, None)
+    os.environ.update(env)
+    hold_measuring_lock()  # first: an owner that is already gone then ends this process before it measures
     _die_with_owner(owner_pid)
     tempfile.tempdir = scratch  # everything the measurement writes to temporary files goes to the parent's dir
-    os.environ.pop(EXPORT_CACHE_ENV, None)  # only the cache the launcher gives (in env) is this configuration's
-    os.environ.update(env)
     row = measure(cfg, run_id)
     conn.send(row)
     conn.close()
@@ -145,7 +149,8 @@ def measure_in_fresh_process(measure: Callable[[Any, str], dict], cfg: Any, run_
     ctx = _context()
     receiver, sender = ctx.Pipe(duplex=False)
     scratch = tempfile.mkdtemp(prefix="hwbench-measure-")
-    proc = ctx.Process(target=_child_main, args=(sender, measure, cfg, run_id, scratch, env or {}, os.getpid()),
+    env = {**measuring_lock_env(), **(env or {})}
+    proc = ctx.Process(target=_child_main, args=(sender, measure, cfg, run_id, scratch, env, os.getpid()),
                        name="hwbench-measure", daemon=True)
     proc.start()
     sender.close()  # the child holds the only writer: its exit shows up here as end of file
@@ -178,13 +183,14 @@ def measured_row(measure: MeasureFunction, cfg: Any, run_id: str, timeout_s: flo
 
 
 def workspace_env(cache_root: str | None, workspace: str | None) -> dict[str, str]:
-    """The environment that gives a measuring process its configuration's export cache (shared by the processes
-    that measure one configuration: the first exports, the others load), where the launcher keeps one."""
+    """The environment that gives a measuring process the host's measuring lock (bench/host_lock.py) and its
+    configuration's export cache (shared by the processes that measure one configuration: the first exports,
+    the others load), where the launcher keeps one."""
     if not cache_root or not workspace:
-        return {}
+        return measuring_lock_env()
     directory = workspace_dir(cache_root, workspace)
     os.makedirs(directory, exist_ok=True)
-    return {EXPORT_CACHE_ENV: directory}
+    return {**measuring_lock_env(), EXPORT_CACHE_ENV: directory}
 
 
 def workspace_dir(cache_root: str, workspace: str) -> str:
