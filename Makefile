@@ -7,7 +7,6 @@ PORT ?= 3000
 TORCH_SPEC ?= torch==2.13.0
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export GX_ANALYTICS_ENABLED = false
-export RAY_AUTH_MODE ?= disabled
 
 .PHONY: install chromium run test lint ui clean-data
 

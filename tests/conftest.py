@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # test clusters (ray.cluster_utils) need no token
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 
 # tests/ holds shared fixture builders (measured_warehouse.py) that test modules import by name

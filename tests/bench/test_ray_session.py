@@ -1,6 +1,8 @@
 """The private local Ray instance: every worker runs hwbench's setup hook."""
 
 import logging
+import os
+import subprocess
 import sys
 
 import pytest
@@ -23,3 +25,24 @@ def test_workers_quiet_the_placement_group_cleaner_that_needs_the_dashboard():
         assert local
         level = ray.get(ray.remote(num_cpus=0)(_cleaner_log_level).remote(), timeout=120)
     assert level == logging.ERROR
+
+
+CONNECT = "import ray; ray.init(address={address!r}); print('connected', ray.cluster_resources())"
+
+
+@pytest.mark.slow
+def test_the_private_local_instance_refuses_clients_without_its_token(monkeypatch):
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)  # as a user's shell has it (the test suite disables it)
+    if ray.is_initialized():
+        pytest.skip("a Ray instance is already connected in this process")
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    outsider = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+    with ray_session(None, ["cpu-torch"]):
+        address = ray.get_runtime_context().gcs_address
+        assert ray.get(ray.remote(num_cpus=0)(_cleaner_log_level).remote(), timeout=120)  # its own workers get in
+        for guess in ({}, {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "0" * 64}):
+            attempt = subprocess.run([sys.executable, "-c", CONNECT.format(address=address)], env={**outsider, **guess},
+                                     capture_output=True, text=True, timeout=180)
+            assert attempt.returncode != 0 and "connected" not in attempt.stdout, attempt.stdout
+    assert {k: v for k, v in os.environ.items() if k.startswith("RAY_AUTH")} == \
+        {k: v for k, v in outsider.items() if k.startswith("RAY_AUTH")}, "the session's token outlived it"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -33,33 +34,58 @@ def target_resource(key: str) -> str:
 
 
 @contextlib.contextmanager
+def _private_token() -> Iterator[None]:
+    """Token authentication for a private local instance, with a token of its own: its servers listen on every
+    interface (Ray 2.60 has no loopback-only setting), so without a token anyone who can reach this host could
+    run code in it. The token lives in this process's environment, which the instance's processes inherit and
+    only this user can read, for the session only; a ``RAY_AUTH_MODE`` the user set is theirs to keep."""
+    from ray._raylet import Config
+
+    saved = {name: os.environ.get(name) for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    if os.environ["RAY_AUTH_MODE"] == "token" and not os.environ.get("RAY_AUTH_TOKEN"):
+        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+    Config.initialize("")  # Ray read its settings when it was imported: read them again (as ray.init does)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        Config.initialize("")
+
+
+@contextlib.contextmanager
 def ray_session(address: str | None, targets: Sequence[str]) -> Iterator[bool]:
     """Connect to the cluster at ``address`` or start a private local instance; yields True when local."""
     import ray
 
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private local instance needs no token
     if ray.is_initialized():
         yield False
         return
     local = not address
-    if local:
-        ray.init(
-            num_cpus=os.cpu_count(),
-            resources={NODE_SLOT: 1, **{target_resource(t): 1 for t in targets}},
-            include_dashboard=False,
-            logging_level="WARNING",
-            log_to_driver=True,
-            # Ray would otherwise start idle workers in the background, which import Python while a
-            # measurement runs: a worker is started only when a configuration is ready to run.
-            _system_config={"enable_worker_prestart": False, "prestart_worker_first_driver": False},
-            runtime_env=WORKER_RUNTIME_ENV,
-        )
-    else:
-        ray.init(address=address, logging_level="WARNING")
-    try:
-        yield local
-    finally:
-        ray.shutdown()
+    with contextlib.ExitStack() as session:
+        if local:
+            session.enter_context(_private_token())
+            ray.init(
+                num_cpus=os.cpu_count(),
+                resources={NODE_SLOT: 1, **{target_resource(t): 1 for t in targets}},
+                include_dashboard=False,
+                logging_level="WARNING",
+                log_to_driver=True,
+                # Ray would otherwise start idle workers in the background, which import Python while a
+                # measurement runs: a worker is started only when a configuration is ready to run.
+                _system_config={"enable_worker_prestart": False, "prestart_worker_first_driver": False},
+                runtime_env=WORKER_RUNTIME_ENV,
+            )
+        else:
+            ray.init(address=address, logging_level="WARNING")
+        try:
+            yield local
+        finally:
+            ray.shutdown()
 
 
 def _missing_resources(cfg: Any) -> str | None:
@@ -78,10 +104,11 @@ def _remote_measure(measure_fn: MeasureFunction):
     import ray
 
     @ray.remote(max_retries=0)
-    def measure(cfg: Any, run_id: str, timeout_s: float, failure: FailureFunction, env: dict[str, str]) -> dict:
+    def measure(cfg: Any, run_id: str, timeout_s: float, failure: FailureFunction, env: dict[str, str],
+                memory_limit_mb: float | None) -> dict:
         from hwbench_pipeline.bench.launchers.process import measured_row
 
-        return measured_row(measure_fn, cfg, run_id, timeout_s, failure, env)
+        return measured_row(measure_fn, cfg, run_id, timeout_s, failure, env, memory_limit_mb)
 
     return measure
 
@@ -97,9 +124,11 @@ class RayLauncher:
     ``cache_root``, a directory every node that measures can reach (this host's, with a private local
     instance), holds the export cache of each configuration."""
 
-    def __init__(self, measure: MeasureFunction, cache_root: str | None = None) -> None:
+    def __init__(self, measure: MeasureFunction, cache_root: str | None = None,
+                 memory_limit_mb: float | None = None) -> None:
         self._remote = _remote_measure(measure)
         self._cache_root = cache_root
+        self._memory_limit_mb = memory_limit_mb
 
     def unavailable(self, cfg: Any) -> str | None:
         missing = _missing_resources(cfg)
@@ -111,14 +140,14 @@ class RayLauncher:
     def measure(self, cfg: Any, run_id: str, timeout_s: float, failure: FailureFunction,
                 workspace: str | None = None) -> dict:
         import ray
-        from ray.exceptions import GetTimeoutError, RayError
+        from ray.exceptions import GetTimeoutError, OutOfMemoryError, RayError
 
         from hwbench_pipeline.bench.launchers.process import workspace_env
 
         ref = self._remote.options(
             num_cpus=cfg.threads if cfg.target.startswith("cpu") else 1,
             resources={NODE_SLOT: 1, target_resource(cfg.target): 1},
-        ).remote(cfg, run_id, timeout_s, failure, workspace_env(self._cache_root, workspace))
+        ).remote(cfg, run_id, timeout_s, failure, workspace_env(self._cache_root, workspace), self._memory_limit_mb)
         t0 = time.monotonic()
         try:
             return ray.get(ref, timeout=timeout_s + DRIVER_GRACE_S)
@@ -126,5 +155,7 @@ class RayLauncher:
             ray.cancel(ref, force=True)
             return failure(cfg, run_id, "timeout",
                            f"no result after {time.monotonic() - t0:.0f} s (limit {timeout_s:.0f} s)")
+        except OutOfMemoryError as exc:  # Ray's memory monitor killed the worker
+            return failure(cfg, run_id, "out_of_memory", f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
         except RayError as exc:
             return failure(cfg, run_id, "worker_crashed", f"{type(exc).__name__}: {exc}")
