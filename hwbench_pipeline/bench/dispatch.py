@@ -68,7 +68,7 @@ DISPATCH_MODES = ("ray", "process")
 @contextlib.contextmanager
 def _launcher(scenario: Scenario, dispatch: str, ray_address: str | None, targets: Sequence[str],
               log: Callable[[str], None], on_progress: RunningCallback | None,
-              cache: str | None) -> Iterator[Launcher]:
+              cache: str | None, memory_limit_mb: float | None) -> Iterator[Launcher]:
     if scenario.launcher == RAY_TRAIN:
         from hwbench_pipeline.bench.launchers.ray_train import RayTrainLauncher
 
@@ -82,12 +82,12 @@ def _launcher(scenario: Scenario, dispatch: str, ray_address: str | None, target
     if dispatch == "process":
         from hwbench_pipeline.bench.launchers.process import ProcessLauncher
 
-        yield ProcessLauncher(scenario.measure, cache)
+        yield ProcessLauncher(scenario.measure, cache, memory_limit_mb)
     else:
         from hwbench_pipeline.bench.launchers.ray import RayLauncher
 
         with ray_session(ray_address, targets):
-            yield RayLauncher(scenario.measure, cache)
+            yield RayLauncher(scenario.measure, cache, memory_limit_mb)
 
 
 @dataclass
@@ -110,6 +110,7 @@ def run_configurations(
     timeout_s: float = 600.0,
     retry_contaminated: int | None = None,
     lock_dir: Path | None = None,
+    memory_limit_mb: float | None = None,
     on_result: ProgressCallback | None = None,
     on_progress: RunningCallback | None = None,
     log: Callable[[str], None] = print,
@@ -129,7 +130,8 @@ def run_configurations(
     again up to ``retry_contaminated`` times (by default, as often as the scenario says); the row records how
     many attempts it took, unless the launcher counted them itself (Ray Train's restarts). A configuration the
     scenario's ``skip_reason`` rules out, given the rows so far (a batch-size sweep past its memory budget),
-    is left out, with the reason logged.
+    is left out, with the reason logged. ``memory_limit_mb`` caps each measuring process (not Ray Train's
+    workers): past it, the configuration is an ``out_of_memory`` row.
     """
     targets = sorted({c.target for c in configs})
     retries = scenario.retry_contaminated if retry_contaminated is None else retry_contaminated
@@ -150,8 +152,8 @@ def run_configurations(
         if on_result:
             on_result(finished, len(configs), state.cfg, row)
 
-    with lock, exports as cache, _launcher(scenario, dispatch, ray_address, targets, log, on_progress,
-                                           cache) as launcher:
+    with lock, exports as cache, _launcher(scenario, dispatch, ray_address, targets, log, on_progress, cache,
+                                           memory_limit_mb) as launcher:
         pending = list(states)
         round_number = 0
         while pending:

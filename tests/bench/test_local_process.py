@@ -12,6 +12,7 @@ import pytest
 from hwbench_pipeline.bench.dispatch import run_configurations
 from hwbench_pipeline.bench.scenarios.inference import InferenceConfig, InferenceScenario, run_configuration
 from hwbench_pipeline.bench.trackers.stats import StoppingRule
+from hwbench_pipeline.paths import REPO_ROOT
 
 RULE = StoppingRule(ci_target=0.05, min_samples=5, max_seconds=0.3, warmup_min_calls=2, warmup_window=2,
                     warmup_max_seconds=0.2, processes=1, max_processes=1)
@@ -90,13 +91,71 @@ def grows_without_bound(cfg, run_id: str) -> dict:
         time.sleep(0.01)
 
 
-def test_a_process_past_its_memory_limit_is_killed_before_it_takes_the_host():
+def test_without_a_memory_cgroup_a_process_past_its_limit_is_killed_by_polling_its_rss(monkeypatch):
     from hwbench_pipeline.bench.launchers.process import WorkerOutOfMemory, measure_in_fresh_process
+    from hwbench_pipeline.bench.trackers.oom import MemoryCgroup
 
+    monkeypatch.setattr(MemoryCgroup, "create", classmethod(lambda cls, limit_mb: None))  # as on a host without
     t0 = time.monotonic()
     with pytest.raises(WorkerOutOfMemory, match=r"grew to \d+ MiB, past its limit of 600 MiB"):
         measure_in_fresh_process(grows_without_bound, None, "local", timeout_s=60, memory_limit_mb=600)
     assert time.monotonic() - t0 < 20
+
+
+def test_where_a_memory_cgroup_can_be_made_the_kernel_enforces_the_limit_and_says_so():
+    from hwbench_pipeline.bench.launchers.process import WorkerOutOfMemory, measure_in_fresh_process
+    from hwbench_pipeline.bench.trackers.oom import MemoryCgroup
+
+    probe = MemoryCgroup.create(100)
+    if probe is None:
+        pytest.skip("this process cannot create a memory cgroup here (not root, no delegated cgroup v2 subtree)")
+    probe.remove()
+    t0 = time.monotonic()
+    with pytest.raises(WorkerOutOfMemory, match=r"the kernel killed the measuring process at its memory limit of "
+                                                r"600 MiB \(oom_kill in .*hwbench-"):
+        measure_in_fresh_process(grows_without_bound, None, "local", timeout_s=60, memory_limit_mb=600)
+    assert time.monotonic() - t0 < 20
+    assert not list(probe.path.parent.glob("hwbench-*")), "the cgroup outlived its process"
+
+
+def test_a_process_the_kernels_out_of_memory_killer_ends_is_out_of_memory_not_a_crash(tmp_path):
+    """The owner runs in a memory cgroup with a limit of its own (as a container would impose) and asks for no
+    limit: only the kernel's counters can tell this SIGKILL from any other."""
+    from hwbench_pipeline.bench.trackers.oom import MemoryCgroup
+
+    box = MemoryCgroup.create(2500)
+    if box is None:
+        pytest.skip("this process cannot create a memory cgroup here (not root, no delegated cgroup v2 subtree)")
+    script = tmp_path / "owner.py"
+    script.write_text(OUT_OF_MEMORY_OWNER)
+    try:
+        result = subprocess.run([sys.executable, str(script), str(box.path)], capture_output=True, text=True,
+                                timeout=300, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    finally:
+        box.remove()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("out_of_memory: the kernel's out-of-memory killer killed"), result.stdout
+
+
+OUT_OF_MEMORY_OWNER = """
+import sys
+from pathlib import Path
+from hwbench_pipeline.bench.trackers.oom import MemoryCgroup
+from hwbench_pipeline.bench.launchers.process import measured_row
+
+def grows(cfg, run_id):
+    held = []
+    while True:
+        held.append(bytearray(64 * 2**20))
+
+def failure(cfg, run_id, failure_class, message):
+    return {"failure_class": failure_class, "message": message}
+
+if __name__ == "__main__":
+    MemoryCgroup(Path(sys.argv[1]), 2500).join()
+    row = measured_row(grows, None, "oom-test", 120, failure)
+    print(f"{row['failure_class']}: {row['message']}")
+"""
 
 
 def leaves_a_temporary_directory_and_dies(cfg: str, run_id: str) -> dict:

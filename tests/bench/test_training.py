@@ -15,6 +15,7 @@ from hwbench_pipeline.bench.scenarios.training import (
     TrainingConfig,
     TrainingStep,
     mark_batch_scaling,
+    not_run_rows,
     run_convergence,
     run_training_configuration,
     steps_to_target,
@@ -150,6 +151,10 @@ def test_batch_scaling_stops_at_the_memory_budget(fresh_process):
     assert {r["max_batch_in_budget"] for r in rows} == {2}
     assert {r["batch_scaling_stop"] for r in rows} == {"memory_budget"}
     assert "over the" in sweep_skip_reason(dataclasses.replace(base, batch_size=128), rows)
+    listed_but_not_run = not_run_rows([dataclasses.replace(base, memory_budget_mb=budget, batch_size=128)], rows,
+                                      "sweep")
+    assert [(r["batch_size"], r["failure_class"]) for r in listed_but_not_run] == [(128, "skipped")]
+    assert "over the" in listed_but_not_run[0]["message"], "skipped with the reason, never as out_of_memory"
 
 
 def test_sweeps_extend_the_listed_batches_and_converge_once():

@@ -19,6 +19,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from typing import Any
 from hwbench_pipeline.bench.backends.export_cache import EXPORT_CACHE_ENV
 from hwbench_pipeline.bench.host_lock import MEASURING_LOCK_ENV, hold_measuring_lock, measuring_lock_env
 from hwbench_pipeline.bench.launchers.base import FailureFunction, MeasureFunction
+from hwbench_pipeline.bench.trackers.oom import MemoryCgroup, oom_kill_counts, oom_kills_since
 
 PRELOAD_MODULES = ["hwbench_pipeline.bench.worker_preload"]
 
@@ -83,7 +85,10 @@ def _die_with_owner(owner_pid: int) -> None:
 
 
 def _child_main(conn: multiprocessing.connection.Connection, measure: Callable[[Any, str], dict],
-                cfg: Any, run_id: str, scratch: str, env: dict[str, str], owner_pid: int) -> None:
+                cfg: Any, run_id: str, scratch: str, env: dict[str, str], owner_pid: int,
+                cgroup: MemoryCgroup | None) -> None:
+    if cgroup is not None:
+        cgroup.join()  # before anything is allocated: the kernel enforces the limit from here on
     for name in (EXPORT_CACHE_ENV, MEASURING_LOCK_ENV):  # the server's own may be a previous caller's
         if name not in env:
             os.environ.pop(name, None)
@@ -100,8 +105,6 @@ def _exit_description(exitcode: int | None) -> str:
     if exitcode is None:
         return "did not exit"
     if exitcode < 0:
-        import signal
-
         try:
             return f"was killed by {signal.Signals(-exitcode).name}"
         except ValueError:
@@ -120,7 +123,8 @@ def _rss_mb(pid: int) -> float:
 
 def _wait_for_result(receiver: multiprocessing.connection.Connection, proc: Any, timeout_s: float,
                      memory_limit_mb: float | None) -> None:
-    """Wait until a result is ready; kill the process at the timeout or when it grows past the memory limit."""
+    """Wait until a result is ready; kill the process at the timeout or when its RSS grows past
+    ``memory_limit_mb`` (where no cgroup enforces the limit)."""
     t0 = time.monotonic()
     while True:
         left = timeout_s - (time.monotonic() - t0)
@@ -141,25 +145,29 @@ def measure_in_fresh_process(measure: Callable[[Any, str], dict], cfg: Any, run_
     """``measure(cfg, run_id)`` in a new process forked from the preloaded server; returns its row.
 
     Raises :class:`WorkerTimeout` when no row arrives within ``timeout_s`` (the process is killed),
-    :class:`WorkerOutOfMemory` when it grows past ``memory_limit_mb`` (killed too), and :class:`WorkerCrashed`
-    when the process ends without a row. The process's temporary files (exported models, compiled caches) live
-    in a directory this call removes once the process is gone, killed or not. ``env`` is set in the process's
-    environment before it measures.
+    :class:`WorkerOutOfMemory` when it grows past ``memory_limit_mb`` (enforced by a memory cgroup where this
+    process can create one, else by polling its RSS) or when the kernel's out-of-memory killer killed it
+    (bench/trackers/oom.py), and :class:`WorkerCrashed` when the process ends without a row otherwise. The
+    process's temporary files (exported models, compiled caches) live in a directory this call removes once the
+    process is gone, killed or not. ``env`` is set in the process's environment before it measures.
     """
     ctx = _context()
     receiver, sender = ctx.Pipe(duplex=False)
     scratch = tempfile.mkdtemp(prefix="hwbench-measure-")
     env = {**measuring_lock_env(), **(env or {})}
-    proc = ctx.Process(target=_child_main, args=(sender, measure, cfg, run_id, scratch, env, os.getpid()),
+    cgroup = MemoryCgroup.create(memory_limit_mb) if memory_limit_mb else None
+    oom_before = oom_kill_counts()
+    proc = ctx.Process(target=_child_main, args=(sender, measure, cfg, run_id, scratch, env, os.getpid(), cgroup),
                        name="hwbench-measure", daemon=True)
     proc.start()
     sender.close()  # the child holds the only writer: its exit shows up here as end of file
     try:
-        _wait_for_result(receiver, proc, timeout_s, memory_limit_mb)
+        _wait_for_result(receiver, proc, timeout_s, None if cgroup else memory_limit_mb)
         try:
             return receiver.recv()
         except EOFError:
             proc.join(10)
+            _raise_if_out_of_memory(proc, cgroup, oom_before)
             raise WorkerCrashed(f"the measuring process (pid {proc.pid}) {_exit_description(proc.exitcode)} "
                                 "before sending a result") from None
     finally:
@@ -168,16 +176,33 @@ def measure_in_fresh_process(measure: Callable[[Any, str], dict], cfg: Any, run_
         if proc.is_alive():
             proc.kill()
             proc.join()
+        if cgroup is not None:
+            cgroup.remove()
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def _raise_if_out_of_memory(proc: Any, cgroup: MemoryCgroup | None, oom_before: dict[str, int]) -> None:
+    """WorkerOutOfMemory when the kernel's out-of-memory killer is what ended ``proc`` (a SIGKILL alone does not
+    say why)."""
+    if proc.exitcode != -signal.SIGKILL:
+        return
+    if cgroup is not None and cgroup.oom_kills():
+        raise WorkerOutOfMemory(f"the kernel killed the measuring process at its memory limit of "
+                                f"{cgroup.limit_mb:.0f} MiB (oom_kill in {cgroup.path})")
+    if (why := oom_kills_since(oom_before)) is not None:
+        raise WorkerOutOfMemory(f"the kernel's out-of-memory killer killed the measuring process ({why})")
+
+
 def measured_row(measure: MeasureFunction, cfg: Any, run_id: str, timeout_s: float, failure: FailureFunction,
-                 env: dict[str, str] | None = None) -> dict:
-    """``measure(cfg, run_id)``'s row from a fresh process; a timeout or a dead process becomes ``failure``'s row."""
+                 env: dict[str, str] | None = None, memory_limit_mb: float | None = None) -> dict:
+    """``measure(cfg, run_id)``'s row from a fresh process; a timeout, a process out of memory or a dead process
+    becomes ``failure``'s row."""
     try:
-        return measure_in_fresh_process(measure, cfg, run_id, timeout_s, env=env)
+        return measure_in_fresh_process(measure, cfg, run_id, timeout_s, memory_limit_mb, env=env)
     except WorkerTimeout as exc:
         return failure(cfg, run_id, "timeout", str(exc))
+    except WorkerOutOfMemory as exc:
+        return failure(cfg, run_id, "out_of_memory", str(exc))
     except WorkerCrashed as exc:
         return failure(cfg, run_id, "worker_crashed", str(exc))
 
@@ -201,9 +226,11 @@ def workspace_dir(cache_root: str, workspace: str) -> str:
 class ProcessLauncher:
     """Each configuration in a fresh local process forked from a preloaded server (no Ray; this host only)."""
 
-    def __init__(self, measure: MeasureFunction, cache_root: str | None = None) -> None:
+    def __init__(self, measure: MeasureFunction, cache_root: str | None = None,
+                 memory_limit_mb: float | None = None) -> None:
         self._measure = measure
         self._cache_root = cache_root
+        self._memory_limit_mb = memory_limit_mb
         start_server()
 
     def unavailable(self, cfg: Any) -> str | None:
@@ -215,4 +242,4 @@ class ProcessLauncher:
     def measure(self, cfg: Any, run_id: str, timeout_s: float, failure: FailureFunction,
                 workspace: str | None = None) -> dict:
         return measured_row(self._measure, cfg, run_id, timeout_s, failure,
-                            workspace_env(self._cache_root, workspace))
+                            workspace_env(self._cache_root, workspace), self._memory_limit_mb)

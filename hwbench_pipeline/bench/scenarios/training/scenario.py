@@ -73,13 +73,14 @@ class TrainingScenario(Scenario):
 
 
 def not_run_rows(requested: list[TrainingConfig], rows: list[dict], run_id: str) -> list[dict]:
-    """A failure row for each batch size the profile asked for that its sweep skipped (a smaller batch was
-    already over the memory budget): the batch cannot fit, and the table says so."""
+    """A ``skipped`` row for each batch size the profile asked for that its sweep did not run (a smaller batch
+    was already over the memory budget or out of memory), with that reason: never ``out_of_memory``, a failure
+    nobody observed."""
     done = {tuple(r[k] for k in ("family", "preset", "batch_size", "seq_len", "precision")) for r in rows}
     missing = []
     for cfg in requested:
         if (cfg.family, cfg.preset, cfg.batch_size, cfg.seq_len, cfg.precision) in done:
             continue
         reason = sweep_skip_reason(cfg, rows) or "not run"
-        missing.append(training_failure_row(cfg, run_id, "out_of_memory", f"not run: {reason}"))
+        missing.append(training_failure_row(cfg, run_id, "skipped", f"not run: {reason}"))
     return missing
