@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from hwbench_pipeline.assets.hardware import peak_columns
-from hwbench_pipeline.assets.storing import latency_sample_rows
 from hwbench_pipeline.bench import models
 from hwbench_pipeline.bench.backends import load_backend
 from hwbench_pipeline.bench.environment import environment_fields
@@ -21,6 +20,7 @@ from hwbench_pipeline.predict import data
 from hwbench_pipeline.predict.predictor import train
 from hwbench_pipeline.report.regressions import detect_regressions, finding_rows
 from hwbench_pipeline.warehouse.store import Warehouse
+from hwbench_pipeline.warehouse.storing import latency_sample_rows
 
 TARGET = "cpu-torch"
 FAMILIES = ("bert", "llama", "vit")

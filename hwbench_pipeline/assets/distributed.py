@@ -4,8 +4,8 @@ one target, validate, store."""
 import dagster as dg
 
 from hwbench_pipeline.assets.measurement import MeasurementAsset, measurement_asset
-from hwbench_pipeline.assets.storing import StoredRun
 from hwbench_pipeline.bench.scenarios.distributed import DistributedScenario
+from hwbench_pipeline.warehouse.storing import StoredRun
 from hwbench_pipeline.warehouse.validation import distributed_suite
 
 

@@ -10,13 +10,13 @@ import dagster as dg
 
 from hwbench_pipeline.assets.checks import check_spec, stored_table_check
 from hwbench_pipeline.assets.partition_target import MEASUREMENT_ASSET, device_peaks, resolve_target
-from hwbench_pipeline.assets.storing import StoredRun, store_measurements
 from hwbench_pipeline.bench.dispatch import run_configurations
 from hwbench_pipeline.bench.profiles import Profile
 from hwbench_pipeline.bench.scenarios.base import Scenario
 from hwbench_pipeline.paths import host_lock_dir
 from hwbench_pipeline.resources.ray import RayResource
 from hwbench_pipeline.resources.settings import HwbenchSettings
+from hwbench_pipeline.warehouse.storing import StoredRun, store_measurements
 from hwbench_pipeline.warehouse.validation import failures_suite, latency_samples_suite
 
 

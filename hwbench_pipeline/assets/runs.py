@@ -1,8 +1,8 @@
 """inference_runs[target]: measure the profile's configurations on one target, validate, store."""
 
 from hwbench_pipeline.assets.measurement import MeasurementAsset, measurement_asset
-from hwbench_pipeline.assets.storing import StoredRun
 from hwbench_pipeline.bench.scenarios.inference import InferenceScenario
+from hwbench_pipeline.warehouse.storing import StoredRun
 from hwbench_pipeline.warehouse.validation import inference_suite
 
 

@@ -10,8 +10,8 @@
 
 An import is all-or-nothing. Every file is parsed, mapped and validated in memory first (the Great
 Expectations suites of ``inference_results``, ``failures`` and ``latency_samples``); only then is anything
-written. If a write fails midway, the files this import created are removed and the files it replaced are
-put back (they were hard-linked aside first), so the warehouse is as it was. The run id is
+written, in one warehouse transaction (``warehouse/transaction.py``): a write that fails, or a kill at any
+point, leaves the warehouse as it was or, once past the commit, with the whole import. The run id is
 ``import-<12 hex>`` from the SHA-256 of the measurement (the file's bytes for hwbench JSON; the config and
 report for optimum-benchmark, so ``benchmark.json`` and ``benchmark_report.json`` of one run are one run):
 importing the same file again rewrites the same files, and row counts stay the same. ``source`` says where a
@@ -86,11 +86,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
-import shutil
 import sys
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -106,7 +103,6 @@ from hwbench_pipeline.warehouse.schema import (
     FAILURES,
     INFERENCE_RESULTS,
     LEGACY_KEY_VALUES,
-    TABLES,
     UNRECORDED,
 )
 from hwbench_pipeline.warehouse.store import SAFE_NAME, Warehouse, to_arrow
@@ -801,97 +797,19 @@ def _row_label(row: dict) -> str:
 
 
 # ---- writing, all or nothing -------------------------------------------------------------------------------
-@dataclass
-class _Undo:
-    """What to put back if a write fails: the warehouse as it was, restored from hard links."""
-
-    warehouse: Warehouse
-    stash: Path
-    created_dirs: list[Path] = field(default_factory=list)
-    folders: dict[Path, dict[str, int]] = field(default_factory=dict)  # partition folder -> file name -> inode
-    ours: list[Path] = field(default_factory=list)  # files this import writes
-    catalog_inode: int | None = None
-    tables_with_files: set[str] = field(default_factory=set)
-    stashed: dict[Path, Path] = field(default_factory=dict)  # original -> its hard link in the stash
-
-    def keep(self, path: Path) -> None:
-        dest = self.stash / str(len(self.stashed))
-        try:
-            os.link(path, dest)
-        except OSError:  # a file system without hard links: copy instead
-            shutil.copy2(path, dest)
-        self.stashed[path] = dest
-
-
-def _inode(path: Path) -> int | None:
-    try:
-        return path.stat().st_ino
-    except FileNotFoundError:
-        return None
-
-
-def _begin(wh: Warehouse, writes: list[tuple[str, str, str, pa.Table]]) -> _Undo:
-    dirs = [wh.data_dir, wh.parquet_dir]
-    for table, partition, _, _ in writes:
-        dirs += [wh.parquet_dir / table, wh.parquet_dir / table / partition]
-    created = [d for d in dict.fromkeys(dirs) if not d.exists()]
-    wh.data_dir.mkdir(parents=True, exist_ok=True)
-    stash = wh.data_dir / f".import-undo-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    stash.mkdir()
-    undo = _Undo(wh, stash, created_dirs=created, catalog_inode=_inode(wh.catalog_path),
-                 tables_with_files={t for t in TABLES if wh.files(t)})
-    for table, partition, run_id, _ in writes:
-        folder = wh.parquet_dir / table / partition
-        undo.ours.append(folder / f"{run_id}.parquet")
-        if folder not in undo.folders:
-            # Every file here may be replaced (our run file) or rewritten (a compacted file holding our run).
-            files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
-            undo.folders[folder] = {p.name: p.stat().st_ino for p in files}
-            for p in files:
-                undo.keep(p)
-    if undo.catalog_inode is not None:
-        undo.keep(wh.catalog_path)
-    return undo
-
-
-def _rollback(undo: _Undo) -> None:
-    wh = undo.warehouse
-    for path in undo.ours:
-        if path.name not in undo.folders.get(path.parent, {}):
-            path.unlink(missing_ok=True)
-    for folder, files in undo.folders.items():
-        for name, inode in files.items():
-            if _inode(folder / name) != inode:
-                os.replace(undo.stashed[folder / name], folder / name)
-    for d in reversed(undo.created_dirs):
-        if d.is_dir() and d != wh.data_dir and not any(d.iterdir()):
-            d.rmdir()
-    now_with_files = {t for t in TABLES if wh.files(t)}
-    if _inode(wh.catalog_path) != undo.catalog_inode:
-        if undo.catalog_inode is not None and now_with_files == undo.tables_with_files:
-            os.replace(undo.stashed[wh.catalog_path], wh.catalog_path)
-        elif undo.catalog_inode is None and not now_with_files:
-            wh.catalog_path.unlink(missing_ok=True)
-        else:  # another writer gave a table its first file meanwhile: the old catalog would miss its view
-            wh.refresh_catalog()
-
-
 def _write_all(wh: Warehouse, writes: list[tuple[str, str, str, pa.Table]]) -> None:
-    undo = _begin(wh, writes)
+    """Every file in one warehouse transaction (warehouse/transaction.py): all of them land, or none."""
     try:
-        for table, partition, run_id, data in writes:
-            try:
-                wh.write(table, data, run_id=run_id, partition=partition)
-            except Exception as exc:
+        with wh.transaction() as tx:
+            for table, partition, run_id, data in writes:
                 try:
-                    _rollback(undo)
-                except Exception as undo_exc:  # noqa: BLE001 - say both, the first is the cause
-                    raise ImportRejected(f"writing {table}/{partition} failed ({_one_line(str(exc))}) and so did "
-                                         f"undoing this import ({_one_line(str(undo_exc))})") from exc
-                raise ImportRejected(f"writing {table}/{partition} failed ({_one_line(str(exc))}); "
-                                     "nothing of this import was kept") from exc
-    finally:
-        shutil.rmtree(undo.stash, ignore_errors=True)
+                    tx.write(table, data, run_id=run_id, partition=partition)
+                except Exception as exc:
+                    raise ImportRejected(f"writing {table}/{partition} failed ({_one_line(str(exc))}); "
+                                         "nothing of this import was kept") from exc
+    except OSError as exc:
+        raise ImportRejected(f"committing the import failed ({_one_line(str(exc))}); nothing of it is visible until "
+                             "the warehouse is opened again, which completes it") from exc
 
 
 def _arrow_writes(measurements: list[_Measurement]) -> list[tuple[str, str, str, pa.Table]]:

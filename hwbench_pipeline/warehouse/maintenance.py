@@ -256,6 +256,7 @@ def _maintenance(wh: Warehouse) -> Iterator[None]:
     with wh._flock("maintenance.lock", exclusive=True):
         root = wh.data_dir / STAGING_DIR
         recover_interrupted_swaps(root)  # before the cleanup below: an interrupted swap's old folder is live data
+        wh.recover()  # a dead writer's committed files go in place before anything is merged or removed
         if root.is_dir():
             for leftover in root.iterdir():
                 if leftover.is_dir():
@@ -886,13 +887,14 @@ def _check_staging(wh: Warehouse, report: CheckReport) -> None:
         pass  # a maintenance operation is running and owns them
 
 
-def _check_import_undo(wh: Warehouse, report: CheckReport) -> None:
-    """``.import-undo-<pid>-<hex>`` folders of importers that died (a live importer's is its own business)."""
-    for path in sorted(wh.data_dir.glob(".import-undo-*")):
-        pid = path.name.split("-")[2] if path.name.count("-") >= 3 else ""
-        if pid.isdigit() and Path(f"/proc/{pid}").exists():
-            continue
-        report.add("staging", path, "left by an interrupted import: it holds the files that import had replaced")
+def _check_transactions(wh: Warehouse, report: CheckReport) -> None:
+    """Transactions of writers that died (a live writer's is its own business); nothing is changed here."""
+    from hwbench_pipeline.warehouse.transaction import dead_transactions
+
+    for folder, committed in dead_transactions(wh):
+        what = ("committed: the next write or `hwbench db` command puts its files in place" if committed else
+                "never committed: the next write or `hwbench db` command removes it")
+        report.add("staging", folder, f"left by a writer that died, {what}")
 
 
 def check(wh: Warehouse, *, progress: Progress = _noop) -> CheckReport:
@@ -919,5 +921,5 @@ def check(wh: Warehouse, *, progress: Progress = _noop) -> CheckReport:
         progress("checked", len(partitions), len(partitions))
     _check_catalog(wh, report)
     _check_staging(wh, report)
-    _check_import_undo(wh, report)
+    _check_transactions(wh, report)
     return report

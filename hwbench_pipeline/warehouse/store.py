@@ -84,6 +84,22 @@ def to_arrow(table: str, rows: Sequence[dict]) -> pa.Table:
     return pa.Table.from_pydict(columns, schema=schema)
 
 
+def prepared_table(wh: Warehouse, table: str, rows: Sequence[dict] | pa.Table, *, run_id: str,
+                   partition: str) -> tuple[pa.Table, Path]:
+    """One run's rows of one partition with the meta columns, and the file they belong in; bad names refused."""
+    if table not in TABLES:
+        raise WarehouseError(f"unknown table {table!r}; tables: {', '.join(TABLES)}")
+    _check_name("run id", run_id)
+    _check_name("partition", partition)
+    data = rows if isinstance(rows, pa.Table) else to_arrow(table, rows)
+    now = datetime.now(UTC)
+    data = data.append_column(pa.field(*META_COLUMNS[0]), pa.repeat(pa.scalar(partition, pa.string()),
+                                                                    data.num_rows))
+    data = data.append_column(pa.field(*META_COLUMNS[1]), pa.repeat(pa.scalar(now, META_COLUMNS[1][1]),
+                                                                    data.num_rows))
+    return data, wh.parquet_dir / table / partition / f"{run_id}.parquet"
+
+
 class Warehouse:
     def __init__(self, data_dir: str | Path) -> None:
         self.data_dir = Path(data_dir).resolve()
@@ -94,18 +110,9 @@ class Warehouse:
     # ---- writing -------------------------------------------------------------------------------------------
     def write(self, table: str, rows: Sequence[dict] | pa.Table, *, run_id: str, partition: str = "all") -> Path:
         """Write one run's rows of one partition as a single Parquet file, atomically."""
-        if table not in TABLES:
-            raise WarehouseError(f"unknown table {table!r}; tables: {', '.join(TABLES)}")
-        _check_name("run id", run_id)
-        _check_name("partition", partition)
-        data = rows if isinstance(rows, pa.Table) else to_arrow(table, rows)
-        now = datetime.now(UTC)
-        data = data.append_column(pa.field(*META_COLUMNS[0]), pa.repeat(pa.scalar(partition, pa.string()),
-                                                                        data.num_rows))
-        data = data.append_column(pa.field(*META_COLUMNS[1]), pa.repeat(pa.scalar(now, META_COLUMNS[1][1]),
-                                                                        data.num_rows))
-        folder = self.parquet_dir / table / partition
-        final = folder / f"{run_id}.parquet"
+        self.recover()
+        data, final = prepared_table(self, table, rows, run_id=run_id, partition=partition)
+        folder = final.parent
         tmp = folder / f".{run_id}.parquet.{os.getpid()}.tmp"
         with self.partition_lock(table, partition):
             folder.mkdir(parents=True, exist_ok=True)
@@ -116,13 +123,31 @@ class Warehouse:
                 os.replace(tmp, final)
             finally:
                 tmp.unlink(missing_ok=True)
-            if any(folder.glob(f"{COMPACTED_PREFIX}*.parquet")):
-                # An older copy of this run may sit in a compacted file: drop it, or history would hold it twice.
-                from hwbench_pipeline.warehouse.maintenance import drop_superseded_segments
-
-                drop_superseded_segments(folder)
+            self.after_write(folder)
         self.ensure_catalog()
         return final
+
+    def after_write(self, folder: Path) -> None:
+        """What a partition folder needs once new run files are in it (its partition lock held)."""
+        if any(folder.glob(f"{COMPACTED_PREFIX}*.parquet")):
+            # An older copy of a run may sit in a compacted file: drop it, or history would hold it twice.
+            from hwbench_pipeline.warehouse.maintenance import drop_superseded_segments
+
+            drop_superseded_segments(folder)
+
+    def transaction(self) -> contextlib.AbstractContextManager:
+        """Several files of several tables that become visible together or not at all (warehouse/transaction.py)."""
+        from hwbench_pipeline.warehouse.transaction import transaction
+
+        return transaction(self)
+
+    def recover(self) -> list[str]:
+        """Finish or undo what writers that died left (warehouse/transaction.py); returns what was done."""
+        if not (self.data_dir / ".transactions").is_dir():
+            return []
+        from hwbench_pipeline.warehouse.transaction import recover
+
+        return recover(self)
 
     # ---- reading -------------------------------------------------------------------------------------------
     def files(self, table: str) -> list[Path]:

@@ -8,13 +8,13 @@ import time
 import psutil
 import pytest
 
-from hwbench_pipeline.assets.storing import store_measurements
 from hwbench_pipeline.bench.dispatch import run_configurations
 from hwbench_pipeline.bench.launchers.ray import NODE_SLOT, target_resource
 from hwbench_pipeline.bench.profiles import ProfileError, load_profile
 from hwbench_pipeline.bench.scenarios.distributed import DistributedConfig, DistributedScenario, placement_refusal
 from hwbench_pipeline.bench.trackers.resource_sampler import NodeLoadWindow, ResourceSampler, combine_load_windows
 from hwbench_pipeline.warehouse.store import Warehouse
+from hwbench_pipeline.warehouse.storing import store_measurements
 from hwbench_pipeline.warehouse.validation import distributed_suite
 
 RESULTS_CHECK = "distributed_results_suite"

@@ -12,7 +12,6 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from hwbench_pipeline.assets.storing import store_measurements
 from hwbench_pipeline.bench.host_lock import host_measurement_lock
 from hwbench_pipeline.bench.scenarios.training import TrainingConfig, mark_batch_scaling, run_training_configuration
 from hwbench_pipeline.bench.trackers.stats import StoppingRule
@@ -20,6 +19,7 @@ from hwbench_pipeline.paths import host_lock_dir
 from hwbench_pipeline.report.comparison import render_comparison_report
 from hwbench_pipeline.report.training_sections import NO_DISTRIBUTED, NO_TRAINING
 from hwbench_pipeline.warehouse.store import Warehouse
+from hwbench_pipeline.warehouse.storing import store_measurements
 
 RULE = StoppingRule(ci_target=0.05, min_samples=5, max_seconds=0.5, warmup_min_calls=2, warmup_window=2,
                     warmup_max_seconds=0.2)

@@ -294,7 +294,10 @@ def test_check_finds_a_corrupted_file_and_orphans(tmp_path):
     (wh.parquet_dir / "bogus_table" / "p").mkdir(parents=True)
     (wh.parquet_dir / "bogus_table" / "p" / "x.parquet").write_bytes(b"x")
     (_partition(wh) / "notes.txt").write_text("hello")
-    (tmp_path / ".import-undo-999999999-0123abcd").mkdir()  # an importer that died before cleaning up
+    dead = tmp_path / ".transactions" / "999999999-0123abcd"  # what a writer killed before its commit leaves
+    dead.mkdir(parents=True)
+    (dead / "owner.lock").touch()
+    (dead / "0000.parquet").write_bytes(b"PAR1 staged")
     report = maintenance.check(wh)
     assert not report.ok
     found = {(f.kind, f.path.rsplit("/", 2)[-1]) for f in report.errors}
@@ -302,7 +305,7 @@ def test_check_finds_a_corrupted_file_and_orphans(tmp_path):
     assert ("orphan_temp", ".r9.parquet.4242.tmp") in found
     assert ("unknown_table", "bogus_table") in found
     assert ("outside_layout", "notes.txt") in found
-    assert ("staging", ".import-undo-999999999-0123abcd") in found
+    assert ("staging", "999999999-0123abcd") in found
     assert report.files == 7  # the corrupted file is not counted as read
     assert report.to_dict()["ok"] is False
 
