@@ -10,6 +10,7 @@ import dagster as dg
 
 from hwbench_pipeline.assets.checks import check_spec, stored_table_check
 from hwbench_pipeline.assets.partition_target import MEASUREMENT_ASSET, device_peaks, resolve_target
+from hwbench_pipeline.bench.checkpoint import Checkpoint
 from hwbench_pipeline.bench.dispatch import run_configurations
 from hwbench_pipeline.bench.profiles import Profile
 from hwbench_pipeline.bench.scenarios.base import Scenario
@@ -18,6 +19,9 @@ from hwbench_pipeline.resources.ray import RayResource
 from hwbench_pipeline.resources.settings import HwbenchSettings
 from hwbench_pipeline.warehouse.storing import StoredRun, store_measurements
 from hwbench_pipeline.warehouse.validation import failures_suite, latency_samples_suite
+
+#: journals of partitions being measured, under the data directory (bench/checkpoint.py)
+CHECKPOINT_DIR = ".checkpoints"
 
 
 @dataclass(frozen=True)
@@ -62,9 +66,13 @@ def measurement_asset(spec: MeasurementAsset) -> dg.AssetsDefinition:
             log = context.log.warning if scenario.is_warning(row) else context.log.info
             log(f"[{i}/{n}] {scenario.describe(cfg, row)}")
 
+        # what a killed or failed run of this partition measured is kept here, and reused by the next one
+        checkpoint = Checkpoint(warehouse.data_dir / CHECKPOINT_DIR / scenario.name / f"{target_key}.jsonl",
+                                plan.runnable)
         rows = run_configurations(scenario, plan.runnable, run_id, ray_address=ray.cluster_address,
                                   timeout_s=ray.timeout_s or spec.timeout_s(profile), lock_dir=host_lock_dir(),
-                                  on_result=on_result, log=context.log.info) if plan.runnable else []
+                                  checkpoint=checkpoint, on_result=on_result,
+                                  log=context.log.info) if plan.runnable else []
         rows = scenario.finish(rows, plan, run_id, device_peaks(warehouse, target_key))
         above_peak = sum(bool(r.get("above_peak")) for r in rows)
         if above_peak:
@@ -76,6 +84,7 @@ def measurement_asset(spec: MeasurementAsset) -> dg.AssetsDefinition:
                                     scenario=scenario.name, run_id=run_id, partition=target_key,
                                     dagster_run_id=context.run.run_id, profile=profile.name, started=started,
                                     expected=expected, with_samples=scenario.keeps_samples)
+        checkpoint.remove()  # stored: the next run measures afresh
         # The blocking checks read back what landed, so they prove the stored data, not the rows in memory.
         results = [
             stored_table_check(warehouse, scenario.results_table, spec.suite(), run_id, target_key, required=expected),

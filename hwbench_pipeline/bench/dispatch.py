@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hwbench_pipeline.bench.checkpoint import Checkpoint, config_key
 from hwbench_pipeline.bench.host_lock import host_measurement_lock
 from hwbench_pipeline.bench.launchers.base import Launcher
 from hwbench_pipeline.bench.launchers.process import workspace_dir
@@ -111,6 +112,7 @@ def run_configurations(
     retry_contaminated: int | None = None,
     lock_dir: Path | None = None,
     memory_limit_mb: float | None = None,
+    checkpoint: Checkpoint | None = None,
     on_result: ProgressCallback | None = None,
     on_progress: RunningCallback | None = None,
     log: Callable[[str], None] = print,
@@ -131,13 +133,16 @@ def run_configurations(
     many attempts it took, unless the launcher counted them itself (Ray Train's restarts). A configuration the
     scenario's ``skip_reason`` rules out, given the rows so far (a batch-size sweep past its memory budget),
     is left out, with the reason logged. ``memory_limit_mb`` caps each measuring process (not Ray Train's
-    workers): past it, the configuration is an ``out_of_memory`` row.
+    workers): past it, the configuration is an ``out_of_memory`` row. With a ``checkpoint``
+    (bench/checkpoint.py), every process row and every settled configuration is journaled as it comes, and what
+    the journal already holds is not measured again: a settled configuration keeps its row, an unsettled one
+    continues from its processes (their rows take this run's ``run_id``).
     """
     targets = sorted({c.target for c in configs})
     retries = scenario.retry_contaminated if retry_contaminated is None else retry_contaminated
     lock = host_measurement_lock(lock_dir, log) if (lock_dir and not ray_address) else contextlib.nullcontext()
     states = [_Configuration(i, cfg) for i, cfg in enumerate(configs)]
-    finished = 0
+    finished = _resume(states, checkpoint, run_id, log)
 
     # each configuration's export cache lives on this host until it is settled: with a Ray cluster, the nodes
     # export for themselves
@@ -147,6 +152,8 @@ def run_configurations(
         nonlocal finished
         state.row = row
         finished += 1
+        if checkpoint:
+            checkpoint.settle(state.cfg, row)
         if cache:
             shutil.rmtree(workspace_dir(cache, str(state.index)), ignore_errors=True)
         if on_result:
@@ -154,7 +161,7 @@ def run_configurations(
 
     with lock, exports as cache, _launcher(scenario, dispatch, ray_address, targets, log, on_progress, cache,
                                            memory_limit_mb) as launcher:
-        pending = list(states)
+        pending = [s for s in states if s.row is None]
         round_number = 0
         while pending:
             round_number += 1
@@ -167,6 +174,8 @@ def run_configurations(
                     if skip:
                         log(f"{cfg.label}: not run ({skip})")
                         state.row = {}  # settled, without a row
+                        if checkpoint:
+                            checkpoint.settle(cfg, None)
                         continue
                     reason = launcher.unavailable(cfg)
                     if reason:
@@ -177,9 +186,30 @@ def run_configurations(
                     settle(state, _measure_with_retries(launcher, scenario, cfg, run_id, timeout_s, retries, log))
                 else:
                     _measure_one_more_process(launcher, scenario, state, rule, run_id, timeout_s, retries, settle,
-                                              log)
+                                              log, checkpoint)
             pending = [s for s in pending if s.row is None]
     return [s.row for s in states if s.row]
+
+
+def _resume(states: list[_Configuration], checkpoint: Checkpoint | None, run_id: str,
+            log: Callable[[str], None]) -> int:
+    """Give each configuration what the checkpoint holds of it; returns how many are settled with a row."""
+    progress = checkpoint.load() if checkpoint else {}
+    settled = processes = 0
+    for state in states:
+        held = progress.get(config_key(state.cfg))
+        if held is None:
+            continue
+        if held.settled:
+            state.row = {**held.row, "run_id": run_id} if held.row else {}
+            settled += bool(held.row)
+        else:
+            state.processes = [{**r, "run_id": run_id} for r in held.processes]
+            processes += len(state.processes)
+    if progress:
+        log(f"resuming from {checkpoint.path}: {settled} configuration(s) already measured, {processes} measuring "
+            "process(es) of unsettled ones kept; nothing measured is measured again")
+    return settled
 
 
 def _measure_with_retries(launcher: Launcher, scenario: Scenario, cfg: Any, run_id: str, timeout_s: float,
@@ -197,7 +227,8 @@ def _measure_with_retries(launcher: Launcher, scenario: Scenario, cfg: Any, run_
 
 def _measure_one_more_process(launcher: Launcher, scenario: Scenario, state: _Configuration, rule: StoppingRule,
                               run_id: str, timeout_s: float, retries: int,
-                              settle: Callable[[_Configuration, dict], None], log: Callable[[str], None]) -> None:
+                              settle: Callable[[_Configuration, dict], None], log: Callable[[str], None],
+                              checkpoint: Checkpoint | None) -> None:
     cfg = state.cfg
     measured = scenario.process_config(cfg, first=not state.processes)
     if rule.max_processes == 1:  # one measuring window, measured again when disturbed (measurement method hwbench-1)
@@ -209,6 +240,8 @@ def _measure_one_more_process(launcher: Launcher, scenario: Scenario, state: _Co
         settle(state, {**failure, "attempts": len(state.processes) + 1})
         return
     state.processes.append(row)
+    if checkpoint:
+        checkpoint.add_process(cfg, row)
     if disturbed(state.processes)[-1]:
         log(f"{cfg.label}: machine busy with other work during process {len(state.processes)}; it does not count")
     medians = [r["p50_ms"] for r in undisturbed(state.processes)]

@@ -34,6 +34,9 @@ def test_every_stage_materializes_and_is_recorded_in_dagster(smoke_run):
     assert all(materialized[k] is not None for k in ASSETS), [k for k in ASSETS if materialized[k] is None]
     meta = materialized["inference_runs"].asset_materialization.metadata
     assert meta["profile"].value == "smoke"
+    wh = smoke_run[1]
+    assert not list((wh.data_dir / ".checkpoints").rglob("*.jsonl")), "a stored partition leaves no journal"
+    assert not any((wh.data_dir / ".transactions").iterdir()), "every store committed and cleaned up"
     assert meta["measured"].value + meta["failed"].value == len(FAMILIES)
 
 
