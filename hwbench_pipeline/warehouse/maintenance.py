@@ -74,6 +74,7 @@ from hwbench_pipeline.warehouse.store import (
     Warehouse,
     WarehouseError,
     history_sql,
+    measured_at_sql,
 )
 from hwbench_pipeline.warehouse.swap import (
     SwapError,
@@ -414,13 +415,14 @@ class RetentionReport:
 
 
 def _key_columns(table: str, path: Path, keys: list[str]) -> pl.DataFrame:
-    """``keys`` and ``_written_at`` of one file, in file order, read as the views read them (legacy key columns
-    filled, a key column no file has yet null)."""
+    """``keys``, ``_measured_at`` and ``_written_at`` of one file, in file order, read as the views read them
+    (legacy key columns filled, a key column no file has yet null)."""
     source = history_sql(table, "'" + str(path).replace("'", "''") + "'")
     with duckdb.connect() as con:
         columns = set(con.sql(source).columns)
         select = ", ".join(k if k in columns else f"NULL AS {k}" for k in [*keys, "_written_at"])
-        return con.sql(f"SELECT {select} FROM ({source})").pl()
+        measured = measured_at_sql(table) if "finished_at" in columns else "_written_at"
+        return con.sql(f"SELECT {select}, {measured} AS _measured_at FROM ({source})").pl()
 
 
 def _protected_units(table: str, units: list[RunUnit]) -> set[int]:
@@ -431,12 +433,14 @@ def _protected_units(table: str, units: list[RunUnit]) -> set[int]:
         data = _key_columns(table, path, keys)
         for i, unit in enumerate(units):
             if unit.path == path:
-                frames.append(data.slice(unit.offset, unit.rows).select([*keys, "_written_at"])
+                frames.append(data.slice(unit.offset, unit.rows).select([*keys, "_measured_at", "_written_at"])
                               .with_columns(pl.lit(i).alias("_unit")))
     if not frames:
         return set()
     rows = pl.concat(frames, how="vertical_relaxed")
-    newest = rows.filter(pl.col("_written_at") == pl.col("_written_at").max().over(keys))
+    # the row a _latest view shows: the newest measurement, the newest write among ties (store.newest_first_sql)
+    newest_measured = rows.filter(pl.col("_measured_at") == pl.col("_measured_at").max().over(keys))
+    newest = newest_measured.filter(pl.col("_written_at") == pl.col("_written_at").max().over(keys))
     return set(newest["_unit"].to_list())
 
 

@@ -67,6 +67,17 @@ def history_sql(table: str, files: str) -> str:
 _SQL_TYPES = {pa.string(): "VARCHAR", pa.int64(): "BIGINT"}
 
 
+def measured_at_sql(table: str) -> str:
+    """When a row of ``table`` was measured: its ``finished_at`` where the table has one, else when it was written.
+    "Latest" means the newest measurement, so importing an old file never displaces a newer result."""
+    return "coalesce(finished_at, _written_at)" if "finished_at" in TABLES[table].names else "_written_at"
+
+
+def newest_first_sql(table: str) -> str:
+    """ORDER BY terms that put the newest measurement of a key first (ties: the newest write)."""
+    return f"{measured_at_sql(table)} DESC, _written_at DESC"
+
+
 def _check_name(kind: str, value: str) -> str:
     if not SAFE_NAME.match(value):
         raise WarehouseError(f"{kind} {value!r} is not a safe name (letters, digits, '_', '.', '-')")
@@ -162,7 +173,7 @@ class Warehouse:
     def _latest_sql(self, table: str, source: str) -> str:
         keys = ", ".join(TABLE_KEYS.get(table, ["_partition"]))
         return (f"SELECT * EXCLUDE (_rank) FROM (SELECT *, row_number() OVER "
-                f"(PARTITION BY {keys} ORDER BY _written_at DESC) AS _rank FROM {source}) WHERE _rank = 1")
+                f"(PARTITION BY {keys} ORDER BY {newest_first_sql(table)}) AS _rank FROM {source}) WHERE _rank = 1")
 
     def read(self, table: str, *, latest: bool = False, where: str | None = None) -> pl.DataFrame:
         """A table (or its newest row per key) as polars, straight from the Parquet files."""

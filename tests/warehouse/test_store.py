@@ -147,3 +147,20 @@ def test_a_write_that_is_not_the_tables_first_still_repairs_a_catalog_built_with
     wh.write("inference_results", [_row("r2")], run_id="r2", partition="cpu-onnxruntime")
     with duckdb.connect(str(wh.catalog_path), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM inference_results").fetchone()[0] == 2
+
+
+def test_latest_is_the_newest_measurement_so_an_old_file_written_later_never_displaces_a_newer_result(tmp_path):
+    from datetime import UTC, datetime, timedelta
+
+    from hwbench_pipeline.warehouse import maintenance
+
+    wh = Warehouse(tmp_path)
+    now = datetime.now(UTC)
+    wh.write("inference_results", [_row("native", p50=2.0, finished_at=now)], run_id="native", partition="cpu-torch")
+    wh.write("inference_results", [_row("imported-old", p50=9.0, finished_at=now - timedelta(days=365))],
+             run_id="imported-old", partition="cpu-torch")
+    assert wh.read("inference_results", latest=True)["run_id"].to_list() == ["native"]
+    with duckdb.connect(str(wh.catalog_path), read_only=True) as con:
+        assert con.execute("SELECT run_id FROM inference_results_latest").fetchall() == [("native",)]
+    maintenance.retain(wh, keep_runs=1)  # keeping only the newest write would drop the newest measurement
+    assert wh.read("inference_results", latest=True)["run_id"].to_list() == ["native"]
