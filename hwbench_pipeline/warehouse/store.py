@@ -36,6 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hwbench_pipeline.warehouse.schema import TABLE_KEYS, TABLES, legacy_key_sql
+from hwbench_pipeline.warehouse.swap import fsync_dir
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 META_COLUMNS = [("_partition", pa.string()), ("_written_at", pa.timestamp("us", tz="UTC"))]
@@ -132,6 +133,7 @@ class Warehouse:
                 with open(tmp, "rb") as fh:
                     os.fsync(fh.fileno())
                 os.replace(tmp, final)
+                fsync_dir(folder)  # the rename itself survives a power cut
             finally:
                 tmp.unlink(missing_ok=True)
             self.after_write(folder)
