@@ -13,7 +13,7 @@ folders: a table got its first file or lost its last, the data directory moved. 
 check, so a crash between a file's rename and the rebuild heals at the next write or read.
 Readers open the catalog read-only and never block the pipeline.
 
-Maintenance (``warehouse/maintenance.py``) may merge old runs of a partition into ``_compacted-*.parquet``
+Maintenance (``warehouse/compaction.py``) may merge old runs of a partition into ``_compacted-*.parquet``
 files. Writers and maintenance coordinate through ``flock`` files under ``.locks/``: a writer holds its
 partition's lock (and the warehouse lock shared) from creating its temporary file until the rename; backup and
 restore take the warehouse lock exclusively. The kernel drops a lock when its holder dies.
@@ -25,7 +25,6 @@ import contextlib
 import fcntl
 import json
 import os
-import re
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,19 +34,16 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from hwbench_pipeline.warehouse.format import (
+    COMPACTED_PREFIX,
+    META_COLUMNS,
+    PARQUET_WRITE_OPTIONS,
+    SAFE_NAME,
+    WarehouseError,
+)
+from hwbench_pipeline.warehouse.layout import drop_superseded_segments
 from hwbench_pipeline.warehouse.schema import TABLE_KEYS, TABLES, legacy_key_sql
 from hwbench_pipeline.warehouse.swap import fsync_dir
-
-SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-META_COLUMNS = [("_partition", pa.string()), ("_written_at", pa.timestamp("us", tz="UTC"))]
-#: compacted files start with this; run ids cannot (they start with a letter or digit), so names never clash
-COMPACTED_PREFIX = "_compacted-"
-#: page checksums let a reader (and ``hwbench db check``) tell a damaged data page from a valid one
-PARQUET_WRITE_OPTIONS = {"write_page_checksum": True}
-
-
-class WarehouseError(ValueError):
-    pass
 
 
 def history_sql(table: str, files: str) -> str:
@@ -144,8 +140,6 @@ class Warehouse:
         """What a partition folder needs once new run files are in it (its partition lock held)."""
         if any(folder.glob(f"{COMPACTED_PREFIX}*.parquet")):
             # An older copy of a run may sit in a compacted file: drop it, or history would hold it twice.
-            from hwbench_pipeline.warehouse.maintenance import drop_superseded_segments
-
             drop_superseded_segments(folder)
 
     def transaction(self) -> contextlib.AbstractContextManager:
@@ -201,7 +195,7 @@ class Warehouse:
 
     # ---- locks ---------------------------------------------------------------------------------------------
     @contextlib.contextmanager
-    def _flock(self, name: str, *, exclusive: bool, blocking: bool = True) -> Iterator[None]:
+    def named_lock(self, name: str, *, exclusive: bool, blocking: bool = True) -> Iterator[None]:
         """Hold ``.locks/<name>``; without ``blocking`` raise BlockingIOError when someone else holds it."""
         self.lock_dir.mkdir(parents=True, exist_ok=True)
         with open(self.lock_dir / name, "a+") as fh:
@@ -216,13 +210,13 @@ class Warehouse:
     def partition_lock(self, table: str, partition: str, *, blocking: bool = True) -> Iterator[None]:
         """Held by whoever creates, replaces or removes files of one (table, partition)."""
         _check_name("partition", partition)
-        with (self._flock("warehouse.lock", exclusive=False, blocking=blocking),
-              self._flock(f"partition.{table}.{partition}.lock", exclusive=True, blocking=blocking)):
+        with (self.named_lock("warehouse.lock", exclusive=False, blocking=blocking),
+              self.named_lock(f"partition.{table}.{partition}.lock", exclusive=True, blocking=blocking)):
             yield
 
     def warehouse_lock(self) -> contextlib.AbstractContextManager[None]:
         """Exclusive: no writer is between its temporary file and its rename (backup, restore)."""
-        return self._flock("warehouse.lock", exclusive=True)
+        return self.named_lock("warehouse.lock", exclusive=True)
 
     # ---- the DuckDB catalog --------------------------------------------------------------------------------
     @contextlib.contextmanager

@@ -27,7 +27,8 @@ from typing import IO
 
 import pyarrow as pa
 
-from hwbench_pipeline.warehouse.store import Warehouse, WarehouseError, prepared_table
+from hwbench_pipeline.warehouse.format import PARQUET_WRITE_OPTIONS, WarehouseError
+from hwbench_pipeline.warehouse.store import Warehouse, prepared_table
 from hwbench_pipeline.warehouse.swap import fsync_dir
 
 TRANSACTIONS_DIR = ".transactions"
@@ -55,8 +56,6 @@ class Transaction:
     def write(self, table: str, rows: Sequence[dict] | pa.Table, *, run_id: str, partition: str = "all") -> Path:
         """Stage one run's rows of one (table, partition); visible only once the transaction commits."""
         import pyarrow.parquet as pq
-
-        from hwbench_pipeline.warehouse.store import PARQUET_WRITE_OPTIONS
 
         data, final = prepared_table(self.wh, table, rows, run_id=run_id, partition=partition)
         if any(f == final for _, _, _, f in self.staged):

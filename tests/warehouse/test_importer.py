@@ -7,7 +7,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from hwbench_pipeline.warehouse import importer
+from hwbench_pipeline.warehouse import import_optimum, import_reader
 from hwbench_pipeline.warehouse.importer import ImportRejected, import_paths
 from hwbench_pipeline.warehouse.schema import CONFIG_KEY, LEGACY_KEY_VALUES
 from hwbench_pipeline.warehouse.store import Warehouse
@@ -176,7 +176,7 @@ def _config_variant(**backend) -> tuple[dict, dict]:
     ({"torch_dtype": "float16"}, {"precision": "fp16", "target": "cpu-torch"}),
 ])
 def test_optimum_backend_and_device_map_onto_targets(backend, expected):
-    row = importer._optimum_row(*_config_variant(**backend), run_id="import-000000000000")
+    row = import_optimum.optimum_row(*_config_variant(**backend), run_id="import-000000000000")
     assert {k: row[k] for k in expected} == expected
 
 
@@ -191,8 +191,8 @@ def test_optimum_backend_and_device_map_onto_targets(backend, expected):
     ({"model": ".."}, "not a plain name"),
 ])
 def test_optimum_configs_hwbench_cannot_represent_are_refused(backend, message):
-    with pytest.raises(importer._Bad, match=message):
-        importer._optimum_row(*_config_variant(**backend), run_id="import-000000000000")
+    with pytest.raises(import_reader.BadFile, match=message):
+        import_optimum.optimum_row(*_config_variant(**backend), run_id="import-000000000000")
 
 
 # ---- hostile and malformed files ---------------------------------------------------------------------------
@@ -296,7 +296,7 @@ def test_oversized_report_alone_and_missing_files_are_rejected(populated, tmp_pa
     before = _snapshot(populated)
     big = tmp_path / "big.json"
     with open(big, "wb") as fh:  # sparse: refused by its size before a byte is read
-        fh.truncate(importer.MAX_FILE_BYTES + 1)
+        fh.truncate(import_reader.MAX_FILE_BYTES + 1)
     report_alone = tmp_path / "run" / "benchmark_report.json"
     report_alone.parent.mkdir()
     report_alone.write_bytes((OPTIMUM / "benchmark_report.json").read_bytes())
