@@ -8,6 +8,7 @@ writers, unknown table folders, files outside the layout, leftover staging.
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from hwbench_pipeline.warehouse.layout import is_compacted_file, is_run_file, re
 from hwbench_pipeline.warehouse.maintenance_common import STAGING_DIR, MaintenanceError, Progress, no_progress
 from hwbench_pipeline.warehouse.schema import TABLES
 from hwbench_pipeline.warehouse.store import Warehouse
-from hwbench_pipeline.warehouse.swap import interrupted_swaps
+from hwbench_pipeline.warehouse.swap import fsync_dir, interrupted_swaps
 
 
 @dataclass
@@ -224,3 +225,32 @@ def check(wh: Warehouse, *, progress: Progress = no_progress) -> CheckReport:
     _check_staging(wh, report)
     _check_transactions(wh, report)
     return report
+
+
+#: where ``repair`` moves files it sets aside, under the data directory (kept, never deleted)
+DAMAGED_DIR = ".damaged"
+
+
+def repair(wh: Warehouse, report: CheckReport) -> list[tuple[Path, Path, str]]:
+    """Set aside every data file ``report`` found unreadable or of a conflicting schema, so that the rest of its
+    table reads again: each moves to ``.damaged/`` (same relative path) with a note saying why, under its
+    partition's lock, and the catalog is rebuilt. Returns (file, where it went, why)."""
+    bad: dict[Path, str] = {}
+    for finding in report.errors:
+        path = Path(finding.path)
+        if finding.kind in ("corrupt", "schema") and path.is_file() and wh.parquet_dir in path.parents:
+            bad.setdefault(path, finding.message)
+    moved = []
+    for path, why in sorted(bad.items()):
+        relative = path.relative_to(wh.parquet_dir)
+        dest = wh.data_dir / DAMAGED_DIR / relative
+        table, partition = relative.parts[0], relative.parts[1]
+        with wh.partition_lock(table, partition):
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, dest)
+            fsync_dir(path.parent)
+            dest.with_name(dest.name + ".why.txt").write_text(f"{why}\n")
+        moved.append((path, dest, why))
+    if moved:
+        wh.refresh_catalog()
+    return moved

@@ -328,3 +328,28 @@ def test_check_reports_a_catalog_built_for_another_place(tmp_path):
     report = maintenance.check(Warehouse(tmp_path / "b"))
     assert [f.kind for f in report.errors] == ["catalog"] and "views read" in report.errors[0].message
     assert pq.read_table(tmp_path / "b" / "warehouse" / TABLE / "cpu-torch" / "r1.parquet").num_rows == 2
+
+
+def test_repair_sets_a_truncated_file_and_one_of_a_conflicting_schema_aside_and_the_rest_reads_again(tmp_path):
+    import pyarrow as pa
+
+    from hwbench_pipeline.warehouse.queries import QueryError, WarehouseQueries
+
+    wh = Warehouse(tmp_path)
+    _five_runs(wh)
+    truncated = _partition(wh) / "r2.parquet"
+    truncated.write_bytes(truncated.read_bytes()[:100])
+    conflicting = _partition(wh, "cpu-onnxruntime") / "odd.parquet"
+    pq.write_table(pa.table({"run_id": ["odd"], "p50_ms": ["fast"]}), conflicting)
+    with pytest.raises(QueryError, match=r"r2\.parquet.*hwbench db check --repair"):
+        WarehouseQueries(tmp_path).sql_capped(f"SELECT count(*) FROM {TABLE}", None, max_rows=10)
+    report = maintenance.check(wh)
+    assert {(f.kind, f.path.rsplit("/", 1)[-1]) for f in report.errors} >= {("corrupt", "r2.parquet"),
+                                                                            ("schema", "odd.parquet")}
+    moved = maintenance.repair(wh, report)
+    assert sorted(p.name for p, _, _ in moved) == ["odd.parquet", "r2.parquet"]
+    kept = tmp_path / ".damaged" / TABLE / "cpu-torch" / "r2.parquet"
+    assert kept.exists() and "unreadable" in kept.with_name("r2.parquet.why.txt").read_text()
+    assert maintenance.check(wh).ok
+    runs = set(wh.read(TABLE)["run_id"].to_list())
+    assert runs == {"r1", "r3", "r4", "r5", "o1", "o2"}  # everything else of the table, and nothing odd
