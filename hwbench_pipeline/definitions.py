@@ -6,6 +6,7 @@ from hwbench_pipeline.assets import ALL_ASSETS
 from hwbench_pipeline.jobs import catalog_job, coverage_job, inference_job, measurement_job, refresh_job
 from hwbench_pipeline.resources.ray import RayResource
 from hwbench_pipeline.resources.settings import HwbenchSettings
+from hwbench_pipeline.resources.warehouse import WarehouseResource
 from hwbench_pipeline.schedules import nightly_quick_schedule, weekly_architectures_schedule, weekly_full_schedule
 from hwbench_pipeline.sensors import (
     new_catalog_model_sensor,
@@ -18,5 +19,6 @@ defs = dg.Definitions(
     jobs=[catalog_job, inference_job, measurement_job, coverage_job, refresh_job],
     schedules=[nightly_quick_schedule, weekly_full_schedule, weekly_architectures_schedule],
     sensors=[new_hardware_target_sensor, new_catalog_model_sensor, refresh_after_measurement_sensor],
-    resources={"settings": HwbenchSettings(), "ray": RayResource()},
+    # the defaults; the launchpad overrides any field for one run (resources.warehouse.config.data_dir, …)
+    resources={"settings": HwbenchSettings(), "warehouse": WarehouseResource(), "ray": RayResource()},
 )

@@ -19,6 +19,7 @@ from hwbench_pipeline.partitions import hardware_target_partitions
 from hwbench_pipeline.paths import default_data_dir
 from hwbench_pipeline.resources.ray import RayResource
 from hwbench_pipeline.resources.settings import HwbenchSettings
+from hwbench_pipeline.resources.warehouse import WarehouseResource
 
 
 @dataclass
@@ -50,8 +51,10 @@ def run_pipeline(
     """
     say = console.print if console else print
     instance = instance or dg.DagsterInstance.get()
-    settings = HwbenchSettings(profile=profile, data_dir=data_dir or default_data_dir())
-    resources = {"settings": settings, "ray": RayResource()}
+    settings = HwbenchSettings(profile=profile)
+    # HWBENCH_DATA_DIR read now, not when this module was imported
+    warehouse = WarehouseResource(data_dir=data_dir or default_data_dir())
+    resources = {"settings": settings, "warehouse": warehouse, "ray": RayResource()}
     summary = PipelineSummary(success=True)
 
     existing = set(instance.get_dynamic_partitions(hardware_target_partitions.name))
@@ -87,20 +90,21 @@ def run_pipeline(
             return summary
 
     measured_runs = {run_id for name, _, _, run_id in summary.stages if name.startswith("measurements on ")}
-    report_dir = settings.reports_dir
+    report_dir = warehouse.reports_dir
     summary.report_html = report_dir / "regression_report.html"
     summary.report_markdown = report_dir / "regression_report.md"
     summary.comparison_html = report_dir / "comparison_report.html"
     summary.comparison_pdf = report_dir / "comparison_report.pdf"
-    _print_summary(settings, summary, measured_runs, say)
+    _print_summary(warehouse, summary, measured_runs, say)
     return summary
 
 
-def _print_summary(settings: HwbenchSettings, summary: PipelineSummary, run_ids: set[str], say) -> None:
+def _print_summary(warehouse: WarehouseResource, summary: PipelineSummary, run_ids: set[str], say) -> None:
     # every scenario's measurement run of a stage carries the stage's Dagster run id
-    runs = (settings.warehouse().read("runs").filter(pl.col("dagster_run_id").is_in(sorted(run_ids)))
+    store = warehouse.warehouse()
+    runs = (store.read("runs").filter(pl.col("dagster_run_id").is_in(sorted(run_ids)))
             .sort("target", "scenario"))
-    failures = settings.warehouse().read("failures").filter(pl.col("run_id").is_in(runs["run_id"].to_list()))
+    failures = store.read("failures").filter(pl.col("run_id").is_in(runs["run_id"].to_list()))
     say("")
     say("summary of this run:")
     for row in runs.iter_rows(named=True):
@@ -108,7 +112,7 @@ def _print_summary(settings: HwbenchSettings, summary: PipelineSummary, run_ids:
         why = ", ".join(f"{c} {n}" for c, n in classes.iter_rows())
         say(f"  {row['target']} {row['scenario']}: {row['n_ok']} configurations measured, {row['n_failed']} failed"
             + (f" ({why})" if why else "") + f", {row['n_quarantined']} quarantined (profile {row['profile']})")
-    schema_path = settings.predictor_dir / "latency_model.schema.json"
+    schema_path = warehouse.predictor_dir / "latency_model.schema.json"
     if schema_path.exists():
         evaluation = json.loads(schema_path.read_text())["evaluation"]
         if evaluation["mape"] is not None:

@@ -22,8 +22,8 @@ from hwbench_pipeline.bench.profiles import PROFILE_DIR, builtin_profiles, load_
 from hwbench_pipeline.jobs import profile_run_config, refresh_job
 from hwbench_pipeline.partitions import hardware_target_partitions
 from hwbench_pipeline.resources.settings import HwbenchSettings
+from hwbench_pipeline.resources.warehouse import WarehouseResource
 from hwbench_pipeline.schedules import MEASUREMENTS
-from hwbench_pipeline.warehouse.store import Warehouse
 
 #: the tag Dagster puts on every run of one partition
 PARTITION_TAG = "dagster/partition"
@@ -60,16 +60,19 @@ def new_hardware_target_sensor(context: dg.SensorEvaluationContext, settings: Hw
     )
 
 
-def families_never_run(warehouse: Warehouse, families: Iterable[str], targets: Iterable[str]) -> dict[str, list[str]]:
+def families_never_run(warehouse: WarehouseResource, families: Iterable[str],
+                       targets: Iterable[str]) -> dict[str, list[str]]:
     """For each target that has results already: the families that never ran there (no measured and no failure
     row). Targets without any row are left out: their first runs come from new_hardware_target_sensor or a
     schedule, not from here."""
-    if not (warehouse.files("inference_results") or warehouse.files("failures")):
+    store = warehouse.warehouse()
+    if not (store.files("inference_results") or store.files("failures")):
         return {}
-    ran = warehouse.query("SELECT DISTINCT target, family FROM inference_results "
-                          "UNION SELECT DISTINCT target, family FROM failures")
+    with warehouse.get_connection() as connection:
+        ran = connection.execute("SELECT DISTINCT target, family FROM inference_results "
+                                 "UNION SELECT DISTINCT target, family FROM failures").fetchall()
     by_target: dict[str, set[str]] = {}
-    for target, family in ran.iter_rows():
+    for target, family in ran:
         by_target.setdefault(target, set()).add(family)
     return {target: missing for target in targets if target in by_target
             and (missing := sorted(set(families) - by_target[target]))}
@@ -100,10 +103,11 @@ def profile_for_families(base: str, families: list[str], out_dir: Path) -> Path:
 @dg.sensor(target=MEASUREMENTS, minimum_interval_seconds=120, default_status=dg.DefaultSensorStatus.RUNNING,
            description="Compares the profile's model families (the catalog in bench/models.py) with what each "
                        "measured target has run; families a target never ran get a run of just those families.")
-def new_catalog_model_sensor(context: dg.SensorEvaluationContext, settings: HwbenchSettings):
+def new_catalog_model_sensor(context: dg.SensorEvaluationContext, settings: HwbenchSettings,
+                             warehouse: WarehouseResource):
     profile = settings.load_profile()
     targets = context.instance.get_dynamic_partitions(hardware_target_partitions.name)
-    missing = families_never_run(settings.warehouse(), profile.families, targets)
+    missing = families_never_run(warehouse, profile.families, targets)
     busy = partitions_in_flight(context.instance)
     waiting = sorted(t for t in missing if t in busy)
     missing = {t: fams for t, fams in missing.items() if t not in busy}
@@ -112,7 +116,7 @@ def new_catalog_model_sensor(context: dg.SensorEvaluationContext, settings: Hwbe
         return dg.SkipReason(f"every family of profile {profile.name} has run on every measured target{why}")
     requests = []
     for target, families in sorted(missing.items()):
-        path = profile_for_families(settings.profile, families, Path(settings.data_dir).resolve() / "profiles")
+        path = profile_for_families(settings.profile, families, warehouse.profiles_dir)
         context.log.info(f"{target}: families never run there: {', '.join(families)} (profile {path})")
         requests.append(dg.RunRequest(run_key=f"new-models-{target}-{path.stem}", partition_key=target,
                                       run_config=profile_run_config(str(path)),

@@ -52,6 +52,7 @@ def distributed_sweep(tmp_path_factory):
     from hwbench_pipeline.assets.distributed import distributed_runs
     from hwbench_pipeline.resources.ray import RayResource
     from hwbench_pipeline.resources.settings import HwbenchSettings
+    from hwbench_pipeline.resources.warehouse import WarehouseResource
     from hwbench_pipeline.warehouse.store import Warehouse
 
     root = tmp_path_factory.mktemp("sweep")
@@ -63,7 +64,8 @@ def distributed_sweep(tmp_path_factory):
         instance.add_dynamic_partitions("hardware_targets", ["cpu-torch"])
         result = dg.materialize(
             [distributed_runs], partition_key="cpu-torch", instance=instance, raise_on_error=False,
-            resources={"settings": HwbenchSettings(profile=str(profile), data_dir=str(root / "data")),
+            resources={"settings": HwbenchSettings(profile=str(profile)),
+                       "warehouse": WarehouseResource(data_dir=str(root / "data")),
                        "ray": RayResource(address="")})
     # The instance is closed before any other test runs: an instance left open for the session would leave
     # Dagster's context-local state storage pointing at it when fixtures of other modules close theirs.

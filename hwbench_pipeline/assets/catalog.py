@@ -4,6 +4,7 @@ import dagster as dg
 
 from hwbench_pipeline.bench import models
 from hwbench_pipeline.resources.settings import HwbenchSettings
+from hwbench_pipeline.resources.warehouse import WarehouseResource
 
 
 def _markdown_table(rows: list[dict], columns: list[str]) -> str:
@@ -14,7 +15,8 @@ def _markdown_table(rows: list[dict], columns: list[str]) -> str:
 
 
 @dg.asset(group_name="catalog", pool="hwbench_warehouse")
-def model_catalog(context: dg.AssetExecutionContext, settings: HwbenchSettings) -> dg.MaterializeResult:
+def model_catalog(context: dg.AssetExecutionContext, settings: HwbenchSettings,
+                  warehouse: WarehouseResource) -> dg.MaterializeResult:
     """The 13 model families at each size preset. Parameter counts come from building each model on torch's
     meta device (exact counts, no memory), so even the published 'full' sizes are counted, not quoted."""
     profile = settings.load_profile()
@@ -28,7 +30,7 @@ def model_catalog(context: dg.AssetExecutionContext, settings: HwbenchSettings) 
     for family in (f for f in profile.families if not models.is_curated(f)):
         for preset in profile.presets:
             rows.append({"run_id": context.run.run_id, **models.describe(family, preset), "in_profile": True})
-    path = settings.warehouse().write("models", rows, run_id=context.run.run_id)
+    path = warehouse.warehouse().write("models", rows, run_id=context.run.run_id)
     context.log.info(f"catalog: {len(rows)} family × preset rows written to {path}")
     return dg.MaterializeResult(metadata={
         "families": len(models.FAMILIES),

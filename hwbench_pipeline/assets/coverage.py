@@ -20,6 +20,7 @@ from hwbench_pipeline.partitions import hardware_target_partitions
 from hwbench_pipeline.paths import host_lock_dir
 from hwbench_pipeline.resources.ray import RayResource
 from hwbench_pipeline.resources.settings import HwbenchSettings
+from hwbench_pipeline.resources.warehouse import WarehouseResource
 from hwbench_pipeline.warehouse.schema import ARCHITECTURE_COVERAGE
 
 TABLE = "architecture_coverage"
@@ -37,7 +38,8 @@ def _table_row(row: dict) -> dict:
 
 
 @dg.asset(partitions_def=hardware_target_partitions, group_name="coverage", pool="hwbench_warehouse")
-def architecture_coverage(context: dg.AssetExecutionContext, settings: HwbenchSettings, ray: RayResource):
+def architecture_coverage(context: dg.AssetExecutionContext, settings: HwbenchSettings,
+                          warehouse: WarehouseResource, ray: RayResource):
     """Every architecture of the profile's ``architectures:`` section probed on this target: built at its
     preset, one forward pass, compared with torch on the export runtimes. Each probe in a fresh process."""
     target = context.partition_key
@@ -47,21 +49,21 @@ def architecture_coverage(context: dg.AssetExecutionContext, settings: HwbenchSe
     if not probes:
         context.log.info(f"profile {profile.name} has no architectures section: nothing to sweep")
         return dg.MaterializeResult(metadata={"profile": profile.name, "probed": 0})
-    journal = journal_path(settings.data_dir, target)
+    journal = journal_path(warehouse.data_dir, target)
     run_id = context.run.run_id
     with host_measurement_lock(host_lock_dir(), log=context.log.info):
         new_rows = run_sweep(probes, journal, run_id, timeout_s=profile.architectures.timeout_s,
                              log=context.log.info)
 
-    warehouse = settings.warehouse()
+    store = warehouse.warehouse()
     wanted = {(p.model_type, p.preset) for p in probes}
-    stored = warehouse.read(TABLE).filter(pl.col("target") == target)
+    stored = store.read(TABLE).filter(pl.col("target") == target)
     stored_keys = set(zip(stored["run_id"], stored["model_type"], stored["preset"], strict=True))
     pending = [r for r in read_journal(journal) if (r["model_type"], r["preset"]) in wanted
                and (r["run_id"], r["model_type"], r["preset"]) not in stored_keys]
     path = None
     if pending:
-        path = warehouse.write(TABLE, [_table_row(r) for r in pending], run_id=run_id, partition=target)
+        path = store.write(TABLE, [_table_row(r) for r in pending], run_id=run_id, partition=target)
 
     latest = {(r["model_type"], r["preset"]): r for r in read_journal(journal)
               if (r["model_type"], r["preset"]) in wanted}

@@ -13,6 +13,7 @@ from hwbench_pipeline.partitions import hardware_target_partitions
 from hwbench_pipeline.paths import host_lock_dir
 from hwbench_pipeline.resources.ray import RayResource
 from hwbench_pipeline.resources.settings import HwbenchSettings
+from hwbench_pipeline.resources.warehouse import WarehouseResource
 
 
 def detected_target_rows(run_id: str) -> list[dict]:
@@ -49,7 +50,7 @@ def peak_columns(peaks: dict) -> dict:
 
 @dg.asset(group_name="catalog", pool="hwbench_warehouse")
 def hardware_targets(context: dg.AssetExecutionContext, settings: HwbenchSettings,
-                     ray: RayResource) -> dg.MaterializeResult:
+                     warehouse: WarehouseResource, ray: RayResource) -> dg.MaterializeResult:
     """Targets detected on this host (device × runtime), registered as partitions of the run assets, each with
     the measured peak GFLOP/s per precision and copy bandwidth of its device (the roofline rows are compared
     against). Targets that are absent are listed with the reason, never silently dropped."""
@@ -73,7 +74,7 @@ def hardware_targets(context: dg.AssetExecutionContext, settings: HwbenchSetting
                 lock_dir=host_lock_dir(), log=context.log.info)
             context.log.info(f"{device}: peaks {json.dumps(peaks_by_device[device])}")
         row.update(peak_columns(peaks_by_device[device]))
-    path = settings.warehouse().write("hardware_targets", rows, run_id=context.run.run_id)
+    path = warehouse.warehouse().write("hardware_targets", rows, run_id=context.run.run_id)
     skipped = hardware.skipped_targets()
     peaks_md = ["| target | threads | fp32 GFLOP/s | bf16 GFLOP/s | copy GB/s |", "|---|---:|---:|---:|---:|"]
     peaks_md += [f"| {r['target']} | {r['peak_threads']} | {r['peak_gflops_fp32'] or 0:.1f} | "

@@ -17,6 +17,7 @@ from hwbench_pipeline.bench.scenarios.base import Scenario
 from hwbench_pipeline.paths import host_lock_dir
 from hwbench_pipeline.resources.ray import RayResource
 from hwbench_pipeline.resources.settings import HwbenchSettings
+from hwbench_pipeline.resources.warehouse import WarehouseResource
 from hwbench_pipeline.warehouse.storing import StoredRun, store_measurements
 from hwbench_pipeline.warehouse.validation import failures_suite, latency_samples_suite
 
@@ -50,11 +51,12 @@ def measurement_asset(spec: MeasurementAsset) -> dg.AssetsDefinition:
                                                           "index."))
 
     @dg.asset(name=name, description=spec.description, check_specs=checks, **MEASUREMENT_ASSET)
-    def measure(context: dg.AssetExecutionContext, settings: HwbenchSettings, ray: RayResource):
+    def measure(context: dg.AssetExecutionContext, settings: HwbenchSettings, warehouse: WarehouseResource,
+                ray: RayResource):
         target_key = context.partition_key
         resolve_target(target_key, ray)
         profile = settings.load_profile()
-        warehouse = settings.warehouse()
+        warehouse = warehouse.warehouse()  # from here on, the store the resource points at
         run_id = f"{context.run.run_id}{scenario.run_id_suffix}"
         started = datetime.now(UTC)
 

@@ -7,7 +7,7 @@ from hwbench_pipeline.assets.tables import inference_results
 from hwbench_pipeline.predict import data
 from hwbench_pipeline.predict.features import MissingHardwareError
 from hwbench_pipeline.predict.predictor import NotEnoughDataError, train
-from hwbench_pipeline.resources.settings import HwbenchSettings
+from hwbench_pipeline.resources.warehouse import WarehouseResource
 
 
 def _pct(value) -> str:
@@ -37,20 +37,20 @@ def evaluation_markdown(schema: dict) -> str:
 
 
 @dg.asset(deps=[inference_results, hardware_targets], group_name="predict", pool="hwbench_warehouse")
-def performance_predictor(context: dg.AssetExecutionContext, settings: HwbenchSettings) -> dg.MaterializeResult:
+def performance_predictor(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Predicts median latency (and throughput from it) and peak memory from the model's shape and counted
     FLOPs, the workload and the target's measured peaks, with 90 % intervals; falls back to the roofline where
     data are too few. Its held-out error (whole architectures, a size preset, a batch or sequence range left out)
     is in the metadata beside the roofline-only baseline: read it before trusting a prediction."""
-    inputs = data.load(settings.warehouse())
+    inputs = data.load(warehouse.warehouse())
     try:
-        schema = train(inputs.results, inputs.models, inputs.targets, settings.predictor_dir)
+        schema = train(inputs.results, inputs.models, inputs.targets, warehouse.predictor_dir)
     except (NotEnoughDataError, MissingHardwareError) as exc:
         raise dg.Failure(str(exc)) from exc
     evaluation = schema["evaluation"]
     metadata = {
-        "model_path": dg.MetadataValue.path(str(settings.predictor_dir / schema["model_file"])),
-        "schema_path": dg.MetadataValue.path(str(settings.predictor_dir / "latency_model.schema.json")),
+        "model_path": dg.MetadataValue.path(str(warehouse.predictor_dir / schema["model_file"])),
+        "schema_path": dg.MetadataValue.path(str(warehouse.predictor_dir / "latency_model.schema.json")),
         "training_rows": schema["n_rows"],
         "training_architectures": schema["n_architectures"],
         "training_fingerprint": schema["training_fingerprint"],

@@ -12,6 +12,7 @@ from hwbench_pipeline.predict.prices import PriceFileError, load_prices, prices_
 from hwbench_pipeline.predict.recommender import Constraints, NoCandidatesError, advise, recommendation_row
 from hwbench_pipeline.predict.shapes import FlopCounter, ModelSpec
 from hwbench_pipeline.resources.settings import HwbenchSettings
+from hwbench_pipeline.resources.warehouse import WarehouseResource
 from hwbench_pipeline.warehouse.validation import recommendations_suite
 
 
@@ -19,13 +20,14 @@ from hwbench_pipeline.warehouse.validation import recommendations_suite
           check_specs=[check_spec("recommendations", "hardware_recommendations",
                                   "Each model and objective has one recommendation with a positive figure and a "
                                   "named source.")])
-def hardware_recommendations(context: dg.AssetExecutionContext, settings: HwbenchSettings) -> dg.MaterializeResult:
+def hardware_recommendations(context: dg.AssetExecutionContext, settings: HwbenchSettings,
+                             warehouse: WarehouseResource) -> dg.MaterializeResult:
     """For every model of the profile: the target, batch and precision with the lowest latency, the highest
     throughput and (when prices are set) the lowest cost per million samples, among the profile's batches and
     precisions on every known target. Measured figures where they exist, predictions otherwise (labelled);
     configurations known to fail are never picked. Memory: the largest batch that fits the host."""
-    warehouse = settings.warehouse()
-    inputs = data.load(warehouse)
+    store = warehouse.warehouse()
+    inputs = data.load(store)
     if not inputs.results.height:
         raise dg.Failure("no measured results to recommend from; materialize inference_runs first")
     try:
@@ -33,8 +35,8 @@ def hardware_recommendations(context: dg.AssetExecutionContext, settings: Hwbenc
     except PriceFileError as exc:
         raise dg.Failure(str(exc)) from exc
     profile = settings.load_profile()
-    predictor = Predictor.load(settings.predictor_dir)
-    counter = FlopCounter.from_results(inputs.results, settings.predictor_dir / "flops_cache.json")
+    predictor = Predictor.load(warehouse.predictor_dir)
+    counter = FlopCounter.from_results(inputs.results, warehouse.predictor_dir / "flops_cache.json")
     priced = any(prices.per_hour(t) is not None for t in inputs.targets["target"].to_list())
     objectives = ("latency", "throughput", "cost") if priced else ("latency", "throughput")
     threads = {t: profile.threads for t in inputs.targets["target"].to_list()}
@@ -61,12 +63,12 @@ def hardware_recommendations(context: dg.AssetExecutionContext, settings: Hwbenc
                     rows.append(row)
     if not rows:
         raise dg.Failure("no model has a recommendation: " + "; ".join(unanswered[:5]))
-    path = warehouse.write("recommendations", rows, run_id=run_id)
+    path = store.write("recommendations", rows, run_id=run_id)
     table = ["| model | objective | target | batch | precision | value | source | confidence |",
              "|---|---|---|---:|---|---:|---|---|"]
     table += [f"| {r['family']}/{r['preset']} | {r['objective']} | {r['target']} | {r['batch_size']} | "
               f"{r['precision']} | {r['value']:.4g} {r['unit']} | {r['source']} | {r['confidence']} |" for r in rows]
-    check = stored_table_check(warehouse, "recommendations", recommendations_suite(), run_id, "all", required=True)
+    check = stored_table_check(store, "recommendations", recommendations_suite(), run_id, "all", required=True)
     evaluation = predictor.schema.get("evaluations", {}).get("recommendations", {}).get("predictor", {})
     metadata = {
         "models": len({(r["family"], r["preset"]) for r in rows}),

@@ -15,7 +15,7 @@ from hwbench_pipeline.assets.training import training_runs
 from hwbench_pipeline.report.comparison import render_comparison_report, report_predictions
 from hwbench_pipeline.report.regressions import detect_regressions, finding_rows
 from hwbench_pipeline.report.render import render_regression_report
-from hwbench_pipeline.resources.settings import HwbenchSettings
+from hwbench_pipeline.resources.warehouse import WarehouseResource
 from hwbench_pipeline.warehouse.validation import regressions_suite
 
 #: the regressions table is not partitioned by target: one file per report run covers every target
@@ -27,28 +27,28 @@ REGRESSIONS_PARTITION = "all"
           check_specs=[check_spec("regressions", "regression_report",
                                   "One finding per scenario, configuration and metric, with an allowed verdict and "
                                   "a p-value in [0, 1].")])
-def regression_report(context: dg.AssetExecutionContext, settings: HwbenchSettings):
+def regression_report(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     """Every inference and training configuration's newest run against its history (change points over the
     run medians, Mann–Whitney U on the raw samples, a minimum magnitude from the history's spread), stored in
     the regressions table; the report shows the inference findings, the failures, the recommendations and
     the predictor's held-out error."""
-    warehouse = settings.warehouse()
-    history = warehouse.read("inference_results")
+    store = warehouse.warehouse()
+    history = store.read("inference_results")
     inference = detect_regressions(history)
-    training = detect_regressions(warehouse.read("training_results"), scenario="training")
+    training = detect_regressions(store.read("training_results"), scenario="training")
     findings = inference + training
     run_id = context.run.run_id
-    stored = (warehouse.write("regressions", finding_rows(findings), run_id=run_id, partition=REGRESSIONS_PARTITION)
+    stored = (store.write("regressions", finding_rows(findings), run_id=run_id, partition=REGRESSIONS_PARTITION)
               if findings else None)
     check = stored_file_check(stored, "regressions", regressions_suite(), required=bool(findings))
-    schema_path = settings.predictor_dir / "latency_model.schema.json"
+    schema_path = warehouse.predictor_dir / "latency_model.schema.json"
     predictor = json.loads(schema_path.read_text()) if schema_path.exists() else None
     report = render_regression_report(
         history,
-        warehouse.read("failures", latest=True),
-        warehouse.read_newest_run("recommendations"),
+        store.read("failures", latest=True),
+        store.read_newest_run("recommendations"),
         predictor,
-        settings.reports_dir,
+        warehouse.reports_dir,
         findings=inference,
     )
     flagged = [f for f in findings if f.verdict in ("slower", "faster")]
@@ -74,14 +74,14 @@ def regression_report(context: dg.AssetExecutionContext, settings: HwbenchSettin
 
 @dg.asset(deps=[inference_results, training_runs, distributed_runs, predictions, regression_report],
           group_name="reports", pool="hwbench_warehouse")
-def comparison_report(context: dg.AssetExecutionContext, settings: HwbenchSettings) -> dg.MaterializeResult:
+def comparison_report(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Targets side by side: latency and throughput against batch, latency distributions, the compatibility
     heat map, history with change points, the roofline, predicted against measured, and the training and
     distributed figures; one self-contained HTML file (works offline), Markdown with PNG charts, and a PDF,
     rendered from templates a user can override."""
-    warehouse = settings.warehouse()
-    report = render_comparison_report(warehouse, settings.reports_dir,
-                                      predictions=report_predictions(warehouse, settings.predictor_dir))
+    store = warehouse.warehouse()
+    report = render_comparison_report(store, warehouse.reports_dir,
+                                      predictions=report_predictions(store, warehouse.predictor_dir))
     context.log.info(f"comparison report: {report.html}")
     return dg.MaterializeResult(metadata={
         "html": dg.MetadataValue.path(str(report.html)),

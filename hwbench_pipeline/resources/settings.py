@@ -1,15 +1,12 @@
-"""Run-wide settings: which profile to measure and where the data lives."""
+"""Run-wide settings: which profile to measure (the data directory is the warehouse resource's)."""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import dagster as dg
 
 from hwbench_pipeline.bench.profiles import Profile, load_profile
-from hwbench_pipeline.paths import default_data_dir
-from hwbench_pipeline.warehouse.store import Warehouse
 
 
 def default_profile() -> str:
@@ -17,21 +14,9 @@ def default_profile() -> str:
 
 
 class HwbenchSettings(dg.ConfigurableResource):
-    """The benchmark profile (smoke, quick, full or a YAML path) and the data directory."""
+    """The benchmark profile: smoke, quick, full or a YAML path."""
 
     profile: str = default_profile()
-    data_dir: str = default_data_dir()
 
     def load_profile(self) -> Profile:
         return load_profile(self.profile)
-
-    def warehouse(self) -> Warehouse:
-        return Warehouse(self.data_dir)
-
-    @property
-    def reports_dir(self) -> Path:
-        return Path(self.data_dir).resolve() / "reports"
-
-    @property
-    def predictor_dir(self) -> Path:
-        return Path(self.data_dir).resolve() / "predictor"

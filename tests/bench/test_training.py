@@ -228,6 +228,7 @@ def test_training_runs_asset_stores_validated_rows_and_classified_failures(tmp_p
     from hwbench_pipeline.assets.training import training_runs
     from hwbench_pipeline.resources.ray import RayResource
     from hwbench_pipeline.resources.settings import HwbenchSettings
+    from hwbench_pipeline.resources.warehouse import WarehouseResource
     from hwbench_pipeline.warehouse.store import Warehouse
 
     profile = tmp_path / "train.yaml"
@@ -253,7 +254,8 @@ def test_training_runs_asset_stores_validated_rows_and_classified_failures(tmp_p
         instance.add_dynamic_partitions("hardware_targets", ["cpu-torch"])
         result = dg.materialize(
             [training_runs], partition_key="cpu-torch", instance=instance,
-            resources={"settings": HwbenchSettings(profile=str(profile), data_dir=str(data_dir)),
+            resources={"settings": HwbenchSettings(profile=str(profile)),
+                       "warehouse": WarehouseResource(data_dir=str(data_dir)),
                        "ray": RayResource(address="")},
         )
         assert result.success

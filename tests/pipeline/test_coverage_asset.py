@@ -11,6 +11,7 @@ import pytest
 from hwbench_pipeline.assets.coverage import architecture_coverage, journal_path
 from hwbench_pipeline.resources.ray import RayResource
 from hwbench_pipeline.resources.settings import HwbenchSettings
+from hwbench_pipeline.resources.warehouse import WarehouseResource
 from hwbench_pipeline.warehouse.queries import WarehouseQueries
 from hwbench_pipeline.warehouse.store import Warehouse
 
@@ -29,7 +30,8 @@ architectures:
 def _materialize(instance, profile, data_dir, target="cpu-torch"):
     result = dg.materialize(
         [architecture_coverage], partition_key=target, instance=instance,
-        resources={"settings": HwbenchSettings(profile=str(profile), data_dir=str(data_dir)),
+        resources={"settings": HwbenchSettings(profile=str(profile)),
+                   "warehouse": WarehouseResource(data_dir=str(data_dir)),
                    "ray": RayResource(address="")})
     assert result.success
     return result.asset_materializations_for_node("architecture_coverage")[0].metadata

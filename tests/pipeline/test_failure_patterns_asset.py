@@ -8,7 +8,7 @@ import dagster as dg
 from hwbench_pipeline.assets.patterns import failure_patterns
 from hwbench_pipeline.bench.catalog.probe import ProbeConfig, probe_row
 from hwbench_pipeline.bench.scenarios.inference import InferenceConfig, failure_row
-from hwbench_pipeline.resources.settings import HwbenchSettings
+from hwbench_pipeline.resources.warehouse import WarehouseResource
 from hwbench_pipeline.warehouse.store import Warehouse
 
 
@@ -25,7 +25,7 @@ def test_failures_from_runs_and_probes_become_patterns_with_a_fix(tmp_path):
                           "unsupported_configuration", "precision bf16 is not supported on cpu-onnxruntime")
     warehouse.write("failures", [refused], run_id="run-1", partition="cpu-onnxruntime")
 
-    result = dg.materialize([failure_patterns], resources={"settings": HwbenchSettings(data_dir=str(data_dir))})
+    result = dg.materialize([failure_patterns], resources={"warehouse": WarehouseResource(data_dir=str(data_dir))})
     assert result.success
     meta = result.asset_materializations_for_node("failure_patterns")[0].metadata
     assert (meta["failures"].value, meta["patterns"].value) == (3, 2)

@@ -11,6 +11,7 @@ from hwbench_pipeline.bench.hardware import detect_targets
 from hwbench_pipeline.bench.profiles import load_profile
 from hwbench_pipeline.definitions import defs
 from hwbench_pipeline.resources.settings import HwbenchSettings
+from hwbench_pipeline.resources.warehouse import WarehouseResource
 from hwbench_pipeline.sensors import (
     PARTITION_TAG,
     families_never_run,
@@ -38,10 +39,11 @@ def write_profile(path: Path, families: list[str]) -> Path:
 
 
 def evaluate(sensor: dg.SensorDefinition, instance: dg.DagsterInstance, settings: HwbenchSettings | None = None,
-             cursor: str | None = None):
+             warehouse: WarehouseResource | None = None, cursor: str | None = None):
     """One tick, as the daemon evaluates it. The context is closed afterwards: an unclosed one leaves Dagster's
     context-local state storage pointing at its instance after that is gone, which breaks later tests."""
-    resources = {"settings": settings} if settings is not None else None
+    given = {"settings": settings, "warehouse": warehouse}
+    resources = {key: resource for key, resource in given.items() if resource is not None} or None
     with dg.build_sensor_context(instance_ref=instance.get_ref(), definitions=CODE_LOCATION, cursor=cursor,
                                  resources=resources) as context:
         return sensor.evaluate_tick(context)
@@ -51,8 +53,8 @@ def execute_request(instance: dg.DagsterInstance, sensor: dg.SensorDefinition, r
                     data_dir: Path) -> dg.ExecuteInProcessResult:
     """Run what the daemon would launch for ``request``: the sensor's job, its partition, config and tags (the
     data directory is the test's, as a launchpad override would set it)."""
-    run_config = {"resources": {"settings": {"config": {
-        **request.run_config["resources"]["settings"]["config"], "data_dir": str(data_dir)}}}}
+    run_config = {"resources": {**request.run_config["resources"],
+                                "warehouse": {"config": {"data_dir": str(data_dir)}}}}
     tags = {k: v for k, v in request.tags.items() if not k.startswith("dagster/partition")}
     job = CODE_LOCATION.resolve_job_def(sensor.job_name)
     return job.execute_in_process(instance=instance, partition_key=request.partition_key, run_config=run_config,
@@ -69,7 +71,7 @@ def add_unfinished_run(instance: dg.DagsterInstance, partition: str) -> dg.Dagst
 
 def test_a_known_target_is_not_new(tmp_path):
     detected = [t.key for t in detect_targets()]
-    settings = HwbenchSettings(profile=str(write_profile(tmp_path / "p.yaml", ["bert"])), data_dir=str(tmp_path))
+    settings = HwbenchSettings(profile=str(write_profile(tmp_path / "p.yaml", ["bert"])))
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("hardware_targets", detected)
         again = evaluate(new_hardware_target_sensor, instance, settings)
@@ -77,7 +79,7 @@ def test_a_known_target_is_not_new(tmp_path):
 
 
 def test_nothing_measured_yet_means_no_family_is_new(tmp_path):
-    assert families_never_run(Warehouse(tmp_path), ["bert", "vit"], ["cpu-torch"]) == {}
+    assert families_never_run(WarehouseResource(data_dir=str(tmp_path)), ["bert", "vit"], ["cpu-torch"]) == {}
 
 
 def test_a_profile_for_new_families_keeps_every_other_key(tmp_path):
@@ -121,7 +123,7 @@ def backfilled(tmp_path_factory):
     """A fresh instance; the new-target sensor ticks; its cpu-torch run executes with a one-family profile."""
     root = tmp_path_factory.mktemp("sensor")
     data_dir = root / "data"
-    settings = HwbenchSettings(profile=str(write_profile(root / "bert.yaml", ["bert"])), data_dir=str(data_dir))
+    settings = HwbenchSettings(profile=str(write_profile(root / "bert.yaml", ["bert"])))
     with dg.instance_for_test() as instance:
         tick = evaluate(new_hardware_target_sensor, instance, settings)
         for request in tick.dynamic_partitions_requests:  # what the daemon does with the tick's requests
@@ -164,25 +166,25 @@ def test_the_measurement_requests_one_refresh(backfilled):
 @pytest.mark.slow
 def test_a_family_new_to_the_catalog_gets_a_run_of_just_that_family(backfilled):
     instance, _, _, root, warehouse = backfilled
-    settings = HwbenchSettings(profile=str(write_profile(root / "bert_vit.yaml", ["bert", "vit"])),
-                               data_dir=str(warehouse.data_dir))
-    tick = evaluate(new_catalog_model_sensor, instance, settings)
+    settings = HwbenchSettings(profile=str(write_profile(root / "bert_vit.yaml", ["bert", "vit"])))
+    warehouse_resource = WarehouseResource(data_dir=str(warehouse.data_dir))
+    tick = evaluate(new_catalog_model_sensor, instance, settings, warehouse_resource)
     # Only cpu-torch has results; the other targets' first runs are new_hardware_target_sensor's business.
     assert [r.partition_key for r in tick.run_requests] == ["cpu-torch"]
     request = tick.run_requests[0]
     assert request.tags["hwbench/new_families"] == "vit"
     derived = request.run_config["resources"]["settings"]["config"]["profile"]
-    assert load_profile(derived).families == ("vit",)
-    again = evaluate(new_catalog_model_sensor, instance, settings)
+    assert load_profile(derived).families == ("vit",) and derived.startswith(str(warehouse.data_dir / "profiles"))
+    again = evaluate(new_catalog_model_sensor, instance, settings, warehouse_resource)
     assert again.run_requests[0].run_key == request.run_key  # the daemon launches one run per key, once
 
     pending = add_unfinished_run(instance, "cpu-torch")
-    busy = evaluate(new_catalog_model_sensor, instance, settings)
+    busy = evaluate(new_catalog_model_sensor, instance, settings, warehouse_resource)
     assert not busy.run_requests and "in flight on cpu-torch" in busy.skip_message
     instance.report_run_canceled(pending)
 
     result = execute_request(instance, new_catalog_model_sensor, request, warehouse.data_dir)
     assert result.success, [e.message for e in result.get_step_failure_events()]
     assert sorted(warehouse.read("inference_results")["family"]) == ["bert", "vit"]
-    done = evaluate(new_catalog_model_sensor, instance, settings)
+    done = evaluate(new_catalog_model_sensor, instance, settings, warehouse_resource)
     assert not done.run_requests and done.skip_message.startswith("every family of profile bert_vit")

@@ -9,6 +9,7 @@ from hwbench_pipeline.assets.predictions import predictions
 from hwbench_pipeline.assets.predictor import performance_predictor
 from hwbench_pipeline.assets.recommendations import hardware_recommendations
 from hwbench_pipeline.resources.settings import HwbenchSettings
+from hwbench_pipeline.resources.warehouse import WarehouseResource
 
 PROFILE = """description: two families, one measured batch and one that was not
 families: [bert, vit]
@@ -26,9 +27,10 @@ def test_predictor_predictions_and_recommendations_materialize(tmp_path, measure
     profile = tmp_path / "two.yaml"
     profile.write_text(PROFILE)
     monkeypatch.delenv("HWBENCH_PRICES", raising=False)
-    settings = HwbenchSettings(profile=str(profile), data_dir=str(tmp_path / "data"))
+    resources = {"settings": HwbenchSettings(profile=str(profile)),
+                 "warehouse": WarehouseResource(data_dir=str(tmp_path / "data"))}
     result = dg.materialize([performance_predictor, predictions, hardware_recommendations],
-                            resources={"settings": settings}, raise_on_error=False)
+                            resources=resources, raise_on_error=False)
     assert result.success, [e.message for e in result.all_events if e.is_failure]
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
     assert checks == {"predictions_suite": True, "recommendations_suite": True}
