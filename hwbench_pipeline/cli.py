@@ -15,7 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from hwbench_pipeline.paths import REPO_ROOT, default_data_dir, host_lock_dir
+from hwbench_pipeline.commands.argtypes import open_fraction, positive_float, positive_int, timeout_seconds
+from hwbench_pipeline.paths import REPO_ROOT, UnsafeLockDirError, default_data_dir, host_lock_dir
 
 
 class UsageError(Exception):
@@ -23,12 +24,16 @@ class UsageError(Exception):
 
 
 def csv_ints(text: str, what: str) -> list[int]:
+    """Comma-separated distinct positive integers (``--batch 1,8``); UsageError naming the option otherwise."""
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise UsageError(f"{what} must be comma-separated positive integers, got {text!r}") from None
     if not values or any(v < 1 for v in values):
         raise UsageError(f"{what} must be comma-separated positive integers, got {text!r}")
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if repeated:
+        raise UsageError(f"{what} lists {', '.join(map(str, repeated))} more than once, got {text!r}")
     return values
 
 
@@ -93,6 +98,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     ray_address = os.environ.get("RAY_ADDRESS") or None
     dispatch = _bench_dispatch(args.dispatch, ray_address)
     targets = [t.strip() for t in args.target.split(",") if t.strip()]
+    if args.max_processes is not None and args.processes > args.max_processes:
+        raise UsageError(f"--processes {args.processes} is more than --max-processes {args.max_processes}")
     try:
         if not targets:
             raise ValueError(f"--target needs at least one target key, got {args.target!r}")
@@ -226,16 +233,17 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--batch", default="1", help="comma-separated batch sizes")
     bench.add_argument("--seq", default=None, help="comma-separated sequence lengths (default: the family's)")
     bench.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
-    bench.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
-    bench.add_argument("--ci-target", type=float, default=0.01, help="stop at this ± relative CI of the median")
-    bench.add_argument("--max-seconds", type=float, default=10.0,
+    bench.add_argument("--threads", type=positive_int, default=None, help="threads (default: all cores)")
+    bench.add_argument("--ci-target", type=open_fraction, default=0.01,
+                       help="stop at this ± relative CI of the median")
+    bench.add_argument("--max-seconds", type=positive_float, default=10.0,
                        help="time cap of a configuration's sampling, shared by its processes")
-    bench.add_argument("--processes", type=int, default=3,
+    bench.add_argument("--processes", type=positive_int, default=3,
                        help="measuring processes per configuration, at least (1: a single measuring window)")
-    bench.add_argument("--max-processes", type=int, default=None,
+    bench.add_argument("--max-processes", type=positive_int, default=None,
                        help="measuring processes per configuration, at most (default: twice --processes; 1 after "
                             "--processes 1)")
-    bench.add_argument("--timeout", type=float, default=600.0, help="per-configuration timeout in seconds")
+    bench.add_argument("--timeout", type=timeout_seconds, default=600.0, help="per-configuration timeout in seconds")
     bench.add_argument("--json", help="also write the rows (raw samples included) to this JSON file")
     bench.add_argument("--dispatch", choices=["auto", "process", "ray"], default="auto",
                        help="fresh process per configuration: forked here (process) or a Ray task (ray); "
@@ -253,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except UsageError as exc:
+    except (UsageError, UnsafeLockDirError) as exc:
         print(f"hwbench: error: {exc}", file=sys.stderr)
         return 2
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from hwbench_pipeline.bench.trackers.stats import StoppingRule
+from hwbench_pipeline.bench.trackers.stats import StoppingRule, is_finite_number
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
 REQUIRED_KEYS = {"families", "presets", "batch_sizes", "seq_lens", "precisions"}
@@ -27,6 +27,10 @@ TRAINING_REQUIRED_KEYS = {"families", "presets", "batch_sizes", "seq_lens", "pre
 TRAINING_OPTIONAL_KEYS = {"convergence_steps", "convergence_batch", "learning_rate", "target_fraction",
                           "batch_scaling", "stopping", "timeout_s"}
 BATCH_SCALING_KEYS = {"max_batch", "memory_budget_mb", "memory_budget_fraction"}
+STOPPING_KEYS = {spec.name for spec in dataclasses.fields(StoppingRule)}
+#: the longest timeout a profile (or a command-line option) may set: a measuring process is waited for with
+#: poll(), which takes at most INT_MAX milliseconds (about 24.8 days); a longer wait fails with OverflowError
+MAX_TIMEOUT_S = 2_147_483
 
 
 class ProfileError(ValueError):
@@ -84,7 +88,7 @@ def _architectures_section(raw: object, source: str, timeout: float) -> Architec
     source = f"{source}: architectures"
     if not isinstance(raw, dict) or "models" not in raw or raw.keys() - ARCHITECTURES_KEYS:
         raise ProfileError(f"{source}: expected a mapping with 'models' and keys among "
-                           f"{', '.join(sorted(ARCHITECTURES_KEYS))}, got {raw!r}")
+                           f"{_names(sorted(ARCHITECTURES_KEYS))}, got {raw!r}")
     registry = tuple(architectures())
     models = raw["models"]
     if models == "sample":
@@ -101,7 +105,7 @@ def _architectures_section(raw: object, source: str, timeout: float) -> Architec
         models=chosen, preset=preset,
         batch_size=_number(raw.get("batch_size", 1), "batch_size", source, integer=True),
         seq_len=_number(raw.get("seq_len", 16), "seq_len", source, integer=True),
-        timeout_s=float(_number(raw.get("timeout_s", min(timeout, 300)), "timeout_s", source)),
+        timeout_s=_timeout(raw.get("timeout_s", min(timeout, 300)), source),
     )
 
 
@@ -213,9 +217,31 @@ def _architecture_seq_len(model: str, preset: str, requested: int) -> int:
     return min(requested, limit) if isinstance(limit, int) and limit > 0 else requested
 
 
+def _names(values: object) -> str:
+    """Values for a one-line message: plain names as they are, anything else (a newline, a list) as its repr."""
+    return ", ".join(v if isinstance(v, str) and v.isprintable() else repr(v) for v in values)
+
+
+def _check_keys(raw: dict, required: set[str], optional: set[str], source: str) -> None:
+    missing, extra = required - raw.keys(), raw.keys() - required - optional
+    if missing or extra:
+        parts = ([f"missing {_names(sorted(missing))}"] if missing else []) + (
+            [f"unknown keys {_names(sorted(extra, key=str))}"] if extra else [])
+        raise ProfileError(f"{source}: {'; '.join(parts)}; accepted keys: {_names(sorted(required | optional))}")
+
+
+def _no_duplicates(values: list, key: str, source: str) -> None:
+    repeated = sorted({v for v in values if values.count(v) > 1}, key=str)
+    if repeated:
+        raise ProfileError(f"{source}: '{key}' lists {_names(repeated)} more than once, got {values!r}")
+
+
 def _int_list(raw: object, key: str, source: str) -> tuple[int, ...]:
-    if not isinstance(raw, list) or not raw or not all(isinstance(v, int) and v > 0 for v in raw):
+    """A non-empty list of distinct positive integers (booleans are not integers here)."""
+    if not isinstance(raw, list) or not raw or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in raw):
         raise ProfileError(f"{source}: '{key}' must be a non-empty list of positive integers, got {raw!r}")
+    _no_duplicates(raw, key, source)
     return tuple(raw)
 
 
@@ -226,7 +252,8 @@ def _choice_list(raw: object, key: str, accepted: tuple[str, ...], source: str) 
         raise ProfileError(f"{source}: '{key}' must be 'all' or a non-empty list, got {raw!r}")
     unknown = [v for v in raw if v not in accepted]
     if unknown:
-        raise ProfileError(f"{source}: unknown {key} {', '.join(map(str, unknown))}; accepted: {', '.join(accepted)}")
+        raise ProfileError(f"{source}: unknown {key} {_names(unknown)}; accepted: {', '.join(accepted)}")
+    _no_duplicates(raw, key, source)
     return tuple(raw)
 
 
@@ -235,10 +262,12 @@ def _model_list(raw: object, source: str) -> tuple[str, ...]:
     types, config files and checkpoint folders (docs/catalog.md)."""
     from hwbench_pipeline.bench import models
 
-    if raw == "all" or (isinstance(raw, list) and raw and all(v in models.FAMILIES for v in raw)):
+    if raw == "all" or (isinstance(raw, list) and raw and all(isinstance(v, str) and v in models.FAMILIES
+                                                              for v in raw)):
         return _choice_list(raw, "families", tuple(models.FAMILIES), source)
     if not isinstance(raw, list) or not raw or not all(isinstance(v, str) for v in raw):
         raise ProfileError(f"{source}: 'families' must be 'all' or a non-empty list of names, got {raw!r}")
+    _no_duplicates(raw, "families", source)
     from hwbench_pipeline.bench.catalog.registry import UnknownArchitectureError
     from hwbench_pipeline.bench.catalog.sources import ModelSourceError, resolve_model
 
@@ -248,19 +277,44 @@ def _model_list(raw: object, source: str) -> tuple[str, ...]:
             resolve_model(value)
         except (UnknownArchitectureError, ModelSourceError):
             unknown.append(value)
+        except RuntimeError:  # "~name/..." of a user this host does not have (Path.expanduser)
+            unknown.append(value)
     if unknown:
-        raise ProfileError(f"{source}: unknown families {', '.join(unknown)}; accepted: {', '.join(models.FAMILIES)}, "
+        raise ProfileError(f"{source}: unknown families {_names(unknown)}; accepted: {', '.join(models.FAMILIES)}, "
                            "any transformers model type, a config.json or a checkpoint folder")
     return tuple(raw)
 
 
 def _number(raw: object, key: str, source: str, *, low: float = 0.0, high: float | None = None,
-            integer: bool = False) -> Any:
-    kind = int if integer else (int, float)
-    if isinstance(raw, bool) or not isinstance(raw, kind) or raw <= low or (high is not None and raw > high):
-        bound = f"in ({low:g}, {high:g}]" if high is not None else f"> {low:g}"
+            integer: bool = False, low_included: bool = False) -> Any:
+    """``raw`` if it is a number above ``low`` (or at it, with ``low_included``) and at most ``high``; else
+    ProfileError naming the key and the value. Booleans, NaN and infinities are refused, and so are integers
+    too large for a float where a float is read."""
+    valid = (isinstance(raw, int) and not isinstance(raw, bool)) if integer else is_finite_number(raw)
+    if valid and (raw < low or (raw == low and not low_included) or (high is not None and raw > high)):
+        valid = False
+    if not valid:
+        above = f">= {low:.15g}" if low_included else f"> {low:.15g}"
+        bound = f"{above} and <= {high:.15g}" if high is not None else above
         raise ProfileError(f"{source}: '{key}' must be {'an integer' if integer else 'a number'} {bound}, got {raw!r}")
     return raw
+
+
+def _timeout(raw: object, source: str) -> float:
+    return float(_number(raw, "timeout_s", source, high=MAX_TIMEOUT_S))
+
+
+def _stopping_rule(raw: object, base: StoppingRule, source: str) -> StoppingRule:
+    """``base`` with the ``stopping:`` section's settings; StoppingRule itself checks them (one place of truth)."""
+    if raw is None:
+        return base
+    if not isinstance(raw, dict) or raw.keys() - STOPPING_KEYS:
+        raise ProfileError(f"{source}: 'stopping' must be a mapping with keys among {_names(sorted(STOPPING_KEYS))}, "
+                           f"got {raw!r}")
+    try:
+        return dataclasses.replace(base, **raw)
+    except (TypeError, ValueError) as exc:
+        raise ProfileError(f"{source}: bad 'stopping' section ({exc})") from exc
 
 
 def _training_section(raw: object, source: str, stopping: StoppingRule, timeout: float) -> TrainingProfile:
@@ -270,14 +324,10 @@ def _training_section(raw: object, source: str, stopping: StoppingRule, timeout:
     source = f"{source}: training"
     if not isinstance(raw, dict):
         raise ProfileError(f"{source}: expected a mapping of keys {', '.join(sorted(TRAINING_REQUIRED_KEYS))}")
-    missing, extra = TRAINING_REQUIRED_KEYS - raw.keys(), raw.keys() - TRAINING_REQUIRED_KEYS - TRAINING_OPTIONAL_KEYS
-    if missing or extra:
-        parts = ([f"missing {', '.join(sorted(missing))}"] if missing else []) + (
-            [f"unknown keys {', '.join(sorted(extra))}"] if extra else [])
-        raise ProfileError(f"{source}: {'; '.join(parts)}; accepted keys: "
-                           f"{', '.join(sorted(TRAINING_REQUIRED_KEYS | TRAINING_OPTIONAL_KEYS))}")
+    _check_keys(raw, TRAINING_REQUIRED_KEYS, TRAINING_OPTIONAL_KEYS, source)
     batch_sizes = _int_list(raw["batch_sizes"], "batch_sizes", source)
-    scaling = raw.get("batch_scaling") or {}
+    scaling = raw.get("batch_scaling")
+    scaling = {} if scaling is None else scaling
     if not isinstance(scaling, dict) or scaling.keys() - BATCH_SCALING_KEYS:
         raise ProfileError(f"{source}: 'batch_scaling' must be a mapping with keys among "
                            f"{', '.join(sorted(BATCH_SCALING_KEYS))}, got {scaling!r}")
@@ -289,19 +339,16 @@ def _training_section(raw: object, source: str, stopping: StoppingRule, timeout:
     if budget_mb is not None:
         _number(budget_mb, "batch_scaling.memory_budget_mb", source)
     convergence_batch = raw.get("convergence_batch")
-    if convergence_batch is not None and convergence_batch not in batch_sizes:
+    if convergence_batch is not None and _number(convergence_batch, "convergence_batch", source,
+                                                 integer=True) not in batch_sizes:
         raise ProfileError(f"{source}: 'convergence_batch' {convergence_batch!r} must be one of the batch_sizes "
                            f"{list(batch_sizes)}")
-    convergence_steps = raw.get("convergence_steps", 0)
-    if isinstance(convergence_steps, bool) or not isinstance(convergence_steps, int) or convergence_steps < 0:
-        raise ProfileError(f"{source}: 'convergence_steps' must be an integer >= 0, got {convergence_steps!r}")
+    convergence_steps = _number(raw.get("convergence_steps", 0), "convergence_steps", source, integer=True,
+                                low_included=True)
     learning_rate = raw.get("learning_rate")
     if learning_rate is not None:
         _number(learning_rate, "learning_rate", source, high=1.0)
-    try:
-        stopping = dataclasses.replace(stopping, **(raw.get("stopping") or {}))
-    except (TypeError, ValueError) as exc:
-        raise ProfileError(f"{source}: bad 'stopping' section ({exc})") from exc
+    stopping = _stopping_rule(raw.get("stopping"), stopping, source)
     return TrainingProfile(
         families=_choice_list(raw["families"], "families", tuple(models.FAMILIES), source),
         presets=_choice_list(raw["presets"], "presets", tuple(models.PRESETS), source),
@@ -317,7 +364,7 @@ def _training_section(raw: object, source: str, stopping: StoppingRule, timeout:
         memory_budget_fraction=float(_number(scaling.get("memory_budget_fraction", 0.5),
                                              "batch_scaling.memory_budget_fraction", source, high=1.0)),
         stopping=stopping,
-        timeout_s=float(_number(raw.get("timeout_s", timeout), "timeout_s", source)),
+        timeout_s=_timeout(raw.get("timeout_s", timeout), source),
     )
 
 
@@ -365,13 +412,7 @@ def _distributed_section(raw: object, source: str, timeout: float) -> Distribute
     source = f"{source}: distributed"
     if not isinstance(raw, dict):
         raise ProfileError(f"{source}: expected a mapping of keys {', '.join(sorted(DISTRIBUTED_REQUIRED_KEYS))}")
-    missing = DISTRIBUTED_REQUIRED_KEYS - raw.keys()
-    extra = raw.keys() - DISTRIBUTED_REQUIRED_KEYS - DISTRIBUTED_OPTIONAL_KEYS
-    if missing or extra:
-        parts = ([f"missing {', '.join(sorted(missing))}"] if missing else []) + (
-            [f"unknown keys {', '.join(sorted(extra))}"] if extra else [])
-        raise ProfileError(f"{source}: {'; '.join(parts)}; accepted keys: "
-                           f"{', '.join(sorted(DISTRIBUTED_REQUIRED_KEYS | DISTRIBUTED_OPTIONAL_KEYS))}")
+    _check_keys(raw, DISTRIBUTED_REQUIRED_KEYS, DISTRIBUTED_OPTIONAL_KEYS, source)
     workers = _int_list(raw["workers"], "workers", source)
     threads = raw.get("threads_per_worker", "auto")
     if threads == "auto":
@@ -384,11 +425,11 @@ def _distributed_section(raw: object, source: str, timeout: float) -> Distribute
         batch_size=_number(raw["batch_size"], "batch_size", source, integer=True),
         seq_len=_number(raw["seq_len"], "seq_len", source, integer=True),
         steps=_number(raw.get("steps", 20), "steps", source, low=2, integer=True),
-        warmup_steps=_number(raw.get("warmup_steps", 3), "warmup_steps", source, low=-1, integer=True),
+        warmup_steps=_number(raw.get("warmup_steps", 3), "warmup_steps", source, integer=True, low_included=True),
         threads_per_worker=_number(threads, "threads_per_worker", source, integer=True),
         microbatches=_number(raw.get("microbatches", 4), "microbatches", source, integer=True),
-        max_failures=_number(raw.get("max_failures", 1), "max_failures", source, low=-1, integer=True),
-        timeout_s=float(_number(raw.get("timeout_s", timeout), "timeout_s", source)),
+        max_failures=_number(raw.get("max_failures", 1), "max_failures", source, integer=True, low_included=True),
+        timeout_s=_timeout(raw.get("timeout_s", timeout), source),
     )
     try:
         spec.configs_for("cpu-torch")  # the configurations' own checks: divisible batches, ...
@@ -413,31 +454,21 @@ def load_profile(name_or_path: str) -> Profile:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ProfileError(f"{source}: not valid YAML ({exc.__class__.__name__}: {exc})".splitlines()[0]) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProfileError(f"{source}: cannot be read ({exc})".splitlines()[0]) from exc
     if not isinstance(data, dict):
         raise ProfileError(f"{source}: expected a mapping of keys {', '.join(sorted(REQUIRED_KEYS))}")
-    missing = REQUIRED_KEYS - data.keys()
-    extra = data.keys() - REQUIRED_KEYS - OPTIONAL_KEYS
-    if missing or extra:
-        parts = ([f"missing {', '.join(sorted(missing))}"] if missing else []) + (
-            [f"unknown keys {', '.join(sorted(extra))}"] if extra else [])
-        raise ProfileError(f"{source}: {'; '.join(parts)}; accepted keys: "
-                           f"{', '.join(sorted(REQUIRED_KEYS | OPTIONAL_KEYS))}")
+    _check_keys(data, REQUIRED_KEYS, OPTIONAL_KEYS, source)
 
     threads_raw = data.get("threads", "all")
     if threads_raw == "all":
         threads = os.cpu_count() or 1
-    elif isinstance(threads_raw, int) and threads_raw > 0:
+    elif isinstance(threads_raw, int) and not isinstance(threads_raw, bool) and threads_raw > 0:
         threads = threads_raw
     else:
         raise ProfileError(f"{source}: 'threads' must be 'all' or a positive integer, got {threads_raw!r}")
-    stopping_raw = data.get("stopping", {}) or {}
-    try:
-        stopping = StoppingRule(**stopping_raw)
-    except (TypeError, ValueError) as exc:
-        raise ProfileError(f"{source}: bad 'stopping' section ({exc})") from exc
-    timeout = data.get("timeout_s", 600)
-    if not isinstance(timeout, int | float) or timeout <= 0:
-        raise ProfileError(f"{source}: 'timeout_s' must be a positive number, got {timeout!r}")
+    stopping = _stopping_rule(data.get("stopping"), StoppingRule(), source)
+    timeout = _timeout(data.get("timeout_s", 600), source)
 
     presets = _choice_list(data["presets"], "presets", tuple(models.PRESETS), source)
     checkpoints = [f for f in _model_list(data["families"], source) if Path(f).is_dir()]
@@ -454,10 +485,9 @@ def load_profile(name_or_path: str) -> Profile:
         precisions=_choice_list(data["precisions"], "precisions", ("fp32", "bf16", "fp16"), source),
         threads=threads,
         stopping=stopping,
-        timeout_s=float(timeout),
-        training=_training_section(data["training"], source, stopping, float(timeout)) if "training" in data else None,
-        distributed=_distributed_section(data["distributed"], source, float(timeout)) if "distributed" in data
-        else None,
-        architectures=_architectures_section(data["architectures"], source, float(timeout))
+        timeout_s=timeout,
+        training=_training_section(data["training"], source, stopping, timeout) if "training" in data else None,
+        distributed=_distributed_section(data["distributed"], source, timeout) if "distributed" in data else None,
+        architectures=_architectures_section(data["architectures"], source, timeout)
         if "architectures" in data else None,
     )

@@ -1,6 +1,7 @@
 """``hwbench db``: look after the warehouse.
 
-    hwbench db check                       read every file, check schemas, views and orphans (exit 1 on problems)
+    hwbench db check [--repair]            read every file, check schemas, views and orphans (exit 1 on problems);
+                                           --repair sets damaged files aside so the rest reads again
     hwbench db compact                     merge the small files of each partition (query results unchanged)
     hwbench db retain --keep-runs 10       drop old runs, never the newest row of any configuration
     hwbench db backup backups/wh.tar.gz    consistent copy with a sha256 manifest (.tar.gz, else a directory)
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from hwbench_pipeline.cli import UsageError, make_console
+from hwbench_pipeline.commands.argtypes import age_in_days, positive_float
 from hwbench_pipeline.paths import default_data_dir
 
 
@@ -29,19 +31,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     check = actions.add_parser("check", parents=[common], help="verify files, schemas, views; report orphans")
     check.add_argument("--json", action="store_true", help="print the report as JSON")
+    check.add_argument("--repair", action="store_true",
+                       help="set unreadable files and files of a conflicting schema aside (to .damaged/, kept), so "
+                            "the rest of their tables reads again")
     check.set_defaults(func=cmd_check)
 
     compact = actions.add_parser("compact", parents=[common], help="merge small Parquet files per partition")
     compact.add_argument("--table", action="append", help="only this table (repeatable)")
-    compact.add_argument("--small-mb", type=float, default=64.0, help="merge files smaller than this (MiB)")
-    compact.add_argument("--target-mb", type=float, default=256.0, help="largest merged file (MiB)")
+    compact.add_argument("--small-mb", type=positive_float, default=64.0, help="merge files smaller than this (MiB)")
+    compact.add_argument("--target-mb", type=positive_float, default=256.0, help="largest merged file (MiB)")
     compact.set_defaults(func=cmd_compact)
 
     retain = actions.add_parser("retain", parents=[common], help="remove old runs (keeps every newest row)",
                                 description="A run is removed when it is older than --older-than-days (if given) "
                                             "and beyond the --keep-runs newest of its partition (if given), unless "
                                             "it holds the newest row of some configuration.")
-    retain.add_argument("--older-than-days", type=float, help="runs written more than this many days ago")
+    retain.add_argument("--older-than-days", type=age_in_days, help="runs written more than this many days ago")
     retain.add_argument("--keep-runs", type=int, help="keep this many newest runs per table and partition")
     retain.add_argument("--table", action="append", help="only this table (repeatable)")
     retain.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
@@ -102,12 +107,17 @@ def _mib(n: int) -> str:
 def cmd_check(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from hwbench_pipeline.warehouse.maintenance import check
+    from hwbench_pipeline.warehouse.maintenance import check, repair
 
     wh = _warehouse(args)
     console = make_console()
     with _usage_errors(), _progress(console) as progress:
         report = check(wh, progress=progress)
+    if args.repair:
+        for path, dest, why in repair(wh, report):
+            console.print(f"[yellow]set aside[/] {path} -> {dest} ({why})")
+        with _usage_errors(), _progress(console) as progress:
+            report = check(wh, progress=progress)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
         return 0 if report.ok else 1

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from hwbench_pipeline.cli import UsageError, make_console
-from hwbench_pipeline.commands.argtypes import non_negative_float, positive_float
+from hwbench_pipeline.commands.argtypes import non_negative_float, positive_float, positive_int
 from hwbench_pipeline.paths import default_data_dir
 
 DEFAULT_BATCHES = (1, 2, 4, 8, 16, 32, 64)
@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     which.add_argument("--config", help="a transformers config.json of any architecture (at its own size)")
     p.add_argument("--mode", choices=["inference", "training"], default="inference")
     p.add_argument("--objective", choices=["latency", "throughput", "cost"], default="latency")
-    p.add_argument("--seq", type=int, help="sequence length (default: the family's)")
+    p.add_argument("--seq", type=positive_int, help="sequence length (default: the family's)")
     p.add_argument("--batch", help="comma-separated batch sizes to consider (default "
                                    f"{','.join(map(str, DEFAULT_BATCHES))})")
     p.add_argument("--precision", help="comma-separated precisions to consider (default: what each target runs)")
@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--budget-per-hour", type=non_negative_float, help="in the price file's currency")
     p.add_argument("--prices", help="price file (default: $HWBENCH_PRICES or the packaged placeholder file)")
     p.add_argument("--data-dir", default=None, help="data directory (default: $HWBENCH_DATA_DIR or data/)")
-    p.add_argument("--top", type=int, default=10, help="show this many ranked candidates")
+    p.add_argument("--top", type=positive_int, default=10, help="show this many ranked candidates")
     p.add_argument("--format", choices=["table", "json"], default="table")
     p.set_defaults(func=cmd_recommend)
 
@@ -70,6 +70,9 @@ def _csv(text: str | None, what: str, cast=str) -> tuple | None:
         raise UsageError(f"{what} must be a comma-separated list, got {text!r}") from None
     if not values or (cast is int and any(v < 1 for v in values)):
         raise UsageError(f"{what} must be a comma-separated list of positive values, got {text!r}")
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if repeated:
+        raise UsageError(f"{what} lists {', '.join(map(str, repeated))} more than once, got {text!r}")
     return values
 
 
@@ -130,8 +133,6 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     if args.objective == "cost" and not any(prices.per_hour(t) is not None for t in targets["target"].to_list()):
         raise UsageError(f"--objective cost needs a price per hour for at least one target; none is set in "
                          f"{prices.path} (edit it or pass --prices FILE)")
-    if args.seq is not None and args.seq < 1:
-        raise UsageError(f"--seq must be a positive integer, got {args.seq}")
     seq = effective_seq_len(spec.family, spec.preset, args.seq or models.model_default_seq_len(spec.family))
     constraints = Constraints(args.max_latency_ms, args.min_throughput, args.memory_gb, args.budget_per_hour)
     notes: list[str] = []

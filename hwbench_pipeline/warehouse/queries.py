@@ -4,6 +4,7 @@
     history          every run of one configuration, in time order, with the environment each ran in
     coverage         model family x target: measured, failed:<class>, or untested
     sql              any single read-only query (refused otherwise: see sql_guard)
+    sql_json         the same, answered as JSON text rendered by DuckDB (for the REST API)
 
 Everything runs on a sandboxed connection (``sql_guard.open_sandboxed``), and values from the user only
 ever travel as bound parameters: the SQL text of the named queries is fixed.
@@ -13,9 +14,12 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import math
+import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -31,6 +35,9 @@ from hwbench_pipeline.warehouse.store import Warehouse
 
 DEFAULT_MAX_ROWS = 1000
 DEFAULT_MAX_SECONDS = 30.0
+# rows fetched from DuckDB at a time by sql_json: small, so a byte cap stops the fetching early
+JSON_FETCH_ROWS = 64
+_MEMORY_LIMIT = re.compile(r"\s*(\d+(\.\d+)?)\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*")
 
 #: environment columns shown with every run of a configuration's history
 HISTORY_ENVIRONMENT = ["git_revision", "torch_version", "transformers_version", "python_version", "host",
@@ -49,6 +56,26 @@ class NoWarehouseError(QueryError):
     """The data directory holds no usable warehouse catalog."""
 
 
+@dataclass(frozen=True)
+class JsonRows:
+    """A query's answer as JSON text: ``records`` holds one JSON object per row, in order, keyed by
+    ``columns``; ``truncated`` says that rows of the result were left out."""
+
+    columns: list[str]
+    records: list[str]
+    truncated: bool
+
+
+def check_memory_limit(limit: str) -> str:
+    """``limit`` if it is a positive DuckDB memory size such as "512MB" or "2GiB"; ValueError otherwise.
+    (DuckDB itself reads a negative size as "no limit".)"""
+    match = _MEMORY_LIMIT.fullmatch(limit) if isinstance(limit, str) else None
+    if match is None or float(match.group(1)) <= 0:
+        raise ValueError(f"a memory limit is a positive number and a unit (KB, MB, GB, TB, KiB, MiB, GiB, TiB), "
+                         f"such as 512MB; got {limit!r}")
+    return limit.strip()
+
+
 # Newest row of every configuration, measured or failed: a configuration that measured once and fails now
 # is shown as failed, and the other way round.
 _CURRENT = f"""
@@ -65,7 +92,8 @@ WITH stored AS (
     FROM failures_latest
 ), current AS (
     SELECT * EXCLUDE (_rank) FROM (
-        SELECT *, row_number() OVER (PARTITION BY {", ".join(CONFIG_KEY)} ORDER BY _written_at DESC) AS _rank
+        SELECT *, row_number() OVER (PARTITION BY {", ".join(CONFIG_KEY)} ORDER BY measured_at DESC, _written_at DESC)
+               AS _rank
         FROM stored)
     WHERE _rank = 1
 )
@@ -122,6 +150,35 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
+def _finite_json(text: str) -> str:
+    """DuckDB's JSON text with its NaN / Infinity / -Infinity (not JSON) as null."""
+    if "NaN" not in text and "Infinity" not in text:  # the common case: no parsing
+        return text
+    value = json.loads(text, parse_constant=lambda _: None)
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def _json_row_expression(columns: Sequence[str], types: Sequence[str]) -> str:
+    """SQL for one row of a result as a JSON object keyed by ``columns`` (unique names), its columns taken by
+    position (#1, #2, ...): no column name is ever written as an identifier. Timestamps are written as
+    ISO 8601 (timestamps with a time zone in UTC, as +00:00), the way the other endpoints answer; an
+    infinite one as 'infinity' / '-infinity'."""
+    fields = []
+    for position, (name, type_name) in enumerate(zip(columns, types, strict=True), start=1):
+        ref = f"#{position}"
+        if type_name == "TIMESTAMP WITH TIME ZONE":
+            value = f"strftime(timezone('UTC', {ref}), '%Y-%m-%dT%H:%M:%S.%f+00:00')"
+        elif type_name in ("TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS"):
+            value = f"strftime({ref}, '%Y-%m-%dT%H:%M:%S.{'%n' if type_name == 'TIMESTAMP_NS' else '%f'}')"
+        else:
+            value = ref
+        if value != ref:
+            value = f"CASE WHEN isfinite({ref}) THEN {value} ELSE CAST({ref} AS VARCHAR) END"
+        key = "'" + name.replace("'", "''") + "'"
+        fields.append(f"{key}: {value}")
+    return "to_json({" + ", ".join(fields) + "})"
+
+
 def _listing(values: Sequence) -> str:
     return ", ".join(str(v) for v in sorted(v for v in values if v is not None)) or "none"
 
@@ -145,11 +202,18 @@ def _narrow(choices: pl.DataFrame, filters: Sequence[tuple[str, Any]]) -> pl.Dat
 class WarehouseQueries:
     """Named read-only queries and guarded SQL over one data directory's warehouse."""
 
-    def __init__(self, data_dir: str | Path, *, max_seconds: float = DEFAULT_MAX_SECONDS) -> None:
+    def __init__(self, data_dir: str | Path, *, max_seconds: float = DEFAULT_MAX_SECONDS,
+                 memory_limit: str | None = None, threads: int | None = None) -> None:
+        """``memory_limit`` (e.g. "512MB") and ``threads`` bound each query's DuckDB instance; left out,
+        DuckDB's defaults (80 % of RAM, every core)."""
         if max_seconds <= 0:
             raise ValueError("max_seconds must be positive")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ValueError(f"threads must be a positive integer, got {threads!r}")
         self.warehouse = Warehouse(data_dir)
         self.max_seconds = max_seconds
+        self.memory_limit = check_memory_limit(memory_limit) if memory_limit is not None else None
+        self.threads = threads
 
     # ---- connections -----------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -157,12 +221,14 @@ class WarehouseQueries:
         wh = self.warehouse
         if wh.parquet_dir.is_dir() or wh.catalog_path.exists():
             with contextlib.suppress(OSError, duckdb.Error):  # a read-only data directory: read what is there
+                wh.recover()
                 wh.ensure_catalog()
         if not wh.catalog_path.exists():
             raise NoWarehouseError(f"no warehouse in {wh.data_dir}: {wh.catalog_path.name} does not exist "
                                    f"(run the pipeline first, e.g. 'hwbench run')")
         with self._translated_errors():
-            con = open_sandboxed(wh.catalog_path, wh.parquet_dir)
+            con = open_sandboxed(wh.catalog_path, wh.parquet_dir, memory_limit=self.memory_limit,
+                                 threads=self.threads)
         try:
             with self._translated_errors():
                 built_for = con.sql("SELECT parquet_dir FROM _catalog_info").fetchall()[0][0]
@@ -181,8 +247,14 @@ class WarehouseQueries:
             raise RefusedStatement(f"access outside the warehouse is refused: {_first_line(exc)}") from None
         except duckdb.InterruptException:
             raise QueryError(f"query stopped after {self.max_seconds:g} s, the time limit") from None
+        except duckdb.OutOfMemoryException as exc:
+            limit = f"the {self.memory_limit} limit per query" if self.memory_limit else "the memory limit"
+            raise QueryError(f"query needs more memory than {limit}: {_first_line(exc)}") from None
         except duckdb.Error as exc:
-            raise QueryError(_first_line(exc)) from None
+            message = _first_line(exc)
+            if str(self.warehouse.parquet_dir) in message:  # a damaged file of the warehouse, named by DuckDB
+                message += " (`hwbench db check --repair` sets damaged files aside; the rest of the table then reads)"
+            raise QueryError(message) from None
 
     @contextlib.contextmanager
     def _deadline(self, con: duckdb.DuckDBPyConnection) -> Iterator[None]:
@@ -352,6 +424,39 @@ class WarehouseQueries:
         except (pl.exceptions.PolarsError, pa.ArrowException, TypeError) as exc:
             raise QueryError(f"the result has a column type that cannot be returned: {_first_line(exc)}") from None
         return frame, truncated
+
+    def sql_json(self, query: str, params: Sequence | Mapping | None = None, *, max_rows: int = DEFAULT_MAX_ROWS,
+                 max_bytes: int | None = None) -> JsonRows:
+        """Run one read-only statement (see sql_guard) and render each row as a JSON object with DuckDB's own
+        ``to_json``, which has a JSON form for every type: HUGEINT as an exact number, INTERVAL and infinite
+        dates as text, MAP as an object, UNION as its member, nested types nested, BLOB as escaped text;
+        timestamps as ISO 8601, NaN and infinities as null. At most ``max_rows`` rows, and rows stop once
+        their text passes ``max_bytes`` (UTF-8); only the rows kept, and a few more, are ever fetched."""
+        if max_rows < 1:
+            raise QueryError(f"max_rows must be a positive integer, got {max_rows}")
+        check_statement(query)
+        if isinstance(params, str | bytes) or (params is not None and not isinstance(params, Sequence | Mapping)):
+            raise QueryError("SQL parameters must be a list (for ? or $1) or a mapping (for $name)")
+        bound = dict(params) if isinstance(params, Mapping) else (list(params) if params else None)
+        records: list[str] = []
+        size, truncated = 0, False
+        with self._connect() as con, self._deadline(con):
+            result = con.sql(query, params=bound)
+            columns = result.project("*").columns  # a repeated name becomes name_1, name_2, ...: keys are unique
+            row = _json_row_expression(columns, [str(t) for t in result.types])
+            # One row past max_rows says whether more exist.
+            texts = result.project(row).limit(max_rows + 1).to_arrow_reader(JSON_FETCH_ROWS)
+            for batch in texts:
+                for text in batch.column(0).to_pylist():
+                    text = _finite_json(text)
+                    size += len(text.encode()) + 1  # and the comma between records
+                    if len(records) == max_rows or (max_bytes is not None and size > max_bytes):
+                        truncated = True
+                        break
+                    records.append(text)
+                if truncated:
+                    break
+        return JsonRows(columns, records, truncated)
 
 
 def json_value(value: Any) -> Any:

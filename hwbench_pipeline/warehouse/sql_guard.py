@@ -68,15 +68,23 @@ def check_statement(sql: str) -> None:
         raise RefusedStatement(f"the statement does not only return rows; accepted: {ACCEPTED}")
 
 
-def open_sandboxed(catalog_path: Path, allowed_dir: Path) -> duckdb.DuckDBPyConnection:
+def open_sandboxed(catalog_path: Path, allowed_dir: Path, *, memory_limit: str | None = None,
+                   threads: int | None = None) -> duckdb.DuckDBPyConnection:
     """A connection to a fresh DuckDB instance that can read the catalog and the files under ``allowed_dir``
-    and nothing else; its configuration is locked."""
-    con = duckdb.connect(":memory:", config={
+    and nothing else; its configuration is locked. ``memory_limit`` (e.g. "512MB") and ``threads`` bound what
+    one query on it may use (DuckDB's defaults, 80 % of RAM and every core, when left out)."""
+    config: dict[str, str | int | bool] = {
         "autoinstall_known_extensions": False,
         "autoload_known_extensions": False,
         "allow_community_extensions": False,
         "temp_directory": "",  # no spilling: DuckDB would otherwise add the temp folder to the allowed paths
-    })
+    }
+    # Set at connect time: lock_configuration below stops any later SET, the server's included.
+    if memory_limit is not None:
+        config["memory_limit"] = memory_limit
+    if threads is not None:
+        config["threads"] = threads
+    con = duckdb.connect(":memory:", config=config)
     try:
         con.execute("ATTACH ? AS hwbench (READ_ONLY)", [str(catalog_path)])
         con.execute("USE hwbench")

@@ -76,6 +76,33 @@ def test_rule_rejects_bad_settings(kwargs):
         StoppingRule(**kwargs)
 
 
+@pytest.mark.parametrize("kwargs, message", [
+    ({"ci_target": float("nan")}, "ci_target must be a finite number, got nan"),
+    ({"max_seconds": float("inf")}, "max_seconds must be a finite number, got inf"),
+    ({"warmup_max_seconds": float("nan")}, "warmup_max_seconds must be a finite number, got nan"),
+    ({"max_seconds": 10**400}, "max_seconds must be a finite number"),
+    ({"processes": True}, "processes must be an integer, got True"),
+    ({"min_samples": 10.0}, "min_samples must be an integer, got 10.0"),
+    ({"max_samples": "100"}, "max_samples must be an integer, got '100'"),
+    ({"max_samples": 5}, "max_samples must be at least min_samples (10), got 5"),
+    ({"warmup_min_calls": -1}, "warmup_min_calls must be zero or more, got -1"),
+    ({"warmup_window": 0}, "warmup_window must be at least 1, got 0"),
+    ({"warmup_window_seconds": 0}, "warmup_window_seconds must be positive, got 0"),
+    ({"warmup_tolerance": 1.5}, "warmup_tolerance must be between 0 and 1, got 1.5"),
+    ({"warmup_max_seconds": -1}, "warmup_max_seconds must be zero or more, got -1"),
+])
+def test_rule_names_the_setting_and_value_it_refuses(kwargs, message):
+    with pytest.raises(ValueError) as refused:
+        StoppingRule(**kwargs)
+    assert message in str(refused.value)
+
+
+def test_rule_keeps_accepting_the_settings_it_accepted():
+    rule = StoppingRule(ci_target=0.5, min_samples=3, max_samples=3, max_seconds=1, warmup_min_calls=0,
+                        warmup_window=1, warmup_window_seconds=0.01, warmup_tolerance=0, warmup_max_seconds=0)
+    assert rule.per_process().max_seconds == 1 / 6
+
+
 @pytest.mark.parametrize("k", [3, 5, 6, 9, 15])
 def test_between_process_interval_covers_the_true_median_as_often_as_it_states(k):
     # synthetic process medians from a skewed distribution: the interval is distribution-free

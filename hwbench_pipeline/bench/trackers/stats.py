@@ -26,7 +26,7 @@ The rules, in one place:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
@@ -77,6 +77,16 @@ def between_process_interval(medians: list[float] | np.ndarray, confidence: floa
     return float(x[rank - 1]), float(x[k - rank]), max(coverage, 0.0)
 
 
+def is_finite_number(value: object) -> bool:
+    """Whether ``value`` is an int or a float (a bool is neither here) that a float holds and that is finite."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
 @dataclass(frozen=True)
 class StoppingRule:
     """When to stop warming up and when to stop measuring (see the module docstring)."""
@@ -94,6 +104,15 @@ class StoppingRule:
     max_processes: int = 6
 
     def __post_init__(self) -> None:
+        # The one place a rule's settings are checked (profiles and the CLI build rules through it). Types first:
+        # a YAML `true` is an int to Python, and NaN passes every range test below.
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            if spec.type == "int":
+                if isinstance(value, bool) or not isinstance(value, int):
+                    raise ValueError(f"{spec.name} must be an integer, got {value!r}")
+            elif not is_finite_number(value):
+                raise ValueError(f"{spec.name} must be a finite number, got {value!r}")
         if not 1 <= self.processes <= self.max_processes:
             raise ValueError(f"processes must be at least 1 and at most max_processes, got {self.processes} "
                              f"and {self.max_processes}")
@@ -101,8 +120,20 @@ class StoppingRule:
             raise ValueError(f"ci_target must be between 0 and 1, got {self.ci_target}")
         if self.min_samples < 3:
             raise ValueError(f"min_samples must be at least 3, got {self.min_samples}")
-        if self.max_seconds <= 0 or self.warmup_max_seconds < 0:
-            raise ValueError("time caps must be positive")
+        if self.max_samples < self.min_samples:
+            raise ValueError(f"max_samples must be at least min_samples ({self.min_samples}), got {self.max_samples}")
+        if self.max_seconds <= 0:
+            raise ValueError(f"max_seconds must be positive, got {self.max_seconds}")
+        if self.warmup_max_seconds < 0:
+            raise ValueError(f"warmup_max_seconds must be zero or more, got {self.warmup_max_seconds}")
+        if self.warmup_min_calls < 0:
+            raise ValueError(f"warmup_min_calls must be zero or more, got {self.warmup_min_calls}")
+        if self.warmup_window < 1:
+            raise ValueError(f"warmup_window must be at least 1, got {self.warmup_window}")
+        if self.warmup_window_seconds <= 0:
+            raise ValueError(f"warmup_window_seconds must be positive, got {self.warmup_window_seconds}")
+        if not 0 <= self.warmup_tolerance <= 1:
+            raise ValueError(f"warmup_tolerance must be between 0 and 1, got {self.warmup_tolerance}")
 
     def warmup_done(self, warmup_samples: list[float], elapsed_s: float) -> bool:
         n = len(warmup_samples)
