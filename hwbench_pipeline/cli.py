@@ -143,7 +143,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         rows = run_configurations(InferenceScenario(), configs, run_id, ray_address=ray_address, dispatch=dispatch,
                                   timeout_s=args.timeout, lock_dir=host_lock_dir(), on_result=on_result,
-                                  log=console.print)
+                                  memory_limit_mb=args.memory_limit_mb, log=console.print)
     table = Table(title=f"hwbench bench {args.model}/{args.preset} on {', '.join(targets)}")
     for col in ("target", "batch", "seq", "precision", "attention", "p50 ms", "p90 ms", "p99 ms", "CV", "samples/s",
                 "peak RSS MiB", "GFLOP/s", "samples", "stopped by"):
@@ -244,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="measuring processes per configuration, at most (default: twice --processes; 1 after "
                             "--processes 1)")
     bench.add_argument("--timeout", type=timeout_seconds, default=600.0, help="per-configuration timeout in seconds")
+    bench.add_argument("--memory-limit-mb", type=positive_float, default=None, metavar="MIB",
+                       help="each measuring process's memory limit: past it, the configuration is an out_of_memory "
+                            "row (a memory cgroup enforces it where one can be made, else its RSS is watched)")
     bench.add_argument("--json", help="also write the rows (raw samples included) to this JSON file")
     bench.add_argument("--dispatch", choices=["auto", "process", "ray"], default="auto",
                        help="fresh process per configuration: forked here (process) or a Ray task (ray); "

@@ -73,7 +73,7 @@ def measurement_asset(spec: MeasurementAsset) -> dg.AssetsDefinition:
                                 plan.runnable)
         rows = run_configurations(scenario, plan.runnable, run_id, ray_address=ray.cluster_address,
                                   timeout_s=ray.timeout_s or spec.timeout_s(profile), lock_dir=host_lock_dir(),
-                                  checkpoint=checkpoint, on_result=on_result,
+                                  memory_limit_mb=profile.memory_limit_mb, checkpoint=checkpoint, on_result=on_result,
                                   log=context.log.info) if plan.runnable else []
         rows = scenario.finish(rows, plan, run_id, device_peaks(warehouse, target_key))
         above_peak = sum(bool(r.get("above_peak")) for r in rows)

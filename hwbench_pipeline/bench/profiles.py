@@ -18,7 +18,8 @@ from hwbench_pipeline.bench.trackers.stats import StoppingRule, is_finite_number
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
 REQUIRED_KEYS = {"families", "presets", "batch_sizes", "seq_lens", "precisions"}
-OPTIONAL_KEYS = {"description", "threads", "stopping", "timeout_s", "training", "distributed", "architectures"}
+OPTIONAL_KEYS = {"description", "threads", "stopping", "timeout_s", "memory_limit_mb", "training", "distributed",
+                 "architectures"}
 ARCHITECTURES_KEYS = {"models", "preset", "batch_size", "seq_len", "timeout_s"}
 DISTRIBUTED_REQUIRED_KEYS = {"families", "presets", "strategies", "workers", "batch_size", "seq_len"}
 DISTRIBUTED_OPTIONAL_KEYS = {"steps", "warmup_steps", "threads_per_worker", "microbatches", "max_failures",
@@ -124,6 +125,8 @@ class Profile:
     training: TrainingProfile | None = None
     distributed: DistributedProfile | None = None
     architectures: ArchitecturesProfile | None = None
+    #: each measuring process's memory limit (MiB); past it the configuration is an out_of_memory row. None: none
+    memory_limit_mb: float | None = None
 
     def architecture_probes(self, target: str) -> list:
         """The coverage sweep's probes for one target; empty without an ``architectures:`` section."""
@@ -490,4 +493,6 @@ def load_profile(name_or_path: str) -> Profile:
         distributed=_distributed_section(data["distributed"], source, timeout) if "distributed" in data else None,
         architectures=_architectures_section(data["architectures"], source, timeout)
         if "architectures" in data else None,
+        memory_limit_mb=float(_number(data["memory_limit_mb"], "memory_limit_mb", source, low=16))
+        if data.get("memory_limit_mb") is not None else None,
     )

@@ -221,3 +221,18 @@ def test_a_measuring_process_dies_with_the_process_that_owns_it(tmp_path):
         pytest.fail(f"the measuring process {child} outlived its owner by 20 s")
     finally:
         owner.kill()
+
+
+def test_hwbench_bench_past_its_memory_limit_gives_an_out_of_memory_row(tmp_path):
+    import json
+
+    out = tmp_path / "rows.json"
+    env = {**os.environ, "HWBENCH_DATA_DIR": str(tmp_path / "data"), "HWBENCH_LOCK_DIR": str(tmp_path / "locks")}
+    env.pop("RAY_ADDRESS", None)
+    result = subprocess.run([sys.executable, "-m", "hwbench_pipeline.cli", "bench", "--model", "bert", "--preset",
+                             "small", "--batch", "64", "--seq", "512", "--max-seconds", "1", "--processes", "1",
+                             "--max-processes", "1", "--memory-limit-mb", "64", "--json", str(out)],
+                            capture_output=True, text=True, env=env, timeout=300)
+    rows = json.loads(out.read_text())
+    assert [r["failure_class"] for r in rows] == ["out_of_memory"], result.stdout[-2000:]
+    assert "64 MiB" in rows[0]["message"]

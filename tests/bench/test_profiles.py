@@ -126,6 +126,8 @@ HUGE = 10**400  # an integer no float holds
     ("distributed.threads_per_worker", 0, "distributed: 'threads_per_worker' must be an integer > 0, got 0"),
     ("distributed.microbatches", 2.0, "distributed: 'microbatches' must be an integer > 0, got 2.0"),
     ("distributed.timeout_s", -1, "distributed: 'timeout_s' must be a number > 0"),
+    ("memory_limit_mb", 8, "'memory_limit_mb' must be a number > 16, got 8"),
+    ("memory_limit_mb", math.nan, "'memory_limit_mb' must be a number > 16, got nan"),
 ])
 def test_a_bad_number_or_list_is_one_line_naming_file_section_key_and_value(tmp_path, key, value, expected):
     path = _write(tmp_path, _with(key, value))
@@ -161,3 +163,8 @@ def test_a_file_that_is_not_text_is_refused_in_one_line(tmp_path):
     path.write_bytes(b"\xff\xfe\x00families: [bert]\n")
     with pytest.raises(ProfileError, match="binary.yaml: cannot be read"):
         load_profile(str(path))
+
+
+def test_a_memory_limit_per_measuring_process_is_read_and_absent_means_none(tmp_path):
+    assert load_profile(_write(tmp_path, {**VALID, "memory_limit_mb": 2048})).memory_limit_mb == 2048.0
+    assert load_profile(_write(tmp_path, VALID)).memory_limit_mb is None
