@@ -31,12 +31,14 @@ CONNECT = "import ray; ray.init(address={address!r}); print('connected', ray.clu
 
 
 @pytest.mark.slow
-def test_the_private_local_instance_refuses_clients_without_its_token(monkeypatch):
+def test_private_local_instances_one_after_another_refuse_clients_without_their_token(monkeypatch):
     monkeypatch.delenv("RAY_AUTH_MODE", raising=False)  # as a user's shell has it (the test suite disables it)
     if ray.is_initialized():
         pytest.skip("a Ray instance is already connected in this process")
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     outsider = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+    with ray_session(None, ["cpu-torch"]):  # a first session, as the peaks stage has before the measurements
+        assert ray.get(ray.remote(num_cpus=0)(_cleaner_log_level).remote(), timeout=120)
     with ray_session(None, ["cpu-torch"]):
         address = ray.get_runtime_context().gcs_address
         assert ray.get(ray.remote(num_cpus=0)(_cleaner_log_level).remote(), timeout=120)  # its own workers get in

@@ -33,19 +33,28 @@ def target_resource(key: str) -> str:
     return f"{TARGET_RESOURCE_PREFIX}{key}"
 
 
+#: the token of this process's private local instances: one per process, because Ray caches the token it
+#: loaded, and every session of the process must agree with it
+_PROCESS_TOKEN = secrets.token_hex(32)
+
+
 @contextlib.contextmanager
 def _private_token() -> Iterator[None]:
     """Token authentication for a private local instance, with a token of its own: its servers listen on every
     interface (Ray 2.60 has no loopback-only setting), so without a token anyone who can reach this host could
     run code in it. The token lives in this process's environment, which the instance's processes inherit and
     only this user can read, for the session only; a ``RAY_AUTH_MODE`` the user set is theirs to keep."""
-    from ray._raylet import Config
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    def reload() -> None:  # Ray read its settings and token once: read them again (as ray.init does)
+        Config.initialize("")
+        AuthenticationTokenLoader.instance().reset_cache()
 
     saved = {name: os.environ.get(name) for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
     os.environ.setdefault("RAY_AUTH_MODE", "token")
     if os.environ["RAY_AUTH_MODE"] == "token" and not os.environ.get("RAY_AUTH_TOKEN"):
-        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
-    Config.initialize("")  # Ray read its settings when it was imported: read them again (as ray.init does)
+        os.environ["RAY_AUTH_TOKEN"] = _PROCESS_TOKEN
+    reload()
     try:
         yield
     finally:
@@ -54,7 +63,7 @@ def _private_token() -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-        Config.initialize("")
+        reload()
 
 
 @contextlib.contextmanager
