@@ -15,6 +15,7 @@ import dagster as dg
 import polars as pl
 
 from hwbench_pipeline.assets import ALL_ASSETS, COVERAGE, DOWNSTREAM, MEASUREMENTS, UNPARTITIONED_UPSTREAM
+from hwbench_pipeline.dead_runs import process_tags, release_dead_runs
 from hwbench_pipeline.partitions import hardware_target_partitions
 from hwbench_pipeline.paths import default_data_dir
 from hwbench_pipeline.resources.ray import RayResource
@@ -57,6 +58,7 @@ def run_pipeline(
     resources = {"settings": settings, "warehouse": warehouse, "ray": RayResource()}
     summary = PipelineSummary(success=True)
 
+    release_dead_runs(instance, say)  # a killed earlier hwbench run would hold the warehouse pool for ever
     existing = set(instance.get_dynamic_partitions(hardware_target_partitions.name))
     missing = [t for t in targets if t not in existing]
     if missing:
@@ -73,7 +75,7 @@ def run_pipeline(
         result = dg.materialize(
             ALL_ASSETS, selection=selection, instance=instance, resources=resources,
             partition_key=partition, run_config=_run_config(log_level), raise_on_error=False,
-            tags={"hwbench/profile": profile},
+            tags={"hwbench/profile": profile, **process_tags()},
         )
         elapsed = time.monotonic() - started
         ok = result.success and all(
