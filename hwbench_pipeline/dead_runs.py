@@ -76,7 +76,8 @@ def process_tags() -> dict[str, str]:
 
 def release_dead_runs(instance: DagsterInstance, log: Callable[[str], None] = print) -> list[str]:
     """Mark failed, and free the pool slots of, every unfinished run executed by a process of this host that is
-    gone (tagged by :func:`process_tags`); returns their run ids."""
+    gone (tagged by :func:`process_tags`), and free the slots still held for runs that are finished or unknown;
+    returns those runs' ids."""
     released = []
     for run in instance.get_runs(filters=RunsFilter(statuses=_UNFINISHED)):
         tags = run.tags
@@ -91,4 +92,11 @@ def release_dead_runs(instance: DagsterInstance, log: Callable[[str], None] = pr
         log(f"run {run.run_id} was left unfinished by a process that is gone (pid {tags[PID_TAG]}): marked failed, "
             "its pool slots freed")
         released.append(run.run_id)
+    storage = instance.event_log_storage
+    for run_id in sorted(storage.get_concurrency_run_ids()) if storage.supports_global_concurrency_limits else []:
+        run = instance.get_run_by_id(run_id)
+        if run is None or run.is_finished:  # slots no live run will give back (the daemon frees these, when it runs)
+            storage.free_concurrency_slots_for_run(run_id)
+            log(f"pool slots of {'finished' if run else 'unknown'} run {run_id} freed")
+            released.append(run_id)
     return released

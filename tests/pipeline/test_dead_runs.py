@@ -85,10 +85,17 @@ def test_a_killed_hwbench_run_frees_its_pool_slot_for_the_next_one(tmp_path: Pat
         assert release_dead_runs(instance, log=lambda _: None) == []  # its process still lives
         process.kill()
         process.wait()
-        assert not storage.claim_concurrency_slot("hwbench_warehouse", "next-run", "noop").is_claimed
+        nxt = instance.create_run_for_job(one_step)
+        instance.handle_run_event(nxt.run_id, _started(nxt))
+        assert not storage.claim_concurrency_slot("hwbench_warehouse", nxt.run_id, "noop").is_claimed
         lines: list[str] = []
         assert release_dead_runs(instance, log=lines.append) == [killed.run_id]
         assert instance.get_run_by_id(killed.run_id).status == dg.DagsterRunStatus.FAILURE
         assert instance.get_run_by_id(alive.run_id).status == dg.DagsterRunStatus.STARTED
-        assert storage.claim_concurrency_slot("hwbench_warehouse", "next-run", "noop").is_claimed
+        assert storage.claim_concurrency_slot("hwbench_warehouse", nxt.run_id, "noop").is_claimed
         assert "pool slots freed" in lines[0]
+        # a claim left for a run the instance does not know (its record lost) is freed too
+        storage.free_concurrency_slots_for_run(nxt.run_id)
+        assert storage.claim_concurrency_slot("hwbench_warehouse", "vanished-run", "noop").is_claimed
+        assert release_dead_runs(instance, log=lambda _: None) == ["vanished-run"]
+        assert storage.claim_concurrency_slot("hwbench_warehouse", nxt.run_id, "noop").is_claimed
