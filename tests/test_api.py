@@ -15,10 +15,10 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime
 
 import httpx
 import pytest
+from api_rows import ENV, measured_row
 from fastapi.testclient import TestClient
 
 from hwbench_pipeline.api.app import create_app
@@ -31,17 +31,6 @@ TOKEN = "correct-horse-battery-staple"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 # The Host the test clients send: the API answers only requests that name it (see api/admission.py).
 LOCAL = "http://127.0.0.1:8765"
-ENV = {"host": "bench-host-1", "cpu_model": "Test CPU", "cpu_cores": 2, "python_version": "3.11.7",
-       "torch_version": "2.13.0", "transformers_version": "5.24.0", "git_revision": "abc123"}
-
-
-def _measured(run_id, target, p50, hour):
-    samples = [p50 * 0.98, p50, p50, p50 * 1.03]
-    return {"run_id": run_id, "target": target, "family": "bert", "preset": "tiny", "batch_size": 1, "seq_len": 16,
-            "precision": "fp32", "threads": 2, "precision_ran": "fp32", "status": "ok", "n_samples": len(samples),
-            "p50_ms": p50, "p90_ms": max(samples), "p99_ms": max(samples), "throughput_samples_s": 1000 / p50,
-            "samples_ms": samples, "started_at": datetime(2026, 3, 1, hour, tzinfo=UTC),
-            "finished_at": datetime(2026, 3, 1, hour, 1, tzinfo=UTC), **ENV}
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +39,8 @@ def data_dir(tmp_path_factory):
     wh.write("models", [{"run_id": "cat", "family": f, "preset": "tiny"} for f in ("bert", "vit")], run_id="cat")
     wh.write("hardware_targets", [{"run_id": "hw", "target": t} for t in ("cpu-torch", "cpu-onnxruntime")],
              run_id="hw")
-    wh.write("inference_results", [_measured("r1", "cpu-torch", 10.0, 1)], run_id="r1", partition="cpu-torch")
-    wh.write("inference_results", [_measured("r2", "cpu-torch", 12.0, 2)], run_id="r2", partition="cpu-torch")
+    wh.write("inference_results", [measured_row("r1", "cpu-torch", 10.0, 1)], run_id="r1", partition="cpu-torch")
+    wh.write("inference_results", [measured_row("r2", "cpu-torch", 12.0, 2)], run_id="r2", partition="cpu-torch")
     wh.write("failures", [{"run_id": "r1", "scenario": "inference", "target": "cpu-onnxruntime", "family": "bert",
                            "preset": "tiny", "batch_size": 1, "seq_len": 16, "precision": "fp32", "threads": 2,
                            "status": "failed", "failure_class": "export_error", "message": "export failed", **ENV}],

@@ -24,6 +24,7 @@ from typing import Annotated, Any
 
 import polars as pl
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -120,6 +121,14 @@ def create_app(data_dir: str | Path, token: str | None = None, *, max_rows: int 
     @app.exception_handler(RefusedStatement)
     async def query_error(request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=_error_status(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # One line, like every other error; FastAPI's own answer echoes the input, which fails on a body that
+        # is not UTF-8 (a 500).
+        problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}"
+                             for e in exc.errors()[:5])
+        return JSONResponse({"detail": " ".join(f"invalid request: {problems}".split())[:500]}, status_code=422)
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:

@@ -6,7 +6,8 @@ import re
 
 import pyarrow as pa
 
-SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+#: ``\Z``, not ``$``: ``$`` also matches before a final newline, and "cpu-torch\n" is no plain name
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
 META_COLUMNS = [("_partition", pa.string()), ("_written_at", pa.timestamp("us", tz="UTC"))]
 #: compacted files start with this; run ids cannot (they start with a letter or digit), so names never clash
 COMPACTED_PREFIX = "_compacted-"

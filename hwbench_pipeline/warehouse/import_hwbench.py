@@ -19,6 +19,7 @@ from hwbench_pipeline.warehouse.import_measurement import (
     import_run_id,
 )
 from hwbench_pipeline.warehouse.import_reader import (
+    MAX_MEMORY_MIB,
     MAX_STRING,
     BadFile,
     finite,
@@ -34,6 +35,7 @@ from hwbench_pipeline.warehouse.schema import FAILURES, INFERENCE_RESULTS, LEGAC
 
 SOURCE_HWBENCH = "hwbench-json"
 _INT64 = (-(2**63), 2**63 - 1)
+_MEMORY_COLUMNS = ("baseline_rss_mb", "peak_rss_mb", "device_peak_mb")
 _LATENCY_COLUMNS = ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms", "max_ms", "median_ci_low_ms",
                     "median_ci_high_ms", "first_call_ms", "load_s")
 
@@ -95,6 +97,9 @@ def _hwbench_row(raw: Any, index: int, run_id: str) -> tuple[str, dict]:
         parsed = parse_target(target)
     except UnknownTargetError as exc:
         raise BadFile(f"{where}: {exc}") from None
+    for key in ("family", "preset", "precision"):
+        if row.get(key) is None:
+            raise BadFile(f"{where}: {key} is missing")
     for key in ("family", "preset", "precision", "precision_ran", "scenario", "failure_class"):
         if row.get(key) is not None:
             safe_name(row[key], f"{where}: {key}")
@@ -112,6 +117,9 @@ def _hwbench_row(raw: Any, index: int, run_id: str) -> tuple[str, dict]:
         row[key] = getattr(parsed, key)
     for key in _LATENCY_COLUMNS:
         non_negative(row.get(key), f"{where}: {key}")
+    for key in _MEMORY_COLUMNS:
+        if row.get(key) is not None and not 0 < row[key] <= MAX_MEMORY_MIB:
+            raise BadFile(f"{where}: {key} is {row[key]!r}: a memory figure must be above 0 MiB and at most a PiB")
     samples = row.get("samples_ms") or []
     if samples and row.get("n_samples") is not None and row["n_samples"] != len(samples):
         raise BadFile(f"{where}: n_samples is {row['n_samples']} but samples_ms holds {len(samples)} latencies")

@@ -80,6 +80,7 @@ from hwbench_pipeline.warehouse.import_optimum_config import (
     optimum_threads,
 )
 from hwbench_pipeline.warehouse.import_reader import (
+    MAX_MEMORY_MIB,
     BadFile,
     finite,
     get_field,
@@ -97,9 +98,6 @@ _MIB_PER_MB = 1e6 / 2**20
 _REPORT_PARTS = {"memory", "latency", "throughput", "energy", "efficiency"}
 _TEXT_TASKS = {"feature-extraction", "fill-mask", "text-classification", "token-classification",
                "question-answering", "sentence-similarity", "multiple-choice"}
-
-#: a memory peak above a PiB is not a measurement but a broken or hostile file
-MAX_MEMORY_MIB = float(2**30)
 
 
 def looks_like_report(doc: dict) -> bool:
@@ -192,7 +190,7 @@ def optimum_row(config: dict, report: dict, run_id: str) -> dict:
     if missing:
         raise BadFile(f"report.forward.latency has no {', '.join(missing)} and no values to compute them from")
     row["throughput_samples_s"] = batch / (row["p50_ms"] / 1e3) if row["p50_ms"] > 0 else None
-    task = backend.get("task")
+    task = get_field(backend, "task", str, "config.backend")
     if task in _TEXT_TASKS and row["p50_ms"] > 0:
         row["throughput_tokens_s"] = batch * seq_len / (row["p50_ms"] / 1e3)
 

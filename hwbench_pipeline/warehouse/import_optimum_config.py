@@ -9,7 +9,15 @@ import re
 from typing import Any
 
 from hwbench_pipeline.bench.hardware import UnknownTargetError, parse_target
-from hwbench_pipeline.warehouse.import_reader import MAX_STRING, BadFile, get_field, positive_int, safe_name, show
+from hwbench_pipeline.warehouse.import_reader import (
+    MAX_STRING,
+    BadFile,
+    finite,
+    get_field,
+    positive_int,
+    safe_name,
+    show,
+)
 
 UNRECORDED_HOST = "unrecorded"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -29,7 +37,8 @@ def optimum_target(backend: dict) -> tuple[str, str]:
     elif device == "cuda":
         ids = backend.get("device_ids")
         ids = str(ids) if isinstance(ids, int) and not isinstance(ids, bool) else ids
-        if not isinstance(ids, str) or not ids.strip().isdigit():
+        # ASCII digits only, and few: str.isdigit() accepts superscripts, and int() refuses thousands of digits
+        if not isinstance(ids, str) or re.fullmatch(r"[0-9]{1,6}", ids.strip()) is None:
             raise BadFile(f"config.backend.device_ids {show(ids)} is not one GPU index: hwbench targets one device")
         place = f"cuda{int(ids)}"
         provider = backend.get("provider")
@@ -138,7 +147,7 @@ def optimum_environment(environment: dict, backend: dict, runtime: str) -> dict:
         "host": UNRECORDED_HOST,
         "cpu_model": cpu.strip()[:200] if cpu else None,
         "cpu_cores": get_field(environment, "cpu_count", int, where),
-        "memory_gb": round(ram_mb * 1e6 / 2**30, 2) if ram_mb else None,
+        "memory_gb": round(finite(ram_mb, f"{where}.cpu_ram_mb", 1e6 / 2**30), 2) if ram_mb else None,
         "python_version": get_field(environment, "python_version", str, where),
         "torch_version": versions.get("torch") if runtime == "torch" else None,
         "transformers_version": get_field(environment, "transformers_version", str, where),

@@ -23,6 +23,8 @@ MAX_STRING = 100_000  # failure messages are cut at 4000 characters by the engin
 
 #: one call taking longer than a day is not a measurement but a broken or hostile file
 MAX_LATENCY_MS = 86_400_000.0
+#: nor is a memory figure above a PiB
+MAX_MEMORY_MIB = float(2**30)
 
 
 class BadFile(ValueError):

@@ -142,7 +142,7 @@ def _arrow_writes(measurements: list[Measurement]) -> list[tuple[str, str, str, 
             for target, rows in by_target.items():
                 try:
                     writes.append((table, target, m.run_id, to_arrow(table, rows)))
-                except (ValueError, TypeError, pa.ArrowException) as exc:
+                except (ValueError, TypeError, OverflowError, pa.ArrowException) as exc:  # e.g. beyond int64
                     raise ImportRejected(f"{m.path}: rows do not fit {table}: {one_line(str(exc))}") from None
     return writes
 

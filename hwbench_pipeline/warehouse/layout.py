@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 from hwbench_pipeline.warehouse.format import COMPACTED_PREFIX, PARQUET_WRITE_OPTIONS, SAFE_NAME, MaintenanceError
 
 SEGMENTS_KEY = b"hwbench.segments"
-COMPACTED_NAME = re.compile(rf"^{COMPACTED_PREFIX}[0-9]{{8}}T[0-9]{{12}}-[0-9a-f]{{8}}\.parquet$")
+COMPACTED_NAME = re.compile(rf"^{COMPACTED_PREFIX}[0-9]{{8}}T[0-9]{{12}}-[0-9a-f]{{8}}\.parquet\Z")
 
 
 @dataclass(frozen=True)
