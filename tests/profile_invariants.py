@@ -45,6 +45,8 @@ def profile_violations(profile: Profile) -> list[str]:
         "precisions": _names(profile.precisions), "batch_sizes": _counts(profile.batch_sizes),
         "seq_lens": _counts(profile.seq_lens), "threads": _count(profile.threads),
         "timeout_s": _timeout(profile.timeout_s), "stopping": _rule(profile.stopping),
+        "memory_limit_mb": profile.memory_limit_mb is None or (type(profile.memory_limit_mb) is float
+                                                               and _positive(profile.memory_limit_mb)),
     }
     if (t := profile.training) is not None:
         checks |= {

@@ -94,6 +94,7 @@ REQUIRED = {
 OPTIONAL = {
     "description": st.text(max_size=20), "threads": st.just("all") | st.integers(1, 8),
     "stopping": st.fixed_dictionaries({}, optional=STOPPING), "timeout_s": seconds,
+    "memory_limit_mb": st.sampled_from([64, 512.5, 4096]),
     "training": st.fixed_dictionaries(TRAINING_REQUIRED, optional=TRAINING_OPTIONAL),
     "distributed": st.fixed_dictionaries(DISTRIBUTED_REQUIRED, optional=DISTRIBUTED_OPTIONAL),
     "architectures": st.fixed_dictionaries({"models": st.sampled_from(["all", "sample"]) | st.lists(
