@@ -109,8 +109,15 @@ def _run(args: argparse.Namespace) -> int:
         elif args.query == "tables":
             frame, title = queries.tables(), "warehouse views"
         else:
-            frame, truncated = queries.sql_capped(args.statement, args.param or None, max_rows=args.max_rows)
-            title = "sql"
+            # rendered by DuckDB's to_json, which has a form for every type (polars refuses intervals and panics
+            # on infinite dates)
+            import polars
+
+            answer = queries.sql_json(args.statement, args.param or None, max_rows=args.max_rows)
+            records = [json.loads(r) for r in answer.records]
+            frame = (polars.DataFrame(records, infer_schema_length=None).select(answer.columns) if records
+                     else polars.DataFrame(schema=answer.columns))
+            truncated, title = answer.truncated, "sql"
     except (QueryError, RefusedStatement) as exc:
         raise UsageError(str(exc)) from None
     if frame.height > args.max_rows:

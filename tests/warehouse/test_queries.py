@@ -274,3 +274,15 @@ def test_cli_bad_input_is_one_line_and_exit_2(queries, capsys, args, message):
 def test_cli_without_a_warehouse(tmp_path, capsys):
     code, _, err = _hwbench(capsys, "query", "coverage", "--data-dir", str(tmp_path))
     assert code == 2 and "no warehouse in" in err
+
+
+def test_hwbench_query_sql_prints_every_duckdb_type_in_each_format(tmp_path, capsys):
+    from hwbench_pipeline.cli import main
+
+    Warehouse(tmp_path).write("models", [{"run_id": "m", "family": "bert", "preset": "tiny"}], run_id="m")
+    statement = ("SELECT 'infinity'::DATE AS d, INTERVAL 1 DAY AS i, 12345678901234567890123::HUGEINT AS h, "
+                 "[1, 2] AS l")
+    for fmt in ("table", "json", "csv"):
+        assert main(["query", "sql", statement, "--format", fmt, "--data-dir", str(tmp_path)]) == 0
+        out = capsys.readouterr().out
+        assert "infinity" in out and "1 day" in out and "12345678901234567890123" in out, (fmt, out)
