@@ -277,8 +277,6 @@ def test_cli_without_a_warehouse(tmp_path, capsys):
 
 
 def test_hwbench_query_sql_prints_every_duckdb_type_in_each_format(tmp_path, capsys):
-    from hwbench_pipeline.cli import main
-
     Warehouse(tmp_path).write("models", [{"run_id": "m", "family": "bert", "preset": "tiny"}], run_id="m")
     statement = ("SELECT 'infinity'::DATE AS d, INTERVAL 1 DAY AS i, 12345678901234567890123::HUGEINT AS h, "
                  "[1, 2] AS l")
