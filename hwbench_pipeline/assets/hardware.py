@@ -18,7 +18,7 @@ from hwbench_pipeline.resources.warehouse import WarehouseResource
 
 def detected_target_rows(run_id: str) -> list[dict]:
     env = environment_fields()
-    names = {(kind, index): name for kind, index, name in hardware._accelerator_devices()}
+    names = {(kind, index): name for kind, index, name in hardware.accelerator_devices()}
     rows = []
     for target in hardware.detect_targets():
         backend = load_backend(target.backend)

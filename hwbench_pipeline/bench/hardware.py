@@ -48,7 +48,7 @@ def parse_target(key: str) -> HardwareTarget:
     return HardwareTarget(key=key, device_kind=kind, device_index=index, backend=match["backend"])
 
 
-def _accelerator_devices() -> list[tuple[str, int | None, str]]:
+def accelerator_devices() -> list[tuple[str, int | None, str]]:
     """(kind, index, name) of each accelerator torch can see here."""
     import torch
 
@@ -66,7 +66,7 @@ def _accelerator_devices() -> list[tuple[str, int | None, str]]:
 def detect_targets() -> list[HardwareTarget]:
     """Every target key usable on this host, CPU first."""
     devices: list[tuple[str, int | None]] = [("cpu", None)]
-    devices += [(kind, index) for kind, index, _ in _accelerator_devices()]
+    devices += [(kind, index) for kind, index, _ in accelerator_devices()]
     targets = []
     for kind, index in devices:
         device = kind if index is None else f"{kind}{index}"
