@@ -15,6 +15,7 @@ import fcntl
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO
 
 #: set, while the lock is held, to the path every measuring process of the holder holds shared
 MEASURING_LOCK_ENV = "HWBENCH_MEASURING_LOCK"
@@ -28,13 +29,12 @@ def host_measurement_lock(lock_dir: Path, log: Callable[[str], None] = print) ->
     lock_dir.mkdir(parents=True, exist_ok=True)
     path = lock_dir / "measure.lock"
     with open(path, "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log(f"another hwbench process is measuring on this host; waiting for {path}")
-            fcntl.flock(fh, fcntl.LOCK_EX)
+        _lock_exclusively(fh, f"another hwbench process is measuring on this host; waiting for {path}", log)
         measuring = lock_dir / "measuring.lock"
-        _wait_for_measuring_processes(measuring, log)
+        with open(measuring, "a+") as measuring_fh:  # taken and given back: only the wait matters
+            _lock_exclusively(measuring_fh, "a measuring process of an earlier hwbench run is still running; "
+                                            f"waiting for it to end ({measuring})", log)
+            fcntl.flock(measuring_fh, fcntl.LOCK_UN)
         previous = os.environ.get(MEASURING_LOCK_ENV)
         os.environ[MEASURING_LOCK_ENV] = str(measuring)
         try:
@@ -47,14 +47,13 @@ def host_measurement_lock(lock_dir: Path, log: Callable[[str], None] = print) ->
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _wait_for_measuring_processes(path: Path, log: Callable[[str], None]) -> None:
-    with open(path, "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log(f"a measuring process of an earlier hwbench run is still running; waiting for it to end ({path})")
-            fcntl.flock(fh, fcntl.LOCK_EX)
-        fcntl.flock(fh, fcntl.LOCK_UN)
+def _lock_exclusively(fh: IO, waiting: str, log: Callable[[str], None]) -> None:
+    """Take ``fh``'s lock exclusively, saying ``waiting`` first when someone else holds it."""
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        log(waiting)
+        fcntl.flock(fh, fcntl.LOCK_EX)
 
 
 def measuring_lock_env() -> dict[str, str]:
