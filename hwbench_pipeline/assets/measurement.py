@@ -10,7 +10,7 @@ import dagster as dg
 
 from hwbench_pipeline.assets.checks import check_spec, stored_table_check
 from hwbench_pipeline.assets.partition_target import MEASUREMENT_ASSET, device_peaks, resolve_target
-from hwbench_pipeline.bench.checkpoint import Checkpoint
+from hwbench_pipeline.bench.checkpoint import JOURNALS_DIR, Checkpoint
 from hwbench_pipeline.bench.dispatch import run_configurations
 from hwbench_pipeline.bench.profiles import Profile
 from hwbench_pipeline.bench.scenarios.base import Scenario
@@ -20,9 +20,6 @@ from hwbench_pipeline.resources.settings import HwbenchSettings
 from hwbench_pipeline.resources.warehouse import WarehouseResource
 from hwbench_pipeline.warehouse.storing import StoredRun, store_measurements
 from hwbench_pipeline.warehouse.validation import failures_suite, latency_samples_suite
-
-#: journals of partitions being measured, under the data directory (bench/checkpoint.py)
-CHECKPOINT_DIR = ".checkpoints"
 
 
 @dataclass(frozen=True)
@@ -69,7 +66,7 @@ def measurement_asset(spec: MeasurementAsset) -> dg.AssetsDefinition:
             log(f"[{i}/{n}] {scenario.describe(cfg, row)}")
 
         # what a killed or failed run of this partition measured is kept here, and reused by the next one
-        checkpoint = Checkpoint(warehouse.data_dir / CHECKPOINT_DIR / scenario.name / f"{target_key}.jsonl",
+        checkpoint = Checkpoint(warehouse.data_dir / JOURNALS_DIR / scenario.name / f"{target_key}.jsonl",
                                 plan.runnable)
         rows = run_configurations(scenario, plan.runnable, run_id, ray_address=ray.cluster_address,
                                   timeout_s=ray.timeout_s or spec.timeout_s(profile), lock_dir=host_lock_dir(),

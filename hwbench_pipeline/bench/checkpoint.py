@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 _DATETIME = "$datetime"
+#: where partitions' journals live, under the data directory: ``<scenario>/<target>.jsonl``
+JOURNALS_DIR = ".checkpoints"
 
 
 def config_key(cfg: Any) -> str:
@@ -53,6 +55,38 @@ class Progress:
     row: dict | None = None
 
 
+def _records(path: Path) -> list[dict]:
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line, object_hook=_decode))
+        except json.JSONDecodeError:
+            break  # a torn append: what follows it was never acknowledged
+    return records
+
+
+@dataclass(frozen=True)
+class JournalSummary:
+    """What a journal left on disk holds, whatever plan it was written for."""
+
+    path: Path
+    measured: int  # configurations settled with a row
+    settled: int
+    processes: int  # measuring processes of configurations not yet settled
+
+
+def unfinished_journals(data_dir: Path) -> list[JournalSummary]:
+    """The journals of partitions measured but not stored (a run killed or failed before it stored)."""
+    root = data_dir / JOURNALS_DIR
+    found = []
+    for path in sorted(root.glob("*/*.jsonl")) if root.is_dir() else []:
+        records = _records(path)[1:]
+        rows = {r["config"]: r["row"] for r in records if "row" in r}
+        found.append(JournalSummary(path, sum(v is not None for v in rows.values()), len(rows),
+                                    sum(1 for r in records if "process" in r and r["config"] not in rows)))
+    return found
+
+
 class Checkpoint:
     def __init__(self, path: Path, configs: list[Any]) -> None:
         self.path = path
@@ -63,13 +97,7 @@ class Checkpoint:
         was written for another plan."""
         if not self.path.exists():
             return {}
-        lines = self.path.read_text().splitlines()
-        records = []
-        for line in lines:
-            try:
-                records.append(json.loads(line, object_hook=_decode))
-            except json.JSONDecodeError:
-                break  # a torn append: what follows it was never acknowledged
+        records = _records(self.path)
         if not records or records[0].get("plan") != self.plan:
             os.replace(self.path, self.path.with_suffix(".other-plan.jsonl"))
             return {}

@@ -27,7 +27,7 @@ from hwbench_pipeline.warehouse.swap import fsync_dir, interrupted_swaps
 @dataclass
 class Finding:
     kind: str  # corrupt, schema, orphan_temp, unknown_table, outside_layout, duplicate_run, view, catalog, staging,
-    # interrupted_swap
+    # interrupted_swap, unfinished_measurement
     path: str
     message: str
     severity: str = "error"  # "error" makes check fail; "note" does not
@@ -199,6 +199,22 @@ def _check_transactions(wh: Warehouse, report: CheckReport) -> None:
         report.add("staging", folder, f"left by a writer that died, {what}")
 
 
+def _check_journals(wh: Warehouse, report: CheckReport) -> None:
+    """Measurements journaled but not stored: not a fault, but work a user may want to finish or drop."""
+    from hwbench_pipeline.bench.checkpoint import unfinished_journals
+
+    for journal in unfinished_journals(wh.data_dir):
+        scenario, target = journal.path.parent.name, journal.path.name.split(".")[0]
+        held = (f"{journal.measured} configuration(s) measured, {journal.settled - journal.measured} settled without "
+                f"a row, {journal.processes} measuring process(es) of unfinished ones")
+        if journal.path.name.endswith(".other-plan.jsonl"):
+            why = "set aside because a later run had another plan; nothing reads it, delete it once not needed"
+        else:
+            why = (f"not yet stored (being measured now, or left by a run that stopped): the next {scenario} run "
+                   f"of {target} with the same profile resumes from it")
+        report.add("unfinished_measurement", journal.path, f"{held}; {why}", severity="note")
+
+
 def check(wh: Warehouse, *, progress: Progress = no_progress) -> CheckReport:
     """Read every file, check schemas, the catalog's views and the layout; nothing is changed."""
     report = CheckReport(str(wh.data_dir))
@@ -224,6 +240,7 @@ def check(wh: Warehouse, *, progress: Progress = no_progress) -> CheckReport:
     _check_catalog(wh, report)
     _check_staging(wh, report)
     _check_transactions(wh, report)
+    _check_journals(wh, report)
     return report
 
 

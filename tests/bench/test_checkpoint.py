@@ -83,3 +83,19 @@ def test_a_journal_of_another_plan_is_set_aside_and_a_torn_last_line_ignored(tmp
     assert progress[config_key(configs()[1])].settled and progress[config_key(configs()[1])].row is None
     assert Checkpoint(journal, configs()[:1]).load() == {}
     assert not journal.exists() and journal.with_suffix(".other-plan.jsonl").exists()
+
+
+def test_db_check_reports_a_journal_left_unstored_as_a_note_with_what_it_holds(tmp_path):
+    from hwbench_pipeline.bench.checkpoint import JOURNALS_DIR
+    from hwbench_pipeline.warehouse.check import check
+    from hwbench_pipeline.warehouse.store import Warehouse
+
+    journal = Checkpoint(tmp_path / JOURNALS_DIR / "inference" / "cpu-torch.jsonl", configs())
+    journal.add_process(configs()[0], {"run_id": "a", "p50_ms": 1.5})
+    journal.add_process(configs()[1], {"run_id": "a", "p50_ms": 2.5})
+    journal.settle(configs()[1], {"run_id": "a", "p50_ms": 2.5})
+    report = check(Warehouse(tmp_path))
+    notes = [f for f in report.findings if f.kind == "unfinished_measurement"]
+    assert report.ok and len(notes) == 1 and notes[0].severity == "note"
+    assert "1 configuration(s) measured, 0 settled without a row, 1 measuring process(es)" in notes[0].message
+    assert "next inference run of cpu-torch" in notes[0].message
