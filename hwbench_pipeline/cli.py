@@ -15,12 +15,27 @@ import sys
 import time
 from pathlib import Path
 
-from hwbench_pipeline.commands.argtypes import open_fraction, positive_float, positive_int, timeout_seconds
+from hwbench_pipeline.commands.argtypes import (
+    open_fraction,
+    positive_float,
+    positive_int,
+    precision_specs,
+    timeout_seconds,
+)
 from hwbench_pipeline.paths import REPO_ROOT, UnsafeLockDirError, default_data_dir, host_lock_dir
 
 
 class UsageError(Exception):
     """Bad input: one line to the user, exit status 2, nothing stored."""
+
+
+def _precision_cell(row: dict) -> str:
+    """The precision asked for, and what ran where the backend ran something else."""
+    from hwbench_pipeline.bench.precision import spec_name
+
+    asked = spec_name(row["precision"], row.get("quantization") or "none")
+    ran = row.get("precision_ran")
+    return asked if ran in (None, row["precision"]) else f"{asked} (ran {ran})"
 
 
 def csv_ints(text: str, what: str) -> list[int]:
@@ -113,8 +128,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     seqs = csv_ints(args.seq, "--seq") if args.seq else [default_seq]
     configs = [
         InferenceConfig(family=args.model, preset=args.preset, target=t, batch_size=b, seq_len=s,
-                        precision=args.precision, threads=args.threads or (os.cpu_count() or 1), rule=rule)
-        for t in targets for b in csv_ints(args.batch, "--batch") for s in seqs
+                        precision=p, quantization=q, threads=args.threads or (os.cpu_count() or 1), rule=rule)
+        for t in targets for p, q in args.precision for b in csv_ints(args.batch, "--batch") for s in seqs
     ]
     if dispatch == "process":
         from hwbench_pipeline.bench.launchers.process import start_server
@@ -146,21 +161,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
                                   memory_limit_mb=args.memory_limit_mb, log=console.print)
     table = Table(title=f"hwbench bench {args.model}/{args.preset} on {', '.join(targets)}")
     for col in ("target", "batch", "seq", "precision", "attention", "p50 ms", "p90 ms", "p99 ms", "CV", "samples/s",
-                "peak RSS MiB", "GFLOP/s", "samples", "stopped by"):
+                "peak RSS MiB", "GFLOP/s", "error vs fp32", "samples", "stopped by"):
         table.add_column(col, justify="right")
     failed = 0
     for row in rows:
         if row["status"] != "ok":
             failed += 1
-            table.add_row(row["target"], str(row["batch_size"]), str(row["seq_len"]), row["precision"],
-                          row["attention"], "[red]failed[/]", row["failure_class"], "", "", "", "", "", "",
+            table.add_row(row["target"], str(row["batch_size"]), str(row["seq_len"]), _precision_cell(row),
+                          row["attention"], "[red]failed[/]", row["failure_class"], "", "", "", "", "", "", "",
                           row["message"].splitlines()[0][:60])
             continue
         gflops = f"{row['achieved_gflops']:.1f}" if row.get("achieved_gflops") else "n/a"
-        table.add_row(row["target"], str(row["batch_size"]), str(row["seq_len"]), row["precision_ran"],
+        error = f"{row['max_rel_diff']:.2g}" if row.get("max_rel_diff") is not None else "n/a"
+        table.add_row(row["target"], str(row["batch_size"]), str(row["seq_len"]), _precision_cell(row),
                       row["attention_ran"], f"{row['p50_ms']:.3f}",
                       f"{row['p90_ms']:.3f}", f"{row['p99_ms']:.3f}", f"{row['cv']:.3f}",
-                      f"{row['throughput_samples_s']:.1f}", f"{row['peak_rss_mb']:.0f}", gflops,
+                      f"{row['throughput_samples_s']:.1f}", f"{row['peak_rss_mb']:.0f}", gflops, error,
                       str(row["n_samples"]), row["stop_reason"] + (" (busy)" if row.get("contaminated") else ""))
     console.print(table)
     if args.json:
@@ -232,7 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="comma-separated hardware target keys, e.g. cpu-torch,cpu-onnxruntime")
     bench.add_argument("--batch", default="1", help="comma-separated batch sizes")
     bench.add_argument("--seq", default=None, help="comma-separated sequence lengths (default: the family's)")
-    bench.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    bench.add_argument("--precision", type=precision_specs, default=[("fp32", "none")],
+                       help="comma-separated precisions: fp32, bf16, fp16, int8-dynamic (int8), int8-static")
     bench.add_argument("--threads", type=positive_int, default=None, help="threads (default: all cores)")
     bench.add_argument("--ci-target", type=open_fraction, default=0.01,
                        help="stop at this ± relative CI of the median")

@@ -14,6 +14,7 @@ from hwbench_pipeline.bench.checkpoint import JOURNALS_DIR, Checkpoint
 from hwbench_pipeline.bench.dispatch import run_configurations
 from hwbench_pipeline.bench.profiles import Profile
 from hwbench_pipeline.bench.scenarios.base import Scenario
+from hwbench_pipeline.bench.trained import TRAINED_DIR
 from hwbench_pipeline.paths import host_lock_dir
 from hwbench_pipeline.resources.ray import RayResource
 from hwbench_pipeline.resources.settings import HwbenchSettings
@@ -52,8 +53,8 @@ def measurement_asset(spec: MeasurementAsset) -> dg.AssetsDefinition:
                 ray: RayResource):
         target_key = context.partition_key
         resolve_target(target_key, ray)
-        profile = settings.load_profile()
         warehouse = warehouse.warehouse()  # from here on, the store the resource points at
+        profile = settings.load_profile().with_trained_dir(warehouse.data_dir / TRAINED_DIR)
         run_id = f"{context.run.run_id}{scenario.run_id_suffix}"
         started = datetime.now(UTC)
 

@@ -9,6 +9,8 @@ import hashlib
 import json
 from typing import Any
 
+from hwbench_pipeline.bench.precision import NO_QUANTIZATION
+
 #: how hwbench measures, versioned: bumped whenever a change to timing, warm-up, stopping or the timed model
 #: could move a number, so that rows of two methods are never compared as a regression of one another.
 #: ``hwbench-1``: one measuring window per configuration (training, distributed, probes, and inference with
@@ -23,7 +25,6 @@ ATTENTION = "eager"
 DEFAULT_ATTENTION = "default"
 #: backends that time the model itself; the others time a graph exported from the model as built
 _RUN_THE_MODEL = ("torch",)
-NO_QUANTIZATION = "none"
 NO_CACHE = "none"
 #: the config hash of a configuration whose config cannot be built (its failure row says why)
 UNBUILT = "unbuilt"
@@ -84,6 +85,7 @@ def key_fields(cfg: Any, attention: str = ATTENTION, method: str = METHOD) -> di
     """The configuration key of a scenario's configuration (any object with target, family, preset, batch_size,
     seq_len, precision and threads), in the warehouse's column order."""
     identity = identity_fields(cfg.family, cfg.preset, attention, method)
+    identity["quantization"] = getattr(cfg, "quantization", NO_QUANTIZATION)
     return {"target": cfg.target, "family": cfg.family, "preset": cfg.preset, "config_hash": identity["config_hash"],
             "batch_size": cfg.batch_size, "seq_len": cfg.seq_len, "precision": cfg.precision,
             "quantization": identity["quantization"], "cache_precision": identity["cache_precision"],

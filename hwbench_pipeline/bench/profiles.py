@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from hwbench_pipeline.bench.precision import FLOAT_PRECISIONS
 from hwbench_pipeline.bench.trackers.stats import StoppingRule, is_finite_number
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
@@ -127,6 +128,12 @@ class Profile:
     architectures: ArchitecturesProfile | None = None
     #: each measuring process's memory limit (MiB); past it the configuration is an out_of_memory row. None: none
     memory_limit_mb: float | None = None
+    #: where trained task-model weights are kept (bench/trained.py): training keeps its fp32 weights there and
+    #: inference measures the task accuracy each precision costs with them. None: neither
+    trained_dir: str | None = None
+
+    def with_trained_dir(self, path: str | Path) -> Profile:
+        return replace(self, trained_dir=str(path))
 
     def architecture_probes(self, target: str) -> list:
         """The coverage sweep's probes for one target; empty without an ``architectures:`` section."""
@@ -157,9 +164,26 @@ class Profile:
                             convergence_steps=spec.convergence_steps, learning_rate=spec.learning_rate,
                             target_fraction=spec.target_fraction, memory_budget_mb=spec.memory_budget_mb,
                             memory_budget_fraction=spec.memory_budget_fraction,
+                            keep_weights_dir=self.trained_dir,
                         )
                         configs += sweep_configs(base, spec.batch_sizes, spec.max_batch, spec.convergence_batch)
         return configs
+
+    def trained_weights(self) -> dict[str, dict[str, str]]:
+        """family -> preset -> the file of weights the training scenario kept for it (of the config the family
+        builds now), for the profile's families that have one."""
+        if not self.trained_dir:
+            return {}
+        from hwbench_pipeline.bench.config_key import model_config_hash
+        from hwbench_pipeline.bench.trained import weights_path
+
+        found: dict[str, dict[str, str]] = {}
+        for family in self.families:
+            for preset in self.presets:
+                path = weights_path(Path(self.trained_dir), family, preset, model_config_hash(family, preset))
+                if path.is_file():
+                    found.setdefault(family, {})[preset] = str(path)
+        return found
 
     def inference_configs(self, target: str, precisions_available: tuple[str, ...] | None = None) -> list:
         """Every configuration of this profile for one target (model × batch × sequence × precision).
@@ -168,20 +192,24 @@ class Profile:
         at their model's maximum (see effective_seq_len); duplicates are dropped.
         Precisions the target cannot run are left out here and listed by :meth:`skipped_precisions`.
         """
+        from hwbench_pipeline.bench.precision import parse_spec
         from hwbench_pipeline.bench.scenarios.inference import InferenceConfig
 
+        trained = self.trained_weights()
         configs = []
         for family in self.families:
             for preset in self.presets:
                 seqs = sorted({effective_seq_len(family, preset, s) for s in self.seq_lens})
-                for precision in self.precisions:
-                    if precisions_available is not None and precision not in precisions_available:
+                for spec in self.precisions:
+                    if precisions_available is not None and spec not in precisions_available:
                         continue
+                    precision, quantization = parse_spec(spec)
                     for batch in self.batch_sizes:
                         for seq in seqs:
                             configs.append(InferenceConfig(
                                 family=family, preset=preset, target=target, batch_size=batch, seq_len=seq,
-                                precision=precision, threads=self.threads, rule=self.stopping,
+                                precision=precision, quantization=quantization, threads=self.threads,
+                                rule=self.stopping, trained_weights=trained.get(family, {}).get(preset),
                             ))
         return configs
 
@@ -258,6 +286,22 @@ def _choice_list(raw: object, key: str, accepted: tuple[str, ...], source: str) 
         raise ProfileError(f"{source}: unknown {key} {_names(unknown)}; accepted: {', '.join(accepted)}")
     _no_duplicates(raw, key, source)
     return tuple(raw)
+
+
+def _precision_list(raw: object, source: str) -> tuple[str, ...]:
+    """The inference section's precisions as canonical specs (``int8`` is ``int8-dynamic``; bench/precision.py)."""
+    from hwbench_pipeline.bench.precision import SPECS, PrecisionError, canonical_spec
+
+    if raw == "all":
+        return SPECS
+    if not isinstance(raw, list) or not raw:
+        raise ProfileError(f"{source}: 'precisions' must be 'all' or a non-empty list, got {raw!r}")
+    try:
+        specs = [canonical_spec(v) if isinstance(v, str) else canonical_spec(repr(v)) for v in raw]
+    except PrecisionError as exc:
+        raise ProfileError(f"{source}: {exc}") from None
+    _no_duplicates(specs, "precisions", source)
+    return tuple(specs)
 
 
 def _model_list(raw: object, source: str) -> tuple[str, ...]:
@@ -357,7 +401,7 @@ def _training_section(raw: object, source: str, stopping: StoppingRule, timeout:
         presets=_choice_list(raw["presets"], "presets", tuple(models.PRESETS), source),
         batch_sizes=batch_sizes,
         seq_lens=_int_list(raw["seq_lens"], "seq_lens", source),
-        precisions=_choice_list(raw["precisions"], "precisions", ("fp32", "bf16", "fp16"), source),
+        precisions=_choice_list(raw["precisions"], "precisions", FLOAT_PRECISIONS, source),
         convergence_steps=convergence_steps,
         convergence_batch=convergence_batch,
         learning_rate=float(learning_rate) if learning_rate is not None else None,
@@ -485,7 +529,7 @@ def load_profile(name_or_path: str) -> Profile:
         presets=_choice_list(data["presets"], "presets", tuple(models.PRESETS), source),
         batch_sizes=_int_list(data["batch_sizes"], "batch_sizes", source),
         seq_lens=_int_list(data["seq_lens"], "seq_lens", source),
-        precisions=_choice_list(data["precisions"], "precisions", ("fp32", "bf16", "fp16"), source),
+        precisions=_precision_list(data["precisions"], source),
         threads=threads,
         stopping=stopping,
         timeout_s=timeout,

@@ -27,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help="a curated family or any transformers model type")
     p.add_argument("--preset", default="small")
     p.add_argument("--target", default="cpu-torch", help="one target, or two to compare (comma-separated)")
-    p.add_argument("--precision", default="fp32", help="one precision, or two to compare (comma-separated)")
+    p.add_argument("--precision", default="fp32", help="one precision, or two to compare (comma-separated): fp32, "
+                                                      "bf16, fp16, int8-dynamic (int8), int8-static")
     p.add_argument("--baseline-python", help="the interpreter of the baseline build (another checkout's "
                                              "virtual environment): compares this build against it")
     p.add_argument("--batch", default="1")
@@ -66,6 +67,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from hwbench_pipeline.bench.catalog.registry import UnknownArchitectureError
     from hwbench_pipeline.bench.families import UnknownModelError
     from hwbench_pipeline.bench.hardware import UnknownTargetError, detect_targets, parse_target
+    from hwbench_pipeline.bench.precision import parse_spec
     from hwbench_pipeline.bench.scenarios.inference import InferenceConfig
     from hwbench_pipeline.bench.trackers.stats import StoppingRule
     from hwbench_pipeline.cli import check_bench_model
@@ -79,15 +81,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.threads is not None and not 1 <= args.threads <= cores:
         raise UsageError(f"--threads must be between 1 and this host's {cores} cores, got {args.threads}")
     try:
-        for _, target, precision in sides:
+        for _, target, _ in sides:
             parse_target(target)
-            if precision not in ("fp32", "bf16", "fp16"):
-                raise ValueError(f"unknown precision {precision!r}; one of fp32, bf16, fp16")
+        formats = [parse_spec(p) for _, _, p in sides]
         seq = args.seq or check_bench_model(args.model, args.preset)
         rule = StoppingRule(max_seconds=args.seconds_per_process, processes=1, max_processes=1)
         configs = [InferenceConfig(family=args.model, preset=args.preset, target=t, batch_size=batches[0],
-                                   seq_len=seq, precision=p, threads=args.threads or cores, rule=rule)
-                   for _, t, p in sides]
+                                   seq_len=seq, precision=precision, quantization=quantization,
+                                   threads=args.threads or cores, rule=rule)
+                   for (_, t, _), (precision, quantization) in zip(sides, formats, strict=True)]
     except (UnknownModelError, UnknownTargetError, UnknownArchitectureError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     available = {t.key for t in detect_targets()}

@@ -138,6 +138,14 @@ INFERENCE_RESULTS = pa.schema(
         ("above_peak", pa.bool_()),
         ("max_abs_diff", pa.float64()),
         ("max_rel_diff", pa.float64()),
+        ("mean_rel_diff", pa.float64()),  # the quality a precision costs, with max_rel_diff (docs/precision.md)
+        # task accuracy at this precision of the weights the training scenario kept (bench/quality.py)
+        ("task", pa.string()),
+        ("task_samples", pa.int64()),
+        ("task_accuracy", pa.float64()),
+        ("task_accuracy_fp32", pa.float64()),
+        ("accuracy_drop", pa.float64()),  # task_accuracy_fp32 - task_accuracy
+        ("trained_run_id", pa.string()),
     ]
     + MACHINE_LOAD_COLUMNS
     + [
@@ -219,6 +227,7 @@ HARDWARE_TARGETS = pa.schema(
         ("peak_gflops_fp32", pa.float64()),
         ("peak_gflops_bf16", pa.float64()),
         ("peak_gflops_fp16", pa.float64()),
+        ("peak_gflops_int8", pa.float64()),
         ("peak_gbps", pa.float64()),
         ("peak_details", pa.string()),
         ("detected_at", TS),
@@ -257,6 +266,8 @@ RECOMMENDATIONS = pa.schema(
         ("batch_size", pa.int64()),
         ("seq_len", pa.int64()),
         ("precision", pa.string()),
+        ("quantization", pa.string()),  # the int8 recipe of the pick (bench/precision.py)
+        ("accuracy_drop", pa.float64()),  # task accuracy lost against fp32 where measured (a fraction)
         ("value", pa.float64()),
         ("unit", pa.string()),
         ("source", pa.string()),
@@ -320,6 +331,7 @@ TRAINING_RESULTS = pa.schema(
         ("final_accuracy", pa.float64()),
         ("chance_accuracy", pa.float64()),
         ("loss_curve", pa.list_(pa.float64())),
+        ("trained_weights", pa.string()),  # where the run kept its trained weights (bench/trained.py), or null
     ]
     + MACHINE_LOAD_COLUMNS
     + [

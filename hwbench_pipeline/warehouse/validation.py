@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from hwbench_pipeline.warehouse.schema import CONFIG_KEY
+from hwbench_pipeline.bench.precision import NO_QUANTIZATION, PRECISIONS, QUANTIZATIONS
+from hwbench_pipeline.warehouse.schema import CONFIG_KEY, UNRECORDED
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
@@ -21,7 +22,8 @@ INFERENCE_REQUIRED_COLUMNS = [
     "p50_ms", "p90_ms", "p99_ms", "mean_ms", "n_samples", "throughput_samples_s", "peak_rss_mb", "host",
 ]
 INFERENCE_KEY = ["run_id", *CONFIG_KEY]
-PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+#: the int8 recipes, none for the float formats, or unrecorded (an import that does not say)
+QUANTIZATION_VALUES = (NO_QUANTIZATION, *QUANTIZATIONS, UNRECORDED)
 SCENARIOS = ("inference", "training", "distributed")
 THROUGHPUT_RATIO = "throughput_x_p50_per_batch"
 THROUGHPUT_AGREEMENT = 1.25
@@ -70,6 +72,7 @@ def inference_suite():
     expectations.append(e.ExpectColumnPairValuesAToBeGreaterThanB(column_A="p99_ms", column_B="p90_ms",
                                                                   or_equal=True))
     expectations.append(e.ExpectColumnValuesToBeInSet(column="precision", value_set=list(PRECISIONS)))
+    expectations.append(e.ExpectColumnValuesToBeInSet(column="quantization", value_set=list(QUANTIZATION_VALUES)))
     # Throughput is batch / a latency statistic (the median here, the mean in some imported reports): it
     # must agree with batch / p50 within THROUGHPUT_AGREEMENT either way (see derived_columns).
     expectations.append(e.ExpectColumnValuesToBeBetween(

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 
 class Runner(Protocol):
     """A model made ready on one device, with its inputs bound."""
 
-    #: the precision that actually runs (a backend may not honour a request: record the truth)
+    #: the number format that actually runs (fp32, bf16, fp16, int8; bench/precision.py): a backend may not
+    #: honour a request, so it reports what it observed (weights' dtype, the runtime's own report)
     precision: str
     #: whether the exported/converted model was loaded from the configuration's export cache (export_cache.py)
     from_cache: bool
@@ -35,10 +37,18 @@ class Backend(Protocol):
         """Whether this backend runs on that kind of device here; the reason when not."""
 
     def precisions(self, device_kind: str) -> tuple[str, ...]:
-        """Precisions this backend can run on that device kind here."""
+        """The precision specs (bench/precision.py: fp32, bf16, fp16, int8-dynamic, int8-static) this backend
+        can run on that device kind here."""
+
+    def unsupported_reason(self, precision: str, device_kind: str) -> str | None:
+        """Why this backend cannot run the precision spec on that device kind here (one line, naming what was
+        detected: "this CPU has no native bf16"), or None when it can."""
 
     def tolerance(self, precision: str) -> float:
-        """Largest accepted difference from the torch fp32 output, relative to the output's largest magnitude."""
+        """Largest accepted difference from the torch fp32 output, relative to the output's largest magnitude,
+        for a precision spec."""
 
-    def prepare(self, model: Any, inputs: dict[str, Any], forward: Any, device: str, precision: str) -> Runner:
-        """Move/convert the model for the device and precision; return a runner bound to the inputs."""
+    def prepare(self, model: Any, inputs: dict[str, Any], forward: Any, device: str, precision: str, *,
+                calibration: Sequence[dict[str, Any]] = ()) -> Runner:
+        """Move/convert/quantize the model for the device and precision spec; return a runner bound to the
+        inputs. ``calibration``: input batches made like ``inputs`` (other seeds) for a static recipe."""

@@ -203,9 +203,9 @@ def _probe(cfg: ProbeConfig, run_id: str) -> dict:
             t0 = time.perf_counter()
             runner()
             fields["first_call_ms"] = (time.perf_counter() - t0) * 1e3
-            diff, rel = check_agreement(runner.output(), result.output.float(), backend.tolerance("fp32"),
+            agreement = check_agreement(runner.output(), result.output.float(), backend.tolerance("fp32"),
                                         cfg.label)
-            fields.update(max_abs_diff=diff, max_rel_diff=rel)
+            fields.update(max_abs_diff=agreement.max_abs_diff, max_rel_diff=agreement.max_rel_diff)
         if fields["first_call_ms"] <= SERIES_MAX_FIRST_CALL_MS:
             fields.update(timed_series(runner))
         else:

@@ -17,7 +17,7 @@ from hwbench_pipeline.bench.trackers.stats import NOISY_HALFWIDTH, StoppingRule,
 LOAD_FIELDS = ("machine_busy_fraction", "foreign_busy_fraction", "steal_fraction", "loadavg_1m")
 #: figures taken as their largest over the processes (memory is the first process's: it built, exported and
 #: ran the model as a user's process does; the later ones read the export from the cache)
-LARGEST_FIELDS = ("max_abs_diff", "max_rel_diff", "slowest_core_ms")
+LARGEST_FIELDS = ("max_abs_diff", "max_rel_diff", "mean_rel_diff", "slowest_core_ms")
 
 
 def core_slowdowns(rows: list[dict]) -> list[float | None]:

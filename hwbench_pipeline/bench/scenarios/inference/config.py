@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from hwbench_pipeline.bench.config_key import METHOD, SPREAD_METHOD, inference_attention, key_fields
+from hwbench_pipeline.bench.precision import NO_QUANTIZATION, spec_name
 from hwbench_pipeline.bench.trackers.stats import StoppingRule
 
 
@@ -17,6 +18,11 @@ class InferenceConfig:
     seq_len: int
     precision: str = "fp32"
     threads: int = 1
+    #: the int8 recipe (bench/precision.py); "none" for the float formats
+    quantization: str = NO_QUANTIZATION
+    #: weights the training scenario kept for this model (bench/trained.py): with them the row gets the task
+    #: accuracy this precision costs (bench/quality.py). None: output error only
+    trained_weights: str | None = None
     rule: StoppingRule = field(default_factory=StoppingRule)
     count_flops: bool = True
     seed: int = 0
@@ -28,7 +34,12 @@ class InferenceConfig:
     @property
     def label(self) -> str:
         return (f"{self.target} {self.family}/{self.preset} bs={self.batch_size} seq={self.seq_len} "
-                f"{self.precision} t={self.threads}")
+                f"{self.spec} t={self.threads}")
+
+    @property
+    def spec(self) -> str:
+        """The precision as users name it: ``fp32``, ``int8-static``."""
+        return spec_name(self.precision, self.quantization)
 
     @property
     def attention(self) -> str:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
+from pathlib import Path
 
 from hwbench_pipeline.bench.config_key import ATTENTION, DEFAULT_ATTENTION
+from hwbench_pipeline.bench.precision import CALIBRATION_BATCHES
 from hwbench_pipeline.bench.scenarios.inference.config import InferenceConfig
 from hwbench_pipeline.bench.scenarios.inference.timing import check_agreement, forward_counting_flops, time_calls
 from hwbench_pipeline.bench.scenarios.rows import failure_fields, load_fields, measured_or_failure, now, series_fields
@@ -24,6 +26,7 @@ def measure_inference(cfg: InferenceConfig, run_id: str) -> dict:
     from hwbench_pipeline.bench import models
     from hwbench_pipeline.bench.backends import load_backend
     from hwbench_pipeline.bench.hardware import parse_target
+    from hwbench_pipeline.bench.quality import task_quality
     from hwbench_pipeline.bench.trackers.core_speed import slowest_core_ms
     from hwbench_pipeline.bench.trackers.memory import current_rss_mb, rss_high_water_mb
     from hwbench_pipeline.bench.trackers.system_load import is_contaminated, load_between, read_cpu_times
@@ -50,15 +53,23 @@ def measure_inference(cfg: InferenceConfig, run_id: str) -> dict:
     t0 = time.perf_counter()
     # FLOPs and the reference came from the eager model; the timed one runs what the configuration asks for
     attention_ran = models.use_default_attention(model) if cfg.attention == DEFAULT_ATTENTION else ATTENTION
-    runner = backend.prepare(model, inputs, models.forward, target.torch_device, cfg.precision)
+    # a static int8 recipe calibrates on inputs made the same way with other seeds, never on the timed ones
+    calibration = [models.make_inputs(cfg.family, config, cfg.batch_size, cfg.seq_len, seed=cfg.seed + 1 + i,
+                                      model=model) for i in range(CALIBRATION_BATCHES)] \
+        if cfg.quantization == "static" else []
+    runner = backend.prepare(model, inputs, models.forward, target.torch_device, cfg.spec, calibration=calibration)
     # build + prepare (export/convert/compile), not the checks nor the writing of the export cache
     load_s = build_s + time.perf_counter() - t0 - runner.cache_write_s
     try:
         t0 = time.perf_counter()
         runner()
         first_call_ms = (time.perf_counter() - t0) * 1e3
-        max_abs_diff, max_rel_diff = check_agreement(runner.output(), reference,
-                                                     backend.tolerance(runner.precision), cfg.label)
+        # a request the backend turned into another format (fp16 weights run in fp32 by ONNX Runtime's CPU
+        # provider) carries the error of both: it is held to the looser of their bounds
+        bound = backend.tolerance(cfg.spec)
+        if runner.precision != cfg.precision:
+            bound = max(bound, backend.tolerance(runner.precision))
+        agreement = check_agreement(runner.output(), reference, bound, cfg.label)
 
         cpu_before, core_before = read_cpu_times(), slowest_core_ms()
         samples, warmup_calls, stop_reason = time_calls(runner, cfg.rule)
@@ -68,6 +79,10 @@ def measure_inference(cfg: InferenceConfig, run_id: str) -> dict:
     finally:
         runner.release()
 
+    peak_rss = rss_high_water_mb()  # before the task model below is built: this row's memory is its own
+    # the trained weights' task accuracy at this precision, from the same backend path (bench/quality.py)
+    quality = task_quality(cfg.family, cfg.preset, Path(cfg.trained_weights), cfg.target, cfg.spec) \
+        if cfg.trained_weights else {}
     stats = summarize(samples)
     p50_s = stats["p50_ms"] / 1e3
     tokens = models.tokens_per_call(cfg.family, config, cfg.batch_size, cfg.seq_len)
@@ -91,11 +106,13 @@ def measure_inference(cfg: InferenceConfig, run_id: str) -> dict:
         "first_call_ms": first_call_ms,
         "load_s": load_s,
         "baseline_rss_mb": baseline_rss,
-        "peak_rss_mb": rss_high_water_mb(),
+        "peak_rss_mb": peak_rss,
         "device_peak_mb": device_peak,
         "flops_per_call": flops,
-        "max_abs_diff": max_abs_diff,
-        "max_rel_diff": max_rel_diff,
+        "max_abs_diff": agreement.max_abs_diff,
+        "max_rel_diff": agreement.max_rel_diff,
+        "mean_rel_diff": agreement.mean_rel_diff,
+        **quality,
         "achieved_gflops": flops / p50_s / 1e9 if flops else None,
         **load_fields(load, contaminated),
         "slowest_core_ms": max(core_before, core_after) if core_before and core_after else None,

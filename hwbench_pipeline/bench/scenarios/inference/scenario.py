@@ -25,13 +25,13 @@ class InferenceScenario(Scenario):
         from hwbench_pipeline.bench.hardware import parse_target
 
         parsed = parse_target(target)
-        supported = load_backend(parsed.backend).precisions(parsed.device_kind)
+        backend = load_backend(parsed.backend)
+        reasons = {spec: backend.unsupported_reason(spec, parsed.device_kind) for spec in profile.precisions}
         configs = profile.inference_configs(target)
-        runnable = [c for c in configs if c.precision in supported]
+        runnable = [c for c in configs if reasons[c.spec] is None]
         refused = [failure_row(c, run_id, "unsupported_configuration",
-                               f"precision {c.precision} is not supported on {target} "
-                               f"(supported: {', '.join(supported)})")
-                   for c in configs if c.precision not in supported]
+                               f"precision {c.spec} is not supported on {target}: {reasons[c.spec]}")
+                   for c in configs if reasons[c.spec] is not None]
         return Plan(runnable, refused, "precision not supported here" if refused else "")
 
     def measure(self, cfg: InferenceConfig, run_id: str) -> dict:
@@ -41,7 +41,9 @@ class InferenceScenario(Scenario):
         return cfg.rule
 
     def process_config(self, cfg: InferenceConfig, first: bool) -> InferenceConfig:
-        return replace(cfg, rule=cfg.rule.per_process(), count_flops=cfg.count_flops and first)
+        # what does not change between processes is measured once: FLOPs, and the task accuracy
+        return replace(cfg, rule=cfg.rule.per_process(), count_flops=cfg.count_flops and first,
+                       trained_weights=cfg.trained_weights if first else None)
 
     def failure_row(self, cfg: InferenceConfig, run_id: str, failure_class: str, message: str,
                     started: datetime | None = None) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import NamedTuple
 
 from hwbench_pipeline.bench.trackers.stats import StoppingRule
 
@@ -30,8 +31,17 @@ def count_flops(model, inputs, forward) -> float | None:
     return forward_counting_flops(model, inputs, forward)[1]
 
 
-def check_agreement(output, reference, tolerance: float, label: str) -> tuple[float, float]:
-    """Largest absolute difference from the torch fp32 output, and that relative to the output's scale.
+class Agreement(NamedTuple):
+    """How far a backend's output is from the torch fp32 output: the quality a precision costs."""
+
+    max_abs_diff: float
+    max_rel_diff: float  # max |diff| / max |reference|
+    mean_rel_diff: float  # mean |diff| / max |reference|
+
+
+def check_agreement(output, reference, tolerance: float, label: str) -> Agreement:
+    """Largest absolute difference from the torch fp32 output, that and the mean difference relative to the
+    output's scale (its largest magnitude: element-wise relative errors explode near zero outputs).
 
     Raises a ``numerical_mismatch`` failure when the relative difference exceeds the backend's tolerance for
     the precision that ran: a fast wrong answer is not a result.
@@ -41,12 +51,13 @@ def check_agreement(output, reference, tolerance: float, label: str) -> tuple[fl
     if tuple(output.shape) != tuple(reference.shape):
         raise BenchmarkFailure("numerical_mismatch",
                                f"{label}: output shape {tuple(output.shape)} != torch {tuple(reference.shape)}")
-    diff = float((output.float() - reference).abs().max())
+    error = (output.float() - reference).abs()
+    diff = float(error.max())
     scale = float(reference.abs().max()) or 1.0
     if not math.isfinite(diff) or diff / scale > tolerance:
         raise BenchmarkFailure("numerical_mismatch", f"{label}: max |diff| {diff:.3g} is {diff / scale:.3g} of the "
                                                      f"output scale {scale:.3g}, above the tolerance {tolerance:g}")
-    return diff, diff / scale
+    return Agreement(diff, diff / scale, float(error.mean()) / scale)
 
 
 def time_calls(runner, rule: StoppingRule) -> tuple[list[float], int, str]:
