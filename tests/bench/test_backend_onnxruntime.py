@@ -6,14 +6,16 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
 
 from hwbench_pipeline.bench import models
 from hwbench_pipeline.bench.backends import backend_available, load_backend
+from hwbench_pipeline.bench.backends.export_cache import EXPORT_CACHE_ENV
 from hwbench_pipeline.bench.backends.onnxruntime.backend import BACKEND
-from hwbench_pipeline.bench.backends.onnxruntime.config import TMP_PREFIX
+from hwbench_pipeline.bench.backends.onnxruntime.config import CACHE_ENTRY, TMP_PREFIX
 from hwbench_pipeline.bench.failures import BenchmarkFailure, UnsupportedConfigurationError
 from hwbench_pipeline.bench.hardware import detect_targets
 from hwbench_pipeline.bench.profiles import effective_seq_len
@@ -129,7 +131,7 @@ def test_session_threads_follow_torch():
 
 
 def test_precision_and_device_refused():
-    assert BACKEND.precisions("cpu") == ("fp32",)
+    assert BACKEND.precisions("cpu") == ("fp32", "fp16", "int8-dynamic", "int8-static")
     with pytest.raises(UnsupportedConfigurationError, match="bf16"):
         BACKEND.prepare(torch.nn.Linear(4, 2), {"input": torch.randn(1, 4)}, _call, "cpu", "bf16")
     with pytest.raises(UnsupportedConfigurationError):
@@ -179,3 +181,182 @@ def test_io_binding_path_on_the_host(own_tmp):
         bound.release()
         host.release()
     assert not _exports_left(own_tmp)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Precision paths: fp16 and int8 models derived from the fp32 export with ONNX Runtime's own tools
+# ----------------------------------------------------------------------------------------------------------
+
+INTEGER_OPS = {"MatMulInteger", "MatMulIntegerToFloat", "DynamicQuantizeMatMul", "QLinearMatMul", "QGemm",
+               "QLinearConv", "ConvInteger"}
+
+
+def test_precisions_offered_and_refused_say_why():
+    for spec in ("fp32", "fp16", "int8-dynamic", "int8-static", "int8"):
+        assert BACKEND.unsupported_reason(spec, "cpu") is None
+    bf16 = BACKEND.unsupported_reason("bf16", "cpu")
+    assert "bf16" in bf16 and "MatMul" in bf16 and "CPUExecutionProvider" in bf16  # what the probe found
+    assert BACKEND.precisions("cuda") == ("fp32", "fp16")
+    assert "TensorRT" in BACKEND.unsupported_reason("int8-static", "cuda")
+    assert BACKEND.precisions("rocm") == ("fp32",)
+    assert BACKEND.precisions("mps") == () and "mps" in BACKEND.unsupported_reason("fp32", "mps")
+    assert "unknown precision" in BACKEND.unsupported_reason("int4", "cpu")
+    assert BACKEND.tolerance("int8") == BACKEND.tolerance("int8-dynamic")  # the alias
+    assert BACKEND.tolerance("fp32") < BACKEND.tolerance("fp16") < BACKEND.tolerance("int8-dynamic")
+
+
+@pytest.fixture(scope="module")
+def bert_tiny(tmp_path_factory) -> dict:
+    """bert tiny, its inputs, calibration batches made with other seeds, its torch output, and an export cache
+    directory, so that the module exports it once."""
+    config = models.build_config("bert", "tiny")
+    model = models.build_model("bert", "tiny")
+    inputs = models.make_inputs("bert", config, 1, 16, seed=0)
+    calibration = [models.make_inputs("bert", config, 1, 16, seed=seed) for seed in (1, 2, 3, 4)]
+    with torch.inference_mode():
+        reference = models.forward(model, inputs).float()
+    return {"model": model, "inputs": inputs, "calibration": calibration, "reference": reference,
+            "cache": tmp_path_factory.mktemp("export-cache")}
+
+
+@pytest.fixture
+def cached(bert_tiny, own_tmp, monkeypatch) -> dict:
+    monkeypatch.setenv(EXPORT_CACHE_ENV, str(bert_tiny["cache"]))
+    torch.set_num_threads(1)
+    return bert_tiny
+
+
+def _prepare(case: dict, spec: str):
+    return BACKEND.prepare(case["model"], case["inputs"], models.forward, "cpu", spec,
+                           calibration=case["calibration"])
+
+
+def _relative_error(output: torch.Tensor, reference: torch.Tensor) -> float:
+    return float((output - reference).abs().max() / reference.abs().max())
+
+
+def _executed_graph(model_path: Path, directory: Path) -> onnx.GraphProto:
+    """The graph ORT executes for that model on the CPU, written by a session of this test's own."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.optimized_model_filepath = str(directory / "executed.onnx")
+    options.log_severity_level = 3
+    ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    return onnx.load(str(directory / "executed.onnx"), load_external_data=False).graph
+
+
+@pytest.mark.parametrize("spec", ["int8-dynamic", "int8-static"])
+def test_int8_runs_integer_kernels_within_its_tolerance(cached, spec, tmp_path):
+    runner = _prepare(cached, spec)
+    try:
+        assert runner.precision == "int8"
+        assert set(runner.heavy_ops) == {"int8"}
+        executed = {node.op_type for node in _executed_graph(runner.model_path, tmp_path).node}
+        assert executed & INTEGER_OPS, executed
+        assert "DynamicQuantizeLinear" in executed if spec == "int8-dynamic" else "QuantizeLinear" in executed
+        error = _relative_error(runner.output(), cached["reference"])
+        assert 1e-4 < error < BACKEND.tolerance(spec)  # above fp32's last-bit noise: the int8 path ran
+    finally:
+        runner.release()
+
+
+def test_fp16_reports_the_format_its_matmuls_ran_in(cached, tmp_path):
+    runner = _prepare(cached, "fp16")
+    try:
+        derived = onnx.load(str(runner.model_path), load_external_data=False).graph
+        assert {t.data_type for t in derived.initializer} >= {onnx.TensorProto.FLOAT16}  # it was converted
+        executed = _executed_graph(runner.model_path, tmp_path)
+        weights = {t.name: t.data_type for t in executed.initializer}
+        # the dtype of the weights the executed MatMul/Gemm nodes multiply by: the CPU provider casts an fp16
+        # node without a kernel back to fp32 (x86 has none), a provider with fp16 kernels keeps them
+        ran = {weights[name] for node in executed.node if node.op_type in ("MatMul", "Gemm")
+               for name in node.input[:2] if name in weights}
+        expected = "fp16" if ran == {onnx.TensorProto.FLOAT16} else "fp32"
+        assert ran and runner.precision == expected
+        error = _relative_error(runner.output(), cached["reference"])
+        assert 1e-5 < error < BACKEND.tolerance("fp16")  # fp16-rounded weights and activations
+    finally:
+        runner.release()
+
+
+def test_derived_models_live_in_the_runners_directory_and_the_cache_keeps_fp32_only(cached, own_tmp):
+    fp32 = _prepare(cached, "fp32")
+    fp32.release()
+    entry = sorted(p.relative_to(cached["cache"]) for p in (cached["cache"] / CACHE_ENTRY).rglob("*"))
+    runner = _prepare(cached, "int8-dynamic")
+    try:
+        assert runner.from_cache and runner.precision == "int8"
+        assert _exports_left(own_tmp) and runner.model_path.is_relative_to(_exports_left(own_tmp)[0])
+    finally:
+        runner.release()
+    assert not _exports_left(own_tmp)
+    assert sorted(p.relative_to(cached["cache"]) for p in (cached["cache"] / CACHE_ENTRY).rglob("*")) == entry
+
+
+class _Mlp(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.GELU(), torch.nn.Linear(64, 32),
+                                       torch.nn.LayerNorm(32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def _activation_scales(model_path: Path) -> dict[str, float]:
+    """The scale of every QuantizeLinear (activations: weights are stored quantized) of a QDQ model."""
+    graph = onnx.load(str(model_path)).graph
+    values = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
+    return {node.input[0]: float(values[node.input[1]]) for node in graph.node if node.op_type == "QuantizeLinear"}
+
+
+def test_static_scales_come_from_the_calibration_batches(own_tmp, monkeypatch):
+    torch.set_num_threads(1)
+    monkeypatch.setenv(EXPORT_CACHE_ENV, str(own_tmp / "cache"))  # one export, three quantizations
+    model, x = _Mlp().eval(), torch.randn(4, 32)
+    small = [{"x": torch.randn(4, 32, generator=torch.Generator().manual_seed(seed))} for seed in (1, 2)]
+    large = [{"x": batch["x"] * 10} for batch in small]
+    scales = []
+    for calibration in (small, small, large):
+        runner = BACKEND.prepare(model, {"x": x}, _call, "cpu", "int8-static", calibration=calibration)
+        try:
+            assert runner.precision == "int8"
+            scales.append(_activation_scales(runner.model_path))
+        finally:
+            runner.release()
+    assert scales[0] and scales[0] == scales[1]  # the same batches give the same scales
+    first = next(iter(scales[0]))  # the input's scale: 10x the range, 10x the scale
+    assert scales[2][first] == pytest.approx(10 * scales[0][first], rel=1e-5)
+    with pytest.raises(UnsupportedConfigurationError, match="calibration"):
+        BACKEND.prepare(model, {"x": x}, _call, "cpu", "int8-static")
+    assert not _exports_left(own_tmp)
+
+
+def test_a_failing_quantization_is_one_classified_line(own_tmp):
+    torch.set_num_threads(1)
+    model, x = _Mlp().eval(), torch.randn(4, 32)
+    # batches of another shape than the exported graph's static one: ORT's calibration session rejects them
+    calibration = [{"x": torch.randn(3, 7)}]
+    with pytest.raises(BenchmarkFailure) as info:
+        BACKEND.prepare(model, {"x": x}, _call, "cpu", "int8-static", calibration=calibration)
+    assert info.value.failure_class == "export_error"
+    message = str(info.value)
+    assert message.startswith("onnxruntime int8-static quantization failed: ") and "\n" not in message
+    assert "Traceback" not in message and len(message) < 600
+    assert not _exports_left(own_tmp)
+
+
+def test_quantizer_advice_is_captured_not_printed(own_tmp, capfd):
+    from hwbench_pipeline.bench.backends.onnxruntime.quantize import captured_logs, quantize_dynamic_model
+
+    torch.set_num_threads(1)
+    fp32 = BACKEND.prepare(_Mlp().eval(), {"x": torch.randn(4, 32)}, _call, "cpu", "fp32")
+    try:
+        capfd.readouterr()
+        with captured_logs() as lines:  # the export as it is, not pre-processed: ORT advises pre-processing
+            quantize_dynamic_model(fp32.model_path, own_tmp / "q.onnx")
+        assert any("pre-processing" in line for line in lines)
+        assert "pre-processing" not in capfd.readouterr().err
+    finally:
+        fp32.release()

@@ -6,16 +6,22 @@ cache (export_cache.py), the export is published there once and the configuratio
 instead: their load time is the session's alone. The dynamo exporter (``torch.export`` + onnxscript) is tried
 first, then the legacy TorchScript exporter; the graph's only output is the tensor ``models.forward`` returns.
 A failure of both exporters becomes a classified :class:`BenchmarkFailure`.
+
+fp16 and int8 models are derived from the fp32 export at prepare time (quantize.py), in a directory of the
+runner's own removed on release, so the derivation is part of the load time. The precision the runner reports
+is read from the graph the session executes (graph.py), not taken from the request.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import shutil
 import tempfile
 import warnings
 import weakref
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,17 +33,21 @@ from hwbench_pipeline.bench.backends.exportable import traceable_experts
 from hwbench_pipeline.bench.backends.onnxruntime.config import (
     CACHE_ENTRY,
     CUDA_PROVIDER_OPTIONS,
+    FP32_ONLY_KINDS,
     GPU_HINTS,
     GPU_PROVIDERS,
     INTER_OP_THREADS,
     INVALID_MODEL_MARKERS,
     LEGACY_OPSET,
-    PRECISIONS,
+    NO_BF16_CONVERTER,
+    REFUSED,
+    SESSION_GRAPH_FILE,
     TMP_PREFIX,
     TOLERANCE,
     UNSUPPORTED_OPERATOR_MARKERS,
 )
 from hwbench_pipeline.bench.failures import BenchmarkFailure, UnsupportedConfigurationError, classify
+from hwbench_pipeline.bench.precision import canonical_spec, offered_specs, unknown_spec_reason
 
 # The exporter logs a warning per torchvision op it cannot register (torchvision is not a dependency):
 # four lines per configuration that say nothing about the model being exported.
@@ -48,6 +58,8 @@ _SUMMARY_CHARS = 400
 #: the exporters, in the order tried; each writes ``<exporter>/model.onnx`` in the export directory
 _EXPORTERS = ("dynamo", "torchscript")
 _MODEL_FILE = "model.onnx"
+#: where a derived (fp16/int8) model is written inside the runner's own directory
+_DERIVED_DIR = "derived"
 
 
 def _onnxruntime():
@@ -199,13 +211,23 @@ def _gpu_provider() -> str:
     )
 
 
-def _session(path: Path, provider: str, device_id: int | None) -> Any:
+def _session(path: Path, provider: str, device_id: int | None, optimized: Path | None = None) -> Any:
+    """An InferenceSession of ``path``; with ``optimized``, ORT also writes there the graph it executes."""
     ort = _onnxruntime()
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = torch.get_num_threads()
     options.inter_op_num_threads = INTER_OP_THREADS
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    if optimized is not None:
+        options.optimized_model_filepath = str(optimized)
+        # weights beside it, as the 2 GB protobuf limit requires for big models
+        options.add_session_config_entry("session.optimized_model_external_initializers_file_name",
+                                         f"{optimized.name}.data")
+        options.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes",
+                                         "1024")
+        # ORT warns that a graph optimized at this level is host-specific: it is read here and then deleted
+        options.log_severity_level = 3
     if provider == "CPUExecutionProvider":
         providers: list[Any] = [provider]
     else:
@@ -218,7 +240,8 @@ def _session(path: Path, provider: str, device_id: int | None) -> Any:
         if not _is_out_of_memory(exc) and _is_unsupported_operator(exc):
             raise BenchmarkFailure("unsupported_operator", f"onnxruntime has no kernel: {_summary(exc)}") from exc
         if not _is_out_of_memory(exc) and any(marker in text for marker in INVALID_MODEL_MARKERS):
-            raise BenchmarkFailure("export_error", f"onnxruntime rejected the exported model: {_summary(exc)}") from exc
+            what = "exported" if optimized is None else "derived"
+            raise BenchmarkFailure("export_error", f"onnxruntime rejected the {what} model: {_summary(exc)}") from exc
         raise
     if session.get_providers()[0] != provider:
         # ORT falls back to the CPU silently when a GPU provider cannot start (missing CUDA libraries)
@@ -229,13 +252,71 @@ def _session(path: Path, provider: str, device_id: int | None) -> Any:
     return session
 
 
+def _derived(spec: str, source: Path, directory: Path, calibration: Sequence[dict[str, Any]]) -> tuple[Path, list[str]]:
+    """quantize.derive with its failures classified: one line saying which tool failed on what."""
+    from hwbench_pipeline.bench.backends.onnxruntime.quantize import derive  # imports onnx: only when needed
+
+    try:
+        return derive(spec, source, directory, calibration)
+    except BenchmarkFailure:
+        raise
+    except Exception as exc:
+        if _is_out_of_memory(exc):
+            failure_class = "out_of_memory"
+        elif _is_unsupported_operator(exc):
+            failure_class = "unsupported_operator"
+        else:
+            failure_class = "export_error"
+        tool = "fp16 conversion" if spec == "fp16" else f"{spec} quantization"
+        raise BenchmarkFailure(failure_class, f"onnxruntime {tool} failed: {_summary(exc)}") from exc
+
+
+def _session_formats(optimized: Path) -> tuple[str, dict[str, int]]:
+    """(precision that ran, heavy nodes per format) of the graph a session wrote; the file is then removed."""
+    from hwbench_pipeline.bench.backends.onnxruntime.graph import observed_precision
+
+    try:
+        precision, counts = observed_precision(optimized)
+    finally:
+        optimized.unlink(missing_ok=True)
+        optimized.with_name(f"{optimized.name}.data").unlink(missing_ok=True)
+    return precision, dict(counts)
+
+
+@functools.cache
+def _cpu_kernel_missing(element_type: int) -> str | None:
+    """ORT's error for a one-node MatMul of that ONNX element type on the CPU provider, None when it loads (a
+    missing kernel of a type ORT can cast around, fp16, loads with inserted Casts)."""
+    import onnx
+    from onnx import helper
+
+    values = [helper.make_tensor_value_info(name, element_type, [2, 2]) for name in "abc"]
+    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "probe", values[:2], values[2:])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = min(model.ir_version, onnx.IR_VERSION)
+    try:
+        _onnxruntime().InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - the probe's answer is the message
+        return _summary(exc)
+    return None
+
+
 class OnnxRuntimeRunner:
     """An ``InferenceSession`` with its inputs bound once: numpy arrays fed to ``run`` (CPU), or with
     ``binding=(ORT device type, device id)`` an IO binding whose inputs were copied there once (CUDA)."""
 
     def __init__(self, session: Any, inputs: dict[str, torch.Tensor], directory: Path | None, exporter: str,
-                 binding: tuple[str, int] | None = None, *, from_cache: bool = False) -> None:
-        self.precision = "fp32"
+                 binding: tuple[str, int] | None = None, *, from_cache: bool = False, precision: str = "fp32",
+                 model_path: Path | None = None, heavy_ops: dict[str, int] | None = None,
+                 notes: Sequence[str] = ()) -> None:
+        self.precision = precision
+        #: the model file the session loaded (a derived model lives in ``directory`` until release)
+        self.model_path = model_path
+        #: heavy nodes (MatMul/Gemm/Conv and quantized forms) per format in the executed graph; None for fp32,
+        #: whose graph is not inspected
+        self.heavy_ops = heavy_ops
+        #: what the derivation skipped and the warnings its tools logged (quantize.captured_logs)
+        self.notes = tuple(notes)
         self.exporter = exporter
         self.from_cache = from_cache
         self.cache_write_s = 0.0  # the export is written in place and published by a rename
@@ -312,13 +393,36 @@ class OnnxRuntimeBackend:
         return False, f"the onnxruntime backend does not run on {device_kind}"
 
     def precisions(self, device_kind: str) -> tuple[str, ...]:
-        return PRECISIONS.get(device_kind, ())
+        return offered_specs(self.unsupported_reason, device_kind)
+
+    def unsupported_reason(self, precision: str, device_kind: str) -> str | None:
+        if (unknown := unknown_spec_reason(precision)) is not None:
+            return unknown
+        spec = canonical_spec(precision)
+        if device_kind != "cpu" and device_kind not in GPU_PROVIDERS:
+            return f"the onnxruntime backend does not run on {device_kind}"
+        if spec == "fp32":
+            return None
+        if device_kind in FP32_ONLY_KINDS:
+            return f"onnxruntime runs fp32 only on {device_kind} here (its {GPU_PROVIDERS[device_kind]} is not in " \
+                   f"recent releases; other precisions are not implemented for it)"
+        if (spec, device_kind) in REFUSED:
+            return REFUSED[(spec, device_kind)]
+        if device_kind == "cpu" and spec in ("bf16", "fp16"):
+            try:
+                from onnx import TensorProto
+            except ImportError as exc:
+                return f"onnx cannot be imported here ({exc})"
+            missing = _cpu_kernel_missing(TensorProto.BFLOAT16 if spec == "bf16" else TensorProto.FLOAT16)
+            if missing is not None:
+                return f"onnxruntime's CPUExecutionProvider cannot run a {spec} MatMul ({missing})"
+        return NO_BF16_CONVERTER if spec == "bf16" else None
 
     def tolerance(self, precision: str) -> float:
-        return TOLERANCE[precision]
+        return TOLERANCE[canonical_spec(precision)]
 
-    def prepare(self, model: Any, inputs: dict[str, Any], forward: Any, device: str,
-                precision: str) -> OnnxRuntimeRunner:
+    def prepare(self, model: Any, inputs: dict[str, Any], forward: Any, device: str, precision: str, *,
+                calibration: Sequence[dict[str, Any]] = ()) -> OnnxRuntimeRunner:
         dev = torch.device(device)
         binding: tuple[str, int] | None = None
         if dev.type == "cpu":
@@ -332,27 +436,39 @@ class OnnxRuntimeBackend:
             binding = ("cuda", device_id) if kind == "cuda" else None
         else:
             raise UnsupportedConfigurationError(f"the onnxruntime backend does not run on {device}")
-        allowed = self.precisions(kind)
-        if precision not in allowed:
+        reason = self.unsupported_reason(precision, kind)
+        if reason is not None:
             raise UnsupportedConfigurationError(
-                f"precision {precision} is not supported by onnxruntime on {device} (supported: {', '.join(allowed)})"
+                f"precision {precision} is not supported by onnxruntime on {device}: {reason} "
+                f"(supported: {', '.join(self.precisions(kind))})"
             )
+        spec = canonical_spec(precision)
+        if spec == "int8-static" and not calibration:
+            raise UnsupportedConfigurationError("int8-static needs calibration batches and prepare was given none")
         not_tensors = [name for name, value in inputs.items() if not isinstance(value, torch.Tensor)]
         if not_tensors:
             raise UnsupportedConfigurationError(f"onnxruntime takes tensor inputs only, not {', '.join(not_tensors)}")
         traceable_experts(model)
         cache = configuration_cache()
-        if cache is not None:
-            path, exporter, from_cache = _cached_export(model, inputs, forward, cache / CACHE_ENTRY)
-            session = _session(path, provider, device_id)
-            return OnnxRuntimeRunner(session, inputs, None, exporter, binding, from_cache=from_cache)
-        directory = Path(tempfile.mkdtemp(prefix=TMP_PREFIX))
+        # the runner's own directory: the export when there is no cache, and any derived model
+        directory = Path(tempfile.mkdtemp(prefix=TMP_PREFIX)) if cache is None or spec != "fp32" else None
         try:
-            path, exporter = _export(model, inputs, forward, directory)
-            session = _session(path, provider, device_id)
-            return OnnxRuntimeRunner(session, inputs, directory, exporter, binding)
+            if cache is not None:
+                path, exporter, from_cache = _cached_export(model, inputs, forward, cache / CACHE_ENTRY)
+            else:
+                (path, exporter), from_cache = _export(model, inputs, forward, directory), False
+            if spec == "fp32":
+                session = _session(path, provider, device_id)
+                return OnnxRuntimeRunner(session, inputs, directory, exporter, binding, from_cache=from_cache,
+                                         model_path=path)
+            path, notes = _derived(spec, path, directory / _DERIVED_DIR, calibration)
+            session = _session(path, provider, device_id, optimized=path.with_name(SESSION_GRAPH_FILE))
+            ran, heavy = _session_formats(path.with_name(SESSION_GRAPH_FILE))
+            return OnnxRuntimeRunner(session, inputs, directory, exporter, binding, from_cache=from_cache,
+                                     precision=ran, model_path=path, heavy_ops=heavy, notes=notes)
         except BaseException:
-            shutil.rmtree(directory, ignore_errors=True)
+            if directory is not None:
+                shutil.rmtree(directory, ignore_errors=True)
             raise
 
 
