@@ -3,8 +3,9 @@
 Every configuration converts its own static shapes; conversion and compilation count as load time. Where the
 process has a configuration's export cache (export_cache.py), the converted model is saved there once and the
 configuration's later processes read it instead of converting. The inference precision is set explicitly (the
-CPU plugin's default is bf16 on CPUs that have it) and read back from the compiled model: the row records what
-ran, not what was asked.
+CPU plugin's default is bf16 on CPUs that have it) and what ran is read back from the compiled model's runtime
+graph (observe.py): the row records what ran, not what was asked. The int8 recipes (quantize.py) are applied
+with NNCF to the converted fp32 model when preparing, as part of the load; the export cache keeps the fp32 model.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import inspect
 import sys
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +35,26 @@ from hwbench_pipeline.bench.backends.openvino.config import (  # noqa: E402
     CACHE_MODEL,
     CAPABILITIES,
     COMPILE_PROPERTIES,
+    DYNAMIC_QUANTIZATION_GROUP_SIZE,
     OV_PRECISIONS,
-    RAN_PRECISIONS,
     TOLERANCE,
     UNSUPPORTED_OPERATOR_MARKERS,
 )
+from hwbench_pipeline.bench.backends.openvino.observe import executed_precision  # noqa: E402
+from hwbench_pipeline.bench.backends.openvino.quantize import (  # noqa: E402
+    compress_weights,
+    dynamic_quantization_missing,
+    nncf_missing,
+    quantize_static,
+)
 from hwbench_pipeline.bench.failures import BenchmarkFailure, UnsupportedConfigurationError  # noqa: E402
+from hwbench_pipeline.bench.precision import (  # noqa: E402
+    PrecisionError,
+    canonical_spec,
+    offered_specs,
+    parse_spec,
+    unknown_spec_reason,
+)
 
 _GPU_KINDS = ("cuda", "rocm", "mps")
 
@@ -133,6 +149,20 @@ def _convert(model: torch.nn.Module, inputs: dict[str, Any], forward: Any) -> An
         raise _failure("conversion", exc) from exc
 
 
+def _quantized(converted: Any, spec: str, calibration: Sequence[dict[str, Any]]) -> Any:
+    """The converted fp32 model with the spec's int8 recipe applied (a new model), or itself for a float spec."""
+    if not spec.startswith("int8"):
+        return converted
+    try:
+        if spec == "int8-static":
+            return quantize_static(converted, calibration)
+        return compress_weights(converted)
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a model NNCF cannot quantize is a classified row
+        raise _failure(f"{spec} quantization (nncf)", exc) from exc
+
+
 def _save(converted: Any, entry: Path) -> None:
     """Publish the model that compiles at ``entry``, weights as they are: save_model's default would compress
     them to fp16, and a later process would then run other weights than the first."""
@@ -153,9 +183,10 @@ class OpenVINORunner:
         self.cache_write_s = 0.0
         # convert_model shares the torch weights' memory with the converted constants: keep their owner alive
         self._model = model
-        ran = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
-        #: what the compiled model reports it runs (may differ from the request)
-        self.precision = RAN_PRECISIONS.get(ran, ran)
+        # int8 weights with f32 activations compute in int8 only where the plugin quantizes activations per call
+        dynamic = int(compiled.get_property("DYNAMIC_QUANTIZATION_GROUP_SIZE")) != 0
+        #: the number format of most of the heavy ops' work in the runtime graph (may differ from the request)
+        self.precision = executed_precision(compiled, dynamic_int8=dynamic and dynamic_quantization_missing() is None)
         self._request = compiled.create_infer_request()
         # bind once: numpy copies kept alive here, shared with the request's input tensors
         self._arrays: list[Any] = []
@@ -204,33 +235,60 @@ class OpenVINOBackend:
         return True, ""
 
     def precisions(self, device_kind: str) -> tuple[str, ...]:
-        if device_kind != "cpu" or not self.available("cpu")[0]:
-            return ()
+        return offered_specs(self.unsupported_reason, device_kind)
+
+    def unsupported_reason(self, precision: str, device_kind: str) -> str | None:
+        if (unknown := unknown_spec_reason(precision)) is not None:
+            return unknown
+        spec = canonical_spec(precision)
+        ok, why = self.available(device_kind)
+        if not ok:
+            return why
         capabilities = _cpu_capabilities()
-        return ("fp32",) + tuple(p for p in ("bf16",) if CAPABILITIES[p] in capabilities)
+        needed = CAPABILITIES[spec]
+        if needed not in capabilities:
+            instead = " (an f16 hint would run bf16 or f32 instead)" if spec == "fp16" else ""
+            return (f"the openvino CPU plugin has no native {spec} here{instead}: its OPTIMIZATION_CAPABILITIES "
+                    f"are {', '.join(capabilities) or 'none'}, without {needed}")
+        if spec.startswith("int8"):
+            missing = nncf_missing() if spec == "int8-static" else dynamic_quantization_missing()
+            if missing is not None:
+                return missing
+        return None
 
     def tolerance(self, precision: str) -> float:
-        return TOLERANCE[precision]
+        if precision in TOLERANCE:
+            return TOLERANCE[precision]
+        # a bare number format (a runner's int8): the loosest bound of the recipes producing it
+        bounds = [bound for spec, bound in TOLERANCE.items() if parse_spec(spec)[0] == precision]
+        return max(bounds) if bounds else TOLERANCE[canonical_spec(precision)]
 
     def compile_properties(self, precision: str) -> dict[str, object]:
         """Everything set when compiling: nothing is left to the plugin's defaults that changes what runs."""
-        return {
-            "INFERENCE_PRECISION_HINT": OV_PRECISIONS[precision],
+        spec = canonical_spec(precision)
+        properties: dict[str, object] = {
+            "INFERENCE_PRECISION_HINT": OV_PRECISIONS[spec],
             "INFERENCE_NUM_THREADS": torch.get_num_threads(),
             **COMPILE_PROPERTIES,
         }
+        if spec == "int8-dynamic":
+            properties["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = DYNAMIC_QUANTIZATION_GROUP_SIZE
+        return properties
 
-    def prepare(self, model: Any, inputs: dict[str, Any], forward: Any, device: str,
-                precision: str) -> OpenVINORunner:
+    def prepare(self, model: Any, inputs: dict[str, Any], forward: Any, device: str, precision: str, *,
+                calibration: Sequence[dict[str, Any]] = ()) -> OpenVINORunner:
         kind = torch.device(device).type
         if kind != "cpu":
             raise UnsupportedConfigurationError(f"openvino runs on the CPU here, not on {device}")
-        allowed = self.precisions("cpu")
-        if precision not in allowed:
-            raise UnsupportedConfigurationError(
-                f"precision {precision} is not supported by openvino on this CPU (supported: {', '.join(allowed)}; "
-                f"CPU plugin capabilities: {', '.join(_cpu_capabilities())})"
-            )
+        try:
+            spec = canonical_spec(precision)
+        except PrecisionError as exc:
+            raise UnsupportedConfigurationError(str(exc)) from exc
+        reason = self.unsupported_reason(spec, "cpu")
+        if reason is not None:
+            raise UnsupportedConfigurationError(f"precision {spec} is not supported by openvino here: {reason}")
+        if spec == "int8-static" and not calibration:
+            raise UnsupportedConfigurationError("openvino int8-static needs calibration batches; none were given")
         import openvino as ov
 
         traceable_experts(model)  # in both cases: the torch model the scenario compares with is the same
@@ -248,9 +306,14 @@ class OpenVINOBackend:
             shapes = {port.get_any_name(): ov.PartialShape(list(inputs[name].shape))
                       for port in converted.inputs for name in port.get_names() if name in inputs}
             converted.reshape(shapes)  # static shapes: this configuration's own
-            compiled = _core().compile_model(converted, "CPU", self.compile_properties(precision))
         except Exception as exc:  # noqa: BLE001
             raise _failure("compilation", exc) from exc
+        runnable = _quantized(converted, spec, calibration)
+        try:
+            compiled = _core().compile_model(runnable, "CPU", self.compile_properties(spec))
+        except Exception as exc:  # noqa: BLE001
+            raise _failure("compilation", exc) from exc
+        del runnable  # the compiled model holds what it needs
         cache_write_s = 0.0
         if entry is not None and not from_cache:
             # saved after the reshape and a compilation that worked: the cached graph is the one compiled here,
