@@ -29,6 +29,7 @@ import polars as pl
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from hwbench_pipeline.bench.precision import PRECISIONS  # noqa: E402
 from hwbench_pipeline.predict.evaluation import evaluate_all, repeat_error  # noqa: E402
 from hwbench_pipeline.predict.features import training_frame  # noqa: E402
 
@@ -73,13 +74,14 @@ def host_peaks(targets: list[str], threads: int) -> pl.DataFrame:
         target = parse_target(key)
         if target.torch_device not in by_device:
             precisions = load_backend(target.backend).precisions(target.device_kind)
-            by_device[target.torch_device] = measure_peaks(target.torch_device, tuple(precisions), threads)
+            by_device[target.torch_device] = measure_peaks(target.torch_device, tuple(precisions), threads,
+                                                           backend=target.backend)
         peaks = by_device[target.torch_device]
         compute = peaks["compute_gflops"]
         rows.append({"target": key, "device_kind": target.device_kind, "backend": target.backend,
                      "peak_threads": threads, "peak_gbps": peaks["copy_gbps"]["value"],
                      **{f"peak_gflops_{p}": compute[p]["value"] if p in compute else None
-                        for p in ("fp32", "bf16", "fp16")},
+                        for p in PRECISIONS},
                      "cpu_cores": env["cpu_cores"], "memory_gb": env["memory_gb"]})
     print("peaks measured now: " + "; ".join(f"{r['target']} fp32 {r['peak_gflops_fp32']:.1f} GFLOP/s, "
                                             f"{r['peak_gbps']:.1f} GB/s" for r in rows))

@@ -13,6 +13,7 @@ from hwbench_pipeline.bench.backends import load_backend
 from hwbench_pipeline.bench.environment import environment_fields
 from hwbench_pipeline.bench.host_lock import host_measurement_lock
 from hwbench_pipeline.bench.peaks import compare_with_peak, measure_peaks
+from hwbench_pipeline.bench.precision import PRECISIONS
 from hwbench_pipeline.bench.scenarios.inference import InferenceConfig, run_configuration
 from hwbench_pipeline.bench.trackers.stats import StoppingRule
 from hwbench_pipeline.paths import host_lock_dir
@@ -36,7 +37,7 @@ def measure_run(warehouse: Warehouse, run_id: str, batches: tuple[int, ...], pea
     rows = [run_configuration(cfg, run_id) for cfg in configs]
     measured = [r for r in rows if r["status"] == "ok"]
     assert len(measured) == len(rows), [r.get("message", "")[:200] for r in rows if r["status"] != "ok"]
-    compare_with_peak(measured, {p: peaks.get(f"peak_gflops_{p}") for p in ("fp32", "bf16", "fp16")})
+    compare_with_peak(measured, {p: peaks.get(f"peak_gflops_{p}") for p in PRECISIONS})
     warehouse.write("inference_results", measured, run_id=run_id, partition=TARGET)
     warehouse.write("latency_samples", latency_sample_rows(measured), run_id=run_id, partition=TARGET)
     warehouse.write("runs", [{"run_id": run_id, "dagster_run_id": run_id, "profile": "notebook-test",

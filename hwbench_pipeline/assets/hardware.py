@@ -9,6 +9,7 @@ from hwbench_pipeline.bench import hardware
 from hwbench_pipeline.bench.backends import load_backend
 from hwbench_pipeline.bench.dispatch import measure_device_peaks
 from hwbench_pipeline.bench.environment import environment_fields
+from hwbench_pipeline.bench.precision import PRECISIONS, parse_spec
 from hwbench_pipeline.partitions import hardware_target_partitions
 from hwbench_pipeline.paths import host_lock_dir
 from hwbench_pipeline.resources.ray import RayResource
@@ -39,13 +40,19 @@ def detected_target_rows(run_id: str) -> list[dict]:
 
 
 def peak_columns(peaks: dict) -> dict:
+    """hardware_targets' peak columns from measure_peaks' result (peak_gflops_int8 holds GOPS: integer ops)."""
     compute = peaks["compute_gflops"]
     return {
         "peak_threads": peaks["threads"],
-        **{f"peak_gflops_{p}": compute[p]["value"] if p in compute else None for p in ("fp32", "bf16", "fp16")},
+        **{f"peak_gflops_{p}": compute[p]["value"] if p in compute else None for p in PRECISIONS},
         "peak_gbps": peaks["copy_gbps"]["value"],
         "peak_details": json.dumps(peaks, sort_keys=True),
     }
+
+
+def _formats(specs: str) -> set[str]:
+    """The number formats of a comma-separated list of precision specs (int8-dynamic and int8-static: int8)."""
+    return {parse_spec(spec)[0] for spec in specs.split(",") if spec}
 
 
 @dg.asset(group_name="catalog", pool="hwbench_warehouse")
@@ -63,22 +70,39 @@ def hardware_targets(context: dg.AssetExecutionContext, settings: HwbenchSetting
 
     threads = settings.load_profile().threads
     peaks_by_device: dict[str, dict] = {}
+    int8_by_runtime: dict[tuple[str, str], dict] = {}
     for row in rows:
-        device = hardware.parse_target(row["target"]).torch_device
+        target = hardware.parse_target(row["target"])
+        device = target.torch_device
         if device not in peaks_by_device:
-            # Every precision any backend runs on this device; the best library's figure is the device's peak.
+            # Every float precision any backend runs on this device; the best library's figure is the device's
+            # peak. int8 is not among them: each runtime has its own int8 kernels (below).
             precisions = tuple(sorted({p for r in rows if hardware.parse_target(r["target"]).torch_device == device
-                                       for p in r["precisions"].split(",")}))
+                                       for p in _formats(r["precisions"]) if p != "int8"}))
             peaks_by_device[device] = measure_device_peaks(
                 row["target"], precisions, threads, ray_address=ray.cluster_address,
                 lock_dir=host_lock_dir(), log=context.log.info)
             context.log.info(f"{device}: peaks {json.dumps(peaks_by_device[device])}")
-        row.update(peak_columns(peaks_by_device[device]))
+        peaks = peaks_by_device[device]
+        if "int8" in _formats(row["precisions"]):
+            # an int8 row is compared with its own runtime's int8 GEMM: measured once per device and runtime
+            key = (device, target.backend)
+            if key not in int8_by_runtime:
+                int8_by_runtime[key] = measure_device_peaks(
+                    row["target"], ("int8",), threads, ray_address=ray.cluster_address,
+                    lock_dir=host_lock_dir(), log=context.log.info)
+                context.log.info(f"{row['target']}: int8 peak {json.dumps(int8_by_runtime[key]['compute_gflops'])}")
+            measured = int8_by_runtime[key]
+            peaks = {**peaks, "backend": measured.get("backend"),
+                     "compute_gflops": {**peaks["compute_gflops"], "int8": measured["compute_gflops"]["int8"]}}
+        row.update(peak_columns(peaks))
     path = warehouse.warehouse().write("hardware_targets", rows, run_id=context.run.run_id)
     skipped = hardware.skipped_targets()
-    peaks_md = ["| target | threads | fp32 GFLOP/s | bf16 GFLOP/s | copy GB/s |", "|---|---:|---:|---:|---:|"]
+    peaks_md = ["| target | threads | fp32 GFLOP/s | bf16 GFLOP/s | int8 GOPS | copy GB/s |",
+                "|---|---:|---:|---:|---:|---:|"]
     peaks_md += [f"| {r['target']} | {r['peak_threads']} | {r['peak_gflops_fp32'] or 0:.1f} | "
-                 f"{r['peak_gflops_bf16'] or 0:.1f} | {r['peak_gbps']:.1f} |" for r in rows]
+                 f"{r['peak_gflops_bf16'] or 0:.1f} | {r['peak_gflops_int8'] or 0:.1f} | {r['peak_gbps']:.1f} |"
+                 for r in rows]
     return dg.MaterializeResult(metadata={
         "targets": ", ".join(keys),
         "new_partitions": ", ".join(new) or "none",

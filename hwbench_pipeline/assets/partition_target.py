@@ -7,6 +7,7 @@ from hwbench_pipeline.assets.catalog import model_catalog
 from hwbench_pipeline.assets.hardware import hardware_targets
 from hwbench_pipeline.bench import hardware
 from hwbench_pipeline.bench.environment import environment_fields
+from hwbench_pipeline.bench.precision import PRECISIONS
 from hwbench_pipeline.partitions import hardware_target_partitions
 from hwbench_pipeline.resources.ray import RayResource
 from hwbench_pipeline.warehouse.store import Warehouse
@@ -44,4 +45,4 @@ def device_peaks(warehouse: Warehouse, target_key: str) -> dict[str, float | Non
     if not targets.height:
         return {}
     row = targets.row(0, named=True)
-    return {p: row.get(f"peak_gflops_{p}") for p in ("fp32", "bf16", "fp16")}
+    return {p: row.get(f"peak_gflops_{p}") for p in PRECISIONS}

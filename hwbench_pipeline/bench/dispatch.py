@@ -44,7 +44,8 @@ def measure_device_peaks(
     timeout_s: float = 600.0,
     log: Callable[[str], None] = print,
 ) -> dict:
-    """Peak GFLOP/s and GB/s of the device behind a target, measured on a node that has it, exclusively."""
+    """Peak GFLOP/s and GB/s of the device behind a target, measured on a node that has it, exclusively (int8
+    with the target's own runtime: bench/peaks.py)."""
     import ray
 
     from hwbench_pipeline.bench.hardware import parse_target
@@ -57,7 +58,7 @@ def measure_device_peaks(
         ref = remote.options(
             num_cpus=threads if target.device_kind == "cpu" else 1,
             resources={NODE_SLOT: 1, target_resource(target_key): 1},
-        ).remote(target.torch_device, precisions, threads)
+        ).remote(target.torch_device, precisions, threads, backend=target.backend)
         return ray.get(ref, timeout=timeout_s)
 
 
