@@ -5,6 +5,7 @@ import multiprocessing
 import textwrap
 from concurrent.futures import ProcessPoolExecutor
 
+import polars as pl
 import pytest
 import torch
 
@@ -101,9 +102,13 @@ def test_the_training_suite_passes_a_real_row_and_quarantines_a_broken_one(measu
 
 
 def test_unsupported_precisions_become_classified_failure_rows():
+    int8 = run_training_configuration(_config(precision="int8"), "test-run")
+    assert int8["status"] == "failed" and int8["failure_class"] == "unsupported_configuration"
+    assert "float formats only" in int8["message"] and int8["scenario"] == "training"
     fp16 = run_training_configuration(_config(precision="fp16"), "test-run")
-    assert fp16["status"] == "failed" and fp16["failure_class"] == "unsupported_configuration"
-    assert "no fast kernels on CPUs" in fp16["message"] and fp16["scenario"] == "training"
+    if unsupported_precision_reason("fp16", "cpu"):  # a CPU without native fp16 (AVX512-FP16, AMX-FP16)
+        assert fp16["status"] == "failed" and fp16["failure_class"] == "unsupported_configuration"
+        assert "no native fp16" in fp16["message"] and fp16["scenario"] == "training"
     bf16 = run_training_configuration(_config(precision="bf16"), "test-run")
     if unsupported_precision_reason("bf16", "cpu"):  # a CPU without native bf16 (this host)
         assert bf16["status"] == "failed" and bf16["failure_class"] == "unsupported_configuration"
@@ -263,22 +268,23 @@ def test_training_runs_asset_stores_validated_rows_and_classified_failures(tmp_p
         assert {c.check_name for c in checks} == {"training_results_suite", "failures_suite", "latency_samples_suite"}
         assert all(c.passed for c in checks), [(c.check_name, c.metadata) for c in checks]
     warehouse = Warehouse(data_dir)
-    # What this CPU can train is asked of the engine's own detection: bf16 runs where it is native (AVX512-BF16,
-    # AMX) and is a refusal with its reason elsewhere; fp16 is refused on every CPU.
-    bf16_refusal = unsupported_precision_reason("bf16", "cpu")
-    trained = ["fp32"] if bf16_refusal else ["fp32", "bf16"]
-    refused = ["bf16", "fp16"] if bf16_refusal else ["fp16"]
-    results = warehouse.read("training_results").sort("precision", descending=True)
+    # What this CPU can train is asked of the engine's own detection: bf16 and fp16 run where they are native
+    # (AVX512-BF16, AMX; AVX512-FP16, AMX-FP16) and are refusals with their reason elsewhere.
+    reasons = {p: unsupported_precision_reason(p, "cpu") for p in ("fp32", "bf16", "fp16")}
+    trained = [p for p, why in reasons.items() if why is None]
+    refused = sorted(p for p, why in reasons.items() if why is not None)
+    results = warehouse.read("training_results")
+    results = results.sort(pl.col("precision").replace_strict({p: i for i, p in enumerate(reasons)}))
     assert results["precision"].to_list() == trained and set(results["status"]) == {"ok"}
     assert results["precision_ran"].to_list() == trained
     assert results["loss_curve"].list.len().to_list() == [5] * len(trained)
     failures = warehouse.read("failures").sort("precision")
     assert failures["precision"].to_list() == refused and set(failures["scenario"]) == {"training"}
-    assert set(failures["failure_class"]) == {"unsupported_configuration"}
+    if refused:
+        assert set(failures["failure_class"]) == {"unsupported_configuration"}
     messages = dict(zip(failures["precision"], failures["message"], strict=True))
-    assert "no fast kernels on CPUs" in messages["fp16"]
-    if bf16_refusal:
-        assert "no native bf16" in messages["bf16"]
+    for precision in refused:
+        assert f"no native {precision}" in messages[precision]
     samples = warehouse.read("latency_samples")
     assert set(samples["scenario"]) == {"training"} and samples.height == results["n_samples"].sum()
     runs = warehouse.read("runs")

@@ -49,3 +49,18 @@ def publish(destination: Path) -> Iterator[Path]:
             shutil.rmtree(staged, ignore_errors=True)
         else:
             staged.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def without_cache() -> Iterator[None]:
+    """Run the block with no configuration cache (``HWBENCH_EXPORT_CACHE`` unset), then restore it.
+
+    The cache holds one entry per backend for the configuration's own model; a second model prepared in the
+    same process (the trained task model whose accuracy is measured) would otherwise load that entry, or
+    publish itself over it."""
+    saved = os.environ.pop(EXPORT_CACHE_ENV, None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ[EXPORT_CACHE_ENV] = saved

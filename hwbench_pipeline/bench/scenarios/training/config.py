@@ -37,6 +37,9 @@ class TrainingConfig:
     memory_budget_fraction: float = 0.5
     count_flops: bool = True
     seed: int = 0
+    # where an fp32 convergence run that learned keeps its weights (bench/trained.py), for inference to measure
+    # the task accuracy of lower precisions against; None: they are discarded. Not part of the key.
+    keep_weights_dir: str | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.seq_len < 1 or self.threads < 1:

@@ -9,7 +9,8 @@ is this configuration's own. In that process, in order:
    at which the mean of the last ``LOSS_WINDOW`` training losses is at or below ``target_fraction`` of the
    held-out initial loss. ``converged`` also needs the final held-out loss at or below that target: a run
    that never gets there, or whose held-out loss does not stay down (unstable), is ``converged = false``
-   and its note says so.
+   and its note says so. With ``keep_weights_dir``, the trained weights of an fp32 run that ended above
+   chance are kept there (:func:`keep_trained_weights`, bench/trained.py) before the timed steps change them.
 2. **FLOPs** of one step, counted by torch's FLOP counter over forward and backward (the AdamW update is
    element-wise and not counted), and of the forward alone.
 3. **Step latency**: the same warm-up and stopping rule as inference, one timed call = one whole step
@@ -25,6 +26,7 @@ never extrapolated.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from datetime import datetime
 from typing import Any
@@ -47,19 +49,17 @@ from hwbench_pipeline.bench.trackers.stats import summarize
 def unsupported_precision_reason(precision: str, device_kind: str) -> str | None:
     """Why torch training cannot run ``precision`` on that kind of device here, or None when it can."""
     from hwbench_pipeline.bench.backends import load_backend
-    from hwbench_pipeline.bench.backends.torch.config import CPU_PRECISIONS_REFUSED
+    from hwbench_pipeline.bench.precision import FLOAT_PRECISIONS
 
-    supported = load_backend("torch").precisions(device_kind)
-    if precision in supported:
+    backend = load_backend("torch")
+    trainable = [p for p in backend.precisions(device_kind) if p in FLOAT_PRECISIONS]
+    if precision in trainable:
         return None
-    why = ""
-    if device_kind == "cpu" and precision in CPU_PRECISIONS_REFUSED:
-        why = f": {precision} has no fast kernels on CPUs, so it would measure a slow fallback path"
-    elif device_kind == "cpu" and precision == "bf16":
-        why = (": this CPU has no native bf16 arithmetic (oneDNN reports no AVX512-BF16/AMX), so bf16 autocast "
-               "would run an emulated path")
-    return f"precision {precision} is not supported for training on {device_kind} here{why} " \
-           f"(supported: {', '.join(supported)})"
+    # int8 is an inference recipe; a float format is refused for the reason the backend detected
+    why = "training runs in float formats only (int8 is an inference recipe)" if precision not in FLOAT_PRECISIONS \
+        else backend.unsupported_reason(precision, device_kind)
+    return f"precision {precision} is not supported for training on {device_kind} here: {why} " \
+           f"(supported: {', '.join(trainable)})"
 
 
 def _autocast(precision: str, device_type: str) -> contextlib.AbstractContextManager:
@@ -230,6 +230,49 @@ def run_convergence(step: TrainingStep, family: str, config: Any, cfg: TrainingC
     }
 
 
+# ---- trained weights ----------------------------------------------------------------------------------------
+
+
+#: "above chance" means a guessing model would score this high on the held-out set less often than this
+CHANCE_SIGNIFICANCE = 0.01
+
+
+def above_chance(accuracy: float, samples: int, chance: float, significance: float = CHANCE_SIGNIFICANCE) -> bool:
+    """Whether ``accuracy`` on ``samples`` held-out samples is above chance by more than luck: a model guessing
+    at ``chance`` scores at least as many right with probability below ``significance`` (binomial tail).
+
+    On 32 samples of a 4-way task a guesser beats 25 % two times in five; the bar this sets there is 15/32."""
+    correct = round(accuracy * samples)
+    tail = sum(math.comb(samples, k) * chance**k * (1 - chance) ** (samples - k) for k in range(correct, samples + 1))
+    return correct > chance * samples and tail < significance
+
+
+def keep_trained_weights(step: TrainingStep, cfg: TrainingConfig, convergence: dict, run_id: str) -> str | None:
+    """Keep the weights a convergence run trained under ``cfg.keep_weights_dir`` (bench/trained.py); the path
+    written, or None where they are not kept.
+
+    Kept only from fp32 training: the weights are the reference that the task accuracy of every lower precision
+    is judged against (bench/quality.py), so they must not carry another precision's training error themselves.
+    Kept only when the held-out accuracy after training is above chance (:func:`above_chance`): a model at
+    chance has learned nothing a precision could lose, so its accuracy drop would be noise. The bar is chance
+    rather than ``converged`` (loss at the target fraction): a model that learned part of the task still shows
+    what a precision costs, and its metadata carries the accuracy it reached."""
+    from hwbench_pipeline.bench import trained
+    from hwbench_pipeline.bench.config_key import model_config_hash
+
+    if not cfg.keep_weights_dir or not cfg.convergence_steps or cfg.precision != "fp32":
+        return None
+    if not above_chance(convergence["final_accuracy"], EVAL_SAMPLES, convergence["chance_accuracy"]):
+        return None
+    metadata = trained.TrainedMetadata(
+        family=cfg.family, preset=cfg.preset, config_hash=model_config_hash(cfg.family, cfg.preset),
+        task=convergence["task"], seed=cfg.seed, seq_len=cfg.seq_len, batch_size=cfg.batch_size,
+        steps=convergence["convergence_steps"], final_accuracy=convergence["final_accuracy"],
+        final_loss=convergence["final_loss"], learning_rate=float(cfg.learning_rate), run_id=run_id,
+        precision=cfg.precision)
+    return str(trained.save_trained(cfg.keep_weights_dir, step.model, metadata))
+
+
 # ---- memory -------------------------------------------------------------------------------------------------
 
 
@@ -288,6 +331,8 @@ def measure_training(cfg: TrainingConfig, run_id: str) -> dict:
 
     convergence = run_convergence(step, cfg.family, config, cfg) if cfg.convergence_steps else {
         "task": tasks.FAMILY_TASKS[cfg.family]}
+    # now, before the timed steps: they keep stepping the optimizer on one fixed batch
+    trained_weights = keep_trained_weights(step, cfg, convergence, run_id) if cfg.convergence_steps else None
     flops, forward_flops = count_step_flops(step, timed_batch) if cfg.count_flops else (None, None)
 
     t0 = time.perf_counter()
@@ -334,6 +379,7 @@ def measure_training(cfg: TrainingConfig, run_id: str) -> dict:
         "forward_flops_per_step": forward_flops,
         "achieved_gflops": flops / p50_s / 1e9 if flops else None,
         **convergence,
+        "trained_weights": trained_weights,
         **load_fields(load, is_contaminated(load)),
         **series_fields(samples, started),
     }
