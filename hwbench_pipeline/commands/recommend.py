@@ -15,8 +15,15 @@ import json
 import sys
 from pathlib import Path
 
+from hwbench_pipeline.bench.precision import spec_name
 from hwbench_pipeline.cli import UsageError, make_console
-from hwbench_pipeline.commands.argtypes import non_negative_float, positive_float, positive_int
+from hwbench_pipeline.commands.argtypes import (
+    accuracy_drop,
+    non_negative_float,
+    positive_float,
+    positive_int,
+    precision_specs,
+)
 from hwbench_pipeline.paths import default_data_dir
 
 DEFAULT_BATCHES = (1, 2, 4, 8, 16, 32, 64)
@@ -33,12 +40,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seq", type=positive_int, help="sequence length (default: the family's)")
     p.add_argument("--batch", help="comma-separated batch sizes to consider (default "
                                    f"{','.join(map(str, DEFAULT_BATCHES))})")
-    p.add_argument("--precision", help="comma-separated precisions to consider (default: what each target runs)")
+    p.add_argument("--precision", type=precision_specs,
+                   help="comma-separated precisions to consider: fp32, bf16, fp16, int8-dynamic (int8), int8-static "
+                        "(default: what each target runs)")
     p.add_argument("--targets", help="comma-separated targets to consider (default: every target with peaks)")
     p.add_argument("--max-latency-ms", type=positive_float)
     p.add_argument("--min-throughput", type=positive_float, help="samples per second")
     p.add_argument("--memory-gb", type=positive_float, help="memory limit (default: each target host's memory)")
     p.add_argument("--budget-per-hour", type=non_negative_float, help="in the price file's currency")
+    p.add_argument("--max-accuracy-drop", type=accuracy_drop,
+                   help="most task accuracy a precision may lose against fp32, as '1%%' or a fraction (0.01); "
+                        "precisions whose drop was not measured for this model are left out")
     p.add_argument("--prices", help="price file (default: $HWBENCH_PRICES or the packaged placeholder file)")
     p.add_argument("--data-dir", default=None, help="data directory (default: $HWBENCH_DATA_DIR or data/)")
     p.add_argument("--top", type=positive_int, default=10, help="show this many ranked candidates")
@@ -112,7 +124,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
     spec = _model_spec(args)
     batches = _csv(args.batch, "--batch", int) or DEFAULT_BATCHES
-    precisions = _csv(args.precision, "--precision")
+    precisions = tuple(spec_name(*pair) for pair in args.precision) if args.precision else None
     try:
         prices = load_prices(prices_path(args.prices))
     except PriceFileError as exc:
@@ -134,7 +146,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         raise UsageError(f"--objective cost needs a price per hour for at least one target; none is set in "
                          f"{prices.path} (edit it or pass --prices FILE)")
     seq = effective_seq_len(spec.family, spec.preset, args.seq or models.model_default_seq_len(spec.family))
-    constraints = Constraints(args.max_latency_ms, args.min_throughput, args.memory_gb, args.budget_per_hour)
+    constraints = Constraints(args.max_latency_ms, args.min_throughput, args.memory_gb, args.budget_per_hour,
+                              args.max_accuracy_drop)
     notes: list[str] = []
     predictor = _predictor(data_dir, inputs, notes.append)
     counter = FlopCounter.from_results(inputs.results, data_dir / "predictor" / "flops_cache.json")
@@ -195,12 +208,14 @@ def _print_ranked(console, frame) -> None:
 
     table = Table(title="ranked candidates (best first)")
     for col in ("target", "batch", "precision", "latency ms", "90 % interval", "samples/s", "memory MiB",
-                "cost / 1M", "source", "confidence", "held-out error"):
+                "cost / 1M", "accuracy drop", "source", "confidence", "held-out error"):
         table.add_column(col, justify="right")
     for r in frame.iter_rows(named=True):
+        drop = r.get("accuracy_drop")
         table.add_row(r["target"], str(r["batch_size"]), r["precision"], _fmt(r["latency_ms"]),
                       f"{_fmt(r.get('latency_low_ms'), 3)}–{_fmt(r.get('latency_high_ms'), 3)}",
                       _fmt(r["throughput_samples_s"]), _fmt(r.get("memory_mb")), _fmt(r.get("cost_per_million")),
+                      "unknown" if drop is None else f"{100 * drop:+.1f} pts",
                       r["source"], r["confidence"],
                       "" if r["source"] == "measured" else _pct(r.get("held_out_mape")))
     console.print(table)

@@ -8,6 +8,8 @@ Coverage probes (``architecture_coverage``) that ran completely and timed a seri
 marked ``measurement = probe``: hundreds of architectures at the tiny preset, each timed briefly (PROBE_RULE in
 ``bench/catalog/probe.py``). Probes of a curated family's model type are left out: that name's rows are the
 curated presets, which are other configs than the probe's scaled default.
+
+``precision`` is read as a spec (``int8-static``, see :func:`with_precision_specs`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from hwbench_pipeline.bench.precision import spec_expr
 from hwbench_pipeline.warehouse.schema import TABLES
 from hwbench_pipeline.warehouse.store import Warehouse
 
@@ -65,6 +68,14 @@ def probes_as_results(coverage: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def with_precision_specs(frame: pl.DataFrame) -> pl.DataFrame:
+    """``precision`` as a spec (``int8-static``; bench/precision.py): the predictor and the recommender treat
+    each int8 recipe as a precision of its own, since both its speed and its quality differ."""
+    if "quantization" not in frame.columns or "precision" not in frame.columns:
+        return frame
+    return frame.with_columns(precision=spec_expr())
+
+
 def load(warehouse: Warehouse) -> WarehouseData:
     """The newest row per configuration of every table the predictor reads."""
     inference = warehouse.read("inference_results", latest=True)
@@ -85,8 +96,8 @@ def load(warehouse: Warehouse) -> WarehouseData:
                             how="diagonal_relaxed")
     failures = warehouse.read("failures", latest=True)
     return WarehouseData(
-        results=results,
-        failures=failures,
+        results=with_precision_specs(results),
+        failures=with_precision_specs(failures),
         models=warehouse.read("models", latest=True),
         targets=warehouse.read("hardware_targets", latest=True),
         distributed=_optional(warehouse, "distributed_results"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from hwbench_pipeline.bench.precision import PRECISIONS
 from hwbench_pipeline.predict import roofline
 from hwbench_pipeline.predict.shapes import SHAPE_COLUMNS, FlopCounter, ModelSpec, describe, leaf_modules
 
@@ -25,8 +26,8 @@ CATEGORICAL_FEATURES = ["precision", "mode", "category", "attention_kind", "back
 SHAPE_SCHEMA = {"category": pl.String, "params": pl.Int64, "layers": pl.Int64, "hidden_size": pl.Int64,
                 "heads": pl.Int64, "intermediate_size": pl.Int64, "vocab_size": pl.Int64, "kv_heads": pl.Int64,
                 "experts": pl.Int64, "attention_kind": pl.String, "model_type": pl.String, "leaf_modules": pl.Int64}
-HARDWARE_COLUMNS = ["target", "device_kind", "backend", "peak_threads", "peak_gflops_fp32", "peak_gflops_bf16",
-                    "peak_gflops_fp16", "peak_gbps", "cpu_cores", "memory_gb"]
+HARDWARE_COLUMNS = ["target", "device_kind", "backend", "peak_threads", *(f"peak_gflops_{p}" for p in PRECISIONS),
+                    "peak_gbps", "cpu_cores", "memory_gb"]
 QUERY_COLUMNS = ["family", "preset", "target", "batch_size", "seq_len", "precision", "threads", "mode"]
 
 
@@ -52,8 +53,10 @@ def with_hardware(frame: pl.DataFrame, targets: pl.DataFrame) -> pl.DataFrame:
     if missing:
         raise MissingHardwareError(f"no measured peaks for target(s) {', '.join(sorted(missing))}; "
                                    "materialize hardware_targets on the host that has them")
-    peak = pl.coalesce(
-        pl.when(pl.col("precision") == p).then(pl.col(f"peak_gflops_{p}")) for p in ("fp32", "bf16", "fp16"))
+    # precision is a spec (int8-static): its number format picks the peak
+    number_format = pl.col("precision").str.split("-").list.first()
+    peak = pl.coalesce(pl.when(number_format == p).then(pl.col(f"peak_gflops_{p}")) for p in PRECISIONS
+                       if f"peak_gflops_{p}" in joined.columns)
     # A precision without a measured peak has no fast path there: the fp32 peak is the honest ceiling.
     return joined.with_columns(peak_gflops=pl.when(peak > 0).then(peak).otherwise(pl.col("peak_gflops_fp32")))
 

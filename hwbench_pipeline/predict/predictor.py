@@ -42,6 +42,7 @@ import polars as pl
 
 from hwbench_pipeline.predict import roofline
 from hwbench_pipeline.predict.features import (
+    HARDWARE_COLUMNS,
     derived,
     feature_matrix,
     feature_names,
@@ -172,9 +173,7 @@ def calibrate(x: np.ndarray, y: np.ndarray, names: list[str], architectures: np.
 
 
 def targets_of(frame: pl.DataFrame) -> pl.DataFrame:
-    return frame.select([c for c in frame.columns if c in (
-        "target", "device_kind", "backend", "peak_threads", "peak_gflops_fp32", "peak_gflops_bf16",
-        "peak_gflops_fp16", "peak_gbps", "cpu_cores", "memory_gb")])
+    return frame.select([c for c in frame.columns if c in HARDWARE_COLUMNS])
 
 
 def latency_target(frame: pl.DataFrame, overhead: dict | None = None) -> np.ndarray:

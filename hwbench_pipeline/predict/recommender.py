@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import polars as pl
 
+from hwbench_pipeline.bench.precision import SPECS, parse_spec
 from hwbench_pipeline.bench.trackers.stats import NOISY_HALFWIDTH
 from hwbench_pipeline.predict.features import query_frame
 from hwbench_pipeline.predict.predictor import Predictor
@@ -45,6 +46,8 @@ class Constraints:
     min_throughput: float | None = None
     memory_gb: float | None = None
     budget_per_hour: float | None = None
+    #: the most task accuracy (a fraction: 0.01 is one point) a precision may lose against fp32
+    max_accuracy_drop: float | None = None
 
     def describe(self) -> str:
         parts = {k: v for k, v in asdict(self).items() if v is not None}
@@ -107,6 +110,25 @@ def measured_figures(results: pl.DataFrame, spec: ModelSpec, mode: str) -> pl.Da
         memory_mb=pl.col("peak_rss_mb"), source=pl.lit("measured"), confidence=measured_confidence(rows),
         source_run_id=pl.col("run_id"),
     )
+
+
+def measured_quality(results: pl.DataFrame, spec: ModelSpec, mode: str) -> pl.DataFrame:
+    """Per target and precision of this model: the newest measured output error and task accuracy drop. fp32
+    is the reference, so its drop is 0 where nobody measured it (its outputs agree with torch fp32 within the
+    backend's fp32 tolerance, checked on every row)."""
+    columns = {"accuracy_drop": pl.Float64, "mean_rel_diff": pl.Float64}
+    if not results.height or "precision" not in results.columns:
+        return pl.DataFrame(schema={"target": pl.String, "precision": pl.String, **columns})
+    rows = results.filter((pl.col("family") == spec.family) & (pl.col("preset") == spec.preset)
+                          & (pl.col("mode") == mode))
+    rows = rows.with_columns([pl.lit(None, dtype=t).alias(c) for c, t in columns.items() if c not in rows.columns])
+    newest = [c for c in ("_written_at", "finished_at", "started_at") if c in rows.columns]
+    if newest:
+        rows = rows.sort(pl.coalesce(newest), nulls_last=False)
+    quality = rows.group_by("target", "precision").agg(
+        pl.col("accuracy_drop").drop_nulls().last(), pl.col("mean_rel_diff").drop_nulls().last())
+    return quality.with_columns(accuracy_drop=pl.when(pl.col("precision") == "fp32")
+                                .then(pl.col("accuracy_drop").fill_null(0.0)).otherwise(pl.col("accuracy_drop")))
 
 
 #: failures that do not depend on the shape: the model cannot run on that target and precision at all
@@ -185,7 +207,11 @@ def candidate_figures(spec: ModelSpec, seq_len: int, mode: str, targets: pl.Data
     parts = [done] if done.height else []
     if todo.height:
         parts.append(predict_figures(spec, mode, todo, targets, predictor, counter, models))
-    figures = pl.concat(parts, how="diagonal_relaxed")
+    figures = pl.concat(parts, how="diagonal_relaxed").drop("accuracy_drop", "mean_rel_diff", strict=False)
+    figures = figures.join(measured_quality(results, spec, mode), on=["target", "precision"], how="left")
+    if "fp32" in figures["precision"]:  # a target nobody measured: fp32 is still the reference
+        figures = figures.with_columns(accuracy_drop=pl.when(pl.col("precision") == "fp32")
+                                       .then(pl.col("accuracy_drop").fill_null(0.0)).otherwise(pl.col("accuracy_drop")))
     return figures, excluded
 
 
@@ -242,6 +268,13 @@ def _violations(row: dict, constraints: Constraints) -> dict[str, float]:
         out["min_throughput"] = max(constraints.min_throughput / row["throughput_samples_s"] - 1, 0.0)
     if row.get("memory_limit_mb") and row.get("memory_mb") is not None:
         out["memory"] = max(row["memory_mb"] / row["memory_limit_mb"] - 1, 0.0)
+    if constraints.max_accuracy_drop is not None:
+        # unknown (no trained weights measured at this precision) cannot be shown to meet the bound
+        drop, bound = row.get("accuracy_drop"), constraints.max_accuracy_drop
+        if drop is None or (drop > bound and bound == 0):
+            out["max_accuracy_drop"] = np.inf
+        else:
+            out["max_accuracy_drop"] = max(drop - bound, 0.0) / bound if bound > 0 else 0.0
     if constraints.budget_per_hour is not None:
         price = row.get("price_per_hour")
         out["budget_per_hour"] = np.inf if price is None else max(price / constraints.budget_per_hour - 1, 0.0) \
@@ -279,11 +312,16 @@ def describe_miss(miss: dict, constraints: Constraints) -> str:
                          "samples/s")
         elif name == "memory":
             parts.append(f"memory {miss['memory_mb']:.0f} MiB > {miss['memory_limit_mb']:.0f} MiB")
+        elif name == "max_accuracy_drop":
+            drop = miss.get("accuracy_drop")
+            parts.append(f"accuracy drop at {miss['precision']} unknown (no trained weights measured there)"
+                         if drop is None else f"accuracy drop {100 * drop:.2g} points > "
+                                              f"{100 * constraints.max_accuracy_drop:g}")
         elif name == "budget_per_hour":
             price = miss.get("price_per_hour")
             parts.append("no price set" if price is None
                          else f"price {price:g}/h > budget {constraints.budget_per_hour:g}/h")
-        if np.isfinite(factor) and name != "budget_per_hour":
+        if np.isfinite(factor) and name not in ("budget_per_hour", "max_accuracy_drop"):
             parts[-1] += f" ({factor * 100:.0f} % off)" if factor < 1 else f" ({factor + 1:.3g}x off)"
     return (f"{miss['target']} batch {miss['batch_size']} {miss['precision']} ({miss['source']}): "
             + "; ".join(parts))
@@ -400,7 +438,11 @@ def recommendation_row(advice: Advice, objective: str, run_id: str) -> dict | No
     return {
         "run_id": run_id, "family": advice.spec.family, "preset": advice.spec.preset, "objective": objective,
         "target": pick["target"], "batch_size": pick["batch_size"], "seq_len": pick["seq_len"],
-        "precision": pick["precision"], "value": float(pick[column]), "unit": unit, "source": pick["source"],
+        # the candidate's precision is a spec; the table keeps the number format and the recipe apart
+        "precision": parse_spec(pick["precision"])[0] if pick["precision"] in SPECS else pick["precision"],
+        "quantization": parse_spec(pick["precision"])[1] if pick["precision"] in SPECS else None,
+        "accuracy_drop": _finite(pick.get("accuracy_drop")),
+        "value": float(pick[column]), "unit": unit, "source": pick["source"],
         "source_run_id": pick.get("source_run_id"), "candidates": advice.candidates,
         "latency_ms": pick["latency_ms"], "throughput_samples_s": pick["throughput_samples_s"],
         "peak_memory_mb": pick.get("memory_mb"),

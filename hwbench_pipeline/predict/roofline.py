@@ -15,7 +15,8 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-BYTES_PER_VALUE = {"fp32": 4, "bf16": 2, "fp16": 2, "int8": 1}
+from hwbench_pipeline.bench.precision import BYTES_PER_WEIGHT
+
 TRAINING_FLOPS_FACTOR = 3.0
 TRAINING_WEIGHT_COPIES = 4.0  # weights, gradients, two Adam moments
 ACTIVATION_TRAFFIC = 2.0  # each activation element written once and read once
@@ -27,7 +28,9 @@ def with_estimates(frame: pl.DataFrame) -> pl.DataFrame:
     Needs: params, flops_per_call, hidden_size, precision, mode, threads, peak_gflops, peak_gbps,
     peak_threads, device_kind.
     """
-    bytes_per_value = pl.col("precision").replace_strict(BYTES_PER_VALUE, default=4, return_dtype=pl.Float64)
+    # precision is a spec (int8-static): its number format sets the bytes per value
+    bytes_per_value = pl.col("precision").str.split("-").list.first().replace_strict(
+        BYTES_PER_WEIGHT, default=4, return_dtype=pl.Float64)
     training = pl.col("mode") == "training"
     hidden = pl.col("hidden_size").cast(pl.Float64).fill_null(512.0).clip(lower_bound=1.0)
     # A CPU peak was measured at peak_threads; fewer threads get a proportional share (more get no more).

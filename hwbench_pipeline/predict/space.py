@@ -5,6 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from hwbench_pipeline.bench.config_key import ATTENTION, identity_fields, inference_attention
+from hwbench_pipeline.bench.precision import parse_spec
 from hwbench_pipeline.bench.profiles import Profile, effective_seq_len
 from hwbench_pipeline.predict.recommender import failure_for, target_precisions
 
@@ -60,9 +61,13 @@ def prediction_rows(frame: pl.DataFrame, answer: pl.DataFrame, run_id: str, fing
     rows = []
     for config, figures in zip(frame.select(KEY).iter_rows(named=True), answer.iter_rows(named=True), strict=True):
         level = figures["interval_level"]
+        # the predictor's precision is a spec; the table keeps the number format and the recipe apart
+        precision, quantization = parse_spec(config["precision"])
+        identity = {**identity_fields(config["family"], config["preset"], _attention(config)),
+                    "precision": precision, "quantization": quantization}
         for metric, (value, low, high) in METRICS.items():
             rows.append({
-                "run_id": run_id, **config, **identity_fields(config["family"], config["preset"], _attention(config)),
+                "run_id": run_id, **config, **identity,
                 "metric": metric, "value": float(figures[value]),
                 "interval_low": float(figures[low]), "interval_high": float(figures[high]),
                 "interval_level": None if level is None or level != level else float(level),

@@ -4,7 +4,7 @@ import polars as pl
 import pytest
 
 from hwbench_pipeline.predict.prices import PriceFileError, load_prices
-from hwbench_pipeline.predict.recommender import Constraints, advise, recommendation_row
+from hwbench_pipeline.predict.recommender import Constraints, advise, describe_miss, recommendation_row
 from hwbench_pipeline.predict.shapes import FlopCounter, ModelSpec
 
 BERT = ModelSpec("bert", "small")
@@ -21,10 +21,10 @@ def failures(measurements):
 
 
 def _advise(spec, predictor, results, failures, hardware, *, constraints=None, prices=None,
-            objectives=("latency", "throughput"), batches=(1, 2, 4, 16), seq=128):
+            objectives=("latency", "throughput"), batches=(1, 2, 4, 16), seq=128, precisions=None):
     return advise(spec, seq_len=seq, mode="inference", objectives=objectives, constraints=constraints or Constraints(),
                   targets=hardware, results=results, failures=failures, predictor=predictor,
-                  counter=FlopCounter.from_results(results), prices=prices, batches=batches)
+                  counter=FlopCounter.from_results(results), prices=prices, batches=batches, precisions=precisions)
 
 
 def test_measured_figures_are_used_where_they_exist_and_predictions_are_labelled(predictor, results, failures,
@@ -168,3 +168,34 @@ def test_a_configuration_measured_by_two_methods_is_one_candidate_the_newest(res
     figures = measured_figures(both, BERT, "inference")
     assert figures.height == bert.height
     assert sorted(figures["latency_ms"].to_list()) == sorted(again["p50_ms"].to_list())
+
+
+def test_an_accuracy_bound_keeps_only_precisions_whose_measured_drop_meets_it(predictor, results, failures, hardware):
+    # The fixture's real fp32 rows of bert/small on cpu-torch, and beside them int8 rows of the same shapes whose
+    # quality figures are set here: this tests the constraint, so the drop is an input, not a measurement.
+    fp32 = results.filter((pl.col("family") == "bert") & (pl.col("preset") == "small") & (pl.col("seq_len") == 128)
+                          & (pl.col("target") == "cpu-torch"))
+    int8 = fp32.with_columns(precision=pl.lit("int8-dynamic"), p50_ms=pl.col("p50_ms") / 2,
+                             accuracy_drop=pl.lit(0.02), mean_rel_diff=pl.lit(0.01))
+    static = fp32.with_columns(precision=pl.lit("int8-static"), p50_ms=pl.col("p50_ms") / 3)  # drop never measured
+    rows = pl.concat([results, int8, static], how="diagonal_relaxed")
+    targets = hardware.filter(pl.col("target") == "cpu-torch").with_columns(
+        precisions=pl.lit("fp32,int8-dynamic,int8-static"))
+
+    def advice(bound, precisions=None):
+        return _advise(BERT, predictor, rows, failures, targets, batches=tuple(fp32["batch_size"].to_list()),
+                       constraints=Constraints(max_accuracy_drop=bound), precisions=precisions)
+
+    def feasible(bound) -> set[str]:
+        return set(advice(bound).rankings["latency"].feasible["precision"])
+
+    free = advice(None).rankings["latency"].feasible
+    assert set(free["precision"]) == {"fp32", "int8-dynamic", "int8-static"}
+    assert free["precision"][0] == "int8-static"  # the fastest, when quality is not asked about
+    assert feasible(0.05) == {"fp32", "int8-dynamic"}  # a drop nobody measured cannot meet a bound
+    assert feasible(0.01) == feasible(0.0) == {"fp32"}  # fp32 is the reference: its drop is 0
+    row = recommendation_row(advice(0.05), "latency", "run")
+    assert (row["precision"], row["quantization"], row["accuracy_drop"]) == ("int8", "dynamic", 0.02)
+    miss = advice(0.01, precisions=("int8-dynamic", "int8-static")).rankings["latency"]
+    assert miss.pick is None and miss.nearest_miss["precision"] == "int8-dynamic"
+    assert "accuracy drop 2 points > 1" in describe_miss(miss.nearest_miss, Constraints(max_accuracy_drop=0.01))
