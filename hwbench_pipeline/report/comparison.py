@@ -1,6 +1,7 @@
 """The comparison report: every target side by side, as an HTML page, a Markdown file and a PDF.
 
 The sections (:mod:`hwbench_pipeline.report.comparison_sections` for inference,
+:mod:`hwbench_pipeline.report.precision_section` for precision against quality,
 :mod:`hwbench_pipeline.report.training_sections` for training and distributed training) are drawn as PNG
 files for the Markdown and the PDF, and as interactive Plotly charts in the HTML page, which embeds plotly.js
 so it works offline. The HTML and Markdown come from Jinja templates (a user's template folder is searched
@@ -33,6 +34,7 @@ from hwbench_pipeline.report.comparison_sections import (
     prediction_section,
     roofline_section,
 )
+from hwbench_pipeline.report.precision_section import precision_section
 from hwbench_pipeline.report.training_sections import distributed_section, training_section
 from hwbench_pipeline.warehouse.store import Warehouse
 
@@ -140,7 +142,8 @@ def render_comparison_report(warehouse: Warehouse, out_dir: Path, *, template_di
     points = normalize_change_points(change_points if change_points is not None
                                       else change_points_from_regressions(warehouse))
     sections = [batch_section(data), distribution_section(data), compatibility_section(data),
-                history_section(data, points), roofline_section(data), prediction_section(data),
+                precision_section(data), history_section(data, points), roofline_section(data),
+                prediction_section(data),
                 training_section(data.training), distributed_section(data.distributed)]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

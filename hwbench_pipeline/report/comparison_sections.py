@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+from hwbench_pipeline.bench.precision import BYTES_PER_WEIGHT, SPECS, spec_expr
 from hwbench_pipeline.report import charts
 from hwbench_pipeline.report.charts import Chart, Distribution, DistributionChart, HeatmapChart, Series, XYChart
 from hwbench_pipeline.warehouse.schema import CONFIG_KEY
@@ -33,11 +34,10 @@ from hwbench_pipeline.warehouse.store import Warehouse
 #: the metric of a ``predictions`` row that is compared with a measured median
 PREDICTED_METRIC = "p50_ms"
 #: bytes of one weight at the precision that ran (the roofline's arithmetic intensity)
-BYTES_PER_WEIGHT = {"fp32": 4, "bf16": 2, "fp16": 2, "int8": 1}
 #: a latency distribution is drawn from this many evenly spaced quantiles of the raw samples
 DISTRIBUTION_QUANTILES = 201
 #: dimensions of a configuration besides the model and the batch size, in the order labels name them
-SERIES_DIMENSIONS = ("target", "precision", "attention", "seq_len", "threads")
+SERIES_DIMENSIONS = ("target", "spec", "attention", "seq_len", "threads")
 
 
 @dataclass
@@ -85,6 +85,13 @@ def _normalize_predictions(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.unique(subset=CONFIG_KEY, keep="last", maintain_order=True)
 
 
+def _with_spec(frame: pl.DataFrame) -> pl.DataFrame:
+    """A ``spec`` column (``int8-static``; bench/precision.py): the precision as the report names it."""
+    if "quantization" not in frame.columns:
+        frame = frame.with_columns(quantization=pl.lit(None, dtype=pl.String))
+    return frame.with_columns(spec=spec_expr())
+
+
 def load_report_data(warehouse: Warehouse, predictions: pl.DataFrame | list[dict] | None) -> ReportData:
     ok = warehouse.read("inference_results").filter(pl.col("status") == "ok").sort("_written_at")
     # A re-materialized partition keeps its run id: the newest copy of a (configuration, run) counts once.
@@ -106,6 +113,7 @@ def load_report_data(warehouse: Warehouse, predictions: pl.DataFrame | list[dict
     predicted = _normalize_predictions(predicted)
     families = sorted(set(catalog) | set(measured["family"]) | set(failures["family"]) | set(predicted["family"]))
     order = ["family", "preset", "target", "precision", "seq_len", "threads", "batch_size"]
+    history, measured, failures, predicted = (_with_spec(f) for f in (history, measured, failures, predicted))
     return ReportData(history=history, measured=measured.sort(order), failures=failures.sort(order),
                  targets=warehouse.read("hardware_targets", latest=True).sort("target"),
                  families=families, predictions=predicted, training=warehouse.read("training_results"),
@@ -152,7 +160,7 @@ def _varying(frame: pl.DataFrame, dimensions: Iterable[str]) -> list[str]:
 
 
 def _label(row: dict, dimensions: Iterable[str]) -> str:
-    names = {"target": "{}", "precision": "{}", "attention": "attn={}", "seq_len": "seq={}", "threads": "t={}",
+    names = {"target": "{}", "spec": "{}", "attention": "attn={}", "seq_len": "seq={}", "threads": "t={}",
              "batch_size": "bs={}", "family": "{}", "preset": "{}"}
     return " ".join(names[d].format(row[d]) for d in dimensions)
 
@@ -189,12 +197,12 @@ def overview_table(data: ReportData) -> Table:
         info_row = info.row(0, named=True) if not info.is_empty() else {}
         rows.append([target, info_row.get("device_name") or "not in hardware_targets",
                      _num(info_row.get("peak_gflops_fp32"), ".1f"), _num(info_row.get("peak_gflops_bf16"), ".1f"),
-                     _num(info_row.get("peak_gbps"), ".1f"),
+                     _num(info_row.get("peak_gflops_int8"), ".1f"), _num(info_row.get("peak_gbps"), ".1f"),
                      str(data.measured.filter(pl.col("target") == target).height),
                      str(data.failures.filter(pl.col("target") == target).height),
                      str(data.history.filter(pl.col("target") == target)["run_id"].n_unique())])
-    return Table(["target", "device", "peak fp32 GFLOP/s", "peak bf16 GFLOP/s", "copy GB/s", "configurations measured",
-                  "failing", "runs"], rows, [False, False, True, True, True, True, True, True])
+    return Table(["target", "device", "peak fp32 GFLOP/s", "peak bf16 GFLOP/s", "peak int8 GOPS", "copy GB/s",
+                  "configurations measured", "failing", "runs"], rows, [False, False] + [True] * 7)
 
 
 def batch_section(data: ReportData) -> Section:
@@ -264,7 +272,7 @@ def distribution_section(data: ReportData) -> Section:
     colors = charts.palette(with_samples["family"].to_list())
     rows = []
     for (target,), group in with_samples.group_by(["target"], maintain_order=True):
-        extra = _varying(group, ("precision", "attention", "seq_len", "threads"))
+        extra = _varying(group, ("spec", "attention", "seq_len", "threads"))
         groups = []
         for r in group.iter_rows(named=True):
             samples = np.asarray(r["samples_ms"], dtype=float)
@@ -301,31 +309,39 @@ def compatibility_section(data: ReportData) -> Section:
     section = Section("compatibility", "Compatibility: model family × target",
                       "Each cell sums up every configuration of the family on the target, by its newest attempt: "
                       "'measured' when at least one ran, else 'failed:' and the most common failure class, "
-                      "else 'predicted' when the predictor gives a figure, else 'untested'.")
+                      "else 'predicted' when the predictor gives a figure, else 'untested'. Where more than one "
+                      "precision was asked for, each family has a row per precision.")
     targets = sorted(set(data.targets["target"]) | set(data.measured["target"]) | set(data.failures["target"])
                      | set(data.predictions["target"]))
     if not targets or not data.families:
         section.empty = "No hardware target and no model family is known yet (hardware_targets and models are empty)."
         return section
     measured = data.measured.join(data.failures.select(CONFIG_KEY), on=CONFIG_KEY, how="anti")
+    seen = set(measured["spec"]) | set(data.failures["spec"]) | set(data.predictions["spec"])
+    specs = [s for s in SPECS if s in seen] + sorted(seen - set(SPECS))
+    by_precision = len(specs) > 1
+    grid = [(family, spec) for family in data.families for spec in (specs if by_precision else [None])]
     cells, hover = [], []
-    for family in data.families:
+    for family, spec in grid:
         cell_row, hover_row = [], []
         for target in targets:
-            def rows(frame: pl.DataFrame, family: str = family, target: str = target) -> pl.DataFrame:
-                return frame.filter((pl.col("family") == family) & (pl.col("target") == target))
+            def rows(frame: pl.DataFrame, family: str = family, target: str = target,
+                     spec: str | None = spec) -> pl.DataFrame:
+                picked = (pl.col("family") == family) & (pl.col("target") == target)
+                return frame.filter(picked & (pl.col("spec") == spec) if spec else picked)
             failed = dict(rows(data.failures).group_by("failure_class").len().iter_rows())
             label, detail = _compatibility_cell(rows(measured).height, failed, rows(data.predictions).height)
             cell_row.append(label)
-            hover_row.append(f"{family} on {target}: {detail}")
+            hover_row.append(f"{family}{' ' + spec if spec else ''} on {target}: {detail}")
         cells.append(cell_row)
         hover.append(hover_row)
-    section.charts.append(HeatmapChart("compatibility", "Compatibility: family × target", data.families, targets,
-                                       cells, hover))
+    labels = [f"{family} {spec}" if spec else family for family, spec in grid]
+    title = "Compatibility: family × precision × target" if by_precision else "Compatibility: family × target"
+    section.charts.append(HeatmapChart("compatibility", title, labels, targets, cells, hover))
     if data.failures.is_empty():
         section.notes.append("No configuration is failing.")
     else:
-        rows = [[r["target"], _model(r), str(r["batch_size"]), str(r["seq_len"]), r["precision"], r["failure_class"],
+        rows = [[r["target"], _model(r), str(r["batch_size"]), str(r["seq_len"]), r["spec"], r["failure_class"],
                  (r["message"] or "").splitlines()[0][:160] if r["message"] else "", r["run_id"]]
                 for r in data.failures.iter_rows(named=True)]
         section.tables.append(Table(["target", "model", "batch", "seq", "precision", "failure class", "message",
@@ -359,7 +375,7 @@ def history_section(data: ReportData, change_points: dict[tuple, set[str]]) -> S
     order = {run: i for i, run in enumerate(_run_order(data.history))}
     marked, table = set(), []
     for (family, preset), group in data.history.group_by(["family", "preset"], maintain_order=True):
-        dims = ["target", "batch_size", *_varying(group, ("precision", "attention", "seq_len", "threads"))]
+        dims = ["target", "batch_size", *_varying(group, ("spec", "attention", "seq_len", "threads"))]
         runs = sorted(set(group["run_id"]), key=order.get)
         position = {run: i for i, run in enumerate(runs)}
         series, change_x, change_y, change_hover, vlines = [], [], [], [], {}
@@ -411,7 +427,8 @@ def roofline_section(data: ReportData) -> Section:
                       "Achieved GFLOP/s (counted FLOPs per call ÷ median latency) against arithmetic intensity, one "
                       "chart per target, under the roof of that target's measured peaks: min(peak GFLOP/s, copy GB/s "
                       "× intensity). Arithmetic intensity here is the counted FLOPs per call ÷ the bytes of the "
-                      "model's weights at the precision that ran (parameters × 4 for fp32, × 2 for bf16/fp16): "
+                      "model's weights at the precision that ran (parameters × 4 for fp32, × 2 for bf16/fp16, × 1 for "
+                      "int8): "
                       "weights read once per call. Activations and caches are not counted, so this overstates the "
                       "true intensity of shapes whose activations outweigh their weights.")
     rows = data.measured.filter(pl.col("flops_per_call").is_not_null() & pl.col("params").is_not_null()
@@ -498,7 +515,7 @@ def prediction_section(data: ReportData) -> Section:
     section.notes.append(f"{joined.height} configurations: mean absolute error {100 * ape.mean():.1f} %, median "
                          f"{100 * np.median(ape):.1f} %, within ±10 %: {100 * (ape <= 0.1).mean():.0f} %, within "
                          f"±20 %: {100 * (ape <= 0.2).mean():.0f} %.")
-    rows = [[r["target"], _model(r), str(r["batch_size"]), r["precision"], _num(r["p50_ms"], ".3f"),
+    rows = [[r["target"], _model(r), str(r["batch_size"]), r["spec"], _num(r["p50_ms"], ".3f"),
              _num(r["value"], ".3f"), _num(100.0 * (r["value"] / r["p50_ms"] - 1.0), "+.1f"),
              f"{_num(r['interval_low'], '.3f')} – {_num(r['interval_high'], '.3f')}"
              if r["interval_low"] is not None else "n/a", r["source"] or "n/a"] for r in joined.iter_rows(named=True)]

@@ -1,7 +1,8 @@
 """The comparison report, rendered from a warehouse of real measurements: tiny bert and llama at two batch sizes,
-two runs each, measured in-process with a short stopping rule; real failures (fp16, which torch refuses on
-CPUs); a measured GEMM and copy peak; naive predictions made from the measurements themselves (the report's
-job is to compare predictions with measurements, whichever predictor made them)."""
+two runs each, measured in-process with a short stopping rule, and bert at int8 in the second run; real failures
+(a float format this CPU has no native arithmetic for, which torch refuses); a measured GEMM and copy peak;
+naive predictions made from the measurements themselves (the report's job is to compare predictions with
+measurements, whichever predictor made them)."""
 
 import json
 import re
@@ -12,8 +13,10 @@ import numpy as np
 import polars as pl
 import pytest
 
+from hwbench_pipeline.bench.backends import load_backend
 from hwbench_pipeline.bench.environment import environment_fields
 from hwbench_pipeline.bench.peaks import measure_peaks
+from hwbench_pipeline.bench.precision import parse_spec
 from hwbench_pipeline.bench.scenarios.inference import InferenceConfig, measure_inference, run_configuration
 from hwbench_pipeline.bench.trackers.stats import StoppingRule
 from hwbench_pipeline.report.charts import plotly_bundle
@@ -28,13 +31,25 @@ MEASURED = ("bert", "llama")
 BATCHES = (1, 4)
 RUNS = ("run-a", "run-b")
 CATALOG = (*MEASURED, "vit", "t5", "qwen2")  # vit: fails only; t5: predicted only; qwen2: untested
-SECTIONS = ("batch", "distributions", "compatibility", "history", "roofline", "predictions", "training", "distributed")
-SECTION_TITLES = ("Latency and throughput against batch size", "Latency distributions", "Compatibility",
+SECTIONS = ("batch", "distributions", "compatibility", "precision", "history", "roofline", "predictions", "training",
+            "distributed")
+SECTION_TITLES = ("Latency and throughput against batch size", "Latency distributions", "Compatibility", "Precision",
                   "History and change points", "Roofline", "Predicted against measured")
 
 
-def _config(family: str, batch: int, precision: str = "fp32") -> InferenceConfig:
-    return InferenceConfig(family, "tiny", TARGET, batch, 16, precision=precision, rule=RULE)
+def _config(family: str, batch: int, spec: str = "fp32") -> InferenceConfig:
+    precision, quantization = parse_spec(spec)
+    return InferenceConfig(family, "tiny", TARGET, batch, 16, precision=precision, quantization=quantization,
+                           rule=RULE)
+
+
+def _refused_here() -> str:
+    """A float format torch refuses on this CPU (no native arithmetic for it), for real failure rows."""
+    backend = load_backend("torch")
+    refused = [p for p in ("fp16", "bf16") if backend.unsupported_reason(p, "cpu")]
+    if not refused:
+        pytest.skip("this CPU has native fp16 and bf16: torch refuses no float format here")
+    return refused[0]
 
 
 def _key(cfg: InferenceConfig) -> tuple:
@@ -71,15 +86,18 @@ def measured(tmp_path_factory):
         "peak_gbps": peaks["copy_gbps"]["value"], "peak_details": json.dumps(peaks), **env}], run_id="hw")
     for run in RUNS:
         rows = [measure_inference(_config(f, b), run) for f in MEASURED for b in BATCHES]
+        if run == "run-b":
+            rows.append(measure_inference(_config("bert", 1, "int8-dynamic"), run))
         warehouse.write("inference_results", rows, run_id=run, partition=TARGET)
-    failures = [run_configuration(_config(f, 1, "fp16"), "run-b") for f in ("bert", "vit")]
+    refused = _refused_here()
+    failures = [run_configuration(_config(f, 1, refused), "run-b") for f in ("bert", "vit")]
     assert {f["failure_class"] for f in failures} == {"unsupported_configuration"}
     warehouse.write("failures", failures, run_id="run-b", partition=TARGET)
     warehouse.write("predictions", _predictions(warehouse), run_id="predict-1")
     change_points = {_key(_config("bert", 4)): ["run-b"], _key(_config("llama", 1)): ["no-such-run"]}
     out = tmp / "report"
     report = render_comparison_report(warehouse, out, change_points=change_points)
-    return warehouse, report, peaks
+    return warehouse, report, peaks, refused
 
 
 def _figures(html: str) -> dict[str, dict]:
@@ -89,9 +107,9 @@ def _figures(html: str) -> dict[str, dict]:
 
 @pytest.mark.slow
 def test_html_is_self_contained_and_has_every_section(measured):
-    _, report, peaks = measured
+    _, report, peaks, refused = measured
     html = report.html.read_text()
-    assert report.n_configs == 4 and report.n_failures == 2 and report.n_runs == 2
+    assert report.n_configs == 5 and report.n_failures == 2 and report.n_runs == 2
     assert report.empty_sections == ["training", "distributed"]  # inference only: see test_training_sections.py
     # Nothing is fetched: plotly.js is inline (its own text mentions map-tile URLs that only map traces use), and
     # the rest of the page has no external script, stylesheet, image, link or URL at all.
@@ -113,9 +131,16 @@ def test_html_is_self_contained_and_has_every_section(measured):
     heatmap = figures["compatibility"]["data"][0]
     cells = {family: dict(zip(heatmap["x"], row, strict=True)) for family, row in zip(heatmap["y"], heatmap["text"],
                                                                                         strict=True)}
-    assert {f: cells[f][TARGET] for f in CATALOG} == {
-        "bert": "measured", "llama": "measured", "vit": "failed:unsupported_configuration", "t5": "predicted",
-        "qwen2": "untested"}
+    # precision is a dimension of the grid: a row per family and precision
+    failed = "failed:unsupported_configuration"
+    assert {row: cells[row][TARGET] for row in cells} == {
+        **{f"{f} {spec}": "untested" for f in CATALOG for spec in ("fp32", "int8-dynamic", refused)},
+        "bert fp32": "measured", "bert int8-dynamic": "measured", f"bert {refused}": failed,
+        "llama fp32": "measured", f"vit {refused}": failed, "t5 fp32": "predicted"}
+
+    precision = figures["precision"]
+    assert [t["name"] for t in precision["data"]] == ["int8-dynamic"]
+    assert precision["data"][0]["y"][0] > 0  # the speed-up over bert's fp32 row of the same shape
 
     history = figures["history-bert-tiny"]
     assert [s["x0"] for s in history["layout"]["shapes"]] == [1]  # run-b is the second run
@@ -139,7 +164,7 @@ def _png_size(path: Path) -> tuple[int, int]:
 
 @pytest.mark.slow
 def test_markdown_links_valid_images_beside_it(measured):
-    _, report, _ = measured
+    _, report, _, _ = measured
     md = report.markdown.read_text()
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
     assert len(links) == report.n_charts >= 8
@@ -160,7 +185,7 @@ def test_markdown_links_valid_images_beside_it(measured):
 
 @pytest.mark.slow
 def test_pdf_has_every_section_and_renders_to_a_drawn_page(measured):
-    _, report, _ = measured
+    _, report, _, _ = measured
     import pypdfium2 as pdfium
 
     document = pdfium.PdfDocument(str(report.pdf))
