@@ -16,6 +16,7 @@ from hwbench_pipeline.bench.backends import backend_available, load_backend
 from hwbench_pipeline.bench.backends.export_cache import EXPORT_CACHE_ENV
 from hwbench_pipeline.bench.backends.onnxruntime.backend import BACKEND
 from hwbench_pipeline.bench.backends.onnxruntime.config import CACHE_ENTRY, TMP_PREFIX
+from hwbench_pipeline.bench.backends.onnxruntime.quantize import derive
 from hwbench_pipeline.bench.failures import BenchmarkFailure, UnsupportedConfigurationError
 from hwbench_pipeline.bench.hardware import detect_targets
 from hwbench_pipeline.bench.profiles import effective_seq_len
@@ -131,7 +132,8 @@ def test_session_threads_follow_torch():
 
 
 def test_precision_and_device_refused():
-    assert BACKEND.precisions("cpu") == ("fp32", "fp16", "int8-dynamic", "int8-static")
+    fp16 = () if BACKEND.unsupported_reason("fp16", "cpu") else ("fp16",)
+    assert BACKEND.precisions("cpu") == ("fp32", *fp16, "int8-dynamic", "int8-static")
     with pytest.raises(UnsupportedConfigurationError, match="bf16"):
         BACKEND.prepare(torch.nn.Linear(4, 2), {"input": torch.randn(1, 4)}, _call, "cpu", "bf16")
     with pytest.raises(UnsupportedConfigurationError):
@@ -192,8 +194,10 @@ INTEGER_OPS = {"MatMulInteger", "MatMulIntegerToFloat", "DynamicQuantizeMatMul",
 
 
 def test_precisions_offered_and_refused_say_why():
-    for spec in ("fp32", "fp16", "int8-dynamic", "int8-static", "int8"):
+    for spec in ("fp32", "int8-dynamic", "int8-static", "int8"):
         assert BACKEND.unsupported_reason(spec, "cpu") is None
+    fp16 = BACKEND.unsupported_reason("fp16", "cpu")  # decided by a probe: see the fp16 test below
+    assert fp16 is None or "no fp16 MatMul kernel" in fp16
     bf16 = BACKEND.unsupported_reason("bf16", "cpu")
     assert "bf16" in bf16 and "MatMul" in bf16 and "CPUExecutionProvider" in bf16  # what the probe found
     assert BACKEND.precisions("cuda") == ("fp32", "fp16")
@@ -260,23 +264,32 @@ def test_int8_runs_integer_kernels_within_its_tolerance(cached, spec, tmp_path):
         runner.release()
 
 
-def test_fp16_reports_the_format_its_matmuls_ran_in(cached, tmp_path):
-    runner = _prepare(cached, "fp16")
-    try:
-        derived = onnx.load(str(runner.model_path), load_external_data=False).graph
-        assert {t.data_type for t in derived.initializer} >= {onnx.TensorProto.FLOAT16}  # it was converted
-        executed = _executed_graph(runner.model_path, tmp_path)
-        weights = {t.name: t.data_type for t in executed.initializer}
-        # the dtype of the weights the executed MatMul/Gemm nodes multiply by: the CPU provider casts an fp16
-        # node without a kernel back to fp32 (x86 has none), a provider with fp16 kernels keeps them
-        ran = {weights[name] for node in executed.node if node.op_type in ("MatMul", "Gemm")
-               for name in node.input[:2] if name in weights}
-        expected = "fp16" if ran == {onnx.TensorProto.FLOAT16} else "fp32"
-        assert ran and runner.precision == expected
-        error = _relative_error(runner.output(), cached["reference"])
-        assert 1e-5 < error < BACKEND.tolerance("fp16")  # fp16-rounded weights and activations
-    finally:
-        runner.release()
+def test_fp16_is_offered_only_where_the_cpu_provider_runs_the_converted_matmuls_in_fp16(cached, tmp_path):
+    _prepare(cached, "fp32").release()  # the fp32 export, in the cache, is what fp16 is converted from
+    source = next((cached["cache"] / CACHE_ENTRY).rglob("model.onnx"))
+    path, _ = derive("fp16", source, tmp_path / "fp16")
+    derived = onnx.load(str(path), load_external_data=False).graph
+    assert {t.data_type for t in derived.initializer} >= {onnx.TensorProto.FLOAT16}  # it was converted
+    executed = _executed_graph(path, tmp_path)
+    weights = {t.name: t.data_type for t in executed.initializer}
+    # the dtype of the weights the executed MatMul/Gemm nodes multiply by: the CPU provider casts an fp16 node
+    # without a kernel back to fp32 (x86 has none), a provider with fp16 kernels keeps them
+    ran = {weights[name] for node in executed.node if node.op_type in ("MatMul", "Gemm")
+           for name in node.input[:2] if name in weights}
+    reason = BACKEND.unsupported_reason("fp16", "cpu")
+    if ran == {onnx.TensorProto.FLOAT16}:
+        assert reason is None
+        runner = _prepare(cached, "fp16")
+        try:
+            assert runner.precision == "fp16"
+            error = _relative_error(runner.output(), cached["reference"])
+            assert 1e-5 < error < BACKEND.tolerance("fp16")  # fp16-rounded weights and activations
+        finally:
+            runner.release()
+    else:
+        assert ran == {onnx.TensorProto.FLOAT} and "ran in fp32" in reason
+        with pytest.raises(UnsupportedConfigurationError, match="no fp16 MatMul kernel"):
+            _prepare(cached, "fp16")
 
 
 def test_derived_models_live_in_the_runners_directory_and_the_cache_keeps_fp32_only(cached, own_tmp):

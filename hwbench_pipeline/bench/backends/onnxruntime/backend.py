@@ -301,6 +301,27 @@ def _cpu_kernel_missing(element_type: int) -> str | None:
     return None
 
 
+@functools.cache
+def _cpu_fp16_matmul_format() -> str:
+    """The format the CPU provider runs an fp16 MatMul with fp16 weights in, read from the graph it optimized:
+    fp32 where it has no fp16 kernel and inserts Casts around the node."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    values = [helper.make_tensor_value_info(name, TensorProto.FLOAT16, [64, 64]) for name in ("a", "c")]
+    weight = numpy_helper.from_array(np.ones((64, 64), dtype=np.float16), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["a", "w"], ["c"])], "probe", values[:1], values[1:],
+                              [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = min(model.ir_version, onnx.IR_VERSION)
+    with tempfile.TemporaryDirectory(prefix=TMP_PREFIX) as directory:
+        source = Path(directory) / "probe.onnx"
+        onnx.save(model, source)
+        _session(source, "CPUExecutionProvider", None, optimized=Path(directory) / "optimized.onnx")
+        return _session_formats(Path(directory) / "optimized.onnx")[0]
+
+
 class OnnxRuntimeRunner:
     """An ``InferenceSession`` with its inputs bound once: numpy arrays fed to ``run`` (CPU), or with
     ``binding=(ORT device type, device id)`` an IO binding whose inputs were copied there once (CUDA)."""
@@ -416,6 +437,10 @@ class OnnxRuntimeBackend:
             missing = _cpu_kernel_missing(TensorProto.BFLOAT16 if spec == "bf16" else TensorProto.FLOAT16)
             if missing is not None:
                 return f"onnxruntime's CPUExecutionProvider cannot run a {spec} MatMul ({missing})"
+            if spec == "fp16" and (ran := _cpu_fp16_matmul_format()) != "fp16":
+                # an fp16 row would time fp32 matmuls between casts: a row of another format under this name
+                return (f"onnxruntime's CPUExecutionProvider has no fp16 MatMul kernel on this CPU: a probe graph's "
+                        f"fp16 MatMul ran in {ran} between inserted Casts")
         return NO_BF16_CONVERTER if spec == "bf16" else None
 
     def tolerance(self, precision: str) -> float:

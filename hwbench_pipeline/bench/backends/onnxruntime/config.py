@@ -99,7 +99,8 @@ WEIGHT_TYPE = "QInt8"
 STATIC_QUANT_FORMAT = "QDQ"
 #: uint8 activations (U8S8): the x86 int8 GEMM kernels (VPMADDUBSW, VNNI) take unsigned activations; with
 # int8 (S8S8) activations the CPU provider left the activation x activation MatMuls unfused (fp32) and ran
-# slower than fp32. On AVX2 CPUs without VNNI, U8S8 can saturate (ORT docs); the tolerance check catches it.
+# slower than fp32. On x86 CPUs without VNNI, U8S8 can saturate (ORT docs): there the weights use 7 bits
+# (reduce_range, bench/cpu_features.py).
 STATIC_ACTIVATION_TYPE = "QUInt8"
 #: only the weight-carrying ops: quantizing every op (Add, Softmax, Mul, the ORT default) tripled the error
 # (vit small 0.34 instead of 0.077, bert small 0.080 instead of 0.038) for no gain in speed

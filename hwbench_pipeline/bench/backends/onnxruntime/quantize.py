@@ -23,6 +23,7 @@ from hwbench_pipeline.bench.backends.onnxruntime.config import (
     STATIC_QUANT_FORMAT,
     WEIGHT_TYPE,
 )
+from hwbench_pipeline.bench.cpu_features import int8_saturates
 from hwbench_pipeline.bench.failures import BenchmarkFailure
 
 MODEL_FILE = "model.onnx"
@@ -123,7 +124,8 @@ def _remove(model: Path) -> None:
 def quantize_dynamic_model(source: Path, target: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(source, target, weight_type=getattr(QuantType, WEIGHT_TYPE), use_external_data_format=True)
+    quantize_dynamic(source, target, weight_type=getattr(QuantType, WEIGHT_TYPE), use_external_data_format=True,
+                     reduce_range=int8_saturates())
 
 
 def quantize_static_model(source: Path, target: Path, batches: Sequence[dict[str, Any]]) -> None:
@@ -135,7 +137,7 @@ def quantize_static_model(source: Path, target: Path, batches: Sequence[dict[str
                     activation_type=getattr(QuantType, STATIC_ACTIVATION_TYPE),
                     weight_type=getattr(QuantType, WEIGHT_TYPE),
                     calibrate_method=getattr(CalibrationMethod, STATIC_CALIBRATION_METHOD),
-                    use_external_data_format=True)
+                    use_external_data_format=True, reduce_range=int8_saturates())
 
 
 def convert_fp16(source: Path, target: Path) -> None:
