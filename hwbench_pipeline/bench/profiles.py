@@ -171,14 +171,15 @@ class Profile:
 
     def trained_weights(self) -> dict[str, dict[str, str]]:
         """family -> preset -> the file of weights the training scenario kept for it (of the config the family
-        builds now), for the profile's families that have one."""
+        builds now), for the profile's families that have one: curated families only, the ones with a task."""
         if not self.trained_dir:
             return {}
+        from hwbench_pipeline.bench import models
         from hwbench_pipeline.bench.config_key import model_config_hash
         from hwbench_pipeline.bench.trained import weights_path
 
         found: dict[str, dict[str, str]] = {}
-        for family in self.families:
+        for family in filter(models.is_curated, self.families):
             for preset in self.presets:
                 path = weights_path(Path(self.trained_dir), family, preset, model_config_hash(family, preset))
                 if path.is_file():

@@ -32,7 +32,8 @@ def task_quality(family: str, preset: str, weights: Path, target: str, spec: str
 
     Returns ``task``, ``task_samples``, ``task_accuracy`` (on the target at ``spec``), ``task_accuracy_fp32``,
     ``accuracy_drop`` (fp32 minus the target's, a fraction of the samples; negative where the target scored
-    higher) and ``trained_run_id`` (the training run that wrote the weights)."""
+    higher), ``trained_run_id`` (the training run that wrote the weights) and ``task_precision_ran`` (what the
+    backend observed the task model run in)."""
     import torch
 
     from hwbench_pipeline.bench import models, tasks
@@ -66,6 +67,7 @@ def task_quality(family: str, preset: str, weights: Path, target: str, spec: str
                                  calibration=calibration)
         try:
             scores = runner.output()
+            ran = runner.precision  # observed by the backend, as for the configuration's own model
         finally:
             runner.release()
     if tuple(scores.shape) != (QUALITY_SAMPLES, tasks.NUM_CLASSES):
@@ -79,4 +81,5 @@ def task_quality(family: str, preset: str, weights: Path, target: str, spec: str
         "task_accuracy_fp32": reference,
         "accuracy_drop": reference - measured,
         "trained_run_id": meta.run_id,
+        "task_precision_ran": ran,
     }

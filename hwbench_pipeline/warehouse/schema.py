@@ -146,6 +146,8 @@ INFERENCE_RESULTS = pa.schema(
         ("task_accuracy_fp32", pa.float64()),
         ("accuracy_drop", pa.float64()),  # task_accuracy_fp32 - task_accuracy
         ("trained_run_id", pa.string()),
+        ("task_precision_ran", pa.string()),  # what the task model ran in (observed by the backend, as precision_ran)
+        ("task_note", pa.string()),  # why there is no task accuracy although trained weights exist
     ]
     + MACHINE_LOAD_COLUMNS
     + [

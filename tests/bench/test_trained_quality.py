@@ -10,7 +10,7 @@ import torch
 from hwbench_pipeline.bench import models, tasks
 from hwbench_pipeline.bench.backends import load_backend
 from hwbench_pipeline.bench.backends.export_cache import EXPORT_CACHE_ENV
-from hwbench_pipeline.bench.precision import SPECS
+from hwbench_pipeline.bench.precision import SPECS, parse_spec
 from hwbench_pipeline.bench.quality import QUALITY_SAMPLES, task_quality
 from hwbench_pipeline.bench.scenarios.training import TrainingConfig, run_training_configuration
 from hwbench_pipeline.bench.scenarios.training.config import EVAL_SAMPLES
@@ -109,7 +109,8 @@ def test_above_chance_means_more_right_than_a_guesser_gets_by_luck():
 def test_the_trained_model_loses_nothing_on_torch_fp32(fp32_quality):
     q = fp32_quality
     assert set(q) == {"task", "task_samples", "task_accuracy", "task_accuracy_fp32", "accuracy_drop",
-                      "trained_run_id"}
+                      "trained_run_id", "task_precision_ran"}
+    assert q["task_precision_ran"] == "fp32"
     assert (q["task"], q["task_samples"], q["trained_run_id"]) == ("text_keyword", QUALITY_SAMPLES, RUN_ID)
     assert q["task_accuracy"] == q["task_accuracy_fp32"] and q["accuracy_drop"] == 0
     assert above_chance(q["task_accuracy_fp32"], QUALITY_SAMPLES, CHANCE)
@@ -132,6 +133,7 @@ def test_a_lower_precision_scores_whole_samples_of_the_eval_set(kept, fp32_quali
         assert 0 <= accuracy <= 1 and (accuracy * n).is_integer()
     assert q["task_accuracy_fp32"] == fp32_quality["task_accuracy_fp32"]  # the same reference, every spec
     assert q["accuracy_drop"] == q["task_accuracy_fp32"] - q["task_accuracy"]
+    assert q["task_precision_ran"] == parse_spec(spec)[0]  # the task model ran the format asked for
 
 
 def test_onnxruntime_scores_the_trained_model_through_the_same_function_without_the_export_cache(
@@ -154,3 +156,28 @@ def test_weights_of_another_model_are_refused(kept):
         task_quality("vit", "tiny", Path(row["trained_weights"]), "cpu-torch", "fp32")
     with pytest.raises(ValueError, match="cannot name a directory"):
         weights_path("/tmp", "../bert", "tiny", "abc")
+
+
+def test_an_inference_row_of_a_trained_model_carries_its_task_accuracy_and_passes_the_suite(kept, fp32_quality):
+    from hwbench_pipeline.bench.scenarios.inference import InferenceConfig, run_configuration
+    from hwbench_pipeline.warehouse.validation import inference_suite, split_valid_rows
+
+    _, row = kept
+    spec = next(s for s in ("int8-dynamic", "bf16", "fp32") if s in load_backend("torch").precisions("cpu"))
+    precision, quantization = parse_spec(spec)
+    cfg = InferenceConfig("bert", "tiny", "cpu-torch", 1, SEQ, precision=precision, quantization=quantization,
+                          threads=1, rule=QUICK_RULE, trained_weights=row["trained_weights"])
+    measured = run_configuration(cfg, "inference-with-task")
+    assert measured["status"] == "ok", measured.get("message")
+    assert measured["task"] == "text_keyword" and measured["task_samples"] == QUALITY_SAMPLES
+    assert measured["task_accuracy_fp32"] == fp32_quality["task_accuracy_fp32"]
+    assert measured["task_precision_ran"] == precision and measured["trained_run_id"] == RUN_ID
+    assert measured["accuracy_drop"] == measured["task_accuracy_fp32"] - measured["task_accuracy"]
+    valid, invalid, _ = split_valid_rows([measured], inference_suite())
+    assert len(valid) == 1, invalid
+
+    # weights that cannot be read leave the timing standing, and the row says why it has no accuracy
+    gone = run_configuration(InferenceConfig("bert", "tiny", "cpu-torch", 1, SEQ, threads=1, rule=QUICK_RULE,
+                                             trained_weights="/nonexistent/bert.safetensors"), "inference-no-task")
+    assert gone["status"] == "ok" and gone["p50_ms"] > 0 and gone.get("task_accuracy") is None
+    assert gone["task_note"].startswith("task accuracy not measured: ") and "\n" not in gone["task_note"]

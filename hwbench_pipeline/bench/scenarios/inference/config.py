@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from hwbench_pipeline.bench.config_key import METHOD, SPREAD_METHOD, inference_attention, key_fields
-from hwbench_pipeline.bench.precision import NO_QUANTIZATION, spec_name
+from hwbench_pipeline.bench.precision import NO_QUANTIZATION, SPECS, parse_spec, spec_name
 from hwbench_pipeline.bench.trackers.stats import StoppingRule
 
 
@@ -30,6 +30,9 @@ class InferenceConfig:
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.seq_len < 1 or self.threads < 1:
             raise ValueError(f"batch, sequence and threads must be positive: {self.label}")
+        if parse_spec(self.spec) != (self.precision, self.quantization):  # int8 needs its recipe, floats none
+            raise ValueError(f"precision {self.precision!r} with quantization {self.quantization!r} is no precision "
+                             f"spec; known: {', '.join(SPECS)}")
 
     @property
     def label(self) -> str:

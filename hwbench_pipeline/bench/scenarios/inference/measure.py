@@ -80,9 +80,14 @@ def measure_inference(cfg: InferenceConfig, run_id: str) -> dict:
         runner.release()
 
     peak_rss = rss_high_water_mb()  # before the task model below is built: this row's memory is its own
-    # the trained weights' task accuracy at this precision, from the same backend path (bench/quality.py)
-    quality = task_quality(cfg.family, cfg.preset, Path(cfg.trained_weights), cfg.target, cfg.spec) \
-        if cfg.trained_weights else {}
+    # the trained weights' task accuracy at this precision, from the same backend path (bench/quality.py); the
+    # timing stands whatever happens to this second model, and the row says why it has no accuracy
+    quality: dict = {}
+    if cfg.trained_weights:
+        try:
+            quality = task_quality(cfg.family, cfg.preset, Path(cfg.trained_weights), cfg.target, cfg.spec)
+        except Exception as exc:  # noqa: BLE001 - any failure of the task model is reported on the row
+            quality = {"task_note": f"task accuracy not measured: {type(exc).__name__}: {exc}".splitlines()[0]}
     stats = summarize(samples)
     p50_s = stats["p50_ms"] / 1e3
     tokens = models.tokens_per_call(cfg.family, config, cfg.batch_size, cfg.seq_len)
