@@ -9,6 +9,10 @@ and profiles name the pair in one word, a *spec*: ``fp32``, ``bf16``, ``fp16``, 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import polars as pl
 
 #: number formats, widest first
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16", "int8")
@@ -53,12 +57,19 @@ def unknown_spec_reason(text: str) -> str | None:
     return None
 
 
-def spec_expr():
+def spec_expr() -> pl.Expr:
     """A polars expression of each row's spec, from its ``precision`` and ``quantization`` columns."""
     import polars as pl
 
     recipe = pl.col("quantization").is_in(list(QUANTIZATIONS)).fill_null(False)
     return pl.when(recipe).then(pl.concat_str("precision", pl.lit("-"), "quantization")).otherwise(pl.col("precision"))
+
+
+def format_expr(column: str = "precision") -> pl.Expr:
+    """A polars expression of the number format of a column of specs (``int8`` for ``int8-static``)."""
+    import polars as pl
+
+    return pl.col(column).str.split("-").list.first()
 
 
 def number_format(spec: str) -> str:

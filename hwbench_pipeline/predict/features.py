@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from hwbench_pipeline.bench.precision import PRECISIONS
+from hwbench_pipeline.bench.precision import PRECISIONS, format_expr
 from hwbench_pipeline.predict import roofline
 from hwbench_pipeline.predict.shapes import SHAPE_COLUMNS, FlopCounter, ModelSpec, describe, leaf_modules
 
@@ -54,8 +54,7 @@ def with_hardware(frame: pl.DataFrame, targets: pl.DataFrame) -> pl.DataFrame:
         raise MissingHardwareError(f"no measured peaks for target(s) {', '.join(sorted(missing))}; "
                                    "materialize hardware_targets on the host that has them")
     # precision is a spec (int8-static): its number format picks the peak
-    number_format = pl.col("precision").str.split("-").list.first()
-    peak = pl.coalesce(pl.when(number_format == p).then(pl.col(f"peak_gflops_{p}")) for p in PRECISIONS
+    peak = pl.coalesce(pl.when(format_expr() == p).then(pl.col(f"peak_gflops_{p}")) for p in PRECISIONS
                        if f"peak_gflops_{p}" in joined.columns)
     # A precision without a measured peak has no fast path there: the fp32 peak is the honest ceiling.
     return joined.with_columns(peak_gflops=pl.when(peak > 0).then(peak).otherwise(pl.col("peak_gflops_fp32")))

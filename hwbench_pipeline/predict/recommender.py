@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import polars as pl
 
-from hwbench_pipeline.bench.precision import SPECS, parse_spec
+from hwbench_pipeline.bench.precision import SPECS, format_expr, parse_spec
 from hwbench_pipeline.bench.trackers.stats import NOISY_HALFWIDTH
 from hwbench_pipeline.predict.features import query_frame
 from hwbench_pipeline.predict.predictor import Predictor
@@ -113,9 +113,7 @@ def measured_figures(results: pl.DataFrame, spec: ModelSpec, mode: str) -> pl.Da
 
 
 def measured_quality(results: pl.DataFrame, spec: ModelSpec, mode: str) -> pl.DataFrame:
-    """Per target and precision of this model: the newest measured output error and task accuracy drop. fp32
-    is the reference, so its drop is 0 where nobody measured it (its outputs agree with torch fp32 within the
-    backend's fp32 tolerance, checked on every row)."""
+    """Per target and precision of this model: the newest measured output error and task accuracy drop."""
     columns = {"accuracy_drop": pl.Float64, "mean_rel_diff": pl.Float64}
     if not results.height or "precision" not in results.columns:
         return pl.DataFrame(schema={"target": pl.String, "precision": pl.String, **columns})
@@ -125,10 +123,8 @@ def measured_quality(results: pl.DataFrame, spec: ModelSpec, mode: str) -> pl.Da
     newest = [c for c in ("_written_at", "finished_at", "started_at") if c in rows.columns]
     if newest:
         rows = rows.sort(pl.coalesce(newest), nulls_last=False)
-    quality = rows.group_by("target", "precision").agg(
+    return rows.group_by("target", "precision").agg(
         pl.col("accuracy_drop").drop_nulls().last(), pl.col("mean_rel_diff").drop_nulls().last())
-    return quality.with_columns(accuracy_drop=pl.when(pl.col("precision") == "fp32")
-                                .then(pl.col("accuracy_drop").fill_null(0.0)).otherwise(pl.col("accuracy_drop")))
 
 
 #: failures that do not depend on the shape: the model cannot run on that target and precision at all
@@ -162,6 +158,17 @@ def failure_for(failed: list[dict], target: str, batch: int, seq: int, precision
     return None
 
 
+def ran_another_format(results: pl.DataFrame, spec: ModelSpec, mode: str) -> dict[tuple[str, str], str]:
+    """(target, precision) of this model whose measured rows ran another number format than asked (an int8 request
+    a runtime left in fp32): such a candidate would be ranked under a name it did not run."""
+    if not results.height or "precision_ran" not in results.columns:
+        return {}
+    rows = results.filter((pl.col("family") == spec.family) & (pl.col("preset") == spec.preset)
+                          & (pl.col("mode") == mode) & pl.col("precision_ran").is_not_null()
+                          & (pl.col("precision_ran") != format_expr()))
+    return {(r["target"], r["precision"]): r["precision_ran"] for r in rows.iter_rows(named=True)}
+
+
 def target_precisions(targets: pl.DataFrame) -> dict[str, list[str]]:
     """Precisions each target runs (from hardware_targets), fp32 when the table does not say."""
     out = {}
@@ -179,12 +186,16 @@ def candidate_figures(spec: ModelSpec, seq_len: int, mode: str, targets: pl.Data
     """Every candidate's figures (measured, else predicted) and the configurations excluded as failed."""
     measured = measured_figures(results, spec, mode)
     failed = measured_failures(failures, spec, mode)
+    other_format = ran_another_format(results, spec, mode)
     available = target_precisions(targets)
     queries, excluded = [], []
     for target, runs in sorted(available.items()):
         n_threads = (threads or {}).get(target) or _default_threads(targets, results, target)
         for precision in runs:
             if precisions and precision not in precisions:
+                continue
+            if (target, precision) in other_format:
+                excluded.append(f"{target} {precision}: measured, but it ran {other_format[target, precision]}")
                 continue
             for batch in batches:
                 key = (target, batch, seq_len, precision, n_threads)
@@ -209,7 +220,9 @@ def candidate_figures(spec: ModelSpec, seq_len: int, mode: str, targets: pl.Data
         parts.append(predict_figures(spec, mode, todo, targets, predictor, counter, models))
     figures = pl.concat(parts, how="diagonal_relaxed").drop("accuracy_drop", "mean_rel_diff", strict=False)
     figures = figures.join(measured_quality(results, spec, mode), on=["target", "precision"], how="left")
-    if "fp32" in figures["precision"]:  # a target nobody measured: fp32 is still the reference
+    # fp32 is the reference: its drop is 0 where nobody measured it (its outputs agree with torch fp32 within the
+    # backend's fp32 tolerance, checked on every row)
+    if "fp32" in figures["precision"]:
         figures = figures.with_columns(accuracy_drop=pl.when(pl.col("precision") == "fp32")
                                        .then(pl.col("accuracy_drop").fill_null(0.0)).otherwise(pl.col("accuracy_drop")))
     return figures, excluded

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from hwbench_pipeline.bench.precision import BYTES_PER_WEIGHT
+from hwbench_pipeline.bench.precision import BYTES_PER_WEIGHT, format_expr
 
 TRAINING_FLOPS_FACTOR = 3.0
 TRAINING_WEIGHT_COPIES = 4.0  # weights, gradients, two Adam moments
@@ -29,7 +29,7 @@ def with_estimates(frame: pl.DataFrame) -> pl.DataFrame:
     peak_threads, device_kind.
     """
     # precision is a spec (int8-static): its number format sets the bytes per value
-    bytes_per_value = pl.col("precision").str.split("-").list.first().replace_strict(
+    bytes_per_value = format_expr().replace_strict(
         BYTES_PER_WEIGHT, default=4, return_dtype=pl.Float64)
     training = pl.col("mode") == "training"
     hidden = pl.col("hidden_size").cast(pl.Float64).fill_null(512.0).clip(lower_bound=1.0)

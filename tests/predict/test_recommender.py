@@ -175,9 +175,10 @@ def test_an_accuracy_bound_keeps_only_precisions_whose_measured_drop_meets_it(pr
     # quality figures are set here: this tests the constraint, so the drop is an input, not a measurement.
     fp32 = results.filter((pl.col("family") == "bert") & (pl.col("preset") == "small") & (pl.col("seq_len") == 128)
                           & (pl.col("target") == "cpu-torch"))
-    int8 = fp32.with_columns(precision=pl.lit("int8-dynamic"), p50_ms=pl.col("p50_ms") / 2,
-                             accuracy_drop=pl.lit(0.02), mean_rel_diff=pl.lit(0.01))
-    static = fp32.with_columns(precision=pl.lit("int8-static"), p50_ms=pl.col("p50_ms") / 3)  # drop never measured
+    int8 = fp32.with_columns(precision=pl.lit("int8-dynamic"), precision_ran=pl.lit("int8"),
+                             p50_ms=pl.col("p50_ms") / 2, accuracy_drop=pl.lit(0.02), mean_rel_diff=pl.lit(0.01))
+    static = fp32.with_columns(precision=pl.lit("int8-static"), precision_ran=pl.lit("int8"),
+                               p50_ms=pl.col("p50_ms") / 3)  # drop never measured
     rows = pl.concat([results, int8, static], how="diagonal_relaxed")
     targets = hardware.filter(pl.col("target") == "cpu-torch").with_columns(
         precisions=pl.lit("fp32,int8-dynamic,int8-static"))
@@ -199,3 +200,9 @@ def test_an_accuracy_bound_keeps_only_precisions_whose_measured_drop_meets_it(pr
     miss = advice(0.01, precisions=("int8-dynamic", "int8-static")).rankings["latency"]
     assert miss.pick is None and miss.nearest_miss["precision"] == "int8-dynamic"
     assert "accuracy drop 2 points > 1" in describe_miss(miss.nearest_miss, Constraints(max_accuracy_drop=0.01))
+
+    # an int8 request a runtime left in fp32 is not ranked under the int8 name
+    rows = pl.concat([results, int8.with_columns(precision_ran=pl.lit("fp32")), static], how="diagonal_relaxed")
+    left_in_fp32 = advice(None)
+    assert set(left_in_fp32.rankings["latency"].feasible["precision"]) == {"fp32", "int8-static"}
+    assert "cpu-torch int8-dynamic: measured, but it ran fp32" in left_in_fp32.excluded
