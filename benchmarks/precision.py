@@ -6,9 +6,9 @@ through the engine's process launcher, so their measuring processes are spread i
 of the host (a slow stretch lands on all precisions alike). Each row gets its output error against torch fp32
 on the same inputs and, from the kept weights, the held-out task accuracy at that precision.
 
-Printed per model and target: each precision's median latency, its ratio to fp32 (median ÷ fp32 median: below
-1 is faster) with the between-process interval, what ran, max and mean output error, task accuracy and its drop
-from torch fp32; a precision a runtime or CPU cannot run is listed with its reason.
+Printed per model and target: each precision's median latency, its speed-up over fp32 (fp32 median ÷ its
+median: above 1 is faster) with the between-process intervals, what ran, max and mean output error, task
+accuracy and its drop from torch fp32 (points); a precision a runtime or CPU cannot run is listed with its reason.
 
     .venv/bin/python benchmarks/precision.py [--models bert,vit,llama] [--preset small] \\
         [--targets cpu-torch,cpu-onnxruntime,cpu-openvino] [--precisions all] [--json out.json]
@@ -53,13 +53,13 @@ def train(families: list[str], preset: str, steps: int, weights_dir: Path, threa
     return kept
 
 
-def ratio_interval(row: dict, fp32: dict) -> str:
-    """The ratio to fp32 with the between-process intervals of both medians combined (their extremes)."""
+def speedup_interval(row: dict, fp32: dict) -> str:
+    """The speed-up over fp32 with the between-process intervals of both medians combined (their extremes)."""
     low, high = row.get("median_ci_low_ms"), row.get("median_ci_high_ms")
     f_low, f_high = fp32.get("median_ci_low_ms"), fp32.get("median_ci_high_ms")
-    if None in (low, high, f_low, f_high) or not f_low:
+    if None in (low, high, f_low, f_high) or not low:
         return ""
-    return f"[{low / f_high:.2f}, {high / f_low:.2f}]"
+    return f"[{f_low / high:.2f}, {f_high / low:.2f}]"
 
 
 def show(rows: list[dict], refused: list[tuple[str, str, str, str]]) -> None:
@@ -78,10 +78,10 @@ def show(rows: list[dict], refused: list[tuple[str, str, str, str]]) -> None:
             if row["status"] != "ok":
                 print(f"{spec:<13} failed: {row['failure_class']}: {(row.get('message') or '').splitlines()[0][:90]}")
                 continue
-            ratio = f"{row['p50_ms'] / fp32['p50_ms']:.2f}" if fp32 else "n/a"
+            speedup = f"{fp32['p50_ms'] / row['p50_ms']:.2f}" if fp32 else "n/a"
             acc, drop = row.get("task_accuracy"), row.get("accuracy_drop")
-            print(f"{spec:<13} {row['precision_ran']:<5} {row['p50_ms']:>9.3f} {ratio:>7} "
-                  f"{ratio_interval(row, fp32) if fp32 else '':>13} {row['max_rel_diff']:>8.2g} "
+            print(f"{spec:<13} {row['precision_ran']:<5} {row['p50_ms']:>9.3f} {speedup:>7} "
+                  f"{speedup_interval(row, fp32) if fp32 else '':>13} {row['max_rel_diff']:>8.2g} "
                   f"{row['mean_rel_diff']:>9.2g} {'' if acc is None else f'{acc:.3f}':>9} "
                   f"{'' if drop is None else f'{100 * drop:+.1f}':>9}")
     for family, target, spec, why in refused:

@@ -72,11 +72,12 @@ def host_peaks(targets: list[str], threads: int) -> pl.DataFrame:
     by_device, rows = {}, []
     for key in targets:
         target = parse_target(key)
-        if target.torch_device not in by_device:
+        # per device and runtime: the int8 peak is each runtime's own GEMM (bench/peaks.py)
+        if (target.torch_device, target.backend) not in by_device:
             precisions = load_backend(target.backend).precisions(target.device_kind)
-            by_device[target.torch_device] = measure_peaks(target.torch_device, tuple(precisions), threads,
-                                                           backend=target.backend)
-        peaks = by_device[target.torch_device]
+            by_device[target.torch_device, target.backend] = measure_peaks(
+                target.torch_device, tuple(precisions), threads, backend=target.backend)
+        peaks = by_device[target.torch_device, target.backend]
         compute = peaks["compute_gflops"]
         rows.append({"target": key, "device_kind": target.device_kind, "backend": target.backend,
                      "peak_threads": threads, "peak_gbps": peaks["copy_gbps"]["value"],

@@ -11,9 +11,10 @@ from hwbench_pipeline.bench.precision import SPECS
 from hwbench_pipeline.report import charts
 from hwbench_pipeline.report.charts import Series, XYChart
 from hwbench_pipeline.report.comparison_sections import ReportData, Section, Table
+from hwbench_pipeline.warehouse.schema import CONFIG_KEY
 
-#: what makes two rows the same configuration but for the precision
-SAME_BUT_PRECISION = ["family", "preset", "target", "batch_size", "seq_len", "threads"]
+#: what makes two rows the same configuration but for the precision: the whole key but the format and recipe
+SAME_BUT_PRECISION = [k for k in CONFIG_KEY if k not in ("precision", "quantization")]
 QUALITY_COLUMNS = ("max_rel_diff", "mean_rel_diff", "task_accuracy", "task_accuracy_fp32", "accuracy_drop")
 
 
@@ -29,8 +30,7 @@ def precision_rows(measured: pl.DataFrame) -> pl.DataFrame:
         return pl.DataFrame()
     frame = measured.with_columns([pl.lit(None, dtype=pl.Float64).alias(c) for c in QUALITY_COLUMNS
                                    if c not in measured.columns])
-    fp32 = (frame.filter(pl.col("spec") == "fp32")
-            .group_by(SAME_BUT_PRECISION).agg(pl.col("p50_ms").min().alias("fp32_p50_ms")))
+    fp32 = frame.filter(pl.col("spec") == "fp32").select(*SAME_BUT_PRECISION, fp32_p50_ms=pl.col("p50_ms"))
     return (frame.join(fp32, on=SAME_BUT_PRECISION, how="inner")
             .with_columns(speedup=pl.col("fp32_p50_ms") / pl.col("p50_ms"),
                           order=pl.col("spec").replace_strict({s: i for i, s in enumerate(SPECS)}, default=len(SPECS),

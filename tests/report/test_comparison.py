@@ -107,7 +107,7 @@ def _figures(html: str) -> dict[str, dict]:
 
 @pytest.mark.slow
 def test_html_is_self_contained_and_has_every_section(measured):
-    _, report, peaks, refused = measured
+    warehouse, report, peaks, refused = measured
     html = report.html.read_text()
     assert report.n_configs == 5 and report.n_failures == 2 and report.n_runs == 2
     assert report.empty_sections == ["training", "distributed"]  # inference only: see test_training_sections.py
@@ -140,7 +140,13 @@ def test_html_is_self_contained_and_has_every_section(measured):
 
     precision = figures["precision"]
     assert [t["name"] for t in precision["data"]] == ["int8-dynamic"]
-    assert precision["data"][0]["y"][0] > 0  # the speed-up over bert's fp32 row of the same shape
+    newest = warehouse.read("inference_results", latest=True).filter(
+        (pl.col("family") == "bert") & (pl.col("batch_size") == 1))
+    p50 = dict(zip(newest["quantization"], newest["p50_ms"], strict=True))
+    # the speed-up over bert's fp32 row of the same configuration, against the int8 row's mean output error
+    assert precision["data"][0]["y"] == [pytest.approx(p50["none"] / p50["dynamic"])]
+    int8 = newest.filter(pl.col("quantization") == "dynamic")
+    assert precision["data"][0]["x"] == [pytest.approx(int8["mean_rel_diff"][0])]
 
     history = figures["history-bert-tiny"]
     assert [s["x0"] for s in history["layout"]["shapes"]] == [1]  # run-b is the second run
