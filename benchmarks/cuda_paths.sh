@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The CUDA check for a host with an NVIDIA GPU: bert, vit and a decoder on cuda0-torch (and cuda0-onnxruntime
-# when onnxruntime-gpu is installed) and the GPU's measured peaks, as JSON under ${OUT:-./cuda-check}. Run
-# from the repo root with the project's environment active; bert also runs through Ray. Prints each table; exits non-zero if a configuration fails.
+# when onnxruntime-gpu is installed), every precision of bert on each target, and the GPU's measured peaks (int8
+# included), as JSON under ${OUT:-./cuda-check}. Run from the repo root with the project's environment active;
+# bert also runs through Ray. Prints each table; exits non-zero if a configuration fails.
 set -euo pipefail
 out=${OUT:-./cuda-check}
 mkdir -p "$out"
@@ -16,6 +17,10 @@ for target in cuda0-torch cuda0-onnxruntime; do
     python -m hwbench_pipeline.cli bench --model "$model" --preset base --target "$target" --batch 1,8 \
       --seq 128 --max-seconds 5 --json "$out/${target}_${model}.json" || status=1
   done
+  # every precision the target offers there, side by side (int8 is refused on GPUs with the reason)
+  python -m hwbench_pipeline.cli bench --model bert --preset base --target "$target" --batch 8 --seq 128 \
+    --precision fp32,bf16,fp16,int8-dynamic,int8-static --max-seconds 5 \
+    --json "$out/${target}_bert_precisions.json" || status=1
   # the same engine through Ray, as the pipeline dispatches it (the runs above use forked local processes)
   python -m hwbench_pipeline.cli bench --model bert --preset base --target "$target" --batch 1 --seq 128 \
     --max-seconds 5 --dispatch ray --json "$out/${target}_bert_ray.json" || status=1
@@ -23,7 +28,7 @@ done
 # the GPU's measured peaks: the GEMM grows until one multiply takes 50 ms (n and GFLOP/s per precision)
 if grep -q "available  cuda0-torch" "$out/targets.txt"; then
   python -c "import json; from hwbench_pipeline.bench.peaks import measure_peaks; \
-print(json.dumps(measure_peaks('cuda:0', ('fp32', 'bf16', 'fp16'), 1), indent=1))" \
+print(json.dumps(measure_peaks('cuda:0', ('fp32', 'bf16', 'fp16', 'int8'), 1), indent=1))" \
     | tee "$out/cuda0_peaks.json" || status=1
 fi
 exit $status
