@@ -13,7 +13,8 @@ def _hwbench(*args, data_dir, tmp_path):
 
 
 @pytest.mark.parametrize("args, expected", [
-    (["run", "--profile", "turbo"], "unknown profile 'turbo': use one of architectures, coverage, full, quick, smoke"),
+    (["run", "--profile", "turbo"],
+     "unknown profile 'turbo': use one of architectures, coverage, full, precision, quick, smoke"),
     (["run", "--profile", "smoke", "--targets", "tpu0-jax"], "unknown hardware target 'tpu0-jax'"),
     (["run", "--profile", "smoke", "--targets", "cuda7-torch"], "not available on this host"),
     (["bench", "--model", "gpt5"], "model_type 'gpt5' is not an architecture transformers"),

@@ -291,16 +291,17 @@ def _choice_list(raw: object, key: str, accepted: tuple[str, ...], source: str) 
 
 def _precision_list(raw: object, source: str) -> tuple[str, ...]:
     """The inference section's precisions as canonical specs (``int8`` is ``int8-dynamic``; bench/precision.py)."""
-    from hwbench_pipeline.bench.precision import SPECS, PrecisionError, canonical_spec
+    from hwbench_pipeline.bench.precision import SPECS, canonical_spec, unknown_spec_reason
 
     if raw == "all":
         return SPECS
     if not isinstance(raw, list) or not raw:
         raise ProfileError(f"{source}: 'precisions' must be 'all' or a non-empty list, got {raw!r}")
-    try:
-        specs = [canonical_spec(v) if isinstance(v, str) else canonical_spec(repr(v)) for v in raw]
-    except PrecisionError as exc:
-        raise ProfileError(f"{source}: {exc}") from None
+    unknown = [v for v in raw if not isinstance(v, str) or unknown_spec_reason(v)]
+    if unknown:
+        raise ProfileError(f"{source}: unknown precisions {_names(unknown)}; accepted: {', '.join(SPECS)} "
+                           "(int8 = int8-dynamic)")
+    specs = [canonical_spec(v) for v in raw]
     _no_duplicates(specs, "precisions", source)
     return tuple(specs)
 

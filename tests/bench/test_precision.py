@@ -68,7 +68,7 @@ def test_a_profile_takes_specs_and_makes_one_configuration_per_format_and_recipe
 
 
 @pytest.mark.parametrize("precisions, expected", [
-    ("[fp32, int4]", "unknown precision 'int4'"),
+    ("[fp32, int4]", "unknown precisions int4; accepted: fp32, bf16, fp16, int8-dynamic, int8-static"),
     ("[int8, int8-dynamic]", "int8-dynamic"),  # the same spec twice, once through its alias
     ("[]", "non-empty list"),
 ])
