@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +68,10 @@ def oom_kills_since(before: dict[str, int]) -> str | None:
     return "; ".join(rose) or None
 
 
+#: how long removing a cgroup waits for the last process in it to be gone
+REMOVE_WAIT_S = 5.0
+
+
 @dataclass
 class MemoryCgroup:
     """A memory cgroup of this host holding one process, with a limit the kernel enforces."""
@@ -106,7 +111,17 @@ class MemoryCgroup:
         events = self.path / "memory.events"
         return _counter(events if events.exists() else self.path / "memory.oom_control", "oom_kill") or 0
 
-    def remove(self) -> None:
-        """Remove the cgroup once its process is gone (the kernel refuses while a process is in it)."""
-        with contextlib.suppress(OSError):
-            self.path.rmdir()
+    def remove(self, wait_s: float = REMOVE_WAIT_S) -> bool:
+        """Remove the cgroup once the processes in it are gone (the kernel refuses while one is in it): a child
+        the process started (a fork server) may outlive it by a moment. Returns whether it is gone."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                self.path.rmdir()
+                return True
+            except FileNotFoundError:
+                return True
+            except OSError:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.05)
