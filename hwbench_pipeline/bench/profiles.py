@@ -205,12 +205,16 @@ class Profile:
                     if precisions_available is not None and spec not in precisions_available:
                         continue
                     precision, quantization = parse_spec(spec)
+                    weights = trained.get(family, {}).get(preset)
                     for batch in self.batch_sizes:
                         for seq in seqs:
+                            # task accuracy belongs to the model, precision and runtime, not to the shape: it
+                            # is scored once, with the first shape (scoring exports the task model again)
+                            first = (batch, seq) == (self.batch_sizes[0], seqs[0])
                             configs.append(InferenceConfig(
                                 family=family, preset=preset, target=target, batch_size=batch, seq_len=seq,
                                 precision=precision, quantization=quantization, threads=self.threads,
-                                rule=self.stopping, trained_weights=trained.get(family, {}).get(preset),
+                                rule=self.stopping, trained_weights=weights if first else None,
                             ))
         return configs
 

@@ -88,3 +88,26 @@ def test_the_cli_reads_comma_separated_specs_once_each_and_accuracy_bounds_as_pe
     for bad in ("-1%", "150%", "nan", "one"):
         with pytest.raises(argparse.ArgumentTypeError):
             accuracy_drop(bad)
+
+
+def test_kept_weights_go_to_one_shape_per_model_and_precision_and_config_files_are_skipped(tmp_path):
+    from hwbench_pipeline.bench.config_key import model_config_hash
+    from hwbench_pipeline.bench.trained import weights_path
+
+    config = tmp_path / "my-model" / "config.json"
+    config.parent.mkdir()
+    config.write_text('{"model_type": "bert", "hidden_size": 32, "num_hidden_layers": 1, '
+                      '"num_attention_heads": 2, "intermediate_size": 64, "vocab_size": 128}')
+    path = tmp_path / "test.yaml"
+    path.write_text(PROFILE.format(precisions="[fp32, int8]").replace("families: [bert]",
+                                                                       f"families: [bert, {config}]")
+                    .replace("batch_sizes: [1]", "batch_sizes: [1, 4]"))
+    weights = weights_path(tmp_path / "trained", "bert", "tiny", model_config_hash("bert", "tiny"))
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(b"")  # planning only looks for the file; scoring it is tests/bench/test_trained_quality.py
+    profile = load_profile(str(path)).with_trained_dir(tmp_path / "trained")
+    configs = profile.inference_configs("cpu-torch")
+    with_weights = [(c.family, c.batch_size, c.spec) for c in configs if c.trained_weights]
+    assert with_weights == [("bert", 1, "fp32"), ("bert", 1, "int8-dynamic")]
+    assert all(c.trained_weights == str(weights) for c in configs if c.trained_weights)
+    assert {c.family for c in configs} == {"bert", str(config)}  # a config-file family is planned, without weights
