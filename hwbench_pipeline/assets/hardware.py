@@ -88,9 +88,10 @@ def hardware_targets(context: dg.AssetExecutionContext, settings: HwbenchSetting
             # an int8 row is compared with its own runtime's int8 GEMM: measured once per device and runtime
             key = (device, target.backend)
             if key not in int8_by_runtime:
+                # the device's GEMM size and bandwidth are known from its float peaks: only the GEMM is timed
                 int8_by_runtime[key] = measure_device_peaks(
                     row["target"], ("int8",), threads, ray_address=ray.cluster_address,
-                    lock_dir=host_lock_dir(), log=context.log.info)
+                    lock_dir=host_lock_dir(), log=context.log.info, gemm_n=peaks["gemm_n"], copy_mib=0)
                 context.log.info(f"{row['target']}: int8 peak {json.dumps(int8_by_runtime[key]['compute_gflops'])}")
             measured = int8_by_runtime[key]
             peaks = {**peaks, "backend": measured.get("backend"),

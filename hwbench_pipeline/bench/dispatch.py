@@ -43,6 +43,7 @@ def measure_device_peaks(
     lock_dir: Path | None = None,
     timeout_s: float = 600.0,
     log: Callable[[str], None] = print,
+    **measure: Any,
 ) -> dict:
     """Peak GFLOP/s and GB/s of the device behind a target, measured on a node that has it, exclusively (int8
     with the target's own runtime: bench/peaks.py)."""
@@ -58,7 +59,7 @@ def measure_device_peaks(
         ref = remote.options(
             num_cpus=threads if target.device_kind == "cpu" else 1,
             resources={NODE_SLOT: 1, target_resource(target_key): 1},
-        ).remote(target.torch_device, precisions, threads, backend=target.backend)
+        ).remote(target.torch_device, precisions, threads, backend=target.backend, **measure)
         return ray.get(ref, timeout=timeout_s)
 
 

@@ -241,7 +241,9 @@ def measure_peaks(device: str, precisions: tuple[str, ...], threads: int, *, bac
     ``precisions`` are specs (bench/precision.py): int8-dynamic and int8-static are one number format, int8,
     measured once. Only precisions the backend runs on this device are measured (a precision without fast
     kernels would take minutes and tell nothing). ``backend`` (the target's runtime) chooses only the int8
-    GEMM: the float formats keep the best library's figure, int8 is its runtime's own (int8_gemm).
+    GEMM: the float formats keep the best library's figure, int8 is its runtime's own (int8_gemm). A caller
+    that knows the device's GEMM size and bandwidth already (another runtime's int8 on the same device) passes
+    ``gemm_n`` and ``copy_mib=0``: the copy is then not measured again (``copy_gbps`` None).
     """
     import torch
 
@@ -263,14 +265,14 @@ def measure_peaks(device: str, precisions: tuple[str, ...], threads: int, *, bac
             with threadpool_limits(limits=threads, user_api="blas"):
                 candidates.append(PeakFigure(*_numpy_gemm(gemm_n), "numpy"))
         compute[precision] = max(candidates, key=lambda f: f.value)
-    bandwidth = PeakFigure(*_copy_bandwidth(device, copy_mib), "torch copy")
+    bandwidth = PeakFigure(*_copy_bandwidth(device, copy_mib), "torch copy") if copy_mib else None
     return {
         "device": device,
         "threads": threads,
         "backend": backend,
         "gemm_n": gemm_n,
         "compute_gflops": {p: asdict(f) for p, f in compute.items()},
-        "copy_gbps": asdict(bandwidth),
+        "copy_gbps": asdict(bandwidth) if bandwidth else None,
     }
 
 

@@ -49,6 +49,13 @@ def test_the_backend_chooses_only_the_int8_gemm_and_float_peaks_keep_the_best_li
     peaks = measure_peaks("cpu", ("fp32", "int8"), 1, backend="onnxruntime", **SMALL)
     assert peaks["compute_gflops"]["fp32"]["library"] in ("torch", "numpy")
     assert peaks["compute_gflops"]["int8"]["library"].startswith("onnxruntime")
+    assert peaks["copy_gbps"]["value"] > 0
+
+
+def test_another_runtimes_int8_peak_on_a_known_device_times_only_its_gemm():
+    peaks = measure_peaks("cpu", ("int8",), 1, backend="openvino", gemm_n=SMALL["gemm_n"], copy_mib=0)
+    assert peaks["copy_gbps"] is None and peaks["gemm_n"] == SMALL["gemm_n"]
+    assert peaks["compute_gflops"]["int8"]["value"] > 0
 
 
 def test_an_int8_row_gets_its_percent_of_peak_from_the_int8_peak_not_the_fp32_one():
