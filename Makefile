@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export GX_ANALYTICS_ENABLED = false
 
-.PHONY: install chromium run test lint ui clean-data
+.PHONY: install chromium compiler run test lint ui clean-data
 
 install: $(VENV)/.installed
 
@@ -32,10 +32,23 @@ chromium:
 	  fi; \
 	fi
 
-run: install
+# torch.compile (the generation scenario's compiled cache) and optimum-quanto (its int4/int2 KV caches) build C++
+# on the CPU: install g++ when it is missing and apt can (as root); otherwise those configurations fail saying so.
+compiler:
+	@if ! command -v g++ >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing g++ for torch.compile and the quantized KV caches"; \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	        g++ >/dev/null; } || echo "warning: g++ could not be installed: compiled and int4/int2 KV caches will fail"; \
+	  else \
+	    echo "warning: g++ is missing and apt-get needs root here: compiled and int4/int2 KV caches will fail"; \
+	  fi; \
+	fi
+
+run: install compiler
 	$(VENV)/bin/hwbench run --profile $(PROFILE)
 
-test: install chromium
+test: install chromium compiler
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest
 

@@ -22,6 +22,10 @@ FLOAT_PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
 #: (dynamic) or with ranges calibrated beforehand on generated inputs (static)
 QUANTIZATIONS: tuple[str, ...] = ("dynamic", "static")
 NO_QUANTIZATION = "none"
+#: a generation KV cache in the model's own number format (a plain cache); the quantized ones are named by
+#: their bits (docs/generation.md, "KV-cache precision")
+MODEL_CACHE_PRECISION = "model"
+CACHE_PRECISIONS: tuple[str, ...] = (MODEL_CACHE_PRECISION, "int8", "int4", "int3", "int2")
 #: every spec, in the order reports list them
 SPECS: tuple[str, ...] = ("fp32", "bf16", "fp16", "int8-dynamic", "int8-static")
 ALIASES: dict[str, str] = {"int8": "int8-dynamic"}

@@ -52,3 +52,53 @@ class Backend(Protocol):
                 calibration: Sequence[dict[str, Any]] = ()) -> Runner:
         """Move/convert/quantize the model for the device and precision spec; return a runner bound to the
         inputs. ``calibration``: input batches made like ``inputs`` (other seeds) for a static recipe."""
+
+
+class Generator(Protocol):
+    """A generative model made ready on one device for greedy decoding with a KV cache (the generation
+    scenario, docs/generation.md). Each :meth:`start` begins new sequences with a fresh cache."""
+
+    #: the number format the weights ran in, observed (as :attr:`Runner.precision`)
+    precision: str
+    #: the KV cache's element format, observed: ``fp32``, ``bf16``, ``u8`` (OpenVINO), ``hqq-4bit`` …
+    cache_precision: str
+    #: the cache that ran: ``dynamic``, ``static`` (torch), ``past-io`` (past key/values passed in and out of
+    #: an exported graph), ``stateful`` (OpenVINO keeps it in the compiled model's state)
+    cache_implementation: str
+    from_cache: bool
+    cache_write_s: float
+
+    def start(self, inputs: dict[str, Any]) -> Any:
+        """Prefill: run the prompt ``inputs`` (as :func:`models.make_inputs` makes them) into a fresh cache and
+        return each sequence's first new token, greedy: a (batch,) int64 CPU tensor. Returns only when the
+        device has finished."""
+
+    def next(self, tokens: Any) -> Any:
+        """Decode one step: feed each sequence's last token ((batch,) int64), return the next ones likewise."""
+
+    def last_logits(self) -> Any:
+        """The last step's logits at the final position, (batch, vocab) fp32 on the CPU (for checks; untimed)."""
+
+    def cache_bytes(self) -> int | None:
+        """Bytes the KV cache holds now (its allocation, for a preallocated cache); None where the runtime does
+        not expose it."""
+
+    def peak_memory_mb(self) -> float | None:
+        """Allocator peak on the device since load, or None where the process RSS is the measure."""
+
+    def release(self) -> None:
+        """Free the model, its cache and device memory."""
+
+
+class GeneratingBackend(Protocol):
+    """What a backend adds to :class:`Backend` to run the generation scenario."""
+
+    def generation_caches(self, device_kind: str) -> tuple[str, ...]:
+        """The cache implementations this backend offers for generation there, its default first."""
+
+    def prepare_generator(self, model: Any, inputs: dict[str, Any], device: str, precision: str, *,
+                          max_new_tokens: int, cache: str) -> Generator:
+        """Make ``model`` (a transformers generative model, eval, fp32 on the CPU) ready to decode prompts shaped
+        like ``inputs`` plus up to ``max_new_tokens`` tokens with the named ``cache``. Raises a
+        :class:`~hwbench_pipeline.bench.failures.BenchmarkFailure` with its class for what it cannot run
+        (``unsupported_configuration``: an architecture this runtime's decode loop does not handle)."""

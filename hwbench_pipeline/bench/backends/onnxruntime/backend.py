@@ -111,7 +111,7 @@ def _chain(exc: BaseException) -> list[BaseException]:
         chain.append(cause)
 
 
-def _summary(exc: BaseException) -> str:
+def error_summary(exc: BaseException) -> str:
     """One line saying what failed: the outer exception type and the innermost cause's first line."""
     chain = _chain(exc)
     root = chain[-1]
@@ -122,12 +122,12 @@ def _summary(exc: BaseException) -> str:
     return text if len(text) <= _SUMMARY_CHARS else text[: _SUMMARY_CHARS - 3] + "..."
 
 
-def _is_unsupported_operator(exc: BaseException) -> bool:
+def is_unsupported_operator(exc: BaseException) -> bool:
     text = " ".join(f"{type(e).__name__}: {e}" for e in _chain(exc)).lower()
     return any(marker in text for marker in UNSUPPORTED_OPERATOR_MARKERS)
 
 
-def _is_out_of_memory(exc: BaseException) -> bool:
+def is_out_of_memory(exc: BaseException) -> bool:
     return any(classify(e) == "out_of_memory" for e in _chain(exc))
 
 
@@ -159,13 +159,13 @@ def _export(model: torch.nn.Module, inputs: dict[str, torch.Tensor], forward: An
     except Exception as exc:  # noqa: BLE001 - classified below with both messages
         errors["torchscript"] = exc
 
-    if any(_is_out_of_memory(e) for e in errors.values()):
+    if any(is_out_of_memory(e) for e in errors.values()):
         failure_class = "out_of_memory"
-    elif any(_is_unsupported_operator(e) for e in errors.values()):
+    elif any(is_unsupported_operator(e) for e in errors.values()):
         failure_class = "unsupported_operator"
     else:
         failure_class = "export_error"
-    detail = "; ".join(f"{name} exporter: {_summary(e)}" for name, e in errors.items())
+    detail = "; ".join(f"{name} exporter: {error_summary(e)}" for name, e in errors.items())
     raise BenchmarkFailure(failure_class, f"ONNX export failed with both exporters. {detail}")
 
 
@@ -211,7 +211,7 @@ def _gpu_provider() -> str:
     )
 
 
-def _session(path: Path, provider: str, device_id: int | None, optimized: Path | None = None) -> Any:
+def make_session(path: Path, provider: str, device_id: int | None, optimized: Path | None = None) -> Any:
     """An InferenceSession of ``path``; with ``optimized``, ORT also writes there the graph it executes."""
     ort = _onnxruntime()
     options = ort.SessionOptions()
@@ -237,11 +237,12 @@ def _session(path: Path, provider: str, device_id: int | None, optimized: Path |
         session = ort.InferenceSession(str(path), options, providers=providers)
     except Exception as exc:
         text = str(exc).lower()
-        if not _is_out_of_memory(exc) and _is_unsupported_operator(exc):
-            raise BenchmarkFailure("unsupported_operator", f"onnxruntime has no kernel: {_summary(exc)}") from exc
-        if not _is_out_of_memory(exc) and any(marker in text for marker in INVALID_MODEL_MARKERS):
+        if not is_out_of_memory(exc) and is_unsupported_operator(exc):
+            raise BenchmarkFailure("unsupported_operator", f"onnxruntime has no kernel: {error_summary(exc)}") from exc
+        if not is_out_of_memory(exc) and any(marker in text for marker in INVALID_MODEL_MARKERS):
             what = "exported" if optimized is None else "derived"
-            raise BenchmarkFailure("export_error", f"onnxruntime rejected the {what} model: {_summary(exc)}") from exc
+            raise BenchmarkFailure("export_error",
+                                   f"onnxruntime rejected the {what} model: {error_summary(exc)}") from exc
         raise
     if session.get_providers()[0] != provider:
         # ORT falls back to the CPU silently when a GPU provider cannot start (missing CUDA libraries)
@@ -252,7 +253,8 @@ def _session(path: Path, provider: str, device_id: int | None, optimized: Path |
     return session
 
 
-def _derived(spec: str, source: Path, directory: Path, calibration: Sequence[dict[str, Any]]) -> tuple[Path, list[str]]:
+def derived_model(spec: str, source: Path, directory: Path,
+                  calibration: Sequence[dict[str, Any]]) -> tuple[Path, list[str]]:
     """quantize.derive with its failures classified: one line saying which tool failed on what."""
     from hwbench_pipeline.bench.backends.onnxruntime.quantize import derive  # imports onnx: only when needed
 
@@ -261,17 +263,17 @@ def _derived(spec: str, source: Path, directory: Path, calibration: Sequence[dic
     except BenchmarkFailure:
         raise
     except Exception as exc:
-        if _is_out_of_memory(exc):
+        if is_out_of_memory(exc):
             failure_class = "out_of_memory"
-        elif _is_unsupported_operator(exc):
+        elif is_unsupported_operator(exc):
             failure_class = "unsupported_operator"
         else:
             failure_class = "export_error"
         tool = "fp16 conversion" if spec == "fp16" else f"{spec} quantization"
-        raise BenchmarkFailure(failure_class, f"onnxruntime {tool} failed: {_summary(exc)}") from exc
+        raise BenchmarkFailure(failure_class, f"onnxruntime {tool} failed: {error_summary(exc)}") from exc
 
 
-def _session_formats(optimized: Path) -> tuple[str, dict[str, int]]:
+def session_formats(optimized: Path) -> tuple[str, dict[str, int]]:
     """(precision that ran, heavy nodes per format) of the graph a session wrote; the file is then removed."""
     from hwbench_pipeline.bench.backends.onnxruntime.graph import observed_precision
 
@@ -297,7 +299,7 @@ def _cpu_kernel_missing(element_type: int) -> str | None:
     try:
         _onnxruntime().InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - the probe's answer is the message
-        return _summary(exc)
+        return error_summary(exc)
     return None
 
 
@@ -318,8 +320,8 @@ def _cpu_fp16_matmul_format() -> str:
     with tempfile.TemporaryDirectory(prefix=TMP_PREFIX) as directory:
         source = Path(directory) / "probe.onnx"
         onnx.save(model, source)
-        _session(source, "CPUExecutionProvider", None, optimized=Path(directory) / "optimized.onnx")
-        return _session_formats(Path(directory) / "optimized.onnx")[0]
+        make_session(source, "CPUExecutionProvider", None, optimized=Path(directory) / "optimized.onnx")
+        return session_formats(Path(directory) / "optimized.onnx")[0]
 
 
 class OnnxRuntimeRunner:
@@ -483,18 +485,31 @@ class OnnxRuntimeBackend:
             else:
                 (path, exporter), from_cache = _export(model, inputs, forward, directory), False
             if spec == "fp32":
-                session = _session(path, provider, device_id)
+                session = make_session(path, provider, device_id)
                 return OnnxRuntimeRunner(session, inputs, directory, exporter, binding, from_cache=from_cache,
                                          model_path=path)
-            path, notes = _derived(spec, path, directory / _DERIVED_DIR, calibration)
-            session = _session(path, provider, device_id, optimized=path.with_name(SESSION_GRAPH_FILE))
-            ran, heavy = _session_formats(path.with_name(SESSION_GRAPH_FILE))
+            path, notes = derived_model(spec, path, directory / _DERIVED_DIR, calibration)
+            session = make_session(path, provider, device_id, optimized=path.with_name(SESSION_GRAPH_FILE))
+            ran, heavy = session_formats(path.with_name(SESSION_GRAPH_FILE))
             return OnnxRuntimeRunner(session, inputs, directory, exporter, binding, from_cache=from_cache,
                                      precision=ran, model_path=path, heavy_ops=heavy, notes=notes)
         except BaseException:
             if directory is not None:
                 shutil.rmtree(directory, ignore_errors=True)
             raise
+
+
+    def generation_caches(self, device_kind: str) -> tuple[str, ...]:
+        from hwbench_pipeline.bench.backends.onnxruntime.generate import generation_caches
+
+        return generation_caches(device_kind) if self.available(device_kind)[0] else ()
+
+    def prepare_generator(self, model: Any, inputs: dict[str, Any], device: str, precision: str, *,
+                          max_new_tokens: int, cache: str) -> Any:
+        """An exported decode-step graph with past key/values passed in and out (generate.py)."""
+        from hwbench_pipeline.bench.backends.onnxruntime.generate import prepare_generator
+
+        return prepare_generator(model, inputs, device, precision, max_new_tokens=max_new_tokens, cache=cache)
 
 
 BACKEND = OnnxRuntimeBackend()

@@ -23,7 +23,7 @@ from typing import Any
 # openvino.convert_model sends usage telemetry (Google Analytics, opt-out) from a pool of sender threads and
 # writes ~/intel/ unless a consent file says no. A benchmark worker must neither phone home nor carry extra
 # threads: with the package masked, openvino falls back to its built-in no-op stub. That works where openvino
-# is imported after this module (the engine imports it only here); _disable_telemetry covers the other case.
+# is imported after this module (the engine imports it only here); disable_telemetry covers the other case.
 sys.modules.setdefault("openvino_telemetry", None)
 
 import torch  # noqa: E402
@@ -60,13 +60,13 @@ _GPU_KINDS = ("cuda", "rocm", "mps")
 
 
 @functools.cache
-def _core() -> Any:
+def core() -> Any:
     import openvino as ov
 
     return ov.Core()
 
 
-def _disable_telemetry() -> None:
+def disable_telemetry() -> None:
     """Point the converter at its no-op telemetry stub where openvino was imported before this module."""
     if sys.modules.get("openvino_telemetry") is None:
         return  # masked above: openvino already uses its stub
@@ -84,7 +84,7 @@ def _disable_telemetry() -> None:
 
 def _cpu_capabilities() -> tuple[str, ...]:
     try:
-        return tuple(_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+        return tuple(core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
     except Exception:  # noqa: BLE001 - no CPU plugin: nothing runs
         return ()
 
@@ -101,7 +101,7 @@ def _short(exc: BaseException, limit: int = 1500) -> str:
     return text[:limit]
 
 
-def _failure(stage: str, exc: BaseException) -> BenchmarkFailure:
+def classified_failure(stage: str, exc: BaseException) -> BenchmarkFailure:
     """An OpenVINO conversion or compilation error as a classified failure."""
     text = str(exc).lower()
     kind = "unsupported_operator" if any(m in text for m in UNSUPPORTED_OPERATOR_MARKERS) else "export_error"
@@ -135,7 +135,7 @@ def _convert(model: torch.nn.Module, inputs: dict[str, Any], forward: Any) -> An
 
     from hwbench_pipeline.bench.backends.openvino.extensions import conversion_extensions
 
-    _disable_telemetry()
+    disable_telemetry()
     wrapper = _keyword_wrapper(model, forward, list(inputs))
     try:
         # tracing warns about every shape read as a Python value: shapes are static per configuration
@@ -146,7 +146,7 @@ def _convert(model: torch.nn.Module, inputs: dict[str, Any], forward: Any) -> An
                                     category=DeprecationWarning)
             return ov.convert_model(wrapper, example_input=dict(inputs), extension=conversion_extensions())
     except Exception as exc:  # noqa: BLE001 - every conversion error becomes a classified row
-        raise _failure("conversion", exc) from exc
+        raise classified_failure("conversion", exc) from exc
 
 
 def _quantized(converted: Any, spec: str, calibration: Sequence[dict[str, Any]]) -> Any:
@@ -160,7 +160,7 @@ def _quantized(converted: Any, spec: str, calibration: Sequence[dict[str, Any]])
     except MemoryError:
         raise
     except Exception as exc:  # noqa: BLE001 - a model NNCF cannot quantize is a classified row
-        raise _failure(f"{spec} quantization (nncf)", exc) from exc
+        raise classified_failure(f"{spec} quantization (nncf)", exc) from exc
 
 
 def _save(converted: Any, entry: Path) -> None:
@@ -229,7 +229,7 @@ class OpenVINOBackend:
             import openvino  # noqa: F401
         except ImportError as exc:
             return False, f"openvino cannot be imported here ({exc})"
-        devices = _core().available_devices
+        devices = core().available_devices
         if "CPU" not in devices:
             return False, f"openvino sees no CPU device (devices: {', '.join(devices) or 'none'})"
         return True, ""
@@ -297,9 +297,9 @@ class OpenVINOBackend:
         from_cache = entry is not None and (entry / CACHE_MODEL).is_file()
         if from_cache:
             try:
-                converted = _core().read_model(entry / CACHE_MODEL)
+                converted = core().read_model(entry / CACHE_MODEL)
             except Exception as exc:  # noqa: BLE001
-                raise _failure("cached model read", exc) from exc
+                raise classified_failure("cached model read", exc) from exc
         else:
             converted = _convert(model, inputs, forward)
         try:
@@ -307,12 +307,12 @@ class OpenVINOBackend:
                       for port in converted.inputs for name in port.get_names() if name in inputs}
             converted.reshape(shapes)  # static shapes: this configuration's own
         except Exception as exc:  # noqa: BLE001
-            raise _failure("compilation", exc) from exc
+            raise classified_failure("compilation", exc) from exc
         runnable = _quantized(converted, spec, calibration)
         try:
-            compiled = _core().compile_model(runnable, "CPU", self.compile_properties(spec))
+            compiled = core().compile_model(runnable, "CPU", self.compile_properties(spec))
         except Exception as exc:  # noqa: BLE001
-            raise _failure("compilation", exc) from exc
+            raise classified_failure("compilation", exc) from exc
         del runnable  # the compiled model holds what it needs
         cache_write_s = 0.0
         if entry is not None and not from_cache:
@@ -329,6 +329,19 @@ class OpenVINOBackend:
         runner = OpenVINORunner(compiled, inputs, model, from_cache=from_cache)
         runner.cache_write_s = cache_write_s
         return runner
+
+
+    def generation_caches(self, device_kind: str) -> tuple[str, ...]:
+        from hwbench_pipeline.bench.backends.openvino.generate import generation_caches
+
+        return generation_caches(device_kind) if self.available(device_kind)[0] else ()
+
+    def prepare_generator(self, model: Any, inputs: dict[str, Any], device: str, precision: str, *,
+                          max_new_tokens: int, cache: str) -> Any:
+        """The decode-step graph converted, made stateful and compiled for the CPU (generate.py)."""
+        from hwbench_pipeline.bench.backends.openvino.generate import prepare_generator
+
+        return prepare_generator(model, inputs, device, precision, max_new_tokens=max_new_tokens, cache=cache)
 
 
 BACKEND = OpenVINOBackend()

@@ -93,7 +93,7 @@ def _observe_linear_inputs(model: torch.nn.Module, forward: Callable, batches: S
     return seen
 
 
-def _quantize_int8(model: torch.nn.Module, quantization: str, forward: Callable, device: torch.device,
+def quantize_int8(model: torch.nn.Module, quantization: str, forward: Callable, device: torch.device,
                    calibration: Sequence[dict[str, Any]]) -> None:
     """Quantize the model's Linear layers in place (config.INT8_LAYERS); UnsupportedConfigurationError when
     torchao is missing, fails, or leaves most of the model's weights unquantized."""
@@ -246,8 +246,26 @@ class TorchBackend:
             raise UnsupportedConfigurationError(f"torch on {device}: {reason}")
         if fmt == "int8":
             model = model.to(dev)
-            _quantize_int8(model, quantization, forward, dev, calibration)
+            quantize_int8(model, quantization, forward, dev, calibration)
         return TorchRunner(model, inputs, forward, device, fmt)
+
+    def generation_caches(self, device_kind: str) -> tuple[str, ...]:
+        from hwbench_pipeline.bench.backends.torch.generate import GENERATION_CACHES
+
+        return GENERATION_CACHES
+
+    def prepare_generator(self, model: Any, inputs: dict[str, Any], device: str, precision: str, *,
+                          max_new_tokens: int, cache: str, cache_precision: str = "model",
+                          residual_length: int = 0) -> Any:
+        """A greedy decoder over ``model`` (bench/backends/torch/generate.py); int8 quantizes it in place."""
+        from hwbench_pipeline.bench.backends.torch.generate import TorchGenerator
+
+        kind = {"cpu": "cpu", "mps": "mps"}.get(torch.device(device).type, "cuda")
+        reason = self.unsupported_reason(precision, kind)
+        if reason is not None:
+            raise UnsupportedConfigurationError(f"torch on {device}: {reason}")
+        return TorchGenerator(model, inputs, device, precision, max_new_tokens=max_new_tokens, cache=cache,
+                              cache_precision=cache_precision, residual_length=residual_length)
 
 
 BACKEND = TorchBackend()

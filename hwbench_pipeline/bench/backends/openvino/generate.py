@@ -1,0 +1,298 @@
+"""Greedy decoding with OpenVINO: the decode-step graph converted and made stateful, compiled for the CPU.
+
+The model is wrapped by ``decoder_graph`` (one step over flat tensors) and converted with ``ov.convert_model``.
+Each past/present pair then becomes a variable of the model: the past parameter a ``ReadValue``, the present result
+an ``Assign`` (:func:`make_stateful`), so the cache lives in the infer request's state between steps and the graph
+takes only the tokens, the mask and the positions. OpenVINO's own ``MakeStateful`` pass does the same without an
+initial value: a reset state then has shape [0, 0, 0, head_dim] and the first concatenation with a batch of
+sequences fails, so the ReadValues here start from zeros shaped [batch, kv_heads, 0, head_dim], batch read from
+``input_ids``. ``start`` resets the state; the same request decodes every step.
+
+Compiled with the backend's compile properties (explicit precision, threads, one stream) plus KV_CACHE_PRECISION
+set to the model's own element type. That property governs the CPU plugin's fused stateful attention, whose cache
+the plugin keeps itself; the attention of the catalog's models (eager) is not fused, so the cache is the state
+tensors, in the element type :attr:`OpenVINOGenerator.cache_precision` reads back from them.
+
+The converted stateful model is saved into the configuration's export cache where the process has one (entry
+``openvino-generation``); int8-dynamic weights are compressed at prepare time, as the forward scenario does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hwbench_pipeline.bench.backends.decoder_graph import (
+    LOGITS,
+    CacheLayout,
+    argument_name,
+    check_prompt,
+    decoder_graph,
+    example_inputs,
+    prompt_positions,
+)
+from hwbench_pipeline.bench.backends.export_cache import configuration_cache, publish
+from hwbench_pipeline.bench.backends.exportable import traceable_experts
+from hwbench_pipeline.bench.backends.openvino.config import CACHE_MODEL, RAN_PRECISIONS
+from hwbench_pipeline.bench.failures import UnsupportedConfigurationError
+from hwbench_pipeline.bench.precision import PrecisionError, canonical_spec
+
+#: the cache implementations this runtime offers, its default first
+GENERATION_CACHES: tuple[str, ...] = ("stateful",)
+#: the precision specs the decode path runs; int8-static would need calibration batches through the stateful model
+GENERATION_PRECISIONS: tuple[str, ...] = ("fp32", "int8-dynamic")
+#: this path's entry in a configuration's export cache: the stateful model as ``ov.save_model`` writes it
+CACHE_ENTRY = "openvino-generation"
+#: OpenVINO element type names of the torch dtypes a cache can have
+_OV_TYPES = {torch.float32: "f32", torch.bfloat16: "bf16", torch.float16: "f16"}
+#: runtime layer types of the CPU plugin's attention node; when one is fed by the state, the plugin keeps the KV
+#: cache itself, in KV_CACHE_PRECISION
+_ATTENTION_LAYERS = ("ScaledDotProductAttention", "ScaledAttn", "SDPA")
+
+
+def generation_caches(device_kind: str) -> tuple[str, ...]:
+    """The caches offered on a device kind: the CPU plugin only."""
+    return GENERATION_CACHES if device_kind == "cpu" else ()
+
+
+def _format(type_name: str) -> str:
+    """Our name of an OpenVINO element type: fp32/bf16/fp16, the OpenVINO name (u8, i8, u4) otherwise."""
+    ran = RAN_PRECISIONS.get(type_name, type_name)
+    return ran if ran != "int8" else type_name
+
+
+def make_stateful(model: Any, layout: CacheLayout) -> None:
+    """Turn each past parameter / present result pair of the converted decode-step graph into a variable, in
+    place: ReadValue (initially zeros [batch, kv_heads, 0, head_dim]) where the past was read, Assign of the
+    present. Raises ValueError where the graph lacks one of the names."""
+    import openvino as ov
+    import openvino.opset13 as ops
+    from openvino.op.util import Variable, VariableInfo
+
+    params = {name: p for p in model.get_parameters() for name in p.get_output_tensor(0).get_names()}
+    results = {name: r for r in model.get_results() for name in r.get_output_tensor(0).get_names()}
+    missing = [n for n in layout.past_names() if n not in params] + [n for n in layout.present_names()
+                                                                      if n not in results]
+    if missing or "input_ids" not in params:
+        raise ValueError(f"the converted graph has no {', '.join(missing or ['input_ids'])}")
+    element = getattr(ov.Type, _OV_TYPES[layout.dtype])
+    batch = ops.gather(ops.shape_of(params["input_ids"], "i64"), ops.constant([0], ov.Type.i64),
+                       ops.constant(0, ov.Type.i64))
+    shape = ops.concat([batch, ops.constant([layout.kv_heads, 0, layout.head_dim], ov.Type.i64)], 0)
+    empty = ops.broadcast(ops.constant(0, element), shape)
+    variables, sinks = [], []
+    for past, present in zip(layout.past_names(), layout.present_names(), strict=True):
+        info = VariableInfo()
+        info.variable_id = past
+        info.data_shape = ov.PartialShape([-1, layout.kv_heads, -1, layout.head_dim])
+        info.data_type = element
+        variable = Variable(info)
+        read = ops.read_value(empty, variable)
+        params[past].output(0).replace(read.output(0))
+        result = results[present]
+        sinks.append(ov.op.assign(result.input_value(0).get_node(), variable))
+        variables.append(variable)
+        model.remove_result(result)
+        model.remove_parameter(params[past])
+    model.add_variables(variables)
+    model.add_sinks(sinks)
+    model.validate_nodes_and_infer_types()
+
+
+def _convert(graph: torch.nn.Module, layout: CacheLayout) -> Any:
+    """The decode-step graph converted and made stateful; raises a classified BenchmarkFailure."""
+    import openvino as ov
+
+    from hwbench_pipeline.bench.backends.openvino.backend import classified_failure, disable_telemetry
+    from hwbench_pipeline.bench.backends.openvino.extensions import conversion_extensions
+
+    disable_telemetry()
+    try:
+        # tracing warns about shapes read as Python values; the graph's dynamic shapes are checked by the
+        # decode itself (the tests compare its tokens with transformers' generate at other shapes)
+        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+            warnings.simplefilter("ignore")
+            converted = ov.convert_model(graph, example_input=example_inputs(layout),
+                                         extension=conversion_extensions())
+    except Exception as exc:  # noqa: BLE001 - every conversion error becomes a classified row
+        raise classified_failure("conversion", exc) from exc
+    try:
+        # inputs are named after the forward's arguments; outputs come in the graph's order, unnamed
+        for port, name in zip(converted.inputs, layout.input_names(), strict=True):
+            if argument_name(name) not in port.get_names():
+                raise ValueError(f"input {port.get_any_name()!r} where {argument_name(name)!r} was expected")
+            port.get_tensor().set_names({name})
+        for port, name in zip(converted.outputs, layout.output_names(), strict=True):
+            port.get_tensor().set_names({name})
+        make_stateful(converted, layout)
+    except Exception as exc:  # noqa: BLE001
+        raise classified_failure("stateful transformation", exc) from exc
+    return converted
+
+
+class OpenVINOGenerator:
+    """Greedy decoding with one infer request of the stateful compiled model (module docstring)."""
+
+    cache_implementation = "stateful"
+
+    def __init__(self, compiled: Any, layout: CacheLayout, model: torch.nn.Module, *, precision: str,
+                 from_cache: bool = False, cache_write_s: float = 0.0) -> None:
+        self.precision = precision
+        self.from_cache = from_cache
+        self.cache_write_s = cache_write_s
+        self.layout = layout
+        self._compiled = compiled
+        #: KV_CACHE_PRECISION as the compiled model reports it (what a fused stateful attention would store);
+        #: None where the plugin does not report the property
+        self.kv_cache_precision_property: str | None = None
+        with contextlib.suppress(Exception):
+            self.kv_cache_precision_property = _format(compiled.get_property("KV_CACHE_PRECISION").get_type_name())
+        layers = [op.get_rt_info()["layerType"].astype(str) for op in compiled.get_runtime_model().get_ops()
+                  if "layerType" in op.get_rt_info()]
+        #: whether the plugin fused attention with the cache (then it stores the cache itself, in the property's
+        #: precision); otherwise the cache is the state tensors
+        self.fused_attention = any(any(a in layer for a in _ATTENTION_LAYERS) for layer in layers)
+        self._declared = _format(_OV_TYPES[layout.dtype])  # the variables' type (make_stateful)
+        self._observed: str | None = None
+        self._request = compiled.create_infer_request()
+        # convert_model shares the torch weights' memory with the converted constants: keep their owner alive
+        self._model = model
+        self._mask = np.ones((0, 0), dtype=np.int64)
+        self._next_positions = np.zeros(0, dtype=np.int64)
+        self._length = 0
+        self._logits: Any = None
+
+    @property
+    def cache_precision(self) -> str:
+        """The cache's element format: the plugin's KV_CACHE_PRECISION where it fused attention with the cache,
+        else the state tensors' type, read from them once a sequence has run (the declared one before)."""
+        if self.fused_attention and self.kv_cache_precision_property is not None:
+            return self.kv_cache_precision_property
+        if self._observed is None and self._length:
+            states = self._request.query_state()
+            if states:
+                self._observed = _format(states[0].state.element_type.get_type_name())
+        return self._observed or self._declared
+
+    def _step(self, input_ids: np.ndarray, positions: np.ndarray) -> torch.Tensor:
+        # inputs shared, not copied (alive for the synchronous call); the logits stay the request's own tensor
+        self._request.infer({"input_ids": input_ids, "attention_mask": self._mask, "position_ids": positions},
+                            share_inputs=True, share_outputs=True)
+        self._logits = self._request.get_tensor(LOGITS).data
+        self._next_positions = positions[:, -1] + 1
+        self._length = self._mask.shape[1]
+        return torch.from_numpy(self._logits.argmax(-1).astype(np.int64))
+
+    def start(self, inputs: dict[str, Any]) -> torch.Tensor:
+        ids, mask = check_prompt(inputs)
+        self._request.reset_state()  # a fresh cache: every variable back to its zero-length initial value
+        self._length = 0
+        self._mask = mask.numpy()
+        return self._step(ids.numpy(), prompt_positions(mask).numpy())
+
+    def next(self, tokens: Any) -> torch.Tensor:
+        if self._logits is None:
+            raise RuntimeError("next() before start()")
+        ids = torch.as_tensor(tokens).to("cpu", torch.int64).reshape(-1, 1).numpy()
+        if ids.shape[0] != self._mask.shape[0]:
+            raise ValueError(f"{ids.shape[0]} tokens for a batch of {self._mask.shape[0]}")
+        self._mask = np.concatenate([self._mask, np.ones((ids.shape[0], 1), dtype=np.int64)], axis=1)
+        return self._step(ids, self._next_positions[:, None].copy())
+
+    def last_logits(self) -> torch.Tensor:
+        if self._logits is None:
+            raise RuntimeError("last_logits() before start()")
+        return torch.from_numpy(np.array(self._logits, dtype=np.float32))
+
+    def cache_bytes(self) -> int | None:
+        """Bytes of the state tensors, read through ``query_state`` (for checks, between steps); None where the
+        plugin keeps the cache itself and the states would not show its storage."""
+        if self.fused_attention:
+            return None
+        if not self._length:
+            return 0
+        return sum(int(state.state.byte_size) for state in self._request.query_state())
+
+    def peak_memory_mb(self) -> float | None:
+        return None  # CPU: the process RSS is the measure
+
+    def release(self) -> None:
+        self._request = self._compiled = self._model = self._logits = None
+
+
+def prepare_generator(model: torch.nn.Module, inputs: dict[str, Any], device: str, precision: str, *,
+                      max_new_tokens: int, cache: str) -> OpenVINOGenerator:
+    """``model`` (a transformers decoder-only causal LM, eval, fp32, CPU) converted, made stateful and compiled
+    for greedy decoding of prompts like ``inputs`` (the graph takes any batch and length). Raises
+    UnsupportedConfigurationError for a device, cache, precision or model this path does not run, a classified
+    BenchmarkFailure for a failed conversion or compilation."""
+    import openvino as ov
+
+    from hwbench_pipeline.bench.backends.openvino.backend import BACKEND, classified_failure, core
+    from hwbench_pipeline.bench.backends.openvino.observe import executed_precision
+    from hwbench_pipeline.bench.backends.openvino.quantize import compress_weights, dynamic_quantization_missing
+
+    if torch.device(device).type != "cpu":
+        raise UnsupportedConfigurationError(f"openvino runs on the CPU here, not on {device}")
+    if cache not in GENERATION_CACHES:
+        raise UnsupportedConfigurationError(f"openvino offers the {', '.join(GENERATION_CACHES)} cache, not {cache}")
+    try:
+        spec = canonical_spec(precision)
+    except PrecisionError as exc:
+        raise UnsupportedConfigurationError(str(exc)) from exc
+    if spec not in GENERATION_PRECISIONS:
+        raise UnsupportedConfigurationError(
+            f"precision {spec} is not run by the openvino decode path (it runs {', '.join(GENERATION_PRECISIONS)})")
+    if (reason := BACKEND.unsupported_reason(spec, "cpu")) is not None:
+        raise UnsupportedConfigurationError(f"precision {spec} is not supported by openvino here: {reason}")
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    check_prompt(inputs)
+    traceable_experts(model)
+    graph = decoder_graph(model)  # refuses what is not a decoder-only causal LM with a plain dynamic cache
+    layout: CacheLayout = graph.layout
+    export_cache = configuration_cache()
+    entry = export_cache / CACHE_ENTRY if export_cache is not None else None
+    from_cache = entry is not None and (entry / CACHE_MODEL).is_file()
+    if from_cache:
+        try:
+            converted = core().read_model(entry / CACHE_MODEL)
+        except Exception as exc:  # noqa: BLE001
+            raise classified_failure("cached model read", exc) from exc
+    else:
+        converted = _convert(graph, layout)
+    runnable = converted
+    if spec == "int8-dynamic":
+        try:
+            runnable = compress_weights(converted)
+        except MemoryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a model NNCF cannot compress is a classified row
+            raise classified_failure("int8-dynamic weight compression (nncf)", exc) from exc
+    properties = {**BACKEND.compile_properties(spec), "KV_CACHE_PRECISION": _OV_TYPES[layout.dtype]}
+    try:
+        compiled = core().compile_model(runnable, "CPU", properties)
+    except Exception as exc:  # noqa: BLE001
+        raise classified_failure("compilation", exc) from exc
+    asked, got = torch.get_num_threads(), int(compiled.get_property("INFERENCE_NUM_THREADS"))
+    if got != asked:  # the plugin caps the count at the CPUs it sees; the row must not claim more
+        raise UnsupportedConfigurationError(f"openvino runs {got} threads here, not the {asked} asked for "
+                                            f"(it uses at most one thread per CPU it sees)")
+    cache_write_s = 0.0
+    if entry is not None and not from_cache:
+        # the fp32 stateful model that compiled, weights as they are (save_model's default would make them fp16)
+        started = time.perf_counter()
+        with publish(entry) as staged:
+            staged.mkdir()
+            ov.save_model(converted, Path(staged) / CACHE_MODEL, compress_to_fp16=False)
+        cache_write_s = time.perf_counter() - started
+    dynamic = int(compiled.get_property("DYNAMIC_QUANTIZATION_GROUP_SIZE")) != 0
+    ran = executed_precision(compiled, dynamic_int8=dynamic and dynamic_quantization_missing() is None)
+    return OpenVINOGenerator(compiled, layout, model, precision=ran, from_cache=from_cache,
+                             cache_write_s=cache_write_s)
