@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from hwbench_pipeline.commands.argtypes import (
+    non_negative_int,
     open_fraction,
     positive_float,
     positive_int,
@@ -29,7 +30,7 @@ class UsageError(Exception):
     """Bad input: one line to the user, exit status 2, nothing stored."""
 
 
-def _precision_cell(row: dict) -> str:
+def precision_cell(row: dict) -> str:
     """The precision asked for, and what ran where the backend ran something else."""
     from hwbench_pipeline.bench.precision import spec_name
 
@@ -106,38 +107,42 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from hwbench_pipeline.bench.catalog.sources import ModelSourceError
     from hwbench_pipeline.bench.families import UnknownModelError
     from hwbench_pipeline.bench.hardware import UnknownTargetError, parse_target
-    from hwbench_pipeline.bench.scenarios.inference import InferenceConfig, InferenceScenario
     from hwbench_pipeline.bench.trackers.stats import StoppingRule
 
     # What can be refused without torch is refused first: in milliseconds, and before a fork server starts.
     ray_address = os.environ.get("RAY_ADDRESS") or None
     dispatch = _bench_dispatch(args.dispatch, ray_address)
     targets = [t.strip() for t in args.target.split(",") if t.strip()]
+    generation = args.scenario == "generation"
     if args.max_processes is not None and args.processes > args.max_processes:
         raise UsageError(f"--processes {args.processes} is more than --max-processes {args.max_processes}")
+    if not generation:
+        for option in ("prompt", "new_tokens", "cache", "kv_precision"):
+            if getattr(args, option) is not None:
+                raise UsageError(f"--{option.replace('_', '-')} belongs to --scenario generation")
     try:
         if not targets:
             raise ValueError(f"--target needs at least one target key, got {args.target!r}")
         for target in targets:
             parse_target(target)
-        rule = StoppingRule(ci_target=args.ci_target, max_seconds=args.max_seconds, processes=args.processes,
-                            max_processes=args.max_processes or (1 if args.processes == 1 else 2 * args.processes))
-        default_seq = check_bench_model(args.model, args.preset)
+        if generation:
+            from hwbench_pipeline.commands.bench_generation import generation_configs
+
+            scenario, configs = generation_configs(args, targets)
+        else:
+            rule = StoppingRule(ci_target=args.ci_target or 0.01, max_seconds=args.max_seconds or 10.0,
+                                processes=args.processes,
+                                max_processes=args.max_processes or (1 if args.processes == 1 else
+                                                                     2 * args.processes))
+            scenario, configs = _inference_configs(args, targets, rule)
     except (UnknownModelError, UnknownTargetError, UnknownArchitectureError, ModelSourceError, ValueError) as exc:
         raise UsageError(str(exc)) from None
-    seqs = csv_ints(args.seq, "--seq") if args.seq else [default_seq]
-    configs = [
-        InferenceConfig(family=args.model, preset=args.preset, target=t, batch_size=b, seq_len=s,
-                        precision=p, quantization=q, threads=args.threads or (os.cpu_count() or 1), rule=rule)
-        for t in targets for p, q in args.precision for b in csv_ints(args.batch, "--batch") for s in seqs
-    ]
     if dispatch == "process":
         from hwbench_pipeline.bench.launchers.process import start_server
 
         start_server()  # its imports run while this process detects the targets
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-    from rich.table import Table
 
     from hwbench_pipeline.bench.dispatch import run_configurations
     from hwbench_pipeline.bench.hardware import detect_targets
@@ -156,33 +161,55 @@ def cmd_bench(args: argparse.Namespace) -> int:
         def on_result(i, n, cfg, row):
             progress.update(task, completed=i, description=f"done: {cfg.label}")
 
-        rows = run_configurations(InferenceScenario(), configs, run_id, ray_address=ray_address, dispatch=dispatch,
+        rows = run_configurations(scenario, configs, run_id, ray_address=ray_address, dispatch=dispatch,
                                   timeout_s=args.timeout, lock_dir=host_lock_dir(), on_result=on_result,
                                   memory_limit_mb=args.memory_limit_mb, log=console.print)
-    table = Table(title=f"hwbench bench {args.model}/{args.preset} on {', '.join(targets)}")
+    title = f"hwbench bench {args.model}/{args.preset} on {', '.join(targets)}"
+    if generation:
+        from hwbench_pipeline.commands.bench_generation import generation_table
+
+        console.print(generation_table(rows, title))
+    else:
+        console.print(_inference_table(rows, title))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2, default=str))
+        console.print(f"rows written to {args.json}")
+    return 1 if sum(row["status"] != "ok" for row in rows) == len(rows) else 0
+
+
+def _inference_configs(args: argparse.Namespace, targets: list[str], rule) -> tuple:
+    from hwbench_pipeline.bench.scenarios.inference import InferenceConfig, InferenceScenario
+
+    default_seq = check_bench_model(args.model, args.preset)
+    seqs = csv_ints(args.seq, "--seq") if args.seq else [default_seq]
+    return InferenceScenario(), [
+        InferenceConfig(family=args.model, preset=args.preset, target=t, batch_size=b, seq_len=s,
+                        precision=p, quantization=q, threads=args.threads or (os.cpu_count() or 1), rule=rule)
+        for t in targets for p, q in args.precision for b in csv_ints(args.batch, "--batch") for s in seqs
+    ]
+
+
+def _inference_table(rows: list[dict], title: str):
+    from rich.table import Table
+
+    table = Table(title=title)
     for col in ("target", "batch", "seq", "precision", "attention", "p50 ms", "p90 ms", "p99 ms", "CV", "samples/s",
                 "peak RSS MiB", "GFLOP/s", "error vs fp32", "samples", "stopped by"):
         table.add_column(col, justify="right")
-    failed = 0
     for row in rows:
         if row["status"] != "ok":
-            failed += 1
-            table.add_row(row["target"], str(row["batch_size"]), str(row["seq_len"]), _precision_cell(row),
+            table.add_row(row["target"], str(row["batch_size"]), str(row["seq_len"]), precision_cell(row),
                           row["attention"], "[red]failed[/]", row["failure_class"], "", "", "", "", "", "", "",
                           row["message"].splitlines()[0][:60])
             continue
         gflops = f"{row['achieved_gflops']:.1f}" if row.get("achieved_gflops") else "n/a"
         error = f"{row['max_rel_diff']:.2g}" if row.get("max_rel_diff") is not None else "n/a"
-        table.add_row(row["target"], str(row["batch_size"]), str(row["seq_len"]), _precision_cell(row),
+        table.add_row(row["target"], str(row["batch_size"]), str(row["seq_len"]), precision_cell(row),
                       row["attention_ran"], f"{row['p50_ms']:.3f}",
                       f"{row['p90_ms']:.3f}", f"{row['p99_ms']:.3f}", f"{row['cv']:.3f}",
                       f"{row['throughput_samples_s']:.1f}", f"{row['peak_rss_mb']:.0f}", gflops, error,
                       str(row["n_samples"]), row["stop_reason"] + (" (busy)" if row.get("contaminated") else ""))
-    console.print(table)
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2, default=str))
-        console.print(f"rows written to {args.json}")
-    return 1 if failed == len(rows) else 0
+    return table
 
 
 # ---- hwbench run ----------------------------------------------------------------------------------------
@@ -246,15 +273,30 @@ def build_parser() -> argparse.ArgumentParser:
                        help="tiny, small, base or full; as-is runs a config or checkpoint at its own size")
     bench.add_argument("--target", default="cpu-torch",
                        help="comma-separated hardware target keys, e.g. cpu-torch,cpu-onnxruntime")
+    bench.add_argument("--scenario", choices=["inference", "generation"], default="inference",
+                       help="inference: one forward pass; generation: greedy decoding token by token")
     bench.add_argument("--batch", default="1", help="comma-separated batch sizes")
     bench.add_argument("--seq", default=None, help="comma-separated sequence lengths (default: the family's)")
     bench.add_argument("--precision", type=precision_specs, default=[("fp32", "none")],
                        help="comma-separated precisions: fp32, bf16, fp16, int8-dynamic (int8), int8-static")
+    bench.add_argument("--prompt", default=None,
+                       help="generation: comma-separated prompt lengths in tokens (default: the family's sequence)")
+    bench.add_argument("--new-tokens", type=positive_int, default=None,
+                       help="generation: tokens generated per sequence, every one (default 32)")
+    bench.add_argument("--cache", default=None,
+                       help="generation: comma-separated caches (torch: dynamic, static, compiled; default: each "
+                            "target's own)")
+    bench.add_argument("--kv-precision", default=None,
+                       help="generation: comma-separated KV-cache precisions: model, int8, int4, int3, int2 "
+                            "(quantized caches on torch targets)")
+    bench.add_argument("--residual-length", type=non_negative_int, default=0,
+                       help="generation: recent tokens a quantized cache keeps unquantized")
     bench.add_argument("--threads", type=positive_int, default=None, help="threads (default: all cores)")
-    bench.add_argument("--ci-target", type=open_fraction, default=0.01,
-                       help="stop at this ± relative CI of the median")
-    bench.add_argument("--max-seconds", type=positive_float, default=10.0,
-                       help="time cap of a configuration's sampling, shared by its processes")
+    bench.add_argument("--ci-target", type=open_fraction, default=None,
+                       help="stop at this ± relative CI of the median (default 0.01; generation 0.02)")
+    bench.add_argument("--max-seconds", type=positive_float, default=None,
+                       help="time cap of a configuration's sampling, shared by its processes (default 10; "
+                            "generation 20)")
     bench.add_argument("--processes", type=positive_int, default=3,
                        help="measuring processes per configuration, at least (1: a single measuring window)")
     bench.add_argument("--max-processes", type=positive_int, default=None,

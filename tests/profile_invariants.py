@@ -80,4 +80,13 @@ def profile_violations(profile: Profile) -> list[str]:
             "architectures.models": _names(a.models), "architectures.batch_size": _count(a.batch_size),
             "architectures.seq_len": _count(a.seq_len), "architectures.timeout_s": _timeout(a.timeout_s),
         }
+    if (g := profile.generation) is not None:
+        checks |= {
+            "generation.families": _names(g.families), "generation.presets": _names(g.presets),
+            "generation.batch_sizes": _counts(g.batch_sizes), "generation.prompt_lens": _counts(g.prompt_lens),
+            "generation.new_tokens": _count(g.new_tokens), "generation.precisions": _names(g.precisions),
+            "generation.caches": _names(g.caches), "generation.cache_precisions": _names(g.cache_precisions),
+            "generation.residual_length": type(g.residual_length) is int and g.residual_length >= 0,
+            "generation.stopping": _rule(g.stopping), "generation.timeout_s": _timeout(g.timeout_s),
+        }
     return sorted(name for name, holds in checks.items() if not holds)

@@ -3,6 +3,7 @@
 from hwbench_pipeline.assets.catalog import model_catalog
 from hwbench_pipeline.assets.coverage import architecture_coverage
 from hwbench_pipeline.assets.distributed import distributed_runs
+from hwbench_pipeline.assets.generation import generation_runs
 from hwbench_pipeline.assets.hardware import hardware_targets
 from hwbench_pipeline.assets.patterns import failure_patterns
 from hwbench_pipeline.assets.predictions import predictions
@@ -14,7 +15,7 @@ from hwbench_pipeline.assets.tables import inference_results
 from hwbench_pipeline.assets.training import training_runs
 
 #: partitioned by hardware target, in the "benchmarks" group (schedules and sensors select that group)
-MEASUREMENTS = [inference_runs, training_runs, distributed_runs]
+MEASUREMENTS = [inference_runs, training_runs, distributed_runs, generation_runs]
 #: partitioned by hardware target, in the opt-in "coverage" group (no schedule or sensor selects it by default)
 COVERAGE = [architecture_coverage]
 UNPARTITIONED_UPSTREAM = [model_catalog, hardware_targets]

@@ -20,7 +20,7 @@ from hwbench_pipeline.bench.trackers.stats import StoppingRule, is_finite_number
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
 REQUIRED_KEYS = {"families", "presets", "batch_sizes", "seq_lens", "precisions"}
 OPTIONAL_KEYS = {"description", "threads", "stopping", "timeout_s", "memory_limit_mb", "training", "distributed",
-                 "architectures"}
+                 "architectures", "generation"}
 ARCHITECTURES_KEYS = {"models", "preset", "batch_size", "seq_len", "timeout_s"}
 DISTRIBUTED_REQUIRED_KEYS = {"families", "presets", "strategies", "workers", "batch_size", "seq_len"}
 DISTRIBUTED_OPTIONAL_KEYS = {"steps", "warmup_steps", "threads_per_worker", "microbatches", "max_failures",
@@ -28,6 +28,8 @@ DISTRIBUTED_OPTIONAL_KEYS = {"steps", "warmup_steps", "threads_per_worker", "mic
 TRAINING_REQUIRED_KEYS = {"families", "presets", "batch_sizes", "seq_lens", "precisions"}
 TRAINING_OPTIONAL_KEYS = {"convergence_steps", "convergence_batch", "learning_rate", "target_fraction",
                           "batch_scaling", "stopping", "timeout_s"}
+GENERATION_REQUIRED_KEYS = {"families", "presets", "batch_sizes", "prompt_lens", "new_tokens"}
+GENERATION_OPTIONAL_KEYS = {"precisions", "caches", "cache_precisions", "residual_length", "stopping", "timeout_s"}
 BATCH_SCALING_KEYS = {"max_batch", "memory_budget_mb", "memory_budget_fraction"}
 STOPPING_KEYS = {spec.name for spec in dataclasses.fields(StoppingRule)}
 #: the longest timeout a profile (or a command-line option) may set: a measuring process is waited for with
@@ -126,6 +128,7 @@ class Profile:
     training: TrainingProfile | None = None
     distributed: DistributedProfile | None = None
     architectures: ArchitecturesProfile | None = None
+    generation: GenerationProfile | None = None
     #: each measuring process's memory limit (MiB); past it the configuration is an out_of_memory row. None: none
     memory_limit_mb: float | None = None
     #: where trained task-model weights are kept (bench/trained.py): training keeps its fp32 weights there and
@@ -168,6 +171,29 @@ class Profile:
                         )
                         configs += sweep_configs(base, spec.batch_sizes, spec.max_batch, spec.convergence_batch)
         return configs
+
+    def generation_configs(self, target: str, caches: tuple[str, ...]) -> list:
+        """Every generation configuration of this profile for one target whose backend offers ``caches`` (its
+        default first): model × prompt × batch × precision × cache × cache precision; empty without a
+        ``generation:`` section. The section's caches the backend does not offer are left out; where it offers
+        none of them, its default runs. Precisions and cache precisions are the caller's to refuse."""
+        from hwbench_pipeline.bench.scenarios.generation import DEFAULT_CACHE, GenerationConfig
+
+        spec = self.generation
+        if spec is None:
+            return []
+        chosen = tuple(c for c in spec.caches if c in caches) or caches[:1]
+        if spec.caches == (DEFAULT_CACHE,):
+            chosen = caches[:1]
+        return [
+            GenerationConfig(family=family, preset=preset, target=target, batch_size=batch, seq_len=prompt,
+                             new_tokens=spec.new_tokens, precision=precision, quantization=quantization,
+                             cache=cache, cache_precision=kv, residual_length=spec.residual_length,
+                             threads=self.threads, rule=spec.stopping)
+            for family in spec.families for preset in spec.presets for prompt in spec.prompt_lens
+            for batch in spec.batch_sizes for precision, quantization in map(_parse_spec, spec.precisions)
+            for cache in chosen for kv in spec.cache_precisions
+        ]
 
     def trained_weights(self) -> dict[str, dict[str, str]]:
         """family -> preset -> the file of weights the training scenario kept for it (of the config the family
@@ -422,6 +448,63 @@ def _training_section(raw: object, source: str, stopping: StoppingRule, timeout:
 
 
 @dataclass(frozen=True)
+class GenerationProfile:
+    """The optional ``generation:`` section: which generative models decode, from which prompt lengths, how many
+    new tokens, with which caches (see :mod:`hwbench_pipeline.bench.scenarios.generation`)."""
+
+    families: tuple[str, ...]
+    presets: tuple[str, ...]
+    batch_sizes: tuple[int, ...]
+    prompt_lens: tuple[int, ...]
+    new_tokens: int
+    precisions: tuple[str, ...]
+    caches: tuple[str, ...]
+    cache_precisions: tuple[str, ...]
+    residual_length: int
+    stopping: StoppingRule
+    timeout_s: float
+
+
+def _parse_spec(spec: str) -> tuple[str, str]:
+    from hwbench_pipeline.bench.precision import parse_spec
+
+    return parse_spec(spec)
+
+
+def _generation_section(raw: object, source: str, timeout: float) -> GenerationProfile:
+    """Parse the optional ``generation:`` section; ProfileError names the bad key."""
+    from hwbench_pipeline.bench import models
+    from hwbench_pipeline.bench.scenarios.generation import (
+        CACHE_NAMES,
+        CACHE_PRECISIONS,
+        DEFAULT_CACHE,
+        GENERATION_RULE,
+        MODEL_CACHE_PRECISION,
+    )
+
+    source = f"{source}: generation"
+    if not isinstance(raw, dict):
+        raise ProfileError(f"{source}: expected a mapping of keys {', '.join(sorted(GENERATION_REQUIRED_KEYS))}")
+    _check_keys(raw, GENERATION_REQUIRED_KEYS, GENERATION_OPTIONAL_KEYS, source)
+    generative = tuple(name for name, spec in models.FAMILIES.items() if spec.generates_tokens)
+    return GenerationProfile(
+        families=_choice_list(raw["families"], "families", generative, source),
+        presets=_choice_list(raw["presets"], "presets", tuple(models.PRESETS), source),
+        batch_sizes=_int_list(raw["batch_sizes"], "batch_sizes", source),
+        prompt_lens=_int_list(raw["prompt_lens"], "prompt_lens", source),
+        new_tokens=_number(raw["new_tokens"], "new_tokens", source, integer=True),
+        precisions=_precision_list(raw.get("precisions", ["fp32"]), source),
+        caches=_choice_list(raw.get("caches", [DEFAULT_CACHE]), "caches", (DEFAULT_CACHE, *CACHE_NAMES), source),
+        cache_precisions=_choice_list(raw.get("cache_precisions", [MODEL_CACHE_PRECISION]), "cache_precisions",
+                                      CACHE_PRECISIONS, source),
+        residual_length=_number(raw.get("residual_length", 0), "residual_length", source, integer=True,
+                                low_included=True),
+        stopping=_stopping_rule(raw.get("stopping"), GENERATION_RULE, source),
+        timeout_s=_timeout(raw.get("timeout_s", timeout), source),
+    )
+
+
+@dataclass(frozen=True)
 class DistributedProfile:
     """The optional ``distributed:`` section: which models train on Ray Train with which strategies and worker
     counts (see :mod:`hwbench_pipeline.bench.scenarios.distributed`). ``batch_size`` is the global batch."""
@@ -543,6 +626,7 @@ def load_profile(name_or_path: str) -> Profile:
         distributed=_distributed_section(data["distributed"], source, timeout) if "distributed" in data else None,
         architectures=_architectures_section(data["architectures"], source, timeout)
         if "architectures" in data else None,
+        generation=_generation_section(data["generation"], source, timeout) if "generation" in data else None,
         memory_limit_mb=float(_number(data["memory_limit_mb"], "memory_limit_mb", source, low=16))
         if data.get("memory_limit_mb") is not None else None,
     )

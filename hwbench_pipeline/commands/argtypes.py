@@ -31,6 +31,8 @@ def _number(parse: Callable[[str], float], accept: Callable[[float], bool], expe
 
 
 positive_int = _number(int, lambda v: v >= 1, "a positive integer")
+non_negative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
+port_number = _number(int, lambda v: 1 <= v <= 65535, "a port number from 1 to 65535")
 positive_float = _number(float, lambda v: v > 0, "a positive number")
 non_negative_float = _number(float, lambda v: v >= 0, "a number >= 0")
 open_fraction = _number(float, lambda v: 0 < v < 1, "a number between 0 and 1")

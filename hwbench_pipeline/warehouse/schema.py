@@ -160,12 +160,15 @@ INFERENCE_RESULTS = pa.schema(
     + ENVIRONMENT_COLUMNS
 )
 
-#: ``strategy`` and ``workers`` are set for distributed configurations only (null otherwise)
+#: ``strategy`` and ``workers`` are set for distributed configurations only, ``new_tokens`` and
+#: ``cache_implementation`` for generation ones (null otherwise)
 FAILURES = pa.schema(
     [("run_id", pa.string()), ("scenario", pa.string()), *CONFIG_COLUMNS]
     + [
         ("strategy", pa.string()),
         ("workers", pa.int64()),
+        ("new_tokens", pa.int64()),
+        ("cache_implementation", pa.string()),
         ("status", pa.string()),
         ("failure_class", pa.string()),
         ("message", pa.string()),
@@ -424,6 +427,57 @@ DISTRIBUTED_RESULTS = pa.schema(
     + ENVIRONMENT_COLUMNS
 )
 
+#: one generation configuration per row: seq_len is the prompt, batch_size the sequences decoded together;
+#: its statistics (p50_ms …) are of a whole sequence (prefill and every new token), TTFT and ITL its parts
+GENERATION_KEY = [*CONFIG_KEY, "new_tokens", "cache_implementation"]
+GENERATION_RESULTS = pa.schema(
+    [("run_id", pa.string()), *CONFIG_COLUMNS, ("new_tokens", pa.int64()), ("cache_implementation", pa.string())]
+    + MEASURED_COLUMNS
+    + [
+        ("cache_ran", pa.string()),
+        ("cache_precision_ran", pa.string()),
+        ("residual_length", pa.int64()),
+        ("params", pa.int64()),
+    ]
+    + STOPPING_COLUMNS
+    + LATENCY_STATISTICS
+    + [
+        ("ttft_p50_ms", pa.float64()),
+        ("ttft_p90_ms", pa.float64()),
+        ("ttft_p99_ms", pa.float64()),
+        ("ttft_mean_ms", pa.float64()),
+        ("itl_p50_ms", pa.float64()),
+        ("itl_p90_ms", pa.float64()),
+        ("itl_p99_ms", pa.float64()),
+        ("itl_mean_ms", pa.float64()),
+        ("tokens_per_s", pa.float64()),  # batch x new tokens / the median sequence, prefill included
+        ("decode_tokens_per_s", pa.float64()),  # batch / the median inter-token latency
+        ("prefill_tokens_per_s", pa.float64()),  # batch x prompt / the median TTFT
+        ("ttft_samples_ms", pa.list_(pa.float64())),
+        ("itl_samples_ms", pa.list_(pa.float64())),
+        ("first_sequence_ms", pa.float64()),
+        ("load_s", pa.float64()),
+        ("baseline_rss_mb", pa.float64()),
+        ("peak_rss_mb", pa.float64()),
+        ("device_peak_mb", pa.float64()),
+        ("kv_cache_bytes_prompt", pa.int64()),  # after the prefill
+        ("kv_cache_bytes", pa.int64()),  # after the last step
+        ("kv_cache_bytes_per_token", pa.float64()),  # kv_cache_bytes / (batch x positions held)
+        ("max_abs_diff", pa.float64()),  # of the first step's logits against transformers' generate()
+        ("max_rel_diff", pa.float64()),
+        ("mean_rel_diff", pa.float64()),
+        ("tokens_matching_reference", pa.int64()),  # leading steps equal to generate()'s tokens
+    ]
+    + MACHINE_LOAD_COLUMNS
+    + [
+        ("samples_ms", pa.list_(pa.float64())),
+        ("worker_pid", pa.int64()),
+        ("started_at", TS),
+        ("finished_at", TS),
+    ]
+    + ENVIRONMENT_COLUMNS
+)
+
 #: a model x target x shape that nobody measured, with the figure the predictor gives it
 PREDICTIONS = pa.schema(
     [("run_id", pa.string()), ("mode", pa.string()), *CONFIG_COLUMNS]
@@ -540,6 +594,7 @@ TABLES: dict[str, pa.Schema] = {
     "regressions": REGRESSIONS,
     "training_results": TRAINING_RESULTS,
     "distributed_results": DISTRIBUTED_RESULTS,
+    "generation_results": GENERATION_RESULTS,
     "architecture_coverage": ARCHITECTURE_COVERAGE,
     "failure_patterns": FAILURE_PATTERNS,
 }
@@ -558,7 +613,7 @@ def legacy_key_sql(table: str) -> dict[str, str]:
 #: columns that identify one row of a table within one run (the 'latest' views use them)
 TABLE_KEYS: dict[str, list[str]] = {
     "inference_results": CONFIG_KEY,
-    "failures": ["scenario", *CONFIG_KEY, "strategy", "workers"],
+    "failures": ["scenario", *CONFIG_KEY, "strategy", "workers", "new_tokens", "cache_implementation"],
     "models": ["family", "preset"],
     "hardware_targets": ["target"],
     "runs": ["run_id", "target", "scenario"],
@@ -568,6 +623,7 @@ TABLE_KEYS: dict[str, list[str]] = {
     "regressions": ["scenario", *CONFIG_KEY, "metric"],
     "training_results": CONFIG_KEY,
     "distributed_results": DISTRIBUTED_KEY,
+    "generation_results": GENERATION_KEY,
     "architecture_coverage": ["model_type", "preset", "target"],
     "failure_patterns": ["signature"],
 }

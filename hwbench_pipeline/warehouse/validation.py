@@ -24,8 +24,10 @@ INFERENCE_REQUIRED_COLUMNS = [
 INFERENCE_KEY = ["run_id", *CONFIG_KEY]
 #: the int8 recipes, none for the float formats, or unrecorded (an import that does not say)
 QUANTIZATION_VALUES = (NO_QUANTIZATION, *QUANTIZATIONS, UNRECORDED)
-SCENARIOS = ("inference", "training", "distributed")
+SCENARIOS = ("inference", "training", "distributed", "generation")
 THROUGHPUT_RATIO = "throughput_x_p50_per_batch"
+#: the failures table's key columns of one scenario each (distributed, generation); null for the others
+SCENARIO_KEY_COLUMNS = ("strategy", "workers", "new_tokens", "cache_implementation")
 THROUGHPUT_AGREEMENT = 1.25
 
 
@@ -159,6 +161,53 @@ def distributed_suite():
     return _keys_suite("distributed_results", DISTRIBUTED_KEY, extra)
 
 
+GENERATION_KEY = [*INFERENCE_KEY, "new_tokens", "cache_implementation"]
+
+
+def generation_suite():
+    """generation_results: keys with new tokens and cache, positive ordered sequence, TTFT and inter-token
+    latencies, TTFT within the sequence, throughputs that agree with the latencies they come from, cache
+    bytes that do not shrink as the context grows, and the first step's agreement with generate()."""
+    import great_expectations as gx
+
+    from hwbench_pipeline.bench.precision import CACHE_PRECISIONS
+    from hwbench_pipeline.bench.scenarios.generation import CACHE_NAMES
+
+    e = gx.expectations
+    either_missing = {"ignore_row_if": "either_value_is_missing"}
+    extra = [
+        e.ExpectTableColumnsToMatchSet(column_set=GENERATION_KEY + [
+            "status", "p50_ms", "ttft_p50_ms", "itl_p50_ms", "tokens_per_s", "decode_tokens_per_s", "peak_rss_mb",
+            "tokens_matching_reference", "host"], exact_match=False),
+        e.ExpectColumnValuesToBeInSet(column="status", value_set=["ok"]),
+        e.ExpectColumnValuesToBeInSet(column="precision", value_set=list(PRECISIONS)),
+        e.ExpectColumnValuesToBeInSet(column="cache_implementation", value_set=list(CACHE_NAMES)),
+        e.ExpectColumnValuesToBeInSet(column="cache_precision", value_set=list(CACHE_PRECISIONS)),
+        e.ExpectColumnValuesToNotBeNull(column="host"),
+        e.ExpectColumnValuesToBeBetween(column="n_samples", min_value=3),
+        e.ExpectColumnValuesToBeBetween(column="batch_size", min_value=1),
+        e.ExpectColumnValuesToBeBetween(column="new_tokens", min_value=1),
+        e.ExpectColumnPairValuesAToBeGreaterThanB(column_A="p90_ms", column_B="p50_ms", or_equal=True),
+        e.ExpectColumnPairValuesAToBeGreaterThanB(column_A="p99_ms", column_B="p90_ms", or_equal=True),
+        e.ExpectColumnPairValuesAToBeGreaterThanB(column_A="ttft_p99_ms", column_B="ttft_p50_ms", or_equal=True),
+        e.ExpectColumnPairValuesAToBeGreaterThanB(column_A="itl_p99_ms", column_B="itl_p50_ms", or_equal=True,
+                                                  **either_missing),
+        # the first token is part of its sequence
+        e.ExpectColumnPairValuesAToBeGreaterThanB(column_A="max_ms", column_B="ttft_p50_ms", or_equal=True),
+        e.ExpectColumnPairValuesAToBeGreaterThanB(column_A="kv_cache_bytes", column_B="kv_cache_bytes_prompt",
+                                                  or_equal=True, **either_missing),
+        e.ExpectColumnValuesToBeBetween(column="tokens_matching_reference", min_value=0),
+        e.ExpectColumnPairValuesAToBeGreaterThanB(column_A="new_tokens", column_B="tokens_matching_reference",
+                                                  or_equal=True),
+    ]
+    for column in ("p50_ms", "ttft_p50_ms", "tokens_per_s", "prefill_tokens_per_s", "peak_rss_mb"):
+        extra.append(e.ExpectColumnValuesToNotBeNull(column=column))
+        extra.append(e.ExpectColumnValuesToBeBetween(column=column, min_value=0, strict_min=True))
+    for column in ("itl_p50_ms", "decode_tokens_per_s", "kv_cache_bytes_per_token"):  # null: one new token / unseen
+        extra.append(e.ExpectColumnValuesToBeBetween(column=column, min_value=0, strict_min=True))
+    return _keys_suite("generation_results", GENERATION_KEY, extra)
+
+
 def _keys_suite(name: str, key: list[str], extra: list, unique: list[str] | None = None) -> object:
     """A suite with the table's key columns present, not null and unique within a run, plus ``extra``.
 
@@ -179,9 +228,10 @@ def failures_suite():
     from hwbench_pipeline.bench.failures import FAILURE_CLASSES
 
     e = gx.expectations
-    # Distributed failures are also told apart by strategy and workers (null for the other scenarios).
+    # Distributed failures are also told apart by strategy and workers, generation ones by new tokens and cache
+    # (null for the other scenarios).
     return _keys_suite("failures", ["run_id", "scenario", *CONFIG_KEY], unique=[
-        "run_id", "scenario", *CONFIG_KEY, "strategy", "workers"], extra=[
+        "run_id", "scenario", *CONFIG_KEY, *SCENARIO_KEY_COLUMNS], extra=[
         e.ExpectColumnValuesToBeInSet(column="failure_class", value_set=list(FAILURE_CLASSES)),
         e.ExpectColumnValuesToBeInSet(column="scenario", value_set=list(SCENARIOS)),
         e.ExpectColumnValuesToBeInSet(column="status", value_set=["failed"]),
@@ -243,7 +293,7 @@ def regressions_suite():
 def derived_columns(frame: pd.DataFrame) -> pd.DataFrame:
     """Columns some expectations need that pandas' GX datasource cannot compute itself."""
     if "failure_class" in frame.columns:  # rows built in memory may omit the distributed-only key columns
-        frame = frame.assign(**{c: None for c in ("strategy", "workers") if c not in frame.columns})
+        frame = frame.assign(**{c: None for c in SCENARIO_KEY_COLUMNS if c not in frame.columns})
     if {"throughput_samples_s", "p50_ms", "batch_size"} <= set(frame.columns):
         frame = frame.assign(**{THROUGHPUT_RATIO: frame["throughput_samples_s"] * frame["p50_ms"] / 1e3
                                 / frame["batch_size"]})

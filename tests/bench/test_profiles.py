@@ -21,6 +21,10 @@ VALID = {
     "distributed": {"families": ["bert"], "presets": ["tiny"], "strategies": ["ddp"], "workers": [1, 2],
                     "batch_size": 4, "seq_len": 16, "steps": 5, "warmup_steps": 1, "threads_per_worker": 1,
                     "microbatches": 2, "max_failures": 0, "timeout_s": 300},
+    "generation": {"families": ["llama", "t5"], "presets": ["tiny"], "batch_sizes": [1, 2], "prompt_lens": [16, 64],
+                   "new_tokens": 8, "precisions": ["fp32", "int8"], "caches": ["dynamic", "static"],
+                   "cache_precisions": ["model", "int4"], "residual_length": 16, "stopping": {"min_samples": 4},
+                   "timeout_s": 120},
 }
 
 
@@ -52,6 +56,13 @@ def test_a_profile_with_every_section_loads_with_its_numbers(tmp_path):
     assert profile.timeout_s == 60.0 and profile.stopping.processes == 2
     assert profile.training.stopping.min_samples == 5 and profile.training.stopping.processes == 2
     assert profile.training.max_batch == 16 and profile.distributed.workers == (1, 2)
+    generation = profile.generation
+    assert generation.precisions == ("fp32", "int8-dynamic") and generation.stopping.min_samples == 4
+    assert generation.stopping.max_processes == 1  # whole sequences in one process, not the top-level rule's
+    configs = profile.generation_configs("cpu-torch", ("dynamic", "static", "compiled"))
+    assert len(configs) == 2 * 2 * 2 * 2 * 2 * 2 and {c.residual_length for c in configs} == {16}
+    # a backend offering none of the section's caches runs its own default
+    assert {c.cache for c in profile.generation_configs("cpu-openvino", ("stateful",))} == {"stateful"}
 
 
 HUGE = 10**400  # an integer no float holds
@@ -126,6 +137,16 @@ HUGE = 10**400  # an integer no float holds
     ("distributed.threads_per_worker", 0, "distributed: 'threads_per_worker' must be an integer > 0, got 0"),
     ("distributed.microbatches", 2.0, "distributed: 'microbatches' must be an integer > 0, got 2.0"),
     ("distributed.timeout_s", -1, "distributed: 'timeout_s' must be a number > 0"),
+    # generation
+    ("generation.families", ["bert"], "generation: unknown families bert; accepted: t5, llama, qwen2, whisper, llava"),
+    ("generation.prompt_lens", [16, 16], "generation: 'prompt_lens' lists 16 more than once"),
+    ("generation.new_tokens", 0, "generation: 'new_tokens' must be an integer > 0, got 0"),
+    ("generation.new_tokens", True, "generation: 'new_tokens' must be an integer > 0, got True"),
+    ("generation.caches", ["paged"], "generation: unknown caches paged; accepted: default, dynamic, static"),
+    ("generation.cache_precisions", ["int5"], "generation: unknown cache_precisions int5; accepted: model, int8"),
+    ("generation.residual_length", -1, "generation: 'residual_length' must be an integer >= 0, got -1"),
+    ("generation.precisions", ["fp64"], "generation: unknown precisions fp64"),
+    ("generation.stopping.min_samples", 1, "generation: bad 'stopping' section (min_samples must be at least 3"),
     ("memory_limit_mb", 8, "'memory_limit_mb' must be a number > 16, got 8"),
     ("memory_limit_mb", math.nan, "'memory_limit_mb' must be a number > 16, got nan"),
 ])

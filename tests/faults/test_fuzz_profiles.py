@@ -23,6 +23,8 @@ from hwbench_pipeline.bench.profiles import (
     BATCH_SCALING_KEYS,
     DISTRIBUTED_OPTIONAL_KEYS,
     DISTRIBUTED_REQUIRED_KEYS,
+    GENERATION_OPTIONAL_KEYS,
+    GENERATION_REQUIRED_KEYS,
     OPTIONAL_KEYS,
     REQUIRED_KEYS,
     STOPPING_KEYS,
@@ -81,6 +83,15 @@ DISTRIBUTED_OPTIONAL = {
     "steps": st.integers(3, 30), "warmup_steps": st.integers(0, 5), "threads_per_worker": st.just("auto"),
     "microbatches": st.sampled_from([1, 2, 4]), "max_failures": st.integers(0, 2), "timeout_s": seconds,
 }
+GENERATION_REQUIRED = {
+    "families": _names("llama", "t5", "whisper"), "presets": _names("tiny", "small"), "batch_sizes": _counts(),
+    "prompt_lens": _counts(), "new_tokens": st.integers(1, 256),
+}
+GENERATION_OPTIONAL = {
+    "precisions": _names("fp32", "bf16", "int8"), "caches": _names("default", "dynamic", "static", "stateful"),
+    "cache_precisions": _names("model", "int8", "int4", "int2"), "residual_length": st.integers(0, 256),
+    "stopping": st.fixed_dictionaries({}, optional=STOPPING), "timeout_s": seconds,
+}
 ARCHITECTURES_OPTIONAL = {
     "preset": st.sampled_from(["tiny", "small", "base"]), "batch_size": st.integers(1, 8),
     "seq_len": st.integers(1, 64), "timeout_s": seconds,
@@ -97,6 +108,7 @@ OPTIONAL = {
     "memory_limit_mb": st.sampled_from([64, 512.5, 4096]),
     "training": st.fixed_dictionaries(TRAINING_REQUIRED, optional=TRAINING_OPTIONAL),
     "distributed": st.fixed_dictionaries(DISTRIBUTED_REQUIRED, optional=DISTRIBUTED_OPTIONAL),
+    "generation": st.fixed_dictionaries(GENERATION_REQUIRED, optional=GENERATION_OPTIONAL),
     "architectures": st.fixed_dictionaries({"models": st.sampled_from(["all", "sample"]) | st.lists(
         st.sampled_from(["bert", "gpt2", "t5", "vit"]), min_size=1, max_size=3, unique=True)},
         optional=ARCHITECTURES_OPTIONAL),
@@ -140,6 +152,8 @@ def test_the_fuzzer_draws_every_key_a_profile_has():
     assert TRAINING_REQUIRED.keys() | TRAINING_OPTIONAL.keys() == TRAINING_REQUIRED_KEYS | TRAINING_OPTIONAL_KEYS
     assert DISTRIBUTED_REQUIRED.keys() | DISTRIBUTED_OPTIONAL.keys() == (
         DISTRIBUTED_REQUIRED_KEYS | DISTRIBUTED_OPTIONAL_KEYS)
+    assert GENERATION_REQUIRED.keys() | GENERATION_OPTIONAL.keys() == (
+        GENERATION_REQUIRED_KEYS | GENERATION_OPTIONAL_KEYS)
     assert STOPPING.keys() == STOPPING_KEYS and BATCH_SCALING.keys() == BATCH_SCALING_KEYS
     assert ARCHITECTURES_OPTIONAL.keys() | {"models"} == ARCHITECTURES_KEYS
 

@@ -11,9 +11,10 @@ def test_graph_has_every_stage_schedule_and_sensor():
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert keys == {"model_catalog", "hardware_targets", "inference_runs", "training_runs", "distributed_runs",
-                    "inference_results", "performance_predictor", "predictions", "hardware_recommendations",
-                    "regression_report", "comparison_report", "architecture_coverage", "failure_patterns"}
-    for measured in ("inference_runs", "training_runs", "distributed_runs", "architecture_coverage"):
+                    "generation_runs", "inference_results", "performance_predictor", "predictions",
+                    "hardware_recommendations", "regression_report", "comparison_report", "architecture_coverage",
+                    "failure_patterns"}
+    for measured in ("inference_runs", "training_runs", "distributed_runs", "generation_runs", "architecture_coverage"):
         assert graph.get(dg.AssetKey(measured)).partitions_def.name == "hardware_targets"
     assert defs.resolve_schedule_def("nightly_quick_schedule").cron_schedule == "0 2 * * *"
     assert defs.resolve_sensor_def("new_hardware_target_sensor") is not None
@@ -24,7 +25,7 @@ def test_graph_has_every_stage_schedule_and_sensor():
     specs = sorted(graph.get(dg.AssetKey("inference_runs")).check_keys, key=lambda k: k.name)
     assert [c.name for c in specs] == ["failures_suite", "inference_results_suite", "latency_samples_suite"]
     assert all(graph.get_check_spec(spec).blocking for spec in specs)
-    for asset in ("training_runs", "distributed_runs", "predictions", "hardware_recommendations",
+    for asset in ("training_runs", "distributed_runs", "generation_runs", "predictions", "hardware_recommendations",
                   "regression_report"):
         checks = graph.get(dg.AssetKey(asset)).check_keys
         assert checks and all(graph.get_check_spec(c).blocking for c in checks), asset

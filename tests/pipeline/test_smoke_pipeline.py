@@ -13,7 +13,7 @@ from hwbench_pipeline.predict.features import training_frame
 from hwbench_pipeline.predict.predictor import load, predict_latency_ms
 from hwbench_pipeline.warehouse.store import Warehouse
 
-ASSETS = ["model_catalog", "hardware_targets", "inference_runs", "training_runs", "distributed_runs",
+ASSETS = ["model_catalog", "hardware_targets", "inference_runs", "training_runs", "distributed_runs", "generation_runs",
           "inference_results", "performance_predictor", "predictions", "hardware_recommendations",
           "regression_report", "comparison_report", "failure_patterns"]
 
@@ -117,6 +117,19 @@ def test_training_distributed_regressions_and_comparison_report(smoke_run):
     assert "bert" in Path(meta["markdown"].value).read_text()
     assert Path(meta["pdf"].value).read_bytes().startswith(b"%PDF-")
     assert Path(meta["pdf"].value) == summary.comparison_pdf
+
+
+@pytest.mark.slow
+def test_generation_rows_are_stored_validated_and_decode_as_generate_does(smoke_run):
+    _, warehouse, materialized = smoke_run
+    rows = warehouse.read("generation_results")
+    assert sorted(rows["family"]) == ["llama", "t5"]
+    assert (rows["tokens_matching_reference"] == rows["new_tokens"]).all()  # greedy tokens equal generate()'s
+    assert (rows["ttft_p50_ms"] > 0).all() and (rows["itl_p50_ms"] > 0).all() and (rows["n_samples"] >= 3).all()
+    assert (rows["itl_samples_ms"].list.len() == rows["n_samples"] * (rows["new_tokens"] - 1)).all()
+    assert (rows["kv_cache_bytes"] > rows["kv_cache_bytes_prompt"]).all()
+    meta = materialized["generation_runs"].asset_materialization.metadata
+    assert meta["measured"].value == 2 and meta["tokens_differ_from_generate"].value == "none"
 
 
 @pytest.mark.slow

@@ -1,0 +1,144 @@
+"""Measuring one generation configuration in its worker process: build the model, take transformers'
+generate() as the reference, prepare the target's generator, check its first step against the reference, time
+whole greedy sequences under the stopping rule, and return one row (or its classified failure row)."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+from hwbench_pipeline.bench.config_key import ATTENTION, DEFAULT_ATTENTION
+from hwbench_pipeline.bench.scenarios.generation.config import GenerationConfig
+from hwbench_pipeline.bench.scenarios.generation.decode import (
+    generate,
+    leading_matches,
+    sequence_figures,
+    time_sequences,
+)
+from hwbench_pipeline.bench.scenarios.generation.inputs import check_context, generation_inputs
+from hwbench_pipeline.bench.scenarios.rows import failure_fields, load_fields, measured_or_failure, now, series_fields
+from hwbench_pipeline.bench.trackers.stats import summarize
+
+
+def reference_generation(model, inputs: dict, new_tokens: int):
+    """transformers' own greedy generate() on the fp32 model: (new tokens (batch, new), first step's logits).
+    No end-of-sequence token stops it or is masked, so every run generates ``new_tokens``, as ours do."""
+    import torch
+    from transformers import GenerationConfig
+
+    # plain greedy: none of the model's own logits processors (suppressed tokens, forced ids, repetition rules)
+    start = None
+    if getattr(model.config, "is_encoder_decoder", False):
+        start = int(inputs["decoder_input_ids"][0, 0])  # the prompt's own start token
+    pad = getattr(model.config, "pad_token_id", None) or 0
+    settings = GenerationConfig(do_sample=False, max_new_tokens=new_tokens, eos_token_id=None, pad_token_id=pad,
+                                decoder_start_token_id=start, return_dict_in_generate=True, output_logits=True)
+    with torch.inference_mode():
+        out = model.generate(**inputs, generation_config=settings)
+    prompt = 0 if getattr(model.config, "is_encoder_decoder", False) else inputs["input_ids"].shape[1]
+    sequences = out.sequences[:, prompt:]
+    if getattr(model.config, "is_encoder_decoder", False):  # the decoder prompt comes back first
+        sequences = sequences[:, inputs["decoder_input_ids"].shape[1]:]
+    return sequences, out.logits[0].float()
+
+
+def measure_generation(cfg: GenerationConfig, run_id: str) -> dict:
+    """Measure one configuration. Raises on failure (see :func:`run_generation_configuration`)."""
+    import torch
+
+    from hwbench_pipeline.bench import models
+    from hwbench_pipeline.bench.backends import load_backend
+    from hwbench_pipeline.bench.hardware import parse_target
+    from hwbench_pipeline.bench.scenarios.inference.timing import check_agreement
+    from hwbench_pipeline.bench.trackers.memory import current_rss_mb, rss_high_water_mb
+    from hwbench_pipeline.bench.trackers.system_load import is_contaminated, load_between, read_cpu_times
+
+    started = now()
+    target = parse_target(cfg.target)
+    torch.set_num_threads(cfg.threads)
+    backend = load_backend(target.backend)
+    models.import_model_code(cfg.family)
+    baseline_rss = current_rss_mb()
+
+    t0 = time.perf_counter()
+    config = models.build_config(cfg.family, cfg.preset)
+    check_context(config, cfg.seq_len, cfg.new_tokens, cfg.label)
+    model = models.build_model(cfg.family, cfg.preset, seed=cfg.seed)
+    inputs = generation_inputs(cfg.family, config, cfg.batch_size, cfg.seq_len, seed=cfg.seed, model=model)
+    build_s = time.perf_counter() - t0
+    params = sum(p.numel() for p in model.parameters())
+    reference_tokens, reference_logits = reference_generation(model, inputs, cfg.new_tokens)
+    t0 = time.perf_counter()
+    attention_ran = models.use_default_attention(model) if cfg.attention == DEFAULT_ATTENTION else ATTENTION
+    extra = {"cache_precision": cfg.cache_precision, "residual_length": cfg.residual_length} \
+        if target.backend == "torch" else {}
+    generator = backend.prepare_generator(model, inputs, target.torch_device, cfg.spec,
+                                          max_new_tokens=cfg.new_tokens, cache=cfg.cache, **extra)
+    load_s = build_s + time.perf_counter() - t0 - generator.cache_write_s
+    try:
+        first = generate(generator, inputs, cfg.new_tokens)  # cold: compiles, first allocations
+        bound = backend.tolerance(cfg.spec)
+        if generator.precision != cfg.precision:
+            bound = max(bound, backend.tolerance(generator.precision))
+        generator.start(inputs)
+        prompt_cache_bytes = generator.cache_bytes()
+        agreement = check_agreement(generator.last_logits(), reference_logits, bound, cfg.label)
+        tokens = first.token_matrix()
+        matched = leading_matches(tokens, reference_tokens)
+
+        cpu_before = read_cpu_times()
+        sequences, warmup, stop_reason = time_sequences(generator, inputs, cfg.new_tokens, cfg.rule)
+        load = load_between(cpu_before, read_cpu_times())
+        final_cache_bytes = generator.cache_bytes()
+        device_peak = generator.peak_memory_mb()
+        precision_ran, cache_precision_ran = generator.precision, generator.cache_precision
+        cache_ran = generator.cache_implementation
+    finally:
+        generator.release()
+
+    totals = [s.total_ms for s in sequences]
+    contaminated = is_contaminated(load)
+    held = cfg.batch_size * cfg.context_tokens
+    return {
+        "run_id": run_id,
+        **cfg.key_fields(),
+        "precision_ran": precision_ran,
+        "attention_ran": attention_ran,
+        "backend": target.backend,
+        "device_kind": target.device_kind,
+        "status": "ok",
+        "cache_ran": cache_ran,
+        "cache_precision_ran": cache_precision_ran,
+        "residual_length": cfg.residual_length,
+        "params": int(params),
+        "n_samples": len(sequences),
+        "warmup_calls": warmup,
+        "stop_reason": stop_reason,
+        "ci_target": cfg.rule.ci_target,
+        **summarize(totals),
+        **sequence_figures(sequences, cfg.batch_size, cfg.seq_len, cfg.new_tokens),
+        "first_sequence_ms": first.total_ms,
+        "load_s": load_s,
+        "baseline_rss_mb": baseline_rss,
+        "peak_rss_mb": rss_high_water_mb(),
+        "device_peak_mb": device_peak,
+        "kv_cache_bytes_prompt": prompt_cache_bytes,
+        "kv_cache_bytes": final_cache_bytes,
+        "kv_cache_bytes_per_token": final_cache_bytes / held if final_cache_bytes is not None else None,
+        "max_abs_diff": agreement.max_abs_diff,
+        "max_rel_diff": agreement.max_rel_diff,
+        "mean_rel_diff": agreement.mean_rel_diff,
+        "tokens_matching_reference": matched,
+        **load_fields(load, contaminated),
+        **series_fields(totals, started),
+    }
+
+
+def generation_failure_row(cfg: GenerationConfig, run_id: str, failure_class: str, message: str,
+                           started: datetime | None = None) -> dict:
+    return failure_fields("generation", cfg.key_fields(), run_id, failure_class, message, started)
+
+
+def run_generation_configuration(cfg: GenerationConfig, run_id: str) -> dict:
+    """Measure one configuration; any failure becomes a classified failure row instead of an exception."""
+    return measured_or_failure(measure_generation, generation_failure_row, cfg, run_id)
