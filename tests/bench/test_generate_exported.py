@@ -228,8 +228,9 @@ def test_a_second_process_of_the_configuration_loads_the_exported_graph_from_the
         second.release()
 
 
-def test_onnxruntime_int8_dynamic_runs_int8_matmuls_and_stays_near_fp32(generator, tiny, monkeypatch):
+def test_onnxruntime_int8_dynamic_runs_int8_matmuls_and_stays_near_fp32(generator, tiny, monkeypatch, tmp_path):
     backend = _backend("onnxruntime")
+    monkeypatch.chdir(tmp_path)  # the quantization tools' scratch files must not land in the working directory
     model = tiny("llama")
     inputs = models.make_inputs("llama", model.config, 1, PROMPT, seed=0, model=model)
     # derived from the fp32 export in the configuration's export cache, as a later process would
@@ -244,3 +245,4 @@ def test_onnxruntime_int8_dynamic_runs_int8_matmuls_and_stays_near_fp32(generato
         assert gen.cache_precision == "fp32"  # weights are quantized, the cache is not
     finally:
         gen.release()
+    assert not list(tmp_path.iterdir())

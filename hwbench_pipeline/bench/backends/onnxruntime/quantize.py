@@ -107,8 +107,12 @@ def preprocess(source: Path, directory: Path) -> tuple[Path, str | None]:
 
     target = directory / _PREPROCESSED_FILE
     try:
-        quant_pre_process(str(source), str(target), save_as_external_data=True, all_tensors_to_one_file=True,
-                          external_data_location=f"{_PREPROCESSED_FILE}.data")
+        # its symbolic shape inference writes scratch files (sym_shape_infer_temp.onnx, <uuid>.data) into the
+        # working directory when it falls back on a graph it cannot infer (decoders with past key/values): keep
+        # them in this runner's own directory, which is removed with it
+        with contextlib.chdir(directory):
+            quant_pre_process(str(source.resolve()), str(target.resolve()), save_as_external_data=True,
+                              all_tensors_to_one_file=True, external_data_location=f"{_PREPROCESSED_FILE}.data")
     except Exception as exc:  # noqa: BLE001 - any failure: quantize the export as it is
         _remove(target)
         first = (str(exc).strip().splitlines() or [""])[0][:200]
