@@ -7,6 +7,7 @@ import dagster as dg
 
 from hwbench_pipeline.assets.checks import check_spec, stored_file_check
 from hwbench_pipeline.assets.distributed import distributed_runs
+from hwbench_pipeline.assets.generation import generation_runs
 from hwbench_pipeline.assets.predictions import predictions
 from hwbench_pipeline.assets.predictor import performance_predictor
 from hwbench_pipeline.assets.recommendations import hardware_recommendations
@@ -72,13 +73,13 @@ def regression_report(context: dg.AssetExecutionContext, warehouse: WarehouseRes
     }, check_results=[check])
 
 
-@dg.asset(deps=[inference_results, training_runs, distributed_runs, predictions, regression_report],
+@dg.asset(deps=[inference_results, training_runs, distributed_runs, generation_runs, predictions, regression_report],
           group_name="reports", pool="hwbench_warehouse")
 def comparison_report(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Targets side by side: latency and throughput against batch, latency distributions, the compatibility
-    heat map, history with change points, the roofline, predicted against measured, and the training and
-    distributed figures; one self-contained HTML file (works offline), Markdown with PNG charts, and a PDF,
-    rendered from templates a user can override."""
+    heat map, history with change points, the roofline, predicted against measured, and the training,
+    distributed and generation figures; one self-contained HTML file (works offline), Markdown with PNG charts,
+    and a PDF, rendered from templates a user can override."""
     store = warehouse.warehouse()
     report = render_comparison_report(store, warehouse.reports_dir,
                                       predictions=report_predictions(store, warehouse.predictor_dir))

@@ -3,9 +3,12 @@
     hwbench recommend --model bert/small --max-latency-ms 20
     hwbench recommend --config path/to/config.json --objective throughput --memory-gb 8
     hwbench recommend --model llama --mode training --budget-per-hour 2 --objective cost --prices my_prices.yaml
+    hwbench recommend --model llama/tiny --mode generation --max-ttft-ms 50 --min-tokens-per-s 100 --json
 
 Figures are measured where that exact configuration was measured, else predicted (the saved predictor, or
-the roofline fallback), and every figure says which. Reads the warehouse; writes nothing there.
+the roofline fallback), and every figure says which. Generation figures are measured only: --mode generation
+ranks the configurations the generation scenario measured (predict/generation_advice.py). Reads the warehouse;
+writes nothing there.
 """
 
 from __future__ import annotations
@@ -27,6 +30,10 @@ from hwbench_pipeline.commands.argtypes import (
 from hwbench_pipeline.paths import default_data_dir
 
 DEFAULT_BATCHES = (1, 2, 4, 8, 16, 32, 64)
+#: options of one mode only: given with another mode they are refused, not ignored
+GENERATION_ONLY = ("max_ttft_ms", "min_tokens_per_s", "prompt", "new_tokens")
+NOT_FOR_GENERATION = {"config": "--model", "seq": "--prompt", "min_throughput": "--min-tokens-per-s",
+                      "budget_per_hour": None, "max_accuracy_drop": None, "prices": None}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,7 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     which.add_argument("--model", help="a curated family or any transformers model type, optionally /PRESET "
                                        "(default: small), or a config.json (at its own size)")
     which.add_argument("--config", help="a transformers config.json of any architecture (at its own size)")
-    p.add_argument("--mode", choices=["inference", "training"], default="inference")
+    p.add_argument("--mode", choices=["inference", "training", "generation"], default="inference",
+                   help="generation: ranks measured generation configurations only (not predicted yet)")
     p.add_argument("--objective", choices=["latency", "throughput", "cost"], default="latency")
     p.add_argument("--seq", type=positive_int, help="sequence length (default: the family's)")
     p.add_argument("--batch", help="comma-separated batch sizes to consider (default "
@@ -54,8 +62,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "32 held-out samples: one sample is 3.1 points, so a bound under that means no drop")
     p.add_argument("--prices", help="price file (default: $HWBENCH_PRICES or the packaged placeholder file)")
     p.add_argument("--data-dir", default=None, help="data directory (default: $HWBENCH_DATA_DIR or data/)")
+    p.add_argument("--max-ttft-ms", type=positive_float, help="generation: most time to the first token (p50)")
+    p.add_argument("--min-tokens-per-s", type=positive_float,
+                   help="generation: fewest tokens/s over whole sequences, prefill included")
+    p.add_argument("--prompt", type=positive_int, help="generation: prompt tokens (default: the newest measured)")
+    p.add_argument("--new-tokens", type=positive_int,
+                   help="generation: new tokens per sequence (default: the newest measured)")
     p.add_argument("--top", type=positive_int, default=10, help="show this many ranked candidates")
     p.add_argument("--format", choices=["table", "json"], default="table")
+    p.add_argument("--json", dest="format", action="store_const", const="json", help="same as --format json")
     p.set_defaults(func=cmd_recommend)
 
 
@@ -123,6 +138,11 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     from hwbench_pipeline.predict.shapes import FlopCounter
     from hwbench_pipeline.warehouse.store import Warehouse
 
+    if args.mode == "generation":
+        return _recommend_generation(args)
+    for option in GENERATION_ONLY:
+        if getattr(args, option) is not None:
+            raise UsageError(f"--{option.replace('_', '-')} belongs to --mode generation")
     spec = _model_spec(args)
     batches = _csv(args.batch, "--batch", int) or DEFAULT_BATCHES
     precisions = tuple(spec_name(*pair) for pair in args.precision) if args.precision else None
@@ -243,3 +263,61 @@ def _print_memory(console, memory) -> None:
                       "yes" if r["fits_at_batch_1"] else "no",
                       str(r["max_batch_that_fits"]) if r["max_batch_that_fits"] is not None else "none")
     console.print(table)
+
+
+def _recommend_generation(args: argparse.Namespace) -> int:
+    """--mode generation: rank what the generation scenario measured for one model (nothing predicted)."""
+    from hwbench_pipeline.predict import generation_advice as advice
+    from hwbench_pipeline.warehouse.store import Warehouse
+
+    for option, instead in NOT_FOR_GENERATION.items():
+        if getattr(args, option) is not None:
+            raise UsageError(f"--{option.replace('_', '-')} does not apply to --mode generation"
+                             + (f"; use {instead}" if instead else ""))
+    if args.objective not in advice.OBJECTIVES:
+        raise UsageError(f"--objective {args.objective} does not apply to --mode generation; use "
+                         f"{' or '.join(advice.OBJECTIVES)}")
+    data_dir = Path(args.data_dir or default_data_dir())
+    results, failures = advice.load_generation(Warehouse(data_dir))
+    try:
+        model = advice.resolve_model(results, args.model)
+        if model is None:
+            spec = _model_spec(args)  # an unknown model is refused here, in its own words
+            raise UsageError(f"no generation row of {spec.label} in {data_dir} (materialize generation_runs); "
+                             f"measured: {', '.join(advice.measured_models(results)) or 'none'}")
+        answer = advice.advise_generation(
+            results, failures, *model, prompt=args.prompt, new_tokens=args.new_tokens, objective=args.objective,
+            constraints=advice.GenerationConstraints(args.max_ttft_ms, args.min_tokens_per_s, args.max_latency_ms,
+                                                     args.memory_gb),
+            targets=_csv(args.targets, "--targets"), batches=_csv(args.batch, "--batch", int),
+            precisions=tuple(spec_name(*pair) for pair in args.precision) if args.precision else None)
+    except advice.GenerationRequestError as exc:
+        raise UsageError(str(exc)) from None
+    if args.format == "json":
+        json.dump(answer.to_json(args.top), sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+        return 0 if answer.pick else 1
+    from rich.table import Table
+
+    console = make_console()
+    console.print(f"[yellow]note[/]: {advice.NOT_PREDICTED}")
+    console.print(f"[bold]{answer.headline()}[/]")
+    pick = answer.pick
+    if pick is None:
+        console.print(f"[red]{answer.no_match()[0]}[/]")
+        for line in answer.no_match()[1:]:
+            console.print(line)
+    else:
+        console.print(f"[green]recommended[/]: {advice.configuration(pick)}: TTFT p50 {_fmt(pick['ttft_p50_ms'])} ms, "
+                      f"{_fmt(pick['tokens_per_s'])} tokens/s, sequence p50 {_fmt(pick['latency_ms'])} ms (measured, "
+                      f"run {pick['run_id']})")
+    table = Table(title="measured candidates (best first)" if pick else "measured candidates (none meets all)")
+    for column in [*advice.TABLE_COLUMNS, *([] if pick else ["misses"])]:
+        table.add_column(column, justify="right")
+    for row in advice.table_rows(answer.feasible.head(args.top) if pick else answer.candidates.head(args.top),
+                                 misses=pick is None):
+        table.add_row(*row)
+    console.print(table)
+    for line in answer.excluded:
+        console.print(f"[dim]excluded: {line}[/]")
+    return 0 if pick else 1

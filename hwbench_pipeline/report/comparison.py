@@ -2,7 +2,8 @@
 
 The sections (:mod:`hwbench_pipeline.report.comparison_sections` for inference,
 :mod:`hwbench_pipeline.report.precision_section` for precision against quality,
-:mod:`hwbench_pipeline.report.training_sections` for training and distributed training) are drawn as PNG
+:mod:`hwbench_pipeline.report.training_sections` for training and distributed training,
+:mod:`hwbench_pipeline.report.generation_section` for generation) are drawn as PNG
 files for the Markdown and the PDF, and as interactive Plotly charts in the HTML page, which embeds plotly.js
 so it works offline. The HTML and Markdown come from Jinja templates (a user's template folder is searched
 first); the PDF is drawn from the same sections (:mod:`hwbench_pipeline.report.pdf`). Every file is written
@@ -34,6 +35,7 @@ from hwbench_pipeline.report.comparison_sections import (
     prediction_section,
     roofline_section,
 )
+from hwbench_pipeline.report.generation_section import generation_section
 from hwbench_pipeline.report.precision_section import precision_section
 from hwbench_pipeline.report.training_sections import distributed_section, training_section
 from hwbench_pipeline.warehouse.store import Warehouse
@@ -144,7 +146,8 @@ def render_comparison_report(warehouse: Warehouse, out_dir: Path, *, template_di
     sections = [batch_section(data), distribution_section(data), compatibility_section(data),
                 precision_section(data), history_section(data, points), roofline_section(data),
                 prediction_section(data),
-                training_section(data.training), distributed_section(data.distributed)]
+                training_section(data.training), distributed_section(data.distributed),
+                generation_section(data.generation, data.generation_failures)]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     images = _draw_images(sections, out_dir / IMAGE_DIR)

@@ -69,6 +69,9 @@ class ReportData:
     predictions: pl.DataFrame  # CONFIG_KEY + value (+ interval_low/high, source) for PREDICTED_METRIC
     training: pl.DataFrame  # the training_results table, every row (training_sections picks the newest)
     distributed: pl.DataFrame  # the distributed_results table, every row
+    # the generation_results table, every row, and the failures table's newest rows (generation_section picks)
+    generation: pl.DataFrame = field(default_factory=pl.DataFrame)
+    generation_failures: pl.DataFrame = field(default_factory=pl.DataFrame)
 
 
 def _normalize_predictions(frame: pl.DataFrame) -> pl.DataFrame:
@@ -117,7 +120,8 @@ def load_report_data(warehouse: Warehouse, predictions: pl.DataFrame | list[dict
     return ReportData(history=history, measured=measured.sort(order), failures=failures.sort(order),
                  targets=warehouse.read("hardware_targets", latest=True).sort("target"),
                  families=families, predictions=predicted, training=warehouse.read("training_results"),
-                 distributed=warehouse.read("distributed_results"))
+                 distributed=warehouse.read("distributed_results"), generation=warehouse.read("generation_results"),
+                 generation_failures=warehouse.read("failures", latest=True).filter(pl.col("scenario") == "generation"))
 
 
 def change_points_from_regressions(warehouse: Warehouse) -> dict[tuple, list[str]]:
