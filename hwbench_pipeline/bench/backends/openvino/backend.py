@@ -163,14 +163,34 @@ def _quantized(converted: Any, spec: str, calibration: Sequence[dict[str, Any]])
         raise classified_failure(f"{spec} quantization (nncf)", exc) from exc
 
 
-def _save(converted: Any, entry: Path) -> None:
+def save_cached(converted: Any, entry: Path) -> float:
     """Publish the model that compiles at ``entry``, weights as they are: save_model's default would compress
-    them to fp16, and a later process would then run other weights than the first."""
+    them to fp16, and a later process would then run other weights than the first. Returns the seconds taken."""
     import openvino as ov
 
+    started = time.perf_counter()
     with publish(entry) as staged:
         staged.mkdir()
         ov.save_model(converted, staged / CACHE_MODEL, compress_to_fp16=False)
+    return time.perf_counter() - started
+
+
+def cached_model(entry: Path | None) -> Any | None:
+    """The model a previous process saved at ``entry`` of the configuration's export cache, or None."""
+    if entry is None or not (entry / CACHE_MODEL).is_file():
+        return None
+    try:
+        return core().read_model(entry / CACHE_MODEL)
+    except Exception as exc:  # noqa: BLE001
+        raise classified_failure("cached model read", exc) from exc
+
+
+def check_threads(compiled: Any) -> None:
+    """Refuse a compiled model that runs fewer threads than torch was asked for: the row must not claim more."""
+    asked, got = torch.get_num_threads(), int(compiled.get_property("INFERENCE_NUM_THREADS"))
+    if got != asked:  # the plugin caps the count at the CPUs it sees
+        raise UnsupportedConfigurationError(f"openvino runs {got} threads here, not the {asked} asked for "
+                                            f"(it uses at most one thread per CPU it sees)")
 
 
 class OpenVINORunner:
@@ -294,13 +314,9 @@ class OpenVINOBackend:
         traceable_experts(model)  # in both cases: the torch model the scenario compares with is the same
         cache = configuration_cache()
         entry = cache / CACHE_ENTRY if cache is not None else None
-        from_cache = entry is not None and (entry / CACHE_MODEL).is_file()
-        if from_cache:
-            try:
-                converted = core().read_model(entry / CACHE_MODEL)
-            except Exception as exc:  # noqa: BLE001
-                raise classified_failure("cached model read", exc) from exc
-        else:
+        converted = cached_model(entry)
+        from_cache = converted is not None
+        if not from_cache:
             converted = _convert(model, inputs, forward)
         try:
             shapes = {port.get_any_name(): ov.PartialShape(list(inputs[name].shape))
@@ -318,14 +334,8 @@ class OpenVINOBackend:
         if entry is not None and not from_cache:
             # saved after the reshape and a compilation that worked: the cached graph is the one compiled here,
             # written while the torch weights it shares memory with are alive (a no-op reshape on reading)
-            started = time.perf_counter()
-            _save(converted, entry)
-            cache_write_s = time.perf_counter() - started
-        asked, got = torch.get_num_threads(), int(compiled.get_property("INFERENCE_NUM_THREADS"))
-        if got != asked:  # the plugin caps the count at the CPUs it sees; the row must not claim more
-            del compiled
-            raise UnsupportedConfigurationError(f"openvino runs {got} threads here, not the {asked} asked for "
-                                                f"(it uses at most one thread per CPU it sees)")
+            cache_write_s = save_cached(converted, entry)
+        check_threads(compiled)
         runner = OpenVINORunner(compiled, inputs, model, from_cache=from_cache)
         runner.cache_write_s = cache_write_s
         return runner

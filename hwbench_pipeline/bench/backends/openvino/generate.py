@@ -20,9 +20,7 @@ The converted stateful model is saved into the configuration's export cache wher
 from __future__ import annotations
 
 import contextlib
-import time
 import warnings
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,9 +35,9 @@ from hwbench_pipeline.bench.backends.decoder_graph import (
     example_inputs,
     prompt_positions,
 )
-from hwbench_pipeline.bench.backends.export_cache import configuration_cache, publish
+from hwbench_pipeline.bench.backends.export_cache import configuration_cache
 from hwbench_pipeline.bench.backends.exportable import traceable_experts
-from hwbench_pipeline.bench.backends.openvino.config import CACHE_MODEL, RAN_PRECISIONS
+from hwbench_pipeline.bench.backends.openvino.config import RAN_PRECISIONS
 from hwbench_pipeline.bench.failures import UnsupportedConfigurationError
 from hwbench_pipeline.bench.precision import PrecisionError, canonical_spec
 
@@ -232,9 +230,15 @@ def prepare_generator(model: torch.nn.Module, inputs: dict[str, Any], device: st
     for greedy decoding of prompts like ``inputs`` (the graph takes any batch and length). Raises
     UnsupportedConfigurationError for a device, cache, precision or model this path does not run, a classified
     BenchmarkFailure for a failed conversion or compilation."""
-    import openvino as ov
 
-    from hwbench_pipeline.bench.backends.openvino.backend import BACKEND, classified_failure, core
+    from hwbench_pipeline.bench.backends.openvino.backend import (
+        BACKEND,
+        cached_model,
+        check_threads,
+        classified_failure,
+        core,
+        save_cached,
+    )
     from hwbench_pipeline.bench.backends.openvino.observe import executed_precision
     from hwbench_pipeline.bench.backends.openvino.quantize import compress_weights, dynamic_quantization_missing
 
@@ -259,13 +263,9 @@ def prepare_generator(model: torch.nn.Module, inputs: dict[str, Any], device: st
     layout: CacheLayout = graph.layout
     export_cache = configuration_cache()
     entry = export_cache / CACHE_ENTRY if export_cache is not None else None
-    from_cache = entry is not None and (entry / CACHE_MODEL).is_file()
-    if from_cache:
-        try:
-            converted = core().read_model(entry / CACHE_MODEL)
-        except Exception as exc:  # noqa: BLE001
-            raise classified_failure("cached model read", exc) from exc
-    else:
+    converted = cached_model(entry)
+    from_cache = converted is not None
+    if not from_cache:
         converted = _convert(graph, layout)
     runnable = converted
     if spec == "int8-dynamic":
@@ -280,18 +280,9 @@ def prepare_generator(model: torch.nn.Module, inputs: dict[str, Any], device: st
         compiled = core().compile_model(runnable, "CPU", properties)
     except Exception as exc:  # noqa: BLE001
         raise classified_failure("compilation", exc) from exc
-    asked, got = torch.get_num_threads(), int(compiled.get_property("INFERENCE_NUM_THREADS"))
-    if got != asked:  # the plugin caps the count at the CPUs it sees; the row must not claim more
-        raise UnsupportedConfigurationError(f"openvino runs {got} threads here, not the {asked} asked for "
-                                            f"(it uses at most one thread per CPU it sees)")
-    cache_write_s = 0.0
-    if entry is not None and not from_cache:
-        # the fp32 stateful model that compiled, weights as they are (save_model's default would make them fp16)
-        started = time.perf_counter()
-        with publish(entry) as staged:
-            staged.mkdir()
-            ov.save_model(converted, Path(staged) / CACHE_MODEL, compress_to_fp16=False)
-        cache_write_s = time.perf_counter() - started
+    check_threads(compiled)
+    # the fp32 stateful model that compiled
+    cache_write_s = save_cached(converted, entry) if entry is not None and not from_cache else 0.0
     dynamic = int(compiled.get_property("DYNAMIC_QUANTIZATION_GROUP_SIZE")) != 0
     ran = executed_precision(compiled, dynamic_int8=dynamic and dynamic_quantization_missing() is None)
     return OpenVINOGenerator(compiled, layout, model, precision=ran, from_cache=from_cache,
