@@ -4,14 +4,15 @@ clients at once. Everything is measured; nothing is simulated.
 
 In process: the model built with the server's seed, one thread per client, each with its own Generator
 (bench/backends, the server's ``prepare``) driven by ``generate()`` (bench/scenarios/generation/decode.py); TTFT
-and ITL from generate()'s own timestamps. Streamed: ``hwbench serve-generate`` in a subprocess on a free loopback
-port, one asyncio client per client (bench/streaming.py) timestamping each token message as it arrives; TTFT
-from the send of the request (the connection is opened before), ITL between arrivals. Client i of each count
-sends ``prompt_len`` with seed i, and the in-process client i generates from the same prompt: the tokens are
-checked equal. The two run one after the other for each count, with the same torch thread count, the server idle
-while in-process runs. tokens/s: every client's tokens over the wall time from the first measured request to
-the last token. The machine's CPU use by other processes in each phase is printed: on a shared machine it
-widens the p99s.
+and ITL from generate()'s own timestamps. Streamed: ``hwbench serve-generate``'s app under uvicorn in a thread of
+this process, over the same model, on a free loopback port, and one asyncio client per client in a child process
+(bench/streaming.py: ``serve_in_thread``, ``sweep_in_child``, as the generation scenario measures it)
+timestamping each token message as it arrives; TTFT from the send of the request (the connection is opened
+before), ITL between arrivals. Client i of each count sends ``prompt_len`` with seed i, and the in-process client
+i generates from the same prompt: the tokens are checked equal. The two run one after the other for each count,
+with the same torch thread count, the server idle while in-process runs. tokens/s: every client's tokens over the
+wall time from the first measured request to the last token. The machine's CPU use by other processes in each
+phase is printed: on a shared machine it widens the p99s.
 
     .venv/bin/python benchmarks/streaming.py [--model llama] [--preset small] [--prompt 64] [--new-tokens 32]
         [--clients 1,2,4] [--sequences 5] [--warmup 1] [--threads 1] [--json PATH]
@@ -22,14 +23,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
 import threading
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,68 +33,7 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 
 from hwbench_pipeline.bench.scenarios.generation.decode import generate, percentiles  # noqa: E402
-from hwbench_pipeline.bench.streaming import concurrency_sweep  # noqa: E402
-from hwbench_pipeline.bench.trackers.system_load import read_cpu_times  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def process_ticks(pid: int) -> float:
-    """A process's user + system CPU time so far, in clock ticks (/proc/PID/stat fields 14 and 15)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return float(fields[11]) + float(fields[12])
-
-
-class CpuWindow:
-    """Other processes' share of all cores' time between start() and stop(), ours and the server's left out."""
-
-    def __init__(self, server_pid: int) -> None:
-        self.server_pid = server_pid
-
-    def start(self) -> None:
-        self.before, self.server_before = read_cpu_times(), process_ticks(self.server_pid)
-
-    def stop(self) -> float | None:
-        after, server_after = read_cpu_times(), process_ticks(self.server_pid)
-        if self.before is None or after is None or after.total <= self.before.total:
-            return None
-        ours = (after.own - self.before.own) + (server_after - self.server_before)
-        return max(after.busy - self.before.busy - ours, 0.0) / (after.total - self.before.total)
-
-
-def start_server(args: argparse.Namespace, port: int, max_clients: int) -> subprocess.Popen:
-    command = [sys.executable, "-m", "hwbench_pipeline.cli", "serve-generate", "--model", args.model,
-               "--preset", args.preset, "--port", str(port), "--max-clients", str(max_clients),
-               "--max-new-tokens", str(args.new_tokens), "--threads", str(args.threads), "--log-level", "warning"]
-    env = {key: value for key, value in os.environ.items() if key != "HWBENCH_API_TOKEN"}  # loopback, no token
-    proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-    deadline = time.monotonic() + 180
-    while True:
-        if proc.poll() is not None:
-            raise SystemExit(f"the server exited: {proc.stdout.read()}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=2):
-                return proc
-        except (urllib.error.URLError, OSError):
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise SystemExit("the server did not answer within 180 s")
-        time.sleep(0.2)
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGINT)  # uvicorn shuts down cleanly on Ctrl-C
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+from hwbench_pipeline.bench.streaming import ForeignCpu, serve_in_thread, sweep_in_child  # noqa: E402
 
 
 def in_process_sweep(served, args: argparse.Namespace, count: int) -> dict:
@@ -162,28 +96,23 @@ def main() -> int:
 
     from hwbench_pipeline.api.served_model import load_served_model
 
-    torch.set_num_threads(args.threads)
-    port = free_port()
-    proc = start_server(args, port, max(counts))
-    url = f"ws://127.0.0.1:{port}/generate"
-    try:
-        served = load_served_model(args.model, args.preset, "cpu-torch")  # the server's seed: the same weights
-        window = CpuWindow(proc.pid)
-        rows = []
+    torch.set_num_threads(args.threads)  # the in-process threads' and the server's generations'
+    served = load_served_model(args.model, args.preset, "cpu-torch")
+    window = ForeignCpu()
+    rows = []
+    with serve_in_thread(served, max_clients=max(counts), max_new_tokens=args.new_tokens) as url:
         for count in counts:
             window.start()
             local = in_process_sweep(served, args, count)
             local["foreign_cpu_fraction"] = window.stop()
             window.start()
-            streamed = concurrency_sweep(url, {"prompt_len": args.prompt, "new_tokens": args.new_tokens},
-                                         [count], sequences=args.sequences, warmup=args.warmup)[count]
+            streamed = sweep_in_child(url, {"prompt_len": args.prompt, "new_tokens": args.new_tokens}, [count],
+                                      sequences=args.sequences, warmup=args.warmup)[count]
             streamed["foreign_cpu_fraction"] = window.stop()
-            same = streamed["tokens_by_client"] == local["tokens_by_client"]
+            same = streamed["tokens_by_client"] == local["tokens_by_client"] and streamed["tokens_consistent"]
             rows.append({"clients": count, "in_process": local, "streamed": streamed, "tokens_equal": same,
                          "overhead_ms": {name: streamed[name] - local[name]
                                          for name in ("ttft_p50_ms", "ttft_p99_ms", "itl_p50_ms", "itl_p99_ms")}})
-    finally:
-        stop_server(proc)
 
     print(f"{args.model}/{args.preset} on cpu-torch, prompt {args.prompt}, {args.new_tokens} new tokens, "
           f"{args.sequences} sequences per client after {args.warmup} warm-up, torch threads {args.threads}, "

@@ -117,7 +117,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.max_processes is not None and args.processes > args.max_processes:
         raise UsageError(f"--processes {args.processes} is more than --max-processes {args.max_processes}")
     if not generation:
-        for option in ("prompt", "new_tokens", "cache", "kv_precision"):
+        for option in ("prompt", "new_tokens", "cache", "kv_precision", "stream_clients"):
             if getattr(args, option) is not None:
                 raise UsageError(f"--{option.replace('_', '-')} belongs to --scenario generation")
     try:
@@ -291,6 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "(quantized caches on torch targets)")
     bench.add_argument("--residual-length", type=non_negative_int, default=0,
                        help="generation: recent tokens a quantized cache keeps unquantized")
+    bench.add_argument("--stream-clients", default=None,
+                       help="generation on torch targets: also stream each configuration over serve-generate's "
+                            "WebSocket to these comma-separated numbers of concurrent clients (e.g. 1,2,4)")
     bench.add_argument("--threads", type=positive_int, default=None, help="threads (default: all cores)")
     bench.add_argument("--ci-target", type=open_fraction, default=None,
                        help="stop at this ± relative CI of the median (default 0.01; generation 0.02)")

@@ -87,6 +87,7 @@ def profile_violations(profile: Profile) -> list[str]:
             "generation.new_tokens": _count(g.new_tokens), "generation.precisions": _names(g.precisions),
             "generation.caches": _names(g.caches), "generation.cache_precisions": _names(g.cache_precisions),
             "generation.residual_length": type(g.residual_length) is int and g.residual_length >= 0,
+            "generation.stream_clients": g.stream_clients == () or _counts(g.stream_clients),
             "generation.stopping": _rule(g.stopping), "generation.timeout_s": _timeout(g.timeout_s),
         }
     return sorted(name for name, holds in checks.items() if not holds)

@@ -29,7 +29,8 @@ TRAINING_REQUIRED_KEYS = {"families", "presets", "batch_sizes", "seq_lens", "pre
 TRAINING_OPTIONAL_KEYS = {"convergence_steps", "convergence_batch", "learning_rate", "target_fraction",
                           "batch_scaling", "stopping", "timeout_s"}
 GENERATION_REQUIRED_KEYS = {"families", "presets", "batch_sizes", "prompt_lens", "new_tokens"}
-GENERATION_OPTIONAL_KEYS = {"precisions", "caches", "cache_precisions", "residual_length", "stopping", "timeout_s"}
+GENERATION_OPTIONAL_KEYS = {"precisions", "caches", "cache_precisions", "residual_length", "stream_clients",
+                            "stopping", "timeout_s"}
 BATCH_SCALING_KEYS = {"max_batch", "memory_budget_mb", "memory_budget_fraction"}
 STOPPING_KEYS = {spec.name for spec in dataclasses.fields(StoppingRule)}
 #: the longest timeout a profile (or a command-line option) may set: a measuring process is waited for with
@@ -189,7 +190,7 @@ class Profile:
             GenerationConfig(family=family, preset=preset, target=target, batch_size=batch, seq_len=prompt,
                              new_tokens=spec.new_tokens, precision=precision, quantization=quantization,
                              cache=cache, cache_precision=kv, residual_length=spec.residual_length,
-                             threads=self.threads, rule=spec.stopping)
+                             threads=self.threads, rule=spec.stopping, stream_clients=spec.stream_clients)
             for family in spec.families for preset in spec.presets for prompt in spec.prompt_lens
             for batch in spec.batch_sizes for precision, quantization in map(_parse_spec, spec.precisions)
             for cache in chosen for kv in spec.cache_precisions
@@ -461,6 +462,7 @@ class GenerationProfile:
     caches: tuple[str, ...]
     cache_precisions: tuple[str, ...]
     residual_length: int
+    stream_clients: tuple[int, ...]  # empty: not streamed
     stopping: StoppingRule
     timeout_s: float
 
@@ -499,6 +501,7 @@ def _generation_section(raw: object, source: str, timeout: float) -> GenerationP
                                       CACHE_PRECISIONS, source),
         residual_length=_number(raw.get("residual_length", 0), "residual_length", source, integer=True,
                                 low_included=True),
+        stream_clients=_int_list(raw["stream_clients"], "stream_clients", source) if "stream_clients" in raw else (),
         stopping=_stopping_rule(raw.get("stopping"), GENERATION_RULE, source),
         timeout_s=_timeout(raw.get("timeout_s", timeout), source),
     )

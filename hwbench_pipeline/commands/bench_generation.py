@@ -43,6 +43,7 @@ def generation_configs(args: argparse.Namespace, targets: list[str]) -> tuple:
     prompts = csv_ints(args.prompt or args.seq, "--prompt") if (args.prompt or args.seq) else [default_prompt]
     caches = _names(args.cache, "--cache", CACHE_NAMES)
     kv = _names(args.kv_precision, "--kv-precision", CACHE_PRECISIONS) or [MODEL_CACHE_PRECISION]
+    streams = tuple(csv_ints(args.stream_clients, "--stream-clients")) if args.stream_clients else ()
     rule = dataclasses.replace(GENERATION_RULE, ci_target=args.ci_target or GENERATION_RULE.ci_target,
                                max_seconds=args.max_seconds or GENERATION_RULE.max_seconds)
     configs = []
@@ -54,7 +55,7 @@ def generation_configs(args: argparse.Namespace, targets: list[str]) -> tuple:
                 GenerationConfig(family=args.model, preset=args.preset, target=target, batch_size=batch,
                                  seq_len=prompt, new_tokens=args.new_tokens or DEFAULT_NEW_TOKENS, precision=p,
                                  quantization=q, cache=cache, cache_precision=k, residual_length=args.residual_length,
-                                 threads=args.threads or (os.cpu_count() or 1), rule=rule)
+                                 threads=args.threads or (os.cpu_count() or 1), rule=rule, stream_clients=streams)
                 for p, q in args.precision for batch in csv_ints(args.batch, "--batch") for prompt in prompts
                 for k in kv
             ]

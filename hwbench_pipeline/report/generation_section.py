@@ -4,6 +4,8 @@
 * inter-token latency p50 against the batch size, with p99 as a dashed line (diamonds) of the same colour;
 * a table of every configuration's newest successful row (``GENERATION_KEY``): TTFT and ITL percentiles,
   tokens/s, KV-cache bytes per token, peak RSS and how many leading tokens equal transformers' generate();
+* where a configuration was also streamed over hwbench serve-generate's WebSocket: the streaming overhead
+  against in-process generation and TTFT p50/p99 at each number of concurrent clients;
 * the generation configurations whose newest attempt failed, with their class and message.
 
 A line is a model × target, and × precision, cache, KV precision, threads, new tokens (and batch or prompt,
@@ -39,6 +41,9 @@ TABLE_COLUMNS = ["target", "model", "batch", "prompt", "new tokens", "precision"
                  "KV bytes/token", "peak RSS MiB", "tokens equal to generate()", "run"]
 #: a failure's message is cut to its first line, at most this long (the cause is often at its end: keep it)
 MESSAGE_CHARS = 240
+STREAM_COLUMNS = ["target", "model", "batch", "prompt", "new tokens", "cache", "TTFT overhead ms", "ITL overhead ms",
+                  "clients", "TTFT p50 ms", "TTFT p99 ms", "ITL p50 ms", "tokens/s (all clients)",
+                  "tokens equal in process", "run"]
 FAILURE_COLUMNS = ["target", "model", "batch", "prompt", "new tokens", "precision", "cache", "KV precision",
                    "failure class", "message", "run"]
 
@@ -147,6 +152,29 @@ def _table_row(r: dict) -> list[str]:
             f"{r['tokens_matching_reference']}/{r['new_tokens']}", r["run_id"]]
 
 
+def _figures(values: list | None, spec: str) -> str:
+    return " / ".join(number(v, spec) for v in values or [])
+
+
+def _stream_row(r: dict) -> list[str]:
+    return [r["target"], f"{r['family']}/{r['preset']}", str(r["batch_size"]), str(r["seq_len"]), str(r["new_tokens"]),
+            r["cache_implementation"], number(r["stream_overhead_ttft_ms"], "+.2f"),
+            number(r["stream_overhead_itl_ms"], "+.3f"), " / ".join(map(str, r["stream_clients"])),
+            _figures(r["stream_ttft_p50_ms"], ".2f"), _figures(r["stream_ttft_p99_ms"], ".2f"),
+            _figures(r["stream_itl_p50_ms"], ".3f"), _figures(r["stream_tokens_per_s"], ".1f"),
+            "yes" if r["stream_tokens_match"] else "NO", r["run_id"]]
+
+
+def _streaming_table(measured: pl.DataFrame) -> Table | None:
+    if "stream_clients" not in measured.columns:
+        return None
+    streamed = measured.filter(pl.col("stream_clients").list.len().fill_null(0) > 0)
+    if not streamed.height:
+        return None
+    return Table(STREAM_COLUMNS, [_stream_row(r) for r in streamed.iter_rows(named=True)],
+                 [False, False, True, True, True, False, True, True, False, True, True, True, True, False, False])
+
+
 def _failure_row(r: dict) -> list[str]:
     message = (r["message"] or "").strip()
     return [r["target"], f"{r['family']}/{r['preset']}", str(r["batch_size"]), str(r["seq_len"]),
@@ -202,6 +230,14 @@ def generation_section(generation: pl.DataFrame, failures: pl.DataFrame) -> Sect
                                     [False, False, True, True, True, False, True, False, False, True, True, True, True,
                                      True, True, True, True, False]))
         section.notes.extend(_notes(measured))
+        streaming = _streaming_table(measured)
+        if streaming is not None:
+            section.notes.append(
+                "The streaming table: the same configurations streamed token by token over hwbench serve-generate's "
+                "WebSocket (a server in the measuring process, clients in another process timing each token on "
+                "arrival). Overhead = one client's streamed p50 − the in-process p50; the figures after it are per "
+                "number of concurrent clients (one value per count, in the order of 'clients').")
+            section.tables.append(streaming)
     else:
         section.notes.append(NO_GENERATION)
     if failed.height:

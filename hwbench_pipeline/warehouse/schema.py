@@ -467,6 +467,23 @@ GENERATION_RESULTS = pa.schema(
         ("max_rel_diff", pa.float64()),
         ("mean_rel_diff", pa.float64()),
         ("tokens_matching_reference", pa.int64()),  # leading steps equal to generate()'s tokens
+        # the same configuration streamed over hwbench serve-generate to C concurrent clients (bench/streaming.py);
+        # lists aligned with stream_clients, client-side figures; overheads: 1 client streamed p50 - in process
+        ("stream_clients", pa.list_(pa.int64())),
+        ("stream_sequences", pa.int64()),
+        ("stream_ttft_p50_ms", pa.list_(pa.float64())),
+        ("stream_ttft_p99_ms", pa.list_(pa.float64())),
+        ("stream_itl_p50_ms", pa.list_(pa.float64())),
+        ("stream_itl_p99_ms", pa.list_(pa.float64())),
+        ("stream_server_ttft_p50_ms", pa.list_(pa.float64())),
+        ("stream_server_itl_p50_ms", pa.list_(pa.float64())),
+        ("stream_tokens_per_s", pa.list_(pa.float64())),
+        ("stream_overhead_ttft_ms", pa.float64()),
+        ("stream_overhead_itl_ms", pa.float64()),
+        ("stream_tokens_match", pa.bool_()),
+        ("stream_foreign_cpu_fraction", pa.float64()),
+        ("stream_seconds", pa.float64()),
+        ("stream_note", pa.string()),  # why this configuration was not streamed although asked
     ]
     + MACHINE_LOAD_COLUMNS
     + [

@@ -159,3 +159,19 @@ def test_the_plan_refuses_a_quantized_cache_off_torch_and_keeps_each_backends_ca
     assert [(c.cache, c.cache_precision) for c in ort_plan.runnable] == [("past-io", "model")]
     assert [r["cache_precision"] for r in ort_plan.refused] == ["int4"]
     assert "torch targets only" in ort_plan.refused[0]["message"]
+
+
+def test_a_configuration_asked_to_stream_is_measured_streamed_too_with_its_overhead():
+    cfg = GenerationConfig("llama", "tiny", "cpu-torch", batch_size=1, seq_len=8, new_tokens=NEW, threads=1,
+                           rule=QUICK_RULE, stream_clients=(1, 2))
+    row = measure_generation(cfg, "run-1")
+    assert row["stream_clients"] == [1, 2] and row["stream_tokens_match"] is True, row.get("stream_note")
+    assert len(row["stream_ttft_p50_ms"]) == 2 and min(row["stream_ttft_p50_ms"]) > 0
+    assert row["stream_overhead_ttft_ms"] == pytest.approx(row["stream_ttft_p50_ms"][0] - row["ttft_p50_ms"])
+
+
+def test_a_quantized_cache_is_not_streamed_and_the_row_says_why():
+    cfg = GenerationConfig("llama", "tiny", "cpu-torch", batch_size=1, seq_len=8, new_tokens=NEW, threads=1,
+                           cache_precision="int8", rule=QUICK_RULE, stream_clients=(1,))
+    row = measure_generation(cfg, "run-1")
+    assert "stream_clients" not in row and row["stream_note"].startswith("not streamed: the server runs")

@@ -23,7 +23,8 @@ VALID = {
                     "microbatches": 2, "max_failures": 0, "timeout_s": 300},
     "generation": {"families": ["llama", "t5"], "presets": ["tiny"], "batch_sizes": [1, 2], "prompt_lens": [16, 64],
                    "new_tokens": 8, "precisions": ["fp32", "int8"], "caches": ["dynamic", "static"],
-                   "cache_precisions": ["model", "int4"], "residual_length": 16, "stopping": {"min_samples": 4},
+                   "cache_precisions": ["model", "int4"], "residual_length": 16, "stream_clients": [1, 4],
+                   "stopping": {"min_samples": 4},
                    "timeout_s": 120},
 }
 
@@ -61,6 +62,7 @@ def test_a_profile_with_every_section_loads_with_its_numbers(tmp_path):
     assert generation.stopping.max_processes == 1  # whole sequences in one process, not the top-level rule's
     configs = profile.generation_configs("cpu-torch", ("dynamic", "static", "compiled"))
     assert len(configs) == 2 * 2 * 2 * 2 * 2 * 2 and {c.residual_length for c in configs} == {16}
+    assert {c.stream_clients for c in configs} == {(1, 4)}
     # a backend offering none of the section's caches runs its own default
     assert {c.cache for c in profile.generation_configs("cpu-openvino", ("stateful",))} == {"stateful"}
 
@@ -145,6 +147,7 @@ HUGE = 10**400  # an integer no float holds
     ("generation.caches", ["paged"], "generation: unknown caches paged; accepted: default, dynamic, static"),
     ("generation.cache_precisions", ["int5"], "generation: unknown cache_precisions int5; accepted: model, int8"),
     ("generation.residual_length", -1, "generation: 'residual_length' must be an integer >= 0, got -1"),
+    ("generation.stream_clients", [0], "generation: 'stream_clients' must be a non-empty list of positive integers"),
     ("generation.precisions", ["fp64"], "generation: unknown precisions fp64"),
     ("generation.stopping.min_samples", 1, "generation: bad 'stopping' section (min_samples must be at least 3"),
     ("memory_limit_mb", 8, "'memory_limit_mb' must be a number > 16, got 8"),

@@ -90,6 +90,7 @@ GENERATION_REQUIRED = {
 GENERATION_OPTIONAL = {
     "precisions": _names("fp32", "bf16", "int8"), "caches": _names("default", "dynamic", "static", "stateful"),
     "cache_precisions": _names("model", "int8", "int4", "int2"), "residual_length": st.integers(0, 256),
+    "stream_clients": _counts(1, 2, 4),
     "stopping": st.fixed_dictionaries({}, optional=STOPPING), "timeout_s": seconds,
 }
 ARCHITECTURES_OPTIONAL = {

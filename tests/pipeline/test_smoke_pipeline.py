@@ -130,6 +130,9 @@ def test_generation_rows_are_stored_validated_and_decode_as_generate_does(smoke_
     assert (rows["kv_cache_bytes"] > rows["kv_cache_bytes_prompt"]).all()
     meta = materialized["generation_runs"].asset_materialization.metadata
     assert meta["measured"].value == 2 and meta["tokens_differ_from_generate"].value == "none"
+    # the smoke profile streams each configuration to 1 and 2 clients over serve-generate's WebSocket too
+    assert rows["stream_clients"].to_list() == [[1, 2], [1, 2]], rows["stream_note"].to_list()
+    assert rows["stream_tokens_match"].all() and rows["stream_overhead_ttft_ms"].is_not_null().all()
 
 
 @pytest.mark.slow

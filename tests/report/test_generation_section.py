@@ -25,6 +25,7 @@ from hwbench_pipeline.report.generation_section import (
     FAILURE_COLUMNS,
     MESSAGE_CHARS,
     NO_GENERATION,
+    STREAM_COLUMNS,
     TABLE_COLUMNS,
     TITLE,
 )
@@ -36,9 +37,10 @@ NEW_TOKENS = 6
 RULE = dataclasses.replace(GENERATION_RULE, min_samples=3, max_seconds=0.5, warmup_max_seconds=0.2)
 
 
-def _config(batch: int, prompt: int, cache: str = "dynamic", family: str = "llama") -> GenerationConfig:
+def _config(batch: int, prompt: int, cache: str = "dynamic", family: str = "llama",
+            stream_clients: tuple[int, ...] = ()) -> GenerationConfig:
     return GenerationConfig(family, "tiny", TARGET, batch_size=batch, seq_len=prompt, new_tokens=NEW_TOKENS,
-                            cache=cache, rule=RULE)
+                            cache=cache, rule=RULE, stream_clients=stream_clients)
 
 
 def _store(warehouse: Warehouse, rows: list[dict], run_id: str) -> None:
@@ -52,13 +54,14 @@ def _store(warehouse: Warehouse, rows: list[dict], run_id: str) -> None:
 
 @pytest.fixture(scope="module")
 def generation_runs() -> dict[str, list[dict]]:
-    """Two real generation runs; gen-b measures batch 1, prompt 8, dynamic cache again. gen-a also holds the
-    gpt2/tiny configuration whose prompt and new tokens do not fit its 1024 positions."""
+    """Two real generation runs; gen-b measures batch 1, prompt 8, dynamic cache again, streamed to 1 and 2
+    clients too. gen-a also holds the gpt2/tiny configuration whose prompt and new tokens do not fit its 1024
+    positions."""
     with host_measurement_lock(host_lock_dir(), log=lambda _: None):
         first = [run_generation_configuration(cfg, "gen-a") for cfg in (
             _config(1, 8), _config(2, 8), _config(1, 16), _config(1, 8, "static"),
             _config(1, 1020, family="gpt2"))]
-        second = [run_generation_configuration(_config(1, 8), "gen-b")]
+        second = [run_generation_configuration(_config(1, 8, stream_clients=(1, 2)), "gen-b")]
     assert [r["status"] for r in first] == ["ok"] * 4 + ["failed"], [r.get("message") for r in first]
     assert second[0]["status"] == "ok", second[0].get("message")
     return {"gen-a": first, "gen-b": second}
@@ -131,7 +134,7 @@ def test_an_empty_warehouse_shows_the_empty_state_line_in_every_format(tmp_path)
 
 def test_the_table_shows_each_configurations_newest_measurement(generation_runs, generation_report):
     assert "generation" not in generation_report.empty_sections
-    measured, failures = _tables(_section_html(generation_report.html.read_text(), "generation"))
+    measured, _, failures = _tables(_section_html(generation_report.html.read_text(), "generation"))
     assert list(measured[0]) == TABLE_COLUMNS and list(failures[0]) == FAILURE_COLUMNS
     rows = {(int(r["batch"]), int(r["prompt"]), r["cache"]): r for r in measured}
     expected = _measured(generation_runs)
@@ -151,6 +154,16 @@ def test_the_table_shows_each_configurations_newest_measurement(generation_runs,
     older = generation_runs["gen-a"][0]
     assert rows[1, 8, "dynamic"]["TTFT p50 ms"] == f"{generation_runs['gen-b'][0]['ttft_p50_ms']:.3f}"
     assert older["ttft_samples_ms"] != generation_runs["gen-b"][0]["ttft_samples_ms"]
+
+
+def test_the_streaming_table_shows_the_overhead_and_each_client_counts_figures(generation_runs, generation_report):
+    _, streaming, _ = _tables(_section_html(generation_report.html.read_text(), "generation"))
+    streamed = generation_runs["gen-b"][0]
+    assert list(streaming[0]) == STREAM_COLUMNS and len(streaming) == 1  # only the configuration asked to stream
+    line = streaming[0]
+    assert line["run"] == "gen-b" and line["clients"] == "1 / 2" and line["tokens equal in process"] == "yes"
+    assert line["TTFT overhead ms"] == f"{streamed['stream_overhead_ttft_ms']:+.2f}"
+    assert line["TTFT p50 ms"] == " / ".join(f"{v:.2f}" for v in streamed["stream_ttft_p50_ms"])
 
 
 def test_the_ttft_chart_plots_p50_against_prompt_length_with_a_whisker_to_p99(generation_runs, generation_report):
@@ -185,7 +198,7 @@ def test_the_itl_chart_plots_p50_and_p99_against_batch_size(generation_runs, gen
 
 def test_failures_are_listed_with_their_class_and_message(generation_runs, generation_report):
     failed = generation_runs["gen-a"][-1]
-    _, failures = _tables(_section_html(generation_report.html.read_text(), "generation"))
+    _, _, failures = _tables(_section_html(generation_report.html.read_text(), "generation"))
     assert len(failures) == 1
     row = failures[0]
     assert (row["model"], row["batch"], row["prompt"], row["new tokens"]) == ("gpt2/tiny", "1", "1020", "6")

@@ -44,10 +44,15 @@ class GenerationConfig:
     threads: int = 1
     rule: StoppingRule = field(default_factory=lambda: GENERATION_RULE)
     seed: int = 0
+    #: after measuring in process, the same configuration streamed over hwbench serve-generate's WebSocket to
+    #: this many concurrent clients each (bench/streaming.py); empty: not streamed. Not part of the key.
+    stream_clients: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if min(self.batch_size, self.seq_len, self.new_tokens, self.threads) < 1:
             raise ValueError(f"batch, prompt, new tokens and threads must be positive: {self.label}")
+        if any(c < 1 for c in self.stream_clients):
+            raise ValueError(f"stream_clients must be positive counts, got {self.stream_clients}")
         if self.residual_length < 0:
             raise ValueError(f"residual_length must be zero or more, got {self.residual_length}")
         if parse_spec(self.spec) != (self.precision, self.quantization):

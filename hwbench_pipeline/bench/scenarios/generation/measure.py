@@ -99,6 +99,9 @@ def measure_generation(cfg: GenerationConfig, run_id: str) -> dict:
     totals = [s.total_ms for s in sequences]
     contaminated = is_contaminated(load)
     held = cfg.batch_size * cfg.context_tokens
+    figures = sequence_figures(sequences, cfg.batch_size, cfg.seq_len, cfg.new_tokens)
+    peak_rss = rss_high_water_mb()  # before streaming: its servers' generators are not this row's memory
+    streamed = stream(cfg, target, backend, model, figures, first.token_matrix()) if cfg.stream_clients else {}
     return {
         "run_id": run_id,
         **cfg.key_fields(),
@@ -116,11 +119,11 @@ def measure_generation(cfg: GenerationConfig, run_id: str) -> dict:
         "stop_reason": stop_reason,
         "ci_target": cfg.rule.ci_target,
         **summarize(totals),
-        **sequence_figures(sequences, cfg.batch_size, cfg.seq_len, cfg.new_tokens),
+        **figures,
         "first_sequence_ms": first.total_ms,
         "load_s": load_s,
         "baseline_rss_mb": baseline_rss,
-        "peak_rss_mb": rss_high_water_mb(),
+        "peak_rss_mb": peak_rss,
         "device_peak_mb": device_peak,
         "kv_cache_bytes_prompt": prompt_cache_bytes,
         "kv_cache_bytes": final_cache_bytes,
@@ -129,9 +132,32 @@ def measure_generation(cfg: GenerationConfig, run_id: str) -> dict:
         "max_rel_diff": agreement.max_rel_diff,
         "mean_rel_diff": agreement.mean_rel_diff,
         "tokens_matching_reference": matched,
+        **streamed,
         **load_fields(load, contaminated),
         **series_fields(totals, started),
     }
+
+
+def stream(cfg: GenerationConfig, target, backend, model, figures: dict, tokens) -> dict:
+    """The configuration streamed over the WebSocket server (bench/streaming.py), or a note saying why not: the
+    in-process figures stand whatever happens here."""
+    from hwbench_pipeline.api.served_model import ServedModel
+    from hwbench_pipeline.bench.precision import MODEL_CACHE_PRECISION
+    from hwbench_pipeline.bench.streaming import streaming_fields
+
+    if target.backend != "torch":
+        return {"stream_note": f"not streamed: hwbench serve-generate serves torch targets, not {target.backend}"}
+    if cfg.cache == "compiled" or cfg.cache_precision != MODEL_CACHE_PRECISION or cfg.precision == "int8":
+        return {"stream_note": "not streamed: the server runs float weights with plain dynamic and static caches "
+                               "(a compiled cache would compile per client; int8 weights and quantized caches are "
+                               "not served)"}
+    served = ServedModel(cfg.family, cfg.preset, cfg.target, target.torch_device, backend, model,
+                         precision=cfg.spec, cache=cfg.cache)
+    try:
+        return streaming_fields(served, cfg.seq_len, cfg.new_tokens, seed=cfg.seed, batch=cfg.batch_size,
+                                clients=cfg.stream_clients, in_process={**figures, "tokens": tokens})
+    except Exception as exc:  # noqa: BLE001 - the streamed figures are extra: their failure is a note
+        return {"stream_note": f"not streamed: {type(exc).__name__}: {exc}".splitlines()[0][:300]}
 
 
 def generation_failure_row(cfg: GenerationConfig, run_id: str, failure_class: str, message: str,
