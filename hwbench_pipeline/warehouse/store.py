@@ -52,13 +52,19 @@ def history_sql(table: str, files: str) -> str:
     filled column exist even when no file has it yet."""
     base = f"SELECT * FROM read_parquet({files}, union_by_name = true)"
     fills = legacy_key_sql(table)
-    if not fills:
-        return base
     types = {field.name: field.type for field in TABLES[table]}
-    needed = [*fills, *(["source"] if "source" in types else [])]  # the fills read it; early files lack it
+    # key columns a scenario added later (failures' new_tokens) must exist for the latest view's PARTITION BY,
+    # null in the files written before them
+    later_keys = [c for c in TABLE_KEYS.get(table, []) if c in types and c not in fills and types[c] in _SQL_TYPES]
+    needed = list(dict.fromkeys([*fills, *(["source"] if fills and "source" in types else []), *later_keys]))
+    if not needed:
+        return base
     empty = ", ".join(f"CAST(NULL AS {_SQL_TYPES[types[c]]}) AS {c}" for c in needed)
+    union = f"{base} UNION ALL BY NAME SELECT {empty} WHERE false"
+    if not fills:
+        return f"SELECT * FROM ({union})"
     replace = ", ".join(f"coalesce({c}, {sql}) AS {c}" for c, sql in fills.items())
-    return f"SELECT * REPLACE ({replace}) FROM ({base} UNION ALL BY NAME SELECT {empty} WHERE false)"
+    return f"SELECT * REPLACE ({replace}) FROM ({union})"
 
 
 _SQL_TYPES = {pa.string(): "VARCHAR", pa.int64(): "BIGINT"}

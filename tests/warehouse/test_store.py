@@ -97,6 +97,21 @@ def test_rows_written_before_the_key_columns_read_as_what_they_meant_and_stay_th
     assert latest["run_id"].to_list() == ["r2", "r3"]
 
 
+def test_failures_written_before_the_generation_key_columns_still_read_as_the_latest(tmp_path):
+    from hwbench_pipeline.warehouse.store import to_arrow
+
+    wh = Warehouse(tmp_path)
+    failure = {"run_id": "r1", "scenario": "inference", "target": "cpu-torch", "family": "bert", "preset": "tiny",
+               "batch_size": 1, "seq_len": 16, "precision": "fp32", "threads": 2, "status": "failed",
+               "failure_class": "timeout", "message": "too slow", **IDENTITY}
+    old = to_arrow("failures", [failure]).drop_columns(["new_tokens", "cache_implementation"])
+    wh.write("failures", old, run_id="r1", partition="cpu-torch")
+    [row] = wh.read("failures", latest=True).iter_rows(named=True)
+    assert row["message"] == "too slow" and row["new_tokens"] is None and row["cache_implementation"] is None
+    with duckdb.connect(str(wh.catalog_path), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM failures_latest").fetchone()[0] == 1
+
+
 def test_an_imported_optimum_benchmark_row_from_before_the_key_columns_keeps_its_own_method(tmp_path):
     from hwbench_pipeline.warehouse.schema import LEGACY_KEY_VALUES
     from hwbench_pipeline.warehouse.store import to_arrow
