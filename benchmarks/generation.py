@@ -57,17 +57,18 @@ def print_rows(rows: list[dict]) -> None:
         if row["status"] != "ok":
             print(f"{what} FAILED {row['failure_class']}: {row['message'].splitlines()[0][:90]}")
             continue
+        nan = float("nan")  # a figure not measured (no inter-token latency with one new token)
         per_token = row["kv_cache_bytes_per_token"]
-        print(f"{what} {row['ttft_p50_ms']:>9.1f} {row['ttft_p99_ms']:>8.1f} {row['itl_p50_ms']:>8.2f} "
-              f"{row['itl_p99_ms']:>8.2f} {row['tokens_per_s']:>8.1f} {row['decode_tokens_per_s']:>8.1f} "
-              f"{per_token if per_token is not None else float('nan'):>9.0f} {row['peak_rss_mb']:>8.0f} "
+        print(f"{what} {row['ttft_p50_ms']:>9.1f} {row['ttft_p99_ms']:>8.1f} {row['itl_p50_ms'] or nan:>8.2f} "
+              f"{row['itl_p99_ms'] or nan:>8.2f} {row['tokens_per_s']:>8.1f} {row['decode_tokens_per_s'] or nan:>8.1f} "
+              f"{per_token if per_token is not None else nan:>9.0f} {row['peak_rss_mb']:>8.0f} "
               f"{row['tokens_matching_reference']:>3}/{row['new_tokens']}"
               + (" busy" if row.get("contaminated") else ""))
 
 
 def print_ratios(rows: list[dict]) -> None:
     """Each configuration's decode speed against torch's dynamic cache at the same model, prompt and batch."""
-    ok = [r for r in rows if r["status"] == "ok"]
+    ok = [r for r in rows if r["status"] == "ok" and r["itl_p50_ms"]]
     shape = ("family", "preset", "seq_len", "batch_size")
     base = {tuple(r[k] for k in shape): r for r in ok
             if r["target"] == "cpu-torch" and r["cache_implementation"] == "dynamic"}

@@ -50,6 +50,8 @@ def generation_configs(args: argparse.Namespace, targets: list[str]) -> tuple:
     for target in targets:
         parsed = parse_target(target)
         offered = load_backend(parsed.backend).generation_caches(parsed.device_kind)
+        if not offered:
+            raise ValueError(f"{target}: {parsed.backend} has no decode loop on {parsed.device_kind} here")
         for cache in [c for c in caches if c in offered] or list(offered[:1]):
             configs += [
                 GenerationConfig(family=args.model, preset=args.preset, target=target, batch_size=batch,

@@ -466,6 +466,7 @@ GENERATION_RESULTS = pa.schema(
         ("max_abs_diff", pa.float64()),  # of the first step's logits against transformers' generate()
         ("max_rel_diff", pa.float64()),
         ("mean_rel_diff", pa.float64()),
+        ("decode_max_rel_diff", pa.float64()),  # the first decode step's, fed generate()'s first tokens
         ("tokens_matching_reference", pa.int64()),  # leading steps equal to generate()'s tokens
         # the same configuration streamed over hwbench serve-generate to C concurrent clients (bench/streaming.py);
         # lists aligned with stream_clients, client-side figures; overheads: 1 client streamed p50 - in process

@@ -246,3 +246,13 @@ def test_onnxruntime_int8_dynamic_runs_int8_matmuls_and_stays_near_fp32(generato
     finally:
         gen.release()
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_a_prompt_with_an_image_is_refused_rather_than_decoded_without_it(runtime):
+    model = models.build_model("llava", "tiny")
+    inputs = models.make_inputs("llava", model.config, 1, PROMPT, seed=0, model=model)
+    with pytest.raises(BenchmarkFailure, match="also has pixel_values") as refused:
+        _backend(runtime).prepare_generator(model, inputs, "cpu", "fp32", max_new_tokens=2,
+                                            cache=_backend(runtime).generation_caches("cpu")[0])
+    assert refused.value.failure_class == "unsupported_configuration"

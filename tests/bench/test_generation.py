@@ -71,7 +71,9 @@ def test_every_generative_family_decodes_greedily_as_generate_does(family):
     sequence = generate(generator, inputs, NEW)
     assert leading_matches(sequence.token_matrix(), reference) == NEW
     generator.start(inputs)
-    assert torch.allclose(generator.last_logits(), logits, atol=1e-4)
+    assert torch.allclose(generator.last_logits(), logits[0], atol=1e-4)
+    generator.next(reference[:, 0])  # one decode step fed generate()'s own first tokens
+    assert torch.allclose(generator.last_logits(), logits[1], atol=1e-4)
 
 
 @pytest.mark.parametrize("cache", ["static", "dynamic"])
@@ -175,3 +177,42 @@ def test_a_quantized_cache_is_not_streamed_and_the_row_says_why():
                            cache_precision="int8", rule=QUICK_RULE, stream_clients=(1,))
     row = measure_generation(cfg, "run-1")
     assert "stream_clients" not in row and row["stream_note"].startswith("not streamed: the server runs")
+
+
+@pytest.mark.slow
+def test_the_compiled_cache_decodes_as_generate_does_and_never_recompiles_once_warm():
+    from torch._dynamo.utils import counters
+
+    generator, inputs, reference, _ = _prepared("llama", batch=1, cache="compiled")
+    assert torch.equal(generate(generator, inputs, NEW).token_matrix(), reference)  # compiles the decode step
+    compiled = counters["stats"]["unique_graphs"]
+    assert compiled > 0
+    for _ in range(3):  # a later sequence reuses the compiled step: no new graph, the same tokens
+        assert torch.equal(generate(generator, inputs, NEW).token_matrix(), reference)
+    assert counters["stats"]["unique_graphs"] == compiled
+
+
+def test_one_new_token_has_no_inter_token_latency_and_its_progress_line_says_so():
+    cfg = GenerationConfig("llama", "tiny", "cpu-torch", batch_size=1, seq_len=8, new_tokens=1, threads=1,
+                           rule=QUICK_RULE)
+    row = measure_generation(cfg, "run-1")
+    assert row["status"] == "ok" and row["itl_p50_ms"] is None and row["decode_max_rel_diff"] is None
+    line = GenerationScenario().describe(cfg, row)
+    assert "ITL" not in line and "TTFT p50" in line
+
+
+def test_the_reference_ignores_the_models_end_of_sequence_token():
+    model = models.build_model("llama", "tiny")
+    inputs = generation_inputs("llama", model.config, 1, 12, seed=0, model=model)
+    tokens, _ = reference_generation(model, inputs, NEW)
+    model.generation_config.eos_token_id = int(tokens[0, 1])  # what greedy picks at the second step
+    again, logits = reference_generation(model, inputs, NEW)
+    assert torch.equal(again, tokens) and len(logits) == NEW  # neither stopped nor masked there
+    assert model.generation_config.eos_token_id == int(tokens[0, 1])  # the model's own settings are put back
+
+
+def test_a_kv_precision_off_torch_is_refused_whoever_calls_the_measurement():
+    cfg = GenerationConfig("llama", "tiny", "cpu-onnxruntime", batch_size=1, seq_len=8, new_tokens=NEW,
+                           cache="past-io", cache_precision="int4", rule=QUICK_RULE)
+    row = run_generation_configuration(cfg, "run-1")
+    assert row["failure_class"] == "unsupported_configuration" and "torch targets only" in row["message"]

@@ -80,3 +80,28 @@ def test_distributed_failures_differing_only_by_strategy_are_distinct():
     assert len(valid) == 2 and not invalid
     _, invalid, _ = split_valid_rows([rows[0], dict(rows[0])], failures_suite())
     assert len(invalid) == 2  # the same configuration twice in one run is a duplicate
+
+
+def _generation_row(family, **overrides):
+    # 2 sequences of 8 new tokens in a median of 100 ms: 160 tokens/s
+    row = {**_row(family, batch_size=2, p50_ms=100.0, p90_ms=110.0, p99_ms=120.0, mean_ms=104.0),
+           "new_tokens": 8, "cache_implementation": "dynamic", "cache_precision": "model", "ttft_p50_ms": 20.0,
+           "ttft_p99_ms": 25.0,
+           "itl_p50_ms": 11.0, "itl_p99_ms": 14.0, "tokens_per_s": 160.0, "decode_tokens_per_s": 181.8,
+           "prefill_tokens_per_s": 1600.0, "kv_cache_bytes_prompt": 1000, "kv_cache_bytes": 1500,
+           "kv_cache_bytes_per_token": 32.6, "tokens_matching_reference": 8}
+    return {**row, **overrides}
+
+
+def test_generation_rows_whose_figures_contradict_each_other_are_quarantined():
+    from hwbench_pipeline.warehouse.validation import generation_suite
+
+    rows = [_generation_row("llama"), _generation_row("qwen2", tokens_per_s=16.0),  # not what 100 ms gives
+            _generation_row("t5", ttft_p50_ms=150.0),  # a first token later than its whole sequence
+            _generation_row("whisper", kv_cache_bytes=500),  # a cache that shrank as the context grew
+            _generation_row("llava", tokens_matching_reference=9)]  # more matching tokens than generated
+    valid, invalid, _ = split_valid_rows(rows, generation_suite())
+    assert [r["family"] for r in valid] == ["llama"]
+    reasons = {r["family"]: " ".join(why) for r, why in invalid}
+    assert "tokens_x_p50_per_sequence" in reasons["qwen2"] and "p50_ms,ttft_p50_ms" in reasons["t5"]
+    assert "kv_cache_bytes" in reasons["whisper"] and "tokens_matching_reference" in reasons["llava"]

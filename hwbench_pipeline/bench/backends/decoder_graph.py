@@ -219,6 +219,14 @@ def prompt_positions(attention_mask: torch.Tensor) -> torch.Tensor:
     return (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
 
 
+def check_text_prompt(inputs: dict[str, Any]) -> None:
+    """Refuse a prompt with more than text (llava's pixel_values): the exported graph would silently drop it."""
+    others = sorted(set(inputs) - {"input_ids", "attention_mask"})
+    if others:
+        raise UnsupportedConfigurationError(f"the exported decoder takes input_ids and attention_mask only; this "
+                                            f"model's prompt also has {', '.join(others)}")
+
+
 def check_prompt(inputs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
     """(input_ids, attention_mask) of a prompt as int64 CPU tensors; raises ValueError for anything else."""
     if "input_ids" not in inputs:

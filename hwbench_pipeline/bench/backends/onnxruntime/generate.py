@@ -30,6 +30,7 @@ import torch
 from hwbench_pipeline.bench.backends.decoder_graph import (
     CacheLayout,
     check_prompt,
+    check_text_prompt,
     decoder_graph,
     dynamic_shapes,
     example_inputs,
@@ -216,6 +217,7 @@ def prepare_generator(model: torch.nn.Module, inputs: dict[str, Any], device: st
     check_prompt(inputs)
     traceable_experts(model)
     graph = decoder_graph(model)  # refuses what is not a decoder-only causal LM with a plain dynamic cache
+    check_text_prompt(inputs)
     layout: CacheLayout = graph.layout
     export_cache = configuration_cache()
     directory = Path(tempfile.mkdtemp(prefix=TMP_PREFIX)) if export_cache is None or spec != "fp32" else None

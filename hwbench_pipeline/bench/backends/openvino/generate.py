@@ -31,6 +31,7 @@ from hwbench_pipeline.bench.backends.decoder_graph import (
     CacheLayout,
     argument_name,
     check_prompt,
+    check_text_prompt,
     decoder_graph,
     example_inputs,
     prompt_positions,
@@ -260,6 +261,7 @@ def prepare_generator(model: torch.nn.Module, inputs: dict[str, Any], device: st
     check_prompt(inputs)
     traceable_experts(model)
     graph = decoder_graph(model)  # refuses what is not a decoder-only causal LM with a plain dynamic cache
+    check_text_prompt(inputs)
     layout: CacheLayout = graph.layout
     export_cache = configuration_cache()
     entry = export_cache / CACHE_ENTRY if export_cache is not None else None

@@ -64,11 +64,6 @@ class GenerationConfig:
         return spec_name(self.precision, self.quantization)
 
     @property
-    def context_tokens(self) -> int:
-        """Tokens the cache holds once the last new token is chosen (that one is never fed back)."""
-        return self.seq_len + self.new_tokens - 1
-
-    @property
     def label(self) -> str:
         kv = "" if self.cache_precision == MODEL_CACHE_PRECISION else f" kv={self.cache_precision}"
         return (f"{self.target} generate {self.family}/{self.preset} bs={self.batch_size} prompt={self.seq_len} "

@@ -26,6 +26,13 @@ def check_context(config: Any, prompt_tokens: int, new_tokens: int, label: str) 
             f"beyond the model's context of {limit}")
 
 
+def decoder_prompt_tokens(inputs: dict[str, Any], config: Any) -> int:
+    """Positions the decoder's prompt takes as built: the decoder's own prompt of an encoder-decoder, else the
+    input ids (llava's image placeholder tokens included)."""
+    key = "decoder_input_ids" if getattr(config, "is_encoder_decoder", False) else "input_ids"
+    return int(inputs[key].shape[1])
+
+
 def generation_inputs(family: str, config: Any, batch_size: int, prompt_tokens: int, *, seed: int,
                       model: Any) -> dict[str, Any]:
     """The family's inputs at the prompt length; an encoder-decoder that reads its prompt in the encoder (t5)

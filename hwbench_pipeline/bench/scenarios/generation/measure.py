@@ -4,10 +4,13 @@ whole greedy sequences under the stopping rule, and return one row (or its class
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import datetime
 
 from hwbench_pipeline.bench.config_key import ATTENTION, DEFAULT_ATTENTION
+from hwbench_pipeline.bench.failures import UnsupportedConfigurationError
+from hwbench_pipeline.bench.precision import MODEL_CACHE_PRECISION
 from hwbench_pipeline.bench.scenarios.generation.config import GenerationConfig
 from hwbench_pipeline.bench.scenarios.generation.decode import (
     generate,
@@ -15,31 +18,44 @@ from hwbench_pipeline.bench.scenarios.generation.decode import (
     sequence_figures,
     time_sequences,
 )
-from hwbench_pipeline.bench.scenarios.generation.inputs import check_context, generation_inputs
+from hwbench_pipeline.bench.scenarios.generation.inputs import (
+    check_context,
+    decoder_prompt_tokens,
+    generation_inputs,
+)
+from hwbench_pipeline.bench.scenarios.generation.refusals import unsupported_reason
 from hwbench_pipeline.bench.scenarios.rows import failure_fields, load_fields, measured_or_failure, now, series_fields
 from hwbench_pipeline.bench.trackers.stats import summarize
 
 
 def reference_generation(model, inputs: dict, new_tokens: int):
-    """transformers' own greedy generate() on the fp32 model: (new tokens (batch, new), first step's logits).
-    No end-of-sequence token stops it or is masked, so every run generates ``new_tokens``, as ours do."""
+    """transformers' own greedy generate() on the fp32 model: (new tokens (batch, new), each step's logits).
+    No end-of-sequence token stops it, so every run generates ``new_tokens``, as ours do."""
     import torch
     from transformers import GenerationConfig
 
-    # plain greedy: none of the model's own logits processors (suppressed tokens, forced ids, repetition rules)
-    start = None
-    if getattr(model.config, "is_encoder_decoder", False):
-        start = int(inputs["decoder_input_ids"][0, 0])  # the prompt's own start token
+    from hwbench_pipeline.bench.failures import BenchmarkFailure
+
+    encoder_decoder = getattr(model.config, "is_encoder_decoder", False)
+    start = int(inputs["decoder_input_ids"][0, 0]) if encoder_decoder else None  # the prompt's own start token
     pad = getattr(model.config, "pad_token_id", None) or 0
-    settings = GenerationConfig(do_sample=False, max_new_tokens=new_tokens, eos_token_id=None, pad_token_id=pad,
-                                decoder_start_token_id=start, return_dict_in_generate=True, output_logits=True)
-    with torch.inference_mode():
-        out = model.generate(**inputs, generation_config=settings)
-    prompt = 0 if getattr(model.config, "is_encoder_decoder", False) else inputs["input_ids"].shape[1]
-    sequences = out.sequences[:, prompt:]
-    if getattr(model.config, "is_encoder_decoder", False):  # the decoder prompt comes back first
-        sequences = sequences[:, inputs["decoder_input_ids"].shape[1]:]
-    return sequences, out.logits[0].float()
+    # plain greedy: generate() fills what a passed config leaves unset from the model's own generation config
+    # (its end-of-sequence token, suppressed tokens, forced ids, repetition rules), so that one is swapped for a
+    # bare config for the call
+    bare = GenerationConfig(do_sample=False, pad_token_id=pad, decoder_start_token_id=start)
+    own, model.generation_config = model.generation_config, bare
+    try:
+        with torch.inference_mode():
+            out = model.generate(**inputs, max_new_tokens=new_tokens, return_dict_in_generate=True,
+                                 output_logits=True)
+    finally:
+        model.generation_config = own
+    prompt = inputs["decoder_input_ids" if encoder_decoder else "input_ids"].shape[1]
+    sequences = out.sequences[:, prompt:]  # an encoder-decoder returns its decoder prompt first
+    if tuple(sequences.shape) != (sequences.shape[0], new_tokens):
+        raise BenchmarkFailure("runtime_error", f"transformers' generate() returned {sequences.shape[1]} new tokens, "
+                                                f"not {new_tokens}: the reference cannot be compared")
+    return sequences, [logits.float() for logits in out.logits]
 
 
 def measure_generation(cfg: GenerationConfig, run_id: str) -> dict:
@@ -57,14 +73,20 @@ def measure_generation(cfg: GenerationConfig, run_id: str) -> dict:
     target = parse_target(cfg.target)
     torch.set_num_threads(cfg.threads)
     backend = load_backend(target.backend)
+    why = unsupported_reason(cfg, backend, target.device_kind)  # the plan refuses these; other callers too
+    if why is not None:
+        raise UnsupportedConfigurationError(why)
     models.import_model_code(cfg.family)
     baseline_rss = current_rss_mb()
 
     t0 = time.perf_counter()
     config = models.build_config(cfg.family, cfg.preset)
-    check_context(config, cfg.seq_len, cfg.new_tokens, cfg.label)
+    check_context(config, cfg.seq_len, cfg.new_tokens, cfg.label)  # before building anything large
     model = models.build_model(cfg.family, cfg.preset, seed=cfg.seed)
     inputs = generation_inputs(cfg.family, config, cfg.batch_size, cfg.seq_len, seed=cfg.seed, model=model)
+    # the positions the decoder holds: its prompt as built (llava's image tokens included) and the new tokens
+    decoder_prompt = decoder_prompt_tokens(inputs, config)
+    check_context(config, decoder_prompt, cfg.new_tokens, cfg.label)
     build_s = time.perf_counter() - t0
     params = sum(p.numel() for p in model.parameters())
     reference_tokens, reference_logits = reference_generation(model, inputs, cfg.new_tokens)
@@ -82,7 +104,15 @@ def measure_generation(cfg: GenerationConfig, run_id: str) -> dict:
             bound = max(bound, backend.tolerance(generator.precision))
         generator.start(inputs)
         prompt_cache_bytes = generator.cache_bytes()
-        agreement = check_agreement(generator.last_logits(), reference_logits, bound, cfg.label)
+        agreement = check_agreement(generator.last_logits(), reference_logits[0], bound, cfg.label)
+        decode_agreement = None
+        if cfg.new_tokens > 1:
+            # one decode step fed generate()'s own first tokens, so both see the same context: a cache, position
+            # or mask bug shows here. A quantized cache's error is what it costs, recorded, not a failure.
+            generator.next(reference_tokens[:, 0])
+            decode_bound = bound if cfg.cache_precision == MODEL_CACHE_PRECISION else math.inf
+            decode_agreement = check_agreement(generator.last_logits(), reference_logits[1], decode_bound,
+                                               f"{cfg.label} (first decode step)")
         tokens = first.token_matrix()
         matched = leading_matches(tokens, reference_tokens)
 
@@ -98,7 +128,7 @@ def measure_generation(cfg: GenerationConfig, run_id: str) -> dict:
 
     totals = [s.total_ms for s in sequences]
     contaminated = is_contaminated(load)
-    held = cfg.batch_size * cfg.context_tokens
+    held = cfg.batch_size * (decoder_prompt + cfg.new_tokens - 1)  # the last new token is never fed back
     figures = sequence_figures(sequences, cfg.batch_size, cfg.seq_len, cfg.new_tokens)
     peak_rss = rss_high_water_mb()  # before streaming: its servers' generators are not this row's memory
     streamed = stream(cfg, target, backend, model, figures, first.token_matrix()) if cfg.stream_clients else {}
@@ -131,6 +161,7 @@ def measure_generation(cfg: GenerationConfig, run_id: str) -> dict:
         "max_abs_diff": agreement.max_abs_diff,
         "max_rel_diff": agreement.max_rel_diff,
         "mean_rel_diff": agreement.mean_rel_diff,
+        "decode_max_rel_diff": decode_agreement.max_rel_diff if decode_agreement else None,
         "tokens_matching_reference": matched,
         **streamed,
         **load_fields(load, contaminated),
@@ -142,7 +173,6 @@ def stream(cfg: GenerationConfig, target, backend, model, figures: dict, tokens)
     """The configuration streamed over the WebSocket server (bench/streaming.py), or a note saying why not: the
     in-process figures stand whatever happens here."""
     from hwbench_pipeline.api.served_model import ServedModel
-    from hwbench_pipeline.bench.precision import MODEL_CACHE_PRECISION
     from hwbench_pipeline.bench.streaming import streaming_fields
 
     if target.backend != "torch":

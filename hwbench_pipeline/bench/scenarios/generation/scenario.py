@@ -6,22 +6,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from hwbench_pipeline.bench.scenarios.base import Plan, Scenario, failure_line
-from hwbench_pipeline.bench.scenarios.generation.config import MODEL_CACHE_PRECISION, GenerationConfig
+from hwbench_pipeline.bench.scenarios.generation.config import GenerationConfig
 from hwbench_pipeline.bench.scenarios.generation.measure import generation_failure_row, run_generation_configuration
+from hwbench_pipeline.bench.scenarios.generation.refusals import unsupported_reason
 
 if TYPE_CHECKING:
     from hwbench_pipeline.bench.profiles import Profile
-
-
-def unsupported_reason(cfg: GenerationConfig, backend, device_kind: str) -> str | None:
-    """Why ``cfg`` cannot run on its target, known before building anything (None: try it)."""
-    reason = backend.unsupported_reason(cfg.spec, device_kind)
-    if reason is not None:
-        return f"precision {cfg.spec} is not supported on {cfg.target}: {reason}"
-    if cfg.cache_precision != MODEL_CACHE_PRECISION and backend.name != "torch":
-        return (f"a {cfg.cache_precision} KV cache is offered on torch targets only (transformers' quantized "
-                f"caches); {cfg.target} runs its cache in the model's precision")
-    return None
 
 
 class GenerationScenario(Scenario):
@@ -39,13 +29,14 @@ class GenerationScenario(Scenario):
         backend = load_backend(parsed.backend)
         if profile.generation is None:
             return Plan([], [], "the profile has no generation section")
-        if not hasattr(backend, "generation_caches"):
-            configs = profile.generation_configs(target, ("dynamic",))
-            why = f"{parsed.backend} has no decode loop here"
+        caches = backend.generation_caches(parsed.device_kind) if hasattr(backend, "generation_caches") else ()
+        if not caches:
+            configs = profile.generation_configs(target, (profile.generation.caches[0],))
+            why = f"{parsed.backend} has no decode loop on {parsed.device_kind} here"
             return Plan([], [generation_failure_row(c, run_id, "unsupported_configuration", why) for c in configs],
                         why)
         plan = Plan([], [])
-        for cfg in profile.generation_configs(target, backend.generation_caches(parsed.device_kind)):
+        for cfg in profile.generation_configs(target, caches):
             why = unsupported_reason(cfg, backend, parsed.device_kind)
             if why is None:
                 plan.runnable.append(cfg)
@@ -70,6 +61,7 @@ class GenerationScenario(Scenario):
         busy = " (busy machine)" if row.get("contaminated") else ""
         matched = "" if row["tokens_matching_reference"] == cfg.new_tokens else \
             f", tokens as generate() for {row['tokens_matching_reference']} of {cfg.new_tokens} steps"
-        return (f"{cfg.label}: TTFT p50 {row['ttft_p50_ms']:.1f} ms, ITL p50 {row['itl_p50_ms']:.2f} ms "
-                f"(p99 {row['itl_p99_ms']:.2f}), {row['tokens_per_s']:.1f} tokens/s, {row['n_samples']} sequences, "
-                f"{row['stop_reason']}{matched}{busy}")
+        itl = "" if row["itl_p50_ms"] is None else \
+            f", ITL p50 {row['itl_p50_ms']:.2f} ms (p99 {row['itl_p99_ms']:.2f})"  # none with one new token
+        return (f"{cfg.label}: TTFT p50 {row['ttft_p50_ms']:.1f} ms{itl}, {row['tokens_per_s']:.1f} tokens/s, "
+                f"{row['n_samples']} sequences, {row['stop_reason']}{matched}{busy}")
