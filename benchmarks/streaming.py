@@ -94,7 +94,7 @@ def main() -> int:
 
     import torch
 
-    from hwbench_pipeline.api.served_model import load_served_model
+    from hwbench_pipeline.bench.served_model import load_served_model
 
     torch.set_num_threads(args.threads)  # the in-process threads' and the server's generations'
     served = load_served_model(args.model, args.preset, "cpu-torch")

@@ -7,8 +7,8 @@ import threading
 import pytest
 import torch
 
-from hwbench_pipeline.api.served_model import load_served_model
 from hwbench_pipeline.bench.scenarios.generation.decode import generate, sequence_figures
+from hwbench_pipeline.bench.served_model import load_served_model
 from hwbench_pipeline.bench.streaming import StreamError, streaming_fields
 
 PROMPT, NEW = 16, 8

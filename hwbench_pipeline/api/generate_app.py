@@ -23,7 +23,7 @@ from hwbench_pipeline.api.generate_handshake import bearer_matches, handshake_re
 from hwbench_pipeline.api.generate_protocol import CLOSE_POLICY, RequestError, parse_request
 from hwbench_pipeline.api.generate_session import GenerateServer, Session
 from hwbench_pipeline.api.generate_stream import StreamStats
-from hwbench_pipeline.api.served_model import ServedModel
+from hwbench_pipeline.bench.served_model import ServedModel
 
 #: defaults of ``hwbench serve-generate``
 MAX_CLIENTS = 4

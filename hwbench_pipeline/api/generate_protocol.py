@@ -6,9 +6,9 @@ import json
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from hwbench_pipeline.api.served_model import ServedModel
 from hwbench_pipeline.bench.failures import BenchmarkFailure
 from hwbench_pipeline.bench.scenarios.generation.inputs import check_context
+from hwbench_pipeline.bench.served_model import ServedModel
 
 #: prompt tokens at most for a model whose positions are relative (t5): it has no context limit to check against
 MAX_PROMPT_WITHOUT_CONTEXT = 8192

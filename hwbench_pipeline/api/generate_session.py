@@ -21,8 +21,8 @@ from hwbench_pipeline.api.generate_protocol import (
     GenerateRequest,
 )
 from hwbench_pipeline.api.generate_stream import GenerationCancelled, Progress, StreamStats, run_generation
-from hwbench_pipeline.api.served_model import ServedModel
 from hwbench_pipeline.bench.failures import classify
+from hwbench_pipeline.bench.served_model import ServedModel
 
 
 @dataclass

@@ -34,7 +34,7 @@ import numpy as np
 from hwbench_pipeline.bench.scenarios.generation.decode import percentiles
 
 if TYPE_CHECKING:
-    from hwbench_pipeline.api.served_model import ServedModel
+    from hwbench_pipeline.bench.served_model import ServedModel
 
 #: in the pipeline, measured streamed sequences per client at each client count, and short warm-ups before them
 #: (a new connection, a Generator, the prefill and a decode step: everything that is cold, at a fraction of a

@@ -38,8 +38,8 @@ def _serve_generate(args: argparse.Namespace) -> int:
     import uvicorn
 
     from hwbench_pipeline.api.generate_app import MAX_MESSAGE_BYTES, create_generate_app
-    from hwbench_pipeline.api.served_model import load_served_model
     from hwbench_pipeline.bench.failures import BenchmarkFailure
+    from hwbench_pipeline.bench.served_model import load_served_model
 
     console = make_console()
     if args.threads is not None:

@@ -172,7 +172,7 @@ def measure_generation(cfg: GenerationConfig, run_id: str) -> dict:
 def stream(cfg: GenerationConfig, target, backend, model, figures: dict, tokens) -> dict:
     """The configuration streamed over the WebSocket server (bench/streaming.py), or a note saying why not: the
     in-process figures stand whatever happens here."""
-    from hwbench_pipeline.api.served_model import ServedModel
+    from hwbench_pipeline.bench.served_model import ServedModel
     from hwbench_pipeline.bench.streaming import streaming_fields
 
     if target.backend != "torch":
