@@ -159,8 +159,9 @@ def test_the_measurement_requests_one_refresh(backfilled):
     instance = backfilled[0]
     tick = evaluate(refresh_after_measurement_sensor, instance)
     assert len(tick.run_requests) == 1 and tick.run_requests[0].job_name in (None, "refresh_job")
-    # the sensor's run measured every measurement asset of the partition: one refresh covers all three
-    assert tick.run_requests[0].tags["hwbench/refresh_after"] == "distributed_runs,inference_runs,training_runs"
+    # the sensor's run measured every measurement asset of the partition: one refresh covers all four
+    assert tick.run_requests[0].tags["hwbench/refresh_after"] == \
+        "distributed_runs,generation_runs,inference_runs,training_runs"
 
 
 @pytest.mark.slow
