@@ -473,6 +473,16 @@ def _parse_spec(spec: str) -> tuple[str, str]:
     return parse_spec(spec)
 
 
+def _generation_stopping(raw: object, base: StoppingRule, source: str) -> StoppingRule:
+    """The section's stopping rule; processes are refused by name: a generation configuration's sequences are
+    measured in one process (a second would only repeat the build and the reference)."""
+    spread = sorted({"processes", "max_processes"} & set(raw)) if isinstance(raw, dict) else []
+    if spread:
+        raise ProfileError(f"{source}: 'stopping' cannot set {', '.join(spread)} in a generation section: each "
+                           "configuration is measured in one process")
+    return _stopping_rule(raw, base, source)
+
+
 def _generation_section(raw: object, source: str, timeout: float) -> GenerationProfile:
     """Parse the optional ``generation:`` section; ProfileError names the bad key."""
     from hwbench_pipeline.bench import models
@@ -502,7 +512,7 @@ def _generation_section(raw: object, source: str, timeout: float) -> GenerationP
         residual_length=_number(raw.get("residual_length", 0), "residual_length", source, integer=True,
                                 low_included=True),
         stream_clients=_int_list(raw["stream_clients"], "stream_clients", source) if "stream_clients" in raw else (),
-        stopping=_stopping_rule(raw.get("stopping"), GENERATION_RULE, source),
+        stopping=_generation_stopping(raw.get("stopping"), GENERATION_RULE, source),
         timeout_s=_timeout(raw.get("timeout_s", timeout), source),
     )
 

@@ -150,6 +150,7 @@ HUGE = 10**400  # an integer no float holds
     ("generation.stream_clients", [0], "generation: 'stream_clients' must be a non-empty list of positive integers"),
     ("generation.precisions", ["fp64"], "generation: unknown precisions fp64"),
     ("generation.stopping.min_samples", 1, "generation: bad 'stopping' section (min_samples must be at least 3"),
+    ("generation.stopping.processes", 2, "generation: 'stopping' cannot set processes in a generation section"),
     ("memory_limit_mb", 8, "'memory_limit_mb' must be a number > 16, got 8"),
     ("memory_limit_mb", math.nan, "'memory_limit_mb' must be a number > 16, got nan"),
 ])

@@ -90,8 +90,9 @@ GENERATION_REQUIRED = {
 GENERATION_OPTIONAL = {
     "precisions": _names("fp32", "bf16", "int8"), "caches": _names("default", "dynamic", "static", "stateful"),
     "cache_precisions": _names("model", "int8", "int4", "int2"), "residual_length": st.integers(0, 256),
-    "stream_clients": _counts(1, 2, 4),
-    "stopping": st.fixed_dictionaries({}, optional=STOPPING), "timeout_s": seconds,
+    "stream_clients": _counts(1, 2, 4), "timeout_s": seconds,
+    # one process per configuration: a generation section's stopping rule sets no process counts
+    "stopping": st.fixed_dictionaries({}, optional={k: v for k, v in STOPPING.items() if "processes" not in k}),
 }
 ARCHITECTURES_OPTIONAL = {
     "preset": st.sampled_from(["tiny", "small", "base"]), "batch_size": st.integers(1, 8),
