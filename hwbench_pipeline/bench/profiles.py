@@ -178,6 +178,7 @@ class Profile:
         default first): model × prompt × batch × precision × cache × cache precision; empty without a
         ``generation:`` section. The section's caches the backend does not offer are left out; where it offers
         none of them, its default runs. Precisions and cache precisions are the caller's to refuse."""
+        from hwbench_pipeline.bench.kv_quality import DECODER_SUBDIR as KV_QUALITY_DIR
         from hwbench_pipeline.bench.scenarios.generation import DEFAULT_CACHE, GenerationConfig
 
         spec = self.generation
@@ -190,7 +191,8 @@ class Profile:
             GenerationConfig(family=family, preset=preset, target=target, batch_size=batch, seq_len=prompt,
                              new_tokens=spec.new_tokens, precision=precision, quantization=quantization,
                              cache=cache, cache_precision=kv, residual_length=spec.residual_length,
-                             threads=self.threads, rule=spec.stopping, stream_clients=spec.stream_clients)
+                             threads=self.threads, rule=spec.stopping, stream_clients=spec.stream_clients,
+                             quality_dir=str(Path(self.trained_dir) / KV_QUALITY_DIR) if self.trained_dir else None)
             for family in spec.families for preset in spec.presets for prompt in spec.prompt_lens
             for batch in spec.batch_sizes for precision, quantization in map(_parse_spec, spec.precisions)
             for cache in chosen for kv in spec.cache_precisions

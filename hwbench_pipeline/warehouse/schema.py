@@ -485,6 +485,17 @@ GENERATION_RESULTS = pa.schema(
         ("stream_foreign_cpu_fraction", pa.float64()),
         ("stream_seconds", pa.float64()),
         ("stream_note", pa.string()),  # why this configuration was not streamed although asked
+        # what a quantized cache costs the learned copy decoder (bench/kv_quality), same precision and residual
+        ("kv_quality_model", pa.string()),
+        ("kv_quality_task", pa.string()),
+        ("kv_quality_prompts", pa.int64()),
+        ("kv_task_accuracy", pa.float64()),
+        ("kv_task_accuracy_full", pa.float64()),  # the same prompts with the full-precision cache
+        ("kv_top1_agreement", pa.float64()),
+        ("kv_kl_divergence", pa.float64()),  # nats per decode step, KL(full || quantized)
+        ("kv_perplexity", pa.float64()),
+        ("kv_perplexity_full", pa.float64()),
+        ("kv_quality_note", pa.string()),
     ]
     + MACHINE_LOAD_COLUMNS
     + [

@@ -216,3 +216,16 @@ def test_a_kv_precision_off_torch_is_refused_whoever_calls_the_measurement():
                            cache="past-io", cache_precision="int4", rule=QUICK_RULE)
     row = run_generation_configuration(cfg, "run-1")
     assert row["failure_class"] == "unsupported_configuration" and "torch targets only" in row["message"]
+
+
+def test_a_quantized_cache_row_carries_what_that_precision_costs_the_learned_decoder(tmp_path):
+    cfg = GenerationConfig("llama", "tiny", "cpu-torch", batch_size=1, seq_len=8, new_tokens=NEW, threads=1,
+                           cache_precision="int2", rule=QUICK_RULE, quality_dir=str(tmp_path))
+    row = measure_generation(cfg, "run-1")
+    assert row["cache_precision_ran"] == "quanto-int2" and row["kv_quality_model"] == "llama-copy"
+    assert row["kv_task_accuracy_full"] > 0.9  # the decoder learned its task: its quality figures mean something
+    assert row["kv_kl_divergence"] > 0 and row["kv_top1_agreement"] < 1  # 2 bits cost it something
+    plain = measure_generation(GenerationConfig("llama", "tiny", "cpu-torch", batch_size=1, seq_len=8,
+                                                new_tokens=NEW, threads=1, rule=QUICK_RULE,
+                                                quality_dir=str(tmp_path)), "run-1")
+    assert "kv_quality_model" not in plain  # the full-precision cache is the reference, not scored against itself

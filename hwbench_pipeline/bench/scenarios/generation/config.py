@@ -47,6 +47,9 @@ class GenerationConfig:
     #: after measuring in process, the same configuration streamed over hwbench serve-generate's WebSocket to
     #: this many concurrent clients each (bench/streaming.py); empty: not streamed. Not part of the key.
     stream_clients: tuple[int, ...] = ()
+    #: where the learned copy decoder is kept (bench/kv_quality): with it, a quantized-cache row gets the quality
+    #: its cache precision costs that model. None: no quality figures. Not part of the key.
+    quality_dir: str | None = None
 
     def __post_init__(self) -> None:
         if min(self.batch_size, self.seq_len, self.new_tokens, self.threads) < 1:

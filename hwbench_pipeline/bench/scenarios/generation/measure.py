@@ -132,6 +132,7 @@ def measure_generation(cfg: GenerationConfig, run_id: str) -> dict:
     figures = sequence_figures(sequences, cfg.batch_size, cfg.seq_len, cfg.new_tokens)
     peak_rss = rss_high_water_mb()  # before streaming: its servers' generators are not this row's memory
     streamed = stream(cfg, target, backend, model, figures, first.token_matrix()) if cfg.stream_clients else {}
+    quality = cache_quality(cfg) if cfg.quality_dir and cfg.cache_precision != MODEL_CACHE_PRECISION else {}
     return {
         "run_id": run_id,
         **cfg.key_fields(),
@@ -164,9 +165,21 @@ def measure_generation(cfg: GenerationConfig, run_id: str) -> dict:
         "decode_max_rel_diff": decode_agreement.max_rel_diff if decode_agreement else None,
         "tokens_matching_reference": matched,
         **streamed,
+        **quality,
         **load_fields(load, contaminated),
         **series_fields(totals, started),
     }
+
+
+def cache_quality(cfg: GenerationConfig) -> dict:
+    """What this cache precision costs a decoder that learned a task needing its cache (bench/kv_quality), or a
+    note saying why it was not scored: the timing stands whatever happens here."""
+    from hwbench_pipeline.bench.kv_quality import kv_quality_fields
+
+    try:
+        return kv_quality_fields(cfg.cache_precision, cfg.residual_length, cfg.quality_dir)
+    except Exception as exc:  # noqa: BLE001 - quality is extra: its failure is a note on the row
+        return {"kv_quality_note": f"not scored: {type(exc).__name__}: {exc}".splitlines()[0][:300]}
 
 
 def stream(cfg: GenerationConfig, target, backend, model, figures: dict, tokens) -> dict:
