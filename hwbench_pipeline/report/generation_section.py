@@ -6,6 +6,8 @@
   tokens/s, KV-cache bytes per token, peak RSS and how many leading tokens equal transformers' generate();
 * where a configuration was also streamed over hwbench serve-generate's WebSocket: the streaming overhead
   against in-process generation and TTFT p50/p99 at each number of concurrent clients;
+* quantized KV caches: memory saved and decode slowdown against the model's own cache, and what the precision
+  costs the learned copy decoder;
 * the generation configurations whose newest attempt failed, with their class and message.
 
 A line is a model × target, and × precision, cache, KV precision, threads, new tokens (and batch or prompt,
@@ -44,6 +46,9 @@ MESSAGE_CHARS = 240
 STREAM_COLUMNS = ["target", "model", "batch", "prompt", "new tokens", "cache", "TTFT overhead ms", "ITL overhead ms",
                   "clients", "TTFT p50 ms", "TTFT p99 ms", "ITL p50 ms", "tokens/s (all clients)",
                   "tokens equal in process", "run"]
+KV_COLUMNS = ["target", "model", "batch", "prompt", "cache", "KV precision ran", "residual", "KV bytes/token",
+              "saved vs the model's cache", "ITL p50 ms", "ITL vs the model's cache", "copy accuracy",
+              "with the full cache", "top-1 agreement", "KL nats/step", "run"]
 FAILURE_COLUMNS = ["target", "model", "batch", "prompt", "new tokens", "precision", "cache", "KV precision",
                    "failure class", "message", "run"]
 
@@ -175,6 +180,32 @@ def _streaming_table(measured: pl.DataFrame) -> Table | None:
                  [False, False, True, True, True, False, True, True, False, True, True, True, True, False, False])
 
 
+def _kv_table(measured: pl.DataFrame) -> Table | None:
+    """Quantized caches beside the same configuration with the model's own cache (where it was measured): memory
+    saved, decode slowdown, and what the precision costs the learned copy decoder (bench/kv_quality)."""
+    if "kv_quality_model" not in measured.columns:
+        return None
+    quantized = measured.filter(pl.col("kv_quality_model").is_not_null())
+    if not quantized.height:
+        return None
+    same = [c for c in GENERATION_KEY if c != "cache_precision"]
+    plain = measured.filter(pl.col("cache_precision") == MODEL_CACHE_PRECISION).select(
+        *same, pl.col("kv_cache_bytes_per_token").alias("plain_bytes"), pl.col("itl_p50_ms").alias("plain_itl"))
+    rows = quantized.join(plain, on=same, how="left", nulls_equal=True)
+    lines = []
+    for r in rows.iter_rows(named=True):
+        saved = 1 - r["kv_cache_bytes_per_token"] / r["plain_bytes"] if r["plain_bytes"] else None
+        slower = r["itl_p50_ms"] / r["plain_itl"] if r["plain_itl"] and r["itl_p50_ms"] else None
+        lines.append([r["target"], f"{r['family']}/{r['preset']}", str(r["batch_size"]), str(r["seq_len"]),
+                      r["cache_implementation"], r["cache_precision_ran"] or "n/a", str(r["residual_length"]),
+                      number(r["kv_cache_bytes_per_token"], ".0f"), number(saved, ".0%"),
+                      number(r["itl_p50_ms"], ".3f"), number(slower, ".2f") + ("x" if slower else ""),
+                      number(r["kv_task_accuracy"], ".3f"), number(r["kv_task_accuracy_full"], ".3f"),
+                      number(r["kv_top1_agreement"], ".3f"), number(r["kv_kl_divergence"], ".4f"), r["run_id"]])
+    return Table(KV_COLUMNS, lines, [False, False, True, True, False, False, True, True, True, True, True, True, True,
+                                     True, True, False])
+
+
 def _failure_row(r: dict) -> list[str]:
     message = (r["message"] or "").strip()
     return [r["target"], f"{r['family']}/{r['preset']}", str(r["batch_size"]), str(r["seq_len"]),
@@ -238,6 +269,14 @@ def generation_section(generation: pl.DataFrame, failures: pl.DataFrame) -> Sect
                 "arrival). Overhead = one client's streamed p50 − the in-process p50; the figures after it are per "
                 "number of concurrent clients (one value per count, in the order of 'clients').")
             section.tables.append(streaming)
+        kv = _kv_table(measured)
+        if kv is not None:
+            section.notes.append(
+                "The KV-cache table: each quantized cache beside the same configuration with the model's own cache "
+                "(memory saved per token, decode slowdown), and what that precision costs a decoder trained on a "
+                "copy task whose answers need the cached prompt (docs/generation.md, 'KV-cache precision'): copy "
+                "accuracy under it and under the full cache, top-1 agreement and KL divergence of the next token.")
+            section.tables.append(kv)
     else:
         section.notes.append(NO_GENERATION)
     if failed.height:

@@ -11,12 +11,14 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from hwbench_pipeline.bench.host_lock import host_measurement_lock
 from hwbench_pipeline.bench.scenarios.generation import (
     GENERATION_RULE,
     GenerationConfig,
+    measure_generation,
     run_generation_configuration,
 )
 from hwbench_pipeline.paths import host_lock_dir
@@ -226,3 +228,18 @@ def test_the_charts_and_table_reach_the_markdown_and_the_pdf(generation_runs, ge
     assert f"| {newest['ttft_p50_ms']:.3f} |" in md and NO_GENERATION not in md
     pdf = _pdf_text(generation_report.pdf)
     assert TITLE in pdf and "gen-b" in pdf and "unsupported_configuration" in pdf
+
+
+def test_a_quantized_cache_is_shown_beside_the_models_own_with_what_it_costs_the_learned_decoder(tmp_path):
+    from hwbench_pipeline.report.generation_section import KV_COLUMNS, generation_section
+
+    rows = [measure_generation(dataclasses.replace(_config(1, 12), cache_precision=kv, quality_dir=str(tmp_path)),
+                               "gen-kv") for kv in ("model", "int2")]
+    section = generation_section(pl.DataFrame(rows, infer_schema_length=None), pl.DataFrame())
+    [kv] = [t for t in section.tables if t.columns == KV_COLUMNS]
+    [line] = [dict(zip(KV_COLUMNS, row, strict=True)) for row in kv.rows]
+    plain, int2 = rows
+    assert line["KV precision ran"] == "quanto-int2" and line["copy accuracy"] == f"{int2['kv_task_accuracy']:.3f}"
+    assert line["KL nats/step"] == f"{int2['kv_kl_divergence']:.4f}"
+    saved = 1 - int2["kv_cache_bytes_per_token"] / plain["kv_cache_bytes_per_token"]
+    assert line["saved vs the model's cache"] == f"{saved:.0%}" and saved > 0.5
