@@ -16,6 +16,7 @@ from hwbench_pipeline.bench import models
 from hwbench_pipeline.bench.backends.decoder_graph import cache_layout
 from hwbench_pipeline.bench.backends.export_cache import EXPORT_CACHE_ENV
 from hwbench_pipeline.bench.failures import BenchmarkFailure
+from hwbench_pipeline.bench.scenarios.generation import reference_generation
 
 #: runtime -> (backend module, its one cache implementation)
 RUNTIMES = {
@@ -99,10 +100,8 @@ def _decode(gen, inputs: dict[str, torch.Tensor], steps: int) -> tuple[torch.Ten
 
 
 def _reference(model: torch.nn.Module, inputs: dict[str, torch.Tensor], steps: int):
-    with torch.no_grad():
-        return model.generate(inputs["input_ids"], attention_mask=inputs["attention_mask"], max_new_tokens=steps,
-                              min_new_tokens=steps, do_sample=False, output_logits=True,
-                              return_dict_in_generate=True)
+    """(new tokens, each step's logits) of transformers' plain greedy generate(), as the scenario checks against."""
+    return reference_generation(model, inputs, steps)
 
 
 @pytest.mark.parametrize("runtime", list(RUNTIMES))
@@ -119,11 +118,11 @@ def test_greedy_tokens_and_logits_equal_transformers_generate(generator, tiny, r
     if padded:  # a left-padded second prompt: the mask and the position ids must follow it
         inputs["attention_mask"][1, :3] = 0
     gen = generator(runtime, family, attention)
-    reference = _reference(model, inputs, NEW_TOKENS)
+    reference_tokens, reference_logits = _reference(model, inputs, NEW_TOKENS)
     tokens, logits = _decode(gen, inputs, NEW_TOKENS)
     assert tokens.dtype == torch.int64 and tokens.shape == (batch, NEW_TOKENS)
-    assert torch.equal(tokens, reference.sequences[:, PROMPT:])
-    for step, (ours, theirs) in enumerate(zip(logits, reference.logits, strict=True)):
+    assert torch.equal(tokens, reference_tokens)
+    for step, (ours, theirs) in enumerate(zip(logits, reference_logits, strict=True)):
         assert ours.dtype == torch.float32 and ours.shape == theirs.shape
         scale = theirs.abs().max().item()
         assert (ours - theirs).abs().max().item() <= 1e-4 * scale, f"step {step} logits differ"
@@ -223,7 +222,7 @@ def test_a_second_process_of_the_configuration_loads_the_exported_graph_from_the
         assert (first.from_cache, second.from_cache) == (False, True)
         tokens, _ = _decode(second, inputs, 3)
         assert torch.equal(tokens, _decode(first, inputs, 3)[0])
-        assert torch.equal(tokens, _reference(model, inputs, 3).sequences[:, PROMPT:])
+        assert torch.equal(tokens, _reference(model, inputs, 3)[0])
     finally:
         second.release()
 
@@ -239,7 +238,7 @@ def test_onnxruntime_int8_dynamic_runs_int8_matmuls_and_stays_near_fp32(generato
     try:
         assert gen.from_cache and gen.precision == "int8" and gen.heavy_ops.get("int8", 0) > 0
         _, logits = _decode(gen, inputs, 2)
-        reference = _reference(model, inputs, 2).logits
+        reference = _reference(model, inputs, 2)[1]
         scale = reference[0].abs().max().item()
         assert (logits[0] - reference[0]).abs().max().item() <= backend.tolerance("int8-dynamic") * scale
         assert gen.cache_precision == "fp32"  # weights are quantized, the cache is not
