@@ -46,18 +46,25 @@ def served_host_names(bind_host: str, allowed: list[str] | None) -> list[str]:
     return ([] if every_address else [bind_host]) + list(allowed or [])
 
 
+def server_token(args: argparse.Namespace, exposed: str) -> str | None:
+    """The token a server started with ``args`` requires (--token, else $HWBENCH_API_TOKEN, else none); refuses
+    an empty one, and any address but a loopback one without a token (anyone who can reach it could ``exposed``)."""
+    token = args.token if args.token is not None else (os.environ.get(TOKEN_VARIABLE) or None)
+    if token is not None and not token.strip():
+        raise UsageError("--token must not be empty")
+    if not is_loopback(args.host) and token is None:
+        raise UsageError(f"refusing to serve on {args.host} without a token: anyone who can reach it could "
+                         f"{exposed}; set {TOKEN_VARIABLE} (or --token), or bind to 127.0.0.1")
+    return token
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from hwbench_pipeline.api.app import create_app
     from hwbench_pipeline.warehouse.queries import QueryError, WarehouseQueries
 
-    token = args.token if args.token is not None else (os.environ.get(TOKEN_VARIABLE) or None)
-    if token is not None and not token.strip():
-        raise UsageError("--token must not be empty")
-    if not is_loopback(args.host) and token is None:
-        raise UsageError(f"refusing to serve on {args.host} without a token: anyone who can reach it could read "
-                         f"the warehouse; set {TOKEN_VARIABLE} (or --token), or bind to 127.0.0.1")
+    token = server_token(args, "read the warehouse")
     if not 1 <= args.port <= 65535:
         raise UsageError(f"--port must be between 1 and 65535, got {args.port}")
     data_dir = args.data_dir or default_data_dir()

@@ -8,11 +8,10 @@ does, with the same token variable and the same Host-header rule.
 from __future__ import annotations
 
 import argparse
-import os
 
 from hwbench_pipeline.cli import UsageError, make_console
 from hwbench_pipeline.commands.argtypes import non_negative_float, non_negative_int, port_number, positive_int
-from hwbench_pipeline.commands.serve import TOKEN_VARIABLE, is_loopback, served_host_names
+from hwbench_pipeline.commands.serve import TOKEN_VARIABLE, served_host_names, server_token
 
 # the app's defaults, repeated here so that --help does not import FastAPI and torch (checked equal in the tests)
 MAX_CLIENTS, MAX_WAITING, QUEUE_SECONDS, MAX_NEW_TOKENS, MAX_BATCH = 4, 16, 30.0, 256, 64
@@ -21,12 +20,7 @@ DEFAULT_PORT = 8766
 
 def _serve_generate(args: argparse.Namespace) -> int:
     # What can be refused without torch is refused first, in milliseconds.
-    token = args.token if args.token is not None else (os.environ.get(TOKEN_VARIABLE) or None)
-    if token is not None and not token.strip():
-        raise UsageError("--token must not be empty")
-    if not is_loopback(args.host) and token is None:
-        raise UsageError(f"refusing to serve on {args.host} without a token: anyone who can reach it could use the "
-                         f"model; set {TOKEN_VARIABLE} (or --token), or bind to 127.0.0.1")
+    token = server_token(args, "use the model")
     from hwbench_pipeline.bench.families import UnknownModelError
     from hwbench_pipeline.bench.hardware import UnknownTargetError, parse_target
 
