@@ -89,3 +89,10 @@ def test_settings_that_cannot_be_measured_are_refused_before_a_server_starts(ser
         streaming_fields(served, PROMPT, NEW, in_process={k: v for k, v in local.items() if k != "tokens"})
     with pytest.raises(ValueError, match="clients"):
         streaming_fields(served, PROMPT, NEW, in_process=local, clients=(0,))
+
+
+def test_a_sweep_past_its_time_limit_is_an_error_and_the_server_stops(served):
+    local = in_process(served)
+    with pytest.raises(RuntimeError, match="did not finish within 0.01 s"):
+        streaming_fields(served, PROMPT, NEW, in_process=local, clients=(1,), sequences=1, timeout_s=0.01)
+    assert no_server_thread_left()

@@ -42,6 +42,9 @@ if TYPE_CHECKING:
 #: tokens, one thread) on 2 cores (docs/streaming.md, "In the pipeline")
 PIPELINE_SEQUENCES = 3
 PIPELINE_WARMUP = 1
+#: the most a pipeline row's streaming sweep may take (about 7 s for llama/small): well inside a configuration's
+#: timeout, so that a hung sweep becomes a note on the row instead of a timeout that loses its in-process figures
+PIPELINE_SWEEP_TIMEOUT_S = 120.0
 PIPELINE_WARMUP_TOKENS = 2
 #: how long the whole client sweep may take before the child process is killed
 SWEEP_TIMEOUT_S = 600.0
@@ -300,7 +303,7 @@ class ForeignCpu:
 def streaming_fields(served: ServedModel, prompt_len: int, new_tokens: int, *, in_process: Mapping[str, Any],
                      seed: int = 0, batch: int = 1, clients: tuple[int, ...] = (1, 2, 4),
                      sequences: int = PIPELINE_SEQUENCES, warmup: int = PIPELINE_WARMUP,
-                     threads: int | None = None) -> dict[str, Any]:
+                     threads: int | None = None, timeout_s: float = PIPELINE_SWEEP_TIMEOUT_S) -> dict[str, Any]:
     """Measure ``served`` streamed, for the generation scenario's row, after it measured the same configuration
     in process: the real server (:func:`serve_in_thread`) over this process's model, then for each count C in
     ``clients`` C clients at once in a child process (:func:`sweep_in_child`), client i asking for ``prompt_len``
@@ -348,7 +351,7 @@ def streaming_fields(served: ServedModel, prompt_len: int, new_tokens: int, *, i
             cpu.start()
             sweep = sweep_in_child(url, {"prompt_len": prompt_len, "seed": seed, "new_tokens": new_tokens,
                                          "batch": batch}, counts, sequences=sequences, warmup=warmup,
-                                   warmup_new_tokens=min(new_tokens, PIPELINE_WARMUP_TOKENS))
+                                   warmup_new_tokens=min(new_tokens, PIPELINE_WARMUP_TOKENS), timeout_s=timeout_s)
             foreign = cpu.stop()
     finally:
         torch.set_num_threads(threads_before)
