@@ -147,6 +147,11 @@ def _one_line(exc: BaseException) -> str:
     return text[:300] or type(exc).__name__
 
 
+def autocast_context(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """Autocast to ``dtype`` on ``device``'s type, or nothing for fp32 and int8 (AUTOCAST_DTYPES)."""
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device_type=device.type, dtype=dtype)
+
+
 class TorchRunner:
     def __init__(self, model: torch.nn.Module, inputs: dict[str, Any], forward: Any, device: str,
                  precision: str) -> None:
@@ -163,9 +168,7 @@ class TorchRunner:
             torch.cuda.reset_peak_memory_stats(self.device)
 
     def _context(self) -> contextlib.AbstractContextManager:
-        if self._autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self._autocast_dtype)
+        return autocast_context(self.device, self._autocast_dtype)
 
     def _synchronize(self) -> None:
         if self.device.type == "cuda":

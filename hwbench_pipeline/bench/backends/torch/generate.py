@@ -72,9 +72,9 @@ class TorchGenerator:
             torch.cuda.reset_peak_memory_stats(self.device)
 
     def _context(self) -> contextlib.AbstractContextManager:
-        if self._autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self._autocast_dtype)
+        from hwbench_pipeline.bench.backends.torch.backend import autocast_context
+
+        return autocast_context(self.device, self._autocast_dtype)
 
     def _new_cache(self) -> Any:
         if self.encoder_decoder:
