@@ -27,20 +27,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from hwbench_pipeline.bench.backends.decoder_graph import (
-    CacheLayout,
-    check_prompt,
-    check_text_prompt,
-    decoder_graph,
-    dynamic_shapes,
-    example_inputs,
-    prompt_positions,
-)
+from hwbench_pipeline.bench.backends.decoder_graph import CacheLayout, dynamic_shapes, example_inputs
 from hwbench_pipeline.bench.backends.export_cache import configuration_cache, publish
-from hwbench_pipeline.bench.backends.exportable import traceable_experts
+from hwbench_pipeline.bench.backends.exported_decoder import ExportedDecoder, check_request, decode_step_graph
 from hwbench_pipeline.bench.backends.onnxruntime.config import SESSION_GRAPH_FILE, TMP_PREFIX
-from hwbench_pipeline.bench.failures import BenchmarkFailure, UnsupportedConfigurationError
-from hwbench_pipeline.bench.precision import PrecisionError, canonical_spec
+from hwbench_pipeline.bench.failures import BenchmarkFailure
 
 #: the cache implementations this runtime offers, its default first
 GENERATION_CACHES: tuple[str, ...] = ("past-io",)
@@ -106,7 +97,7 @@ def _cached_export(graph: torch.nn.Module, layout: CacheLayout, entry: Path) -> 
     return path, False
 
 
-class OnnxRuntimeGenerator:
+class OnnxRuntimeGenerator(ExportedDecoder):
     """Greedy decoding over an ``InferenceSession`` of the decode-step graph (module docstring)."""
 
     cache_implementation = "past-io"
@@ -114,14 +105,12 @@ class OnnxRuntimeGenerator:
     def __init__(self, session: Any, layout: CacheLayout, directory: Path | None, *, precision: str = "fp32",
                  from_cache: bool = False, model_path: Path | None = None,
                  heavy_ops: dict[str, int] | None = None, notes: tuple[str, ...] = ()) -> None:
-        self.precision = precision
-        self.from_cache = from_cache
-        self.cache_write_s = 0.0  # the export is written in place and published by a rename
+        # cache_write_s 0: the export is written in place and published by a rename
+        super().__init__(layout, precision=precision, from_cache=from_cache, cache_write_s=0.0)
         #: the model file the session loaded; heavy nodes per format of a derived model's executed graph
         self.model_path = model_path
         self.heavy_ops = heavy_ops
         self.notes = notes
-        self.layout = layout
         self.session = session
         # the generator's own directory (no export cache, or a derived model), removed on release
         self._finalizer = (weakref.finalize(self, shutil.rmtree, directory, ignore_errors=True)
@@ -135,51 +124,31 @@ class OnnxRuntimeGenerator:
         self.cache_precision = _CACHE_FORMATS.get(declared[layout.past_names()[0]], declared[layout.past_names()[0]])
         self._output_names = layout.output_names()
         self._past: list[np.ndarray] = []
-        self._logits: Any = None
-        self._mask = np.ones((0, 0), dtype=np.int64)
-        self._next_positions = np.zeros(0, dtype=np.int64)
 
-    def _step(self, input_ids: np.ndarray, positions: np.ndarray) -> torch.Tensor:
-        feed = {"input_ids": input_ids, "attention_mask": self._mask, "position_ids": positions,
+    def _reset_cache(self, batch: int) -> None:
+        # zero-length past tensors, one array shared by every layer (ORT only reads inputs)
+        empty = torch.zeros(self.layout.past_shape(batch, 0), dtype=self.layout.dtype).numpy()
+        self._past = [empty] * len(self.layout.past_names())
+
+    def _run_step(self, input_ids: np.ndarray, attention_mask: np.ndarray, position_ids: np.ndarray) -> Any:
+        feed = {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids,
                 **dict(zip(self.layout.past_names(), self._past, strict=True))}
         outputs = self.session.run(self._output_names, feed)
-        self._logits, self._past = outputs[0], outputs[1:]
-        self._next_positions = positions[:, -1] + 1
-        return torch.from_numpy(self._logits.argmax(-1).astype(np.int64))
+        self._past = outputs[1:]
+        return outputs[0]
 
     def start(self, inputs: dict[str, Any]) -> torch.Tensor:
-        ids, mask = check_prompt(inputs)
-        # a fresh cache: zero-length past tensors, one array shared by every layer (ORT only reads inputs)
-        empty = torch.zeros(self.layout.past_shape(ids.shape[0], 0), dtype=self.layout.dtype).numpy()
-        self._past = [empty] * len(self.layout.past_names())
-        self._mask = mask.numpy()
-        tokens = self._step(ids.numpy(), prompt_positions(mask).numpy())
+        tokens = super().start(inputs)
         self.cache_precision = _NUMPY_FORMATS.get(self._past[0].dtype.name, self._past[0].dtype.name)
         return tokens
-
-    def next(self, tokens: Any) -> torch.Tensor:
-        if self._logits is None:
-            raise RuntimeError("next() before start()")
-        ids = torch.as_tensor(tokens).to("cpu", torch.int64).reshape(-1, 1).numpy()
-        if ids.shape[0] != self._mask.shape[0]:
-            raise ValueError(f"{ids.shape[0]} tokens for a batch of {self._mask.shape[0]}")
-        self._mask = np.concatenate([self._mask, np.ones((ids.shape[0], 1), dtype=np.int64)], axis=1)
-        return self._step(ids, self._next_positions[:, None].copy())
-
-    def last_logits(self) -> torch.Tensor:
-        if self._logits is None:
-            raise RuntimeError("last_logits() before start()")
-        return torch.from_numpy(np.array(self._logits, dtype=np.float32))
 
     def cache_bytes(self) -> int | None:
         """Bytes of the present tensors the next step takes as its past (what the runtime holds as the cache)."""
         return sum(int(value.nbytes) for value in self._past)
 
-    def peak_memory_mb(self) -> float | None:
-        return None  # CPU: the process RSS is the measure
-
     def release(self) -> None:
-        self.session = self._logits = None
+        super().release()
+        self.session = None
         self._past = []
         if self._finalizer is not None:
             self._finalizer()
@@ -197,28 +166,12 @@ def prepare_generator(model: torch.nn.Module, inputs: dict[str, Any], device: st
         session_formats,
     )
 
-    if torch.device(device).type != "cpu":
-        raise UnsupportedConfigurationError(f"the onnxruntime decode path runs on the CPU only (not verified on a "
-                                            f"GPU), not on {device}")
-    if cache not in GENERATION_CACHES:
-        raise UnsupportedConfigurationError(f"onnxruntime offers the {', '.join(GENERATION_CACHES)} cache, not {cache}")
-    try:
-        spec = canonical_spec(precision)
-    except PrecisionError as exc:
-        raise UnsupportedConfigurationError(str(exc)) from exc
-    if spec not in GENERATION_PRECISIONS:
-        raise UnsupportedConfigurationError(
-            f"precision {spec} is not run by the onnxruntime decode path (it runs {', '.join(GENERATION_PRECISIONS)}: "
-            f"int8-static would need calibration batches with past key/values, and fp16/bf16 have no CPU kernels)")
-    if (reason := BACKEND.unsupported_reason(spec, "cpu")) is not None:
-        raise UnsupportedConfigurationError(f"precision {spec} is not supported by onnxruntime here: {reason}")
-    if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-    check_prompt(inputs)
-    traceable_experts(model)
-    graph = decoder_graph(model)  # refuses what is not a decoder-only causal LM with a plain dynamic cache
-    check_text_prompt(inputs)
-    layout: CacheLayout = graph.layout
+    spec = check_request("onnxruntime", BACKEND, device, cache, precision, max_new_tokens,
+                         caches=GENERATION_CACHES, precisions=GENERATION_PRECISIONS,
+                         cpu_only="the onnxruntime decode path runs on the CPU only (not verified on a GPU)",
+                         precision_note=": int8-static would need calibration batches with past key/values, and "
+                                        "fp16/bf16 have no CPU kernels")
+    graph, layout = decode_step_graph(model, inputs)
     export_cache = configuration_cache()
     directory = Path(tempfile.mkdtemp(prefix=TMP_PREFIX)) if export_cache is None or spec != "fp32" else None
     try:

@@ -26,21 +26,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from hwbench_pipeline.bench.backends.decoder_graph import (
-    LOGITS,
-    CacheLayout,
-    argument_name,
-    check_prompt,
-    check_text_prompt,
-    decoder_graph,
-    example_inputs,
-    prompt_positions,
-)
+from hwbench_pipeline.bench.backends.decoder_graph import LOGITS, CacheLayout, argument_name, example_inputs
 from hwbench_pipeline.bench.backends.export_cache import configuration_cache
-from hwbench_pipeline.bench.backends.exportable import traceable_experts
+from hwbench_pipeline.bench.backends.exported_decoder import ExportedDecoder, check_request, decode_step_graph
 from hwbench_pipeline.bench.backends.openvino.config import RAN_PRECISIONS
-from hwbench_pipeline.bench.failures import UnsupportedConfigurationError
-from hwbench_pipeline.bench.precision import PrecisionError, canonical_spec
 
 #: the cache implementations this runtime offers, its default first
 GENERATION_CACHES: tuple[str, ...] = ("stateful",)
@@ -135,17 +124,14 @@ def _convert(graph: torch.nn.Module, layout: CacheLayout) -> Any:
     return converted
 
 
-class OpenVINOGenerator:
+class OpenVINOGenerator(ExportedDecoder):
     """Greedy decoding with one infer request of the stateful compiled model (module docstring)."""
 
     cache_implementation = "stateful"
 
     def __init__(self, compiled: Any, layout: CacheLayout, model: torch.nn.Module, *, precision: str,
                  from_cache: bool = False, cache_write_s: float = 0.0) -> None:
-        self.precision = precision
-        self.from_cache = from_cache
-        self.cache_write_s = cache_write_s
-        self.layout = layout
+        super().__init__(layout, precision=precision, from_cache=from_cache, cache_write_s=cache_write_s)
         self._compiled = compiled
         #: KV_CACHE_PRECISION as the compiled model reports it (what a fused stateful attention would store);
         #: None where the plugin does not report the property
@@ -162,10 +148,7 @@ class OpenVINOGenerator:
         self._request = compiled.create_infer_request()
         # convert_model shares the torch weights' memory with the converted constants: keep their owner alive
         self._model = model
-        self._mask = np.ones((0, 0), dtype=np.int64)
-        self._next_positions = np.zeros(0, dtype=np.int64)
-        self._length = 0
-        self._logits: Any = None
+        self._length = 0  # the mask length the state holds: 0 until a step has run on a fresh state
 
     @property
     def cache_precision(self) -> str:
@@ -179,35 +162,16 @@ class OpenVINOGenerator:
                 self._observed = _format(states[0].state.element_type.get_type_name())
         return self._observed or self._declared
 
-    def _step(self, input_ids: np.ndarray, positions: np.ndarray) -> torch.Tensor:
-        # inputs shared, not copied (alive for the synchronous call); the logits stay the request's own tensor
-        self._request.infer({"input_ids": input_ids, "attention_mask": self._mask, "position_ids": positions},
-                            share_inputs=True, share_outputs=True)
-        self._logits = self._request.get_tensor(LOGITS).data
-        self._next_positions = positions[:, -1] + 1
-        self._length = self._mask.shape[1]
-        return torch.from_numpy(self._logits.argmax(-1).astype(np.int64))
-
-    def start(self, inputs: dict[str, Any]) -> torch.Tensor:
-        ids, mask = check_prompt(inputs)
-        self._request.reset_state()  # a fresh cache: every variable back to its zero-length initial value
+    def _reset_cache(self, batch: int) -> None:
+        self._request.reset_state()  # every variable back to its zero-length initial value
         self._length = 0
-        self._mask = mask.numpy()
-        return self._step(ids.numpy(), prompt_positions(mask).numpy())
 
-    def next(self, tokens: Any) -> torch.Tensor:
-        if self._logits is None:
-            raise RuntimeError("next() before start()")
-        ids = torch.as_tensor(tokens).to("cpu", torch.int64).reshape(-1, 1).numpy()
-        if ids.shape[0] != self._mask.shape[0]:
-            raise ValueError(f"{ids.shape[0]} tokens for a batch of {self._mask.shape[0]}")
-        self._mask = np.concatenate([self._mask, np.ones((ids.shape[0], 1), dtype=np.int64)], axis=1)
-        return self._step(ids, self._next_positions[:, None].copy())
-
-    def last_logits(self) -> torch.Tensor:
-        if self._logits is None:
-            raise RuntimeError("last_logits() before start()")
-        return torch.from_numpy(np.array(self._logits, dtype=np.float32))
+    def _run_step(self, input_ids: np.ndarray, attention_mask: np.ndarray, position_ids: np.ndarray) -> Any:
+        # inputs shared, not copied (alive for the synchronous call); the logits stay the request's own tensor
+        self._request.infer({"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids},
+                            share_inputs=True, share_outputs=True)
+        self._length = attention_mask.shape[1]
+        return self._request.get_tensor(LOGITS).data
 
     def cache_bytes(self) -> int | None:
         """Bytes of the state tensors, read through ``query_state`` (for checks, between steps); None where the
@@ -218,11 +182,9 @@ class OpenVINOGenerator:
             return 0
         return sum(int(state.state.byte_size) for state in self._request.query_state())
 
-    def peak_memory_mb(self) -> float | None:
-        return None  # CPU: the process RSS is the measure
-
     def release(self) -> None:
-        self._request = self._compiled = self._model = self._logits = None
+        super().release()
+        self._request = self._compiled = self._model = None
 
 
 def prepare_generator(model: torch.nn.Module, inputs: dict[str, Any], device: str, precision: str, *,
@@ -243,26 +205,9 @@ def prepare_generator(model: torch.nn.Module, inputs: dict[str, Any], device: st
     from hwbench_pipeline.bench.backends.openvino.observe import executed_precision
     from hwbench_pipeline.bench.backends.openvino.quantize import compress_weights, dynamic_quantization_missing
 
-    if torch.device(device).type != "cpu":
-        raise UnsupportedConfigurationError(f"openvino runs on the CPU here, not on {device}")
-    if cache not in GENERATION_CACHES:
-        raise UnsupportedConfigurationError(f"openvino offers the {', '.join(GENERATION_CACHES)} cache, not {cache}")
-    try:
-        spec = canonical_spec(precision)
-    except PrecisionError as exc:
-        raise UnsupportedConfigurationError(str(exc)) from exc
-    if spec not in GENERATION_PRECISIONS:
-        raise UnsupportedConfigurationError(
-            f"precision {spec} is not run by the openvino decode path (it runs {', '.join(GENERATION_PRECISIONS)})")
-    if (reason := BACKEND.unsupported_reason(spec, "cpu")) is not None:
-        raise UnsupportedConfigurationError(f"precision {spec} is not supported by openvino here: {reason}")
-    if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-    check_prompt(inputs)
-    traceable_experts(model)
-    graph = decoder_graph(model)  # refuses what is not a decoder-only causal LM with a plain dynamic cache
-    check_text_prompt(inputs)
-    layout: CacheLayout = graph.layout
+    spec = check_request("openvino", BACKEND, device, cache, precision, max_new_tokens, caches=GENERATION_CACHES,
+                         precisions=GENERATION_PRECISIONS, cpu_only="openvino runs on the CPU here")
+    graph, layout = decode_step_graph(model, inputs)
     export_cache = configuration_cache()
     entry = export_cache / CACHE_ENTRY if export_cache is not None else None
     converted = cached_model(entry)
