@@ -7,6 +7,13 @@ TTFT p50/p99, ITL p50/p99, tokens/s (end to end and decode only), KV bytes per t
 of its greedy tokens equal transformers' generate(); then each one's decode speed against torch's dynamic cache
 (ratio of median inter-token latencies, above 1 is faster).
 
+``--models architectures`` decodes every generative architecture of the installed transformers (text decoders
+with a causal-LM head, encoder-decoders with a sequence-to-sequence LM head), and the run ends with how many
+of them decode the same tokens as generate(), diverge, or fail (by failure class), per target:
+
+    .venv/bin/python benchmarks/generation.py --models architectures --preset tiny --prompt 16 --new-tokens 8 \\
+        --targets cpu-torch --caches dynamic --max-seconds 1
+
     .venv/bin/python benchmarks/generation.py [--models llama,qwen2] [--preset small] [--prompt 128] \\
         [--new-tokens 64] [--batch 1] [--targets cpu-torch,cpu-onnxruntime,cpu-openvino] \\
         [--caches dynamic,static,compiled] [--json out.json]
@@ -32,6 +39,14 @@ def _csv(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
 
 
+def model_names(text: str) -> list[str]:
+    if text == "architectures":
+        from hwbench_pipeline.bench.catalog.generative import generative_architectures
+
+        return generative_architectures()
+    return _csv(text)
+
+
 def configurations(args: argparse.Namespace, targets: list[str]) -> list[GenerationConfig]:
     rule = dataclasses.replace(GENERATION_RULE, max_seconds=args.max_seconds)
     configs = []
@@ -41,7 +56,7 @@ def configurations(args: argparse.Namespace, targets: list[str]) -> list[Generat
         caches = [c for c in _csv(args.caches) if c in offered] or list(offered[:1])
         configs += [GenerationConfig(family, args.preset, target, batch_size=batch, seq_len=prompt,
                                      new_tokens=args.new_tokens, cache=cache, threads=args.threads, rule=rule)
-                    for family in _csv(args.models) for cache in caches for prompt in map(int, _csv(args.prompt))
+                    for family in model_names(args.models) for cache in caches for prompt in map(int, _csv(args.prompt))
                     for batch in map(int, _csv(args.batch))]
     return configs
 
@@ -82,9 +97,32 @@ def print_ratios(rows: list[dict]) -> None:
               f"TTFT x{ref['ttft_p50_ms'] / row['ttft_p50_ms']:.2f}")
 
 
+def print_outcomes(rows: list[dict]) -> None:
+    """Per target: configurations whose greedy tokens all equal generate()'s, those that diverged, and failures
+    by class, with the architectures of each."""
+    from collections import defaultdict
+
+    outcomes: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        if row["status"] != "ok":
+            outcome = f"failed: {row['failure_class']}"
+        elif row["tokens_matching_reference"] == row["new_tokens"]:
+            outcome = "tokens equal generate()"
+        else:
+            outcome = "tokens diverged from generate()"
+        outcomes[row["target"]][outcome].append(row["family"])
+    print("\noutcomes per target")
+    for target, groups in outcomes.items():
+        total = sum(len(names) for names in groups.values())
+        print(f"  {target}: {total} configurations")
+        for outcome, names in sorted(groups.items(), key=lambda item: -len(item[1])):
+            print(f"    {len(names):>4}  {outcome}: {', '.join(sorted(set(names)))}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default="llama,qwen2")
+    parser.add_argument("--models", default="llama,qwen2",
+                        help="comma-separated models, or 'architectures': every generative architecture")
     parser.add_argument("--preset", default="small")
     parser.add_argument("--prompt", default="128")
     parser.add_argument("--new-tokens", type=int, default=64)
@@ -93,6 +131,7 @@ def main() -> None:
     parser.add_argument("--caches", default="dynamic,static,compiled")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--max-seconds", type=float, default=GENERATION_RULE.max_seconds)
+    parser.add_argument("--timeout-s", type=float, default=1800.0, help="per configuration")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     start_server()
@@ -100,11 +139,12 @@ def main() -> None:
     configs = configurations(args, targets)
     print(f"{len(configs)} configurations on {', '.join(targets)}, {args.threads} threads")
     rows = run_configurations(GenerationScenario(), configs, "generation-benchmark", dispatch="process",
-                              timeout_s=1800, lock_dir=host_lock_dir(),
+                              timeout_s=args.timeout_s, lock_dir=host_lock_dir(),
                               on_result=lambda i, n, cfg, row: print(f"[{i}/{n}] {cfg.label}", flush=True))
     print()
     print_rows(rows)
     print_ratios(rows)
+    print_outcomes(rows)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2, default=str))
         print(f"\nrows written to {args.json}")

@@ -123,6 +123,49 @@ def build_model(
     return model.to(device=device, dtype=torch.float32).eval()
 
 
+def generates_tokens(model: str) -> bool:
+    """Whether ``model`` (a curated family, model type, config file or checkpoint) generates text tokens."""
+    if is_curated(model):
+        return family_spec(model).generates_tokens
+    from hwbench_pipeline.bench.catalog.generative import head_class
+    from hwbench_pipeline.bench.catalog.sources import resolve_model
+
+    return head_class(resolve_model(model).model_type) is not None
+
+
+def generative_names() -> str:
+    """The curated generative families, and how many other architectures generate, for a refusal's message."""
+    from hwbench_pipeline.bench.catalog.generative import generative_architectures
+
+    curated_names = [name for name, spec in FAMILIES.items() if spec.generates_tokens]
+    others = [name for name in generative_architectures() if name not in FAMILIES]
+    return f"{', '.join(curated_names)}, or any of {len(others)} other architectures such as gpt2, mistral, bart"
+
+
+def build_generative_model(family: str, preset: str, *, seed: int = 0, device: str = "cpu") -> torch.nn.Module:
+    """``family``/``preset`` with the head that generates tokens (a curated family's own class; any other
+    architecture's causal-LM or sequence-to-sequence LM head), fp32, frozen, in eval mode; ``device="meta"``
+    allocates nothing."""
+    if is_curated(family):
+        if not family_spec(family).generates_tokens:
+            from hwbench_pipeline.bench.failures import UnsupportedConfigurationError
+
+            raise UnsupportedConfigurationError(f"{family} does not generate tokens; generative models: "
+                                                f"{generative_names()}")
+        return build_model(family, preset, seed=seed, device=device)
+    from hwbench_pipeline.bench.catalog import generic
+    from hwbench_pipeline.bench.catalog.generative import build_generative_model as build_with_head
+    from hwbench_pipeline.bench.catalog.sources import resolve_model
+
+    source = resolve_model(family)
+    checkpoint = source.path if source.kind == "checkpoint" else None
+    config = generic.build_config(source, preset)
+    if device == "meta":
+        with torch.device("meta"):
+            return build_with_head(config, source.model_type, meta=True)
+    return build_with_head(config, source.model_type, seed=seed, checkpoint=checkpoint)
+
+
 def use_default_attention(model: torch.nn.Module) -> str:
     """Switch a model built with eager attention to the one transformers picks by default (SDPA where every part
     of the model supports it, else eager), weights unchanged; returns the implementation that now runs."""

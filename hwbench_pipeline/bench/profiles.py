@@ -367,6 +367,21 @@ def _model_list(raw: object, source: str) -> tuple[str, ...]:
     return tuple(raw)
 
 
+def _generative_list(raw: object, source: str) -> tuple[str, ...]:
+    """The generation section's models: ``all`` curated generative families, or a list of models (as the
+    inference section takes them) each of which generates tokens."""
+    from hwbench_pipeline.bench import models
+
+    if raw == "all":
+        return tuple(name for name, spec in models.FAMILIES.items() if spec.generates_tokens)
+    names = _model_list(raw, source)
+    silent = [name for name in names if not models.generates_tokens(name)]
+    if silent:
+        raise ProfileError(f"{source}: {_names(silent)} do not generate tokens; generative models: "
+                           f"{models.generative_names()}")
+    return names
+
+
 def _number(raw: object, key: str, source: str, *, low: float = 0.0, high: float | None = None,
             integer: bool = False, low_included: bool = False) -> Any:
     """``raw`` if it is a number above ``low`` (or at it, with ``low_included``) and at most ``high``; else
@@ -500,9 +515,8 @@ def _generation_section(raw: object, source: str, timeout: float) -> GenerationP
     if not isinstance(raw, dict):
         raise ProfileError(f"{source}: expected a mapping of keys {', '.join(sorted(GENERATION_REQUIRED_KEYS))}")
     _check_keys(raw, GENERATION_REQUIRED_KEYS, GENERATION_OPTIONAL_KEYS, source)
-    generative = tuple(name for name, spec in models.FAMILIES.items() if spec.generates_tokens)
     return GenerationProfile(
-        families=_choice_list(raw["families"], "families", generative, source),
+        families=_generative_list(raw["families"], source),
         presets=_choice_list(raw["presets"], "presets", tuple(models.PRESETS), source),
         batch_sizes=_int_list(raw["batch_sizes"], "batch_sizes", source),
         prompt_lens=_int_list(raw["prompt_lens"], "prompt_lens", source),

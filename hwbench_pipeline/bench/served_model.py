@@ -69,10 +69,10 @@ def load_served_model(family: str, preset: str, target: str, *, seed: int = 0) -
     from hwbench_pipeline.bench.backends import backend_available, load_backend
     from hwbench_pipeline.bench.hardware import parse_target
 
-    spec = models.check_model(family, preset)
-    if not spec.generates_tokens:
-        generative = ", ".join(name for name, s in models.FAMILIES.items() if s.generates_tokens)
-        raise ValueError(f"{family} does not generate tokens; generative families: {generative}")
+    if models.is_curated(family):
+        models.check_model(family, preset)
+    if not models.generates_tokens(family):
+        raise ValueError(f"{family} does not generate tokens; generative models: {models.generative_names()}")
     parsed = parse_target(target)
     # torch only for now: the exported backends' prepare_generator exports a graph (seconds to minutes), which a
     # per-request Generator would pay on every request
@@ -83,7 +83,7 @@ def load_served_model(family: str, preset: str, target: str, *, seed: int = 0) -
     if not ok:
         raise ValueError(f"{target} is not available here: {why}")
     models.import_model_code(family)
-    model = models.build_model(family, preset, seed=seed)
+    model = models.build_generative_model(family, preset, seed=seed)
     models.use_default_attention(model)
     served = ServedModel(family, preset, target, parsed.torch_device, load_backend(parsed.backend), model)
     inputs = served.inputs(None, 4, seed, 1)

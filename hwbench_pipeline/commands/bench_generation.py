@@ -25,8 +25,8 @@ def _names(raw: str | None, option: str, accepted: tuple[str, ...]) -> list[str]
 def generation_configs(args: argparse.Namespace, targets: list[str]) -> tuple:
     """(the scenario, its configurations) for the options; ValueError names a bad one. The caches each target's
     backend does not offer are left out for it; where it offers none of those named, its default runs."""
+    from hwbench_pipeline.bench import models
     from hwbench_pipeline.bench.backends import load_backend
-    from hwbench_pipeline.bench.families import FAMILIES
     from hwbench_pipeline.bench.hardware import parse_target
     from hwbench_pipeline.bench.precision import CACHE_PRECISIONS, MODEL_CACHE_PRECISION
     from hwbench_pipeline.bench.scenarios.generation import (
@@ -37,9 +37,9 @@ def generation_configs(args: argparse.Namespace, targets: list[str]) -> tuple:
     )
 
     default_prompt = check_bench_model(args.model, args.preset)
-    if args.model not in FAMILIES or not FAMILIES[args.model].generates_tokens:
-        generative = ", ".join(name for name, spec in FAMILIES.items() if spec.generates_tokens)
-        raise ValueError(f"--scenario generation needs a generative family ({generative}); {args.model} is not one")
+    if not models.generates_tokens(args.model):
+        raise ValueError(f"--scenario generation needs a generative model ({models.generative_names()}); "
+                         f"{args.model} is not one")
     prompts = csv_ints(args.prompt or args.seq, "--prompt") if (args.prompt or args.seq) else [default_prompt]
     caches = _names(args.cache, "--cache", CACHE_NAMES)
     kv = _names(args.kv_precision, "--kv-precision", CACHE_PRECISIONS) or [MODEL_CACHE_PRECISION]

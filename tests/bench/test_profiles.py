@@ -29,6 +29,11 @@ VALID = {
 }
 
 
+def test_a_generation_section_takes_any_generative_architecture(tmp_path):
+    document = _with("generation.families", ["llama", "gpt2", "bart"])
+    assert load_profile(_write(tmp_path, document)).generation.families == ("llama", "gpt2", "bart")
+
+
 def _write(tmp_path, document) -> str:
     path = tmp_path / "mine.yaml"
     path.write_text(yaml.safe_dump(document))
@@ -140,7 +145,8 @@ HUGE = 10**400  # an integer no float holds
     ("distributed.microbatches", 2.0, "distributed: 'microbatches' must be an integer > 0, got 2.0"),
     ("distributed.timeout_s", -1, "distributed: 'timeout_s' must be a number > 0"),
     # generation
-    ("generation.families", ["bert"], "generation: unknown families bert; accepted: t5, llama, qwen2, whisper, llava"),
+    ("generation.families", ["bert"], "generation: bert do not generate tokens; generative models: t5, llama, qwen2"),
+    ("generation.families", ["no_such_model"], "generation: unknown families no_such_model; accepted: bert,"),
     ("generation.prompt_lens", [16, 16], "generation: 'prompt_lens' lists 16 more than once"),
     ("generation.new_tokens", 0, "generation: 'new_tokens' must be an integer > 0, got 0"),
     ("generation.new_tokens", True, "generation: 'new_tokens' must be an integer > 0, got True"),

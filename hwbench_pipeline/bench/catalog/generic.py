@@ -98,18 +98,21 @@ def refuse_if_too_big(config: Any, headroom: float = 0.5) -> None:
                                                 "available here: not built")
 
 
-def build_model(config: Any, *, seed: int = 0, checkpoint: Path | None = None) -> torch.nn.Module:
-    """The base model of ``config``'s architecture in fp32, frozen, in eval mode: random weights drawn after
-    ``torch.manual_seed(seed)``, or a checkpoint's own weights, every one of which must load."""
+def build_model(config: Any, *, seed: int = 0, checkpoint: Path | None = None,
+                auto_class: Any = None) -> torch.nn.Module:
+    """The base model of ``config``'s architecture (or the one ``auto_class`` builds, a head included) in fp32,
+    frozen, in eval mode: random weights drawn after ``torch.manual_seed(seed)``, or a checkpoint's own weights,
+    every one of which must load."""
     from transformers import AutoModel
 
+    auto = auto_class or AutoModel
     refuse_if_too_big(config)
     torch.manual_seed(seed)
     if checkpoint is None:
-        model = AutoModel.from_config(config, attn_implementation=ATTENTION)
+        model = auto.from_config(config, attn_implementation=ATTENTION)
     else:
         try:
-            model, info = AutoModel.from_pretrained(
+            model, info = auto.from_pretrained(
                 checkpoint, config=config, attn_implementation=ATTENTION, local_files_only=True,
                 trust_remote_code=False, use_safetensors=True, output_loading_info=True,
                 ignore_mismatched_sizes=True)  # mismatches are listed below and refused, with their names

@@ -114,6 +114,12 @@ class TorchGenerator:
                 positions = torch.arange(self._prompt_len, device=self.device)
                 out = self._forward(**prompt, cache=self._cache, use_cache=True, cache_position=positions,
                                     **self._last_logits_only)
+            from hwbench_pipeline.bench.backends.torch.kv_cache import holds_states
+
+            if not holds_states(self._cache):
+                raise UnsupportedConfigurationError(
+                    f"{type(self.model).__name__} stored nothing in transformers' cache during the prefill (it keeps "
+                    f"no cache, or one of its own): a decode loop over a cache cannot run it")
             return self._greedy(out)
 
     def next(self, tokens: torch.Tensor) -> torch.Tensor:

@@ -34,6 +34,7 @@ from transformers.cache_utils import (
     EncoderDecoderCache,
     Fp8QuantizedLayer,
     HQQQuantizedLayer,
+    LinearAttentionCacheLayerMixin,
     QuantizedCache,
     QuantizedLayer,
     QuantoQuantizedLayer,
@@ -258,7 +259,7 @@ def _plain_tensors(obj: Any, seen: set[int]) -> list[torch.Tensor]:
         return [t for item in obj for t in _plain_tensors(item, seen)]
     if isinstance(obj, dict):
         return [t for item in obj.values() for t in _plain_tensors(item, seen)]
-    if isinstance(obj, CacheLayerMixin):
+    if isinstance(obj, CacheLayerMixin | LinearAttentionCacheLayerMixin):
         return [t for item in vars(obj).values() for t in _plain_tensors(item, seen)]
     return []
 
@@ -285,9 +286,23 @@ LAYER_BACKENDS: dict[type, str] = {HQQQuantizedLayer: "hqq", QuantoQuantizedLaye
 DTYPE_NAMES: dict[torch.dtype, str] = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 
-def _layer_precision(layer: CacheLayerMixin) -> str:
-    if not layer.is_initialized:
-        raise ValueError("the cache holds nothing yet: run the model with it before asking what precision ran")
+def layer_holds_states(layer: CacheLayerMixin | LinearAttentionCacheLayerMixin) -> bool:
+    """Whether a model run has stored anything in ``layer`` (keys and values, or a recurrent layer's states)."""
+    if isinstance(layer, LinearAttentionCacheLayerMixin):
+        return layer.dtype is not None
+    # a hybrid model's placeholder for a layer without attention is "initialized" but holds no keys
+    return bool(layer.is_initialized) and getattr(layer, "keys", None) is not None
+
+
+def holds_states(cache: Cache) -> bool:
+    """Whether a model run has stored anything in ``cache``: a model that keeps its own state elsewhere, or none,
+    leaves transformers' cache empty."""
+    return any(layer_holds_states(layer) for layer in _layers(cache))
+
+
+def _layer_precision(layer: CacheLayerMixin | LinearAttentionCacheLayerMixin) -> str:
+    if isinstance(layer, LinearAttentionCacheLayerMixin):  # a recurrent layer's conv and recurrent states
+        return DTYPE_NAMES.get(layer.dtype, str(layer.dtype).removeprefix("torch."))
     if isinstance(layer, Fp8QuantizedLayer):
         return "fp8-e4m3"
     if isinstance(layer, QuantizedLayer):
@@ -299,8 +314,10 @@ def _layer_precision(layer: CacheLayerMixin) -> str:
 def cache_precision_ran(cache: Cache) -> str:
     """What the cache ran, observed from its layers once used: "fp32", "bf16", "hqq-int4", "quanto-int2"; layers
     that differ are joined with "+"."""
-    names = list(dict.fromkeys(_layer_precision(layer) for layer in _layers(cache)))
-    return "+".join(names)
+    held = [layer for layer in _layers(cache) if layer_holds_states(layer)]
+    if not held:
+        raise ValueError("the cache holds nothing yet: run the model with it before asking what precision ran")
+    return "+".join(dict.fromkeys(_layer_precision(layer) for layer in held))
 
 
 def cache_settings(cache: Cache) -> dict[str, Any]:

@@ -35,13 +35,18 @@ def decoder_prompt_tokens(inputs: dict[str, Any], config: Any) -> int:
 
 def generation_inputs(family: str, config: Any, batch_size: int, prompt_tokens: int, *, seed: int,
                       model: Any) -> dict[str, Any]:
-    """The family's inputs at the prompt length; an encoder-decoder that reads its prompt in the encoder (t5)
-    starts its decoder from the start token alone, as generate() does."""
+    """The family's inputs at the prompt length (any other architecture's: random token ids); an encoder-decoder
+    that reads its prompt in the encoder (t5) starts its decoder from the start token alone, as generate() does."""
     import torch
 
     from hwbench_pipeline.bench import models
 
-    inputs = models.make_inputs(family, config, batch_size, prompt_tokens, seed=seed, model=model)
+    if models.is_curated(family):
+        inputs = models.make_inputs(family, config, batch_size, prompt_tokens, seed=seed, model=model)
+    else:
+        from hwbench_pipeline.bench.catalog.generative import prompt_inputs
+
+        inputs = prompt_inputs(config, batch_size, prompt_tokens, seed=seed)
     if getattr(config, "is_encoder_decoder", False) and "input_ids" in inputs:
         start = getattr(config, "decoder_start_token_id", None)
         start = config.pad_token_id if start is None else start

@@ -82,7 +82,7 @@ def measure_generation(cfg: GenerationConfig, run_id: str) -> dict:
     t0 = time.perf_counter()
     config = models.build_config(cfg.family, cfg.preset)
     check_context(config, cfg.seq_len, cfg.new_tokens, cfg.label)  # before building anything large
-    model = models.build_model(cfg.family, cfg.preset, seed=cfg.seed)
+    model = models.build_generative_model(cfg.family, cfg.preset, seed=cfg.seed)
     inputs = generation_inputs(cfg.family, config, cfg.batch_size, cfg.seq_len, seed=cfg.seed, model=model)
     # the positions the decoder holds: its prompt as built (llava's image tokens included) and the new tokens
     decoder_prompt = decoder_prompt_tokens(inputs, config)
