@@ -3,6 +3,8 @@
     .venv/bin/python benchmarks/predictor_eval.py                     # on the committed fixture of real rows
     .venv/bin/python benchmarks/predictor_eval.py --data-dir data     # on a warehouse
     .venv/bin/python benchmarks/predictor_eval.py --json out.json     # also write every figure
+    .venv/bin/python benchmarks/predictor_eval.py --generation rows.json   # prefill and decode rows of
+                                                  # benchmarks/generation.py --json, with this host's peaks
     .venv/bin/python benchmarks/predictor_eval.py --journal data/sweeps/architectures.jsonl   # coverage probes
     ... --journal J --repeat R     # R: the same probes run again (architecture_sweep.py --only ... --journal R)
 
@@ -89,8 +91,30 @@ def host_peaks(targets: list[str], threads: int) -> pl.DataFrame:
     return pl.DataFrame(rows)
 
 
-def load_frame(data_dir: str | None, clean_only: bool, journals: list[str] | None = None) -> pl.DataFrame:
-    if journals:
+def generation_rows(paths: list[str]) -> pl.DataFrame:
+    """Rows written by ``benchmarks/generation.py --json`` as the predictor's prefill and decode rows."""
+    from hwbench_pipeline.predict.generation_modes import generation_as_results
+
+    rows = [row for path in paths for row in json.loads(Path(path).read_text())]
+    keep = {"status", "family", "preset", "target", "batch_size", "seq_len", "new_tokens", "precision",
+            "quantization", "cache_precision", "cache_implementation", "threads", "ttft_p50_ms", "itl_p50_ms",
+            "peak_rss_mb", "baseline_rss_mb", "contaminated", "run_id", "backend", "device_kind"}
+    frame = pl.DataFrame([{k: r.get(k) for k in keep} for r in rows], infer_schema_length=None)
+    return generation_as_results(frame)
+
+
+def load_frame(data_dir: str | None, clean_only: bool, journals: list[str] | None = None,
+               generation: list[str] | None = None) -> pl.DataFrame:
+    if generation:
+        from hwbench_pipeline.bench.hardware import parse_target
+
+        results = generation_rows(generation)
+        kinds = {t: parse_target(t) for t in results["target"].unique().to_list()}
+        results = results.with_columns(
+            backend=pl.col("target").replace_strict({t: k.backend for t, k in kinds.items()}),
+            device_kind=pl.col("target").replace_strict({t: k.device_kind for t, k in kinds.items()}))
+        targets = host_peaks(sorted(kinds), int(results["threads"].max()))
+    elif journals:
         results = journal_probes(journals)
         targets = host_peaks(sorted(results["target"].unique().to_list()), int(results["threads"].max()))
     elif data_dir:
@@ -140,11 +164,14 @@ def main() -> int:
     parser.add_argument("--clean-only", action="store_true", help="drop rows flagged contaminated")
     parser.add_argument("--journal", action="append", help="a coverage sweep journal of this host (repeatable)")
     parser.add_argument("--repeat", help="a journal of the same probes run again: their noise floor is printed")
+    parser.add_argument("--generation", action="append",
+                        help="rows of benchmarks/generation.py --json from this host (repeatable): their prefill "
+                             "and decode steps are the rows")
     parser.add_argument("--json", help="write every figure to this file")
     args = parser.parse_args()
 
     t0 = time.perf_counter()
-    frame = load_frame(args.data_dir, args.clean_only, args.journal)
+    frame = load_frame(args.data_dir, args.clean_only, args.journal, args.generation)
     print(f"{frame.height} measured rows, {frame['architecture'].n_unique()} architectures, targets "
           f"{', '.join(sorted(frame['target'].unique()))}; contaminated rows: "
           f"{int(frame['contaminated'].fill_null(False).sum())}")
@@ -168,6 +195,13 @@ def main() -> int:
             m = result["memory_predictor"]
             print(f"{'':41s} | peak memory: MAPE {pct(m['mape'])}, ±10 % {pct(m['within_10pct'])}, "
                   f"coverage {pct(m['coverage'])}")
+
+    by_mode = evaluations["splits"].get("leave_architecture_out", {}).get("by_mode", {})
+    if len(by_mode) > 1 or set(by_mode) - {"inference"}:
+        print("\nleave-architecture-out per mode | rows | MAPE    | median  | ±10 %   | ±20 %   | 90 % cover")
+        for mode, m in by_mode.items():
+            print(f"{mode:31s} | {m['n']:4d} | {pct(m['mape'])} | {pct(m['median_ape'])} | {pct(m['within_10pct'])} | "
+                  f"{pct(m['within_20pct'])} | {pct(m['coverage'])}")
 
     print("\nrecommendations, architectures held out | objective | decisions | picked optimum | mean regret")
     for who, objectives in recommendations.items():
@@ -198,8 +232,8 @@ def main() -> int:
     for source, m in estimators.items():
         print(f"\nanswers labelled {source!r}, scored held out on the {m['n']} rows that estimator answers: "
               f"MAPE {pct(m['mape'])}, within ±10 % {pct(m['within_10pct'])}, coverage {pct(m['coverage'])}")
-    floor = probe_noise_floor(frame, args.repeat) if args.repeat else {} if args.data_dir or args.journal \
-        else noise_floor()
+    floor = probe_noise_floor(frame, args.repeat) if args.repeat else {} \
+        if args.data_dir or args.journal or args.generation else noise_floor()
     for name, f in floor.items():
         print(f"\nnoise floor, {name.replace('_', ' ')}: {f['n']} configurations measured twice differ by MAPE "
               f"{pct(f['mape'])}, median {pct(f['median_ape'])}; {pct(f['within_10pct'])} within ±10 %, "

@@ -25,6 +25,12 @@ def evaluation_markdown(schema: dict) -> str:
             lines.append(f"| {method} | {held} | {m['n']} | {who.replace('_', ' ')} | {_pct(m['mape'])} | "
                          f"{_pct(m['median_ape'])} | {_pct(m['within_10pct'])} | {_pct(m['within_20pct'])} | "
                          f"{_pct(m['coverage'])} |")
+    by_mode = (schema.get("evaluation") or {}).get("by_mode") or {}
+    if len(by_mode) > 1:
+        lines += ["", "| mode, architectures held out | rows | MAPE | within ±10 % | 90 % interval coverage |",
+                  "|---|---:|---:|---:|---:|"]
+        lines += [f"| {mode} | {m['n']} | {_pct(m['mape'])} | {_pct(m['within_10pct'])} | {_pct(m['coverage'])} |"
+                  for mode, m in by_mode.items()]
     recs = schema.get("evaluations", {}).get("recommendations", {})
     if recs:
         lines += ["", "| recommendations on held-out architectures | objective | decisions "
@@ -65,6 +71,9 @@ def performance_predictor(context: dg.AssetExecutionContext, warehouse: Warehous
     for objective, r in schema.get("evaluations", {}).get("recommendations", {}).get("predictor", {}).items():
         metadata[f"recommendation_{objective}_picked_optimum"] = dg.MetadataValue.float(round(r["picked_optimum"], 4))
         metadata[f"recommendation_{objective}_mean_regret"] = dg.MetadataValue.float(round(r["mean_regret"], 4))
+    for mode, figures in (evaluation.get("by_mode") or {}).items():
+        if figures.get("mape") is not None:
+            metadata[f"held_out_mape_{mode}"] = dg.MetadataValue.float(round(figures["mape"], 4))
     for source, figures in (evaluation.get("estimators") or {}).items():
         if figures.get("mape") is not None:
             metadata[f"held_out_mape_when_{source}"] = dg.MetadataValue.float(round(figures["mape"], 4))

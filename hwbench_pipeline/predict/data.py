@@ -9,6 +9,9 @@ marked ``measurement = probe``: hundreds of architectures at the tiny preset, ea
 ``bench/catalog/probe.py``). Probes of a curated family's model type are left out: that name's rows are the
 curated presets, which are other configs than the probe's scaled default.
 
+Generation rows (``generation_results``) join as two modes, ``prefill`` and ``decode``
+(:mod:`hwbench_pipeline.predict.generation_modes`), with ``context_len`` and ``new_tokens``.
+
 ``precision`` is read as a spec (``int8-static``, see :func:`with_precision_specs`).
 """
 
@@ -19,8 +22,12 @@ from dataclasses import dataclass
 import polars as pl
 
 from hwbench_pipeline.bench.precision import spec_expr
+from hwbench_pipeline.predict.generation_modes import generation_as_results
 from hwbench_pipeline.warehouse.schema import TABLES
 from hwbench_pipeline.warehouse.store import Warehouse
+
+#: generation columns kept on the prefill and decode rows beside the inference table's
+GENERATION_COLUMNS = ("context_len", "new_tokens", "cache_implementation")
 
 
 @dataclass
@@ -68,6 +75,15 @@ def probes_as_results(coverage: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def concat_rows(results: pl.DataFrame, more: pl.DataFrame) -> pl.DataFrame:
+    """``results`` and ``more`` as one frame; timestamps take ``results``' dtype (read back from different tables,
+    they can carry different zone names)."""
+    same = [pl.col(c).cast(results.schema[c]) for c in more.columns
+            if c in results.columns and results.schema[c] != more.schema[c]
+            and isinstance(results.schema[c], pl.Datetime)]
+    return pl.concat([results, more.with_columns(same)], how="diagonal_relaxed")
+
+
 def with_precision_specs(frame: pl.DataFrame) -> pl.DataFrame:
     """``precision`` as a spec (``int8-static``; bench/precision.py): the predictor and the recommender treat
     each int8 recipe as a precision of its own, since both its speed and its quality differ."""
@@ -85,15 +101,15 @@ def load(warehouse: Warehouse) -> WarehouseData:
         mapped = _training_as_results(training)
         mapped = mapped.select([c for c in mapped.columns if c in results.columns])
         results = pl.concat([results, mapped], how="diagonal_relaxed")
+    generation = _optional(warehouse, "generation_results")
+    steps = generation_as_results(generation) if generation is not None else pl.DataFrame()
+    if steps.height:
+        keep = [c for c in steps.columns if c in results.columns or c in GENERATION_COLUMNS]
+        results = concat_rows(results, steps.select(keep))
     coverage = _optional(warehouse, "architecture_coverage")
     probes = probes_as_results(coverage) if coverage is not None else pl.DataFrame()
     if probes.height:
-        # one dtype per column: timestamps read back from different tables can carry different zone names
-        same = [pl.col(c).cast(results.schema[c]) for c in probes.columns
-                if c in results.columns and results.schema[c] != probes.schema[c]
-                and isinstance(results.schema[c], pl.Datetime)]
-        results = pl.concat([results.with_columns(measurement=pl.lit("benchmark")), probes.with_columns(same)],
-                            how="diagonal_relaxed")
+        results = concat_rows(results.with_columns(measurement=pl.lit("benchmark")), probes)
     failures = warehouse.read("failures", latest=True)
     return WarehouseData(
         results=with_precision_specs(results),

@@ -137,11 +137,23 @@ def leave_architecture_out(frame: pl.DataFrame) -> tuple[dict, pl.DataFrame]:
     )
     result = _pooled(oof, "leave_architecture_out", sorted(oof["architecture"].unique().to_list()))
     result["estimators"] = estimator_errors(oof, low, high)
+    result["by_mode"] = errors_by_mode(oof)
     if "memory_booster" in oof.columns and oof["memory_booster"].null_count() == 0:
         m_low, m_high = _cv_plus(oof, "memory_residual", "memory_booster")
         result["memory_predictor"] = metrics(oof["peak_rss_mb"].to_numpy(), oof["memory_booster"].to_numpy(),
                                              m_low, m_high)
     return result, oof
+
+
+def errors_by_mode(oof: pl.DataFrame) -> dict:
+    """The final answers' held-out errors per mode (inference, training, prefill, decode): one pooled figure would
+    hide a mode the predictor has few rows of."""
+    out = {}
+    for mode in sorted(oof["mode"].unique().to_list()):
+        rows = oof.filter(pl.col("mode") == mode)
+        out[mode] = metrics(rows["p50_ms"].to_numpy(), rows["predicted_ms"].to_numpy(),
+                            rows["predicted_low"].to_numpy(), rows["predicted_high"].to_numpy())
+    return out
 
 
 def estimator_errors(oof: pl.DataFrame, low: np.ndarray, high: np.ndarray) -> dict:
@@ -245,6 +257,7 @@ def evaluate_all(frame: pl.DataFrame, *, recommendations: bool = True) -> dict:
         headline["baseline_mape"] = family["roofline_baseline"]["mape"]
         headline["baseline_within_10pct"] = family["roofline_baseline"]["within_10pct"]
         headline["estimators"] = family["estimators"]
+        headline["by_mode"] = family["by_mode"]
     out = {"headline": headline, "splits": splits, "unseen_architecture_residuals": residuals,
            "held_out_rows": held_out_rows(oof) if oof is not None else None}
     if recommendations and oof is not None:

@@ -14,12 +14,20 @@ import polars as pl
 
 from hwbench_pipeline.bench.precision import PRECISIONS, format_expr
 from hwbench_pipeline.predict import roofline
+from hwbench_pipeline.predict.generation_modes import (
+    has_generation_rows,
+    is_generation_mode,
+    learnable,
+    with_generation_flops,
+    with_query_context,
+)
 from hwbench_pipeline.predict.shapes import SHAPE_COLUMNS, FlopCounter, ModelSpec, describe, leaf_modules
 
 NUMERIC_FEATURES = [
     "log_flops", "log_params", "log_weight_bytes", "log_activation_bytes", "log_intensity", "log_roofline_ms",
     "compute_bound", "layers", "hidden_size", "heads", "kv_heads", "log_intermediate", "log_vocab", "experts",
-    "leaf_modules", "log_batch", "log_seq", "threads", "log_peak_gflops", "log_peak_gbps", "cpu_cores", "memory_gb",
+    "leaf_modules", "log_batch", "log_seq", "log_context", "threads", "log_peak_gflops", "log_peak_gbps",
+    "cpu_cores", "memory_gb",
 ]
 CATEGORICAL_FEATURES = ["precision", "mode", "category", "attention_kind", "backend", "device_kind"]
 #: per-row shape columns a row may carry itself (a coverage probe measured them on the model it built)
@@ -28,6 +36,7 @@ SHAPE_SCHEMA = {"category": pl.String, "params": pl.Int64, "layers": pl.Int64, "
                 "experts": pl.Int64, "attention_kind": pl.String, "model_type": pl.String, "leaf_modules": pl.Int64}
 HARDWARE_COLUMNS = ["target", "device_kind", "backend", "peak_threads", *(f"peak_gflops_{p}" for p in PRECISIONS),
                     "peak_gbps", "cpu_cores", "memory_gb"]
+#: a decode question adds ``new_tokens`` (its context grows with each token; generation_modes.py)
 QUERY_COLUMNS = ["family", "preset", "target", "batch_size", "seq_len", "precision", "threads", "mode"]
 
 
@@ -105,7 +114,12 @@ def with_shapes(frame: pl.DataFrame, models: pl.DataFrame | None = None) -> pl.D
 
 
 def with_flops(frame: pl.DataFrame, counter: FlopCounter) -> pl.DataFrame:
-    """FLOPs per call (per-sample count x batch) and where the count came from."""
+    """FLOPs per call (per-sample count x batch) and where the count came from; a prefill or decode step's are
+    worked out from counted forward passes (:mod:`~hwbench_pipeline.predict.generation_modes`)."""
+    if has_generation_rows(frame):
+        forward = with_flops(frame.filter(~is_generation_mode(frame)), counter)
+        steps = with_generation_flops(frame.filter(is_generation_mode(frame)), counter)
+        return pl.concat([forward, steps], how="diagonal_relaxed")
     per_sample, source = [], []
     for family, preset, seq in frame.select("family", "preset", "seq_len").iter_rows():
         flops, how = counter.per_sample(ModelSpec(family, preset), int(seq))
@@ -133,6 +147,9 @@ def derived(frame: pl.DataFrame) -> pl.DataFrame:
         compute_bound=(pl.col("compute_ms") >= pl.col("memory_ms")).cast(pl.Float64),
         log_batch=log("batch_size"),
         log_seq=log("seq_len"),
+        # the positions attended: the sequence itself, but a decode step's cache (generation_modes.py)
+        log_context=pl.coalesce(log("context_len"), log("seq_len")) if "context_len" in frame.columns
+        else log("seq_len"),
         log_peak_gflops=log("peak_gflops"),
         log_peak_gbps=log("peak_gbps"),
     )
@@ -142,11 +159,17 @@ def training_frame(results: pl.DataFrame, models: pl.DataFrame | None = None,
                    targets: pl.DataFrame | None = None) -> pl.DataFrame:
     """Measured rows (status ok, measured FLOPs) as a feature frame. Without ``targets`` the hardware columns
     are left out (the saved predictor fills them from the peaks it was trained with)."""
-    ok = results.filter((pl.col("status") == "ok") & pl.col("flops_per_call").is_not_null()
-                        & (pl.col("p50_ms") > 0))
+    ok = results.filter((pl.col("status") == "ok") & (pl.col("flops_per_call").is_not_null()
+                                                      | is_generation_mode(results)) & (pl.col("p50_ms") > 0))
     if "mode" not in ok.columns:
         ok = ok.with_columns(mode=pl.lit("inference"))
-    frame = with_shapes(ok, models=models)
+    steps = is_generation_mode(ok)
+    if has_generation_rows(ok):  # generation rows carry no FLOPs: they are worked out from counted forward passes
+        shaped = learnable(with_shapes(ok.filter(steps), models=models))
+        counted = with_generation_flops(shaped, FlopCounter.from_results(results))
+        frame = pl.concat([with_shapes(ok.filter(~steps), models=models), counted], how="diagonal_relaxed")
+    else:
+        frame = with_shapes(ok, models=models)
     if targets is None:
         return frame
     return derived(with_hardware(frame, targets))
@@ -158,7 +181,7 @@ def query_frame(queries: list[dict] | pl.DataFrame, targets: pl.DataFrame, count
     frame = queries if isinstance(queries, pl.DataFrame) else pl.DataFrame(queries, schema={
         "family": pl.String, "preset": pl.String, "target": pl.String, "batch_size": pl.Int64,
         "seq_len": pl.Int64, "precision": pl.String, "threads": pl.Int64, "mode": pl.String})
-    frame = with_flops(with_shapes(frame, models), counter)
+    frame = with_flops(with_shapes(with_query_context(frame), models), counter)
     return derived(with_hardware(frame, targets))
 
 
@@ -170,9 +193,11 @@ def feature_names(vocab: dict[str, list[str]]) -> list[str]:
     return NUMERIC_FEATURES + [f"{c}={v}" for c in CATEGORICAL_FEATURES for v in vocab[c]]
 
 
-def feature_matrix(frame: pl.DataFrame, vocab: dict[str, list[str]]) -> np.ndarray:
-    """Numeric features as they are (missing → NaN, which XGBoost handles) plus one-hot categoricals."""
-    columns = [frame[c].cast(pl.Float64).fill_null(np.nan).to_numpy() for c in NUMERIC_FEATURES]
+def feature_matrix(frame: pl.DataFrame, vocab: dict[str, list[str]],
+                   numeric: list[str] | None = None) -> np.ndarray:
+    """Numeric features as they are (missing → NaN, which XGBoost handles) plus one-hot categoricals.
+    ``numeric``: the numeric features a saved predictor was trained with (an older one may lack a newer one)."""
+    columns = [frame[c].cast(pl.Float64).fill_null(np.nan).to_numpy() for c in numeric or NUMERIC_FEATURES]
     for c in CATEGORICAL_FEATURES:
         values = frame[c].cast(pl.String).to_list()
         columns += [np.array([v == level for v in values], dtype=float) for level in vocab[c]]

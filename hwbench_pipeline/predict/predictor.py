@@ -216,6 +216,11 @@ class Predictor:
     names: list[str] = field(default_factory=list)
 
     @property
+    def numeric_features(self) -> list[str]:
+        """The numeric features, in the order the boosters were trained on (the names without a category)."""
+        return [name for name in self.names if "=" not in name]
+
+    @property
     def usable(self) -> bool:
         return bool(self.schema.get("usable")) and self.latency is not None
 
@@ -279,7 +284,7 @@ class Predictor:
 
     def log_ratios(self, frame: pl.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
         """The boosters' raw answers (log measured/bound, log peak/floor), no fallback, no interval."""
-        x = feature_matrix(frame, self.schema["vocabulary"])
+        x = feature_matrix(frame, self.schema["vocabulary"], self.numeric_features)
         memory = _predict(self.memory, x, self.names) if self.memory is not None else None
         return _predict(self.latency, x, self.names), memory
 
@@ -300,7 +305,7 @@ class Predictor:
             use &= frame["architecture"].is_in(self.schema.get("seen_architectures", [])).to_numpy()
         if use.any():
             sub = frame.filter(pl.Series(use))
-            x = feature_matrix(sub, self.schema["vocabulary"])
+            x = feature_matrix(sub, self.schema["vocabulary"], self.numeric_features)
             seen = np.array([f"{f}/{p}" in set(self.schema["seen_models"])
                              for f, p in sub.select("family", "preset").iter_rows()])
             lat = self._conformal_answer(self.latency, x, seen, "latency", analytic[use])
@@ -471,4 +476,5 @@ def predict_latency_ms(booster, schema: dict, frame: pl.DataFrame) -> np.ndarray
             frame = with_hardware(frame, pl.DataFrame(schema["targets"]))
         frame = derived(frame)
     scale = roofline.overhead_model_ms(frame, schema.get("overhead_model"))
-    return scale * np.exp(_predict(booster, matrix(frame, schema["vocabulary"]), schema["features"]))
+    numeric = [name for name in schema["features"] if "=" not in name]
+    return scale * np.exp(_predict(booster, matrix(frame, schema["vocabulary"], numeric), schema["features"]))
