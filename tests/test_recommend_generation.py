@@ -157,7 +157,8 @@ def test_filters_pick_among_measured_configurations(capsys, measured):
 
 @pytest.mark.parametrize("args, expected", [
     (["--model", "llama/tiny", "--prompt", "512"],
-     "llama/tiny generation was measured at prompts 8, 16, not 512; generation figures are not predicted yet"),
+     "llama/tiny generation was measured at prompts 8, 16, not 512; generation figures of this model are not "
+     "predicted here, as no predictor is saved (materialize performance_predictor)"),
     (["--model", "llama/tiny", "--new-tokens", "7"], "was measured with 6 new tokens, not 7"),
     (["--model", "llama/tiny", "--targets", "cuda-torch"], "--targets cuda-torch: no generation row of llama/tiny"),
     (["--model", "llama/tiny", "--batch", "64"], "--batch 64: no generation row of llama/tiny"),

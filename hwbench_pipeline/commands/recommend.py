@@ -266,7 +266,8 @@ def _print_memory(console, memory) -> None:
 
 
 def _recommend_generation(args: argparse.Namespace) -> int:
-    """--mode generation: rank what the generation scenario measured for one model (nothing predicted)."""
+    """--mode generation: rank what the generation scenario measured for one model, and what a predictor that
+    learned generation predicts for the configurations nobody measured."""
     from hwbench_pipeline.predict import generation_advice as advice
     from hwbench_pipeline.warehouse.store import Warehouse
 
@@ -279,18 +280,23 @@ def _recommend_generation(args: argparse.Namespace) -> int:
                          f"{' or '.join(advice.OBJECTIVES)}")
     data_dir = Path(args.data_dir or default_data_dir())
     results, failures = advice.load_generation(Warehouse(data_dir))
+    targets, batches = _csv(args.targets, "--targets"), _csv(args.batch, "--batch", int)
+    precisions = tuple(spec_name(*pair) for pair in args.precision) if args.precision else None
     try:
         model = advice.resolve_model(results, args.model)
-        if model is None:
-            spec = _model_spec(args)  # an unknown model is refused here, in its own words
-            raise UsageError(f"no generation row of {spec.label} in {data_dir} (materialize generation_runs); "
-                             f"measured: {', '.join(advice.measured_models(results)) or 'none'}")
+        spec = _model_spec(args) if model is None else None  # an unknown model is refused here, in its own words
+        predict, note = _generation_predictions(data_dir, model or (spec.family, spec.preset), targets, batches,
+                                                precisions, results)
+        if model is None and predict is None:
+            raise UsageError(f"no generation row of {spec.label} in {data_dir} (materialize generation_runs), and "
+                             f"none can be predicted: {note}; measured: "
+                             f"{', '.join(advice.measured_models(results)) or 'none'}")
         answer = advice.advise_generation(
-            results, failures, *model, prompt=args.prompt, new_tokens=args.new_tokens, objective=args.objective,
+            results, failures, *(model or (spec.family, spec.preset)), prompt=args.prompt,
+            new_tokens=args.new_tokens, objective=args.objective,
             constraints=advice.GenerationConstraints(args.max_ttft_ms, args.min_tokens_per_s, args.max_latency_ms,
                                                      args.memory_gb),
-            targets=_csv(args.targets, "--targets"), batches=_csv(args.batch, "--batch", int),
-            precisions=tuple(spec_name(*pair) for pair in args.precision) if args.precision else None)
+            targets=targets, batches=batches, precisions=precisions, predict=predict, prediction_note=note)
     except advice.GenerationRequestError as exc:
         raise UsageError(str(exc)) from None
     if args.format == "json":
@@ -300,7 +306,8 @@ def _recommend_generation(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     console = make_console()
-    console.print(f"[yellow]note[/]: {advice.NOT_PREDICTED}")
+    for note in answer.notes:
+        console.print(f"[yellow]note[/]: {note}")
     console.print(f"[bold]{answer.headline()}[/]")
     pick = answer.pick
     if pick is None:
@@ -308,10 +315,15 @@ def _recommend_generation(args: argparse.Namespace) -> int:
         for line in answer.no_match()[1:]:
             console.print(line)
     else:
+        measured = pick["source"] == "measured"
+        origin = f"measured, run {pick['run_id']}" if measured else \
+            f"{pick['source']}, {pick['confidence']} confidence, {_held_out(pick)}"
+        interval = "" if measured else f" [{_fmt(pick['latency_low_ms'])}, {_fmt(pick['latency_high_ms'])}]"
         console.print(f"[green]recommended[/]: {advice.configuration(pick)}: TTFT p50 {_fmt(pick['ttft_p50_ms'])} ms, "
-                      f"{_fmt(pick['tokens_per_s'])} tokens/s, sequence p50 {_fmt(pick['latency_ms'])} ms (measured, "
-                      f"run {pick['run_id']})")
-    table = Table(title="measured candidates (best first)" if pick else "measured candidates (none meets all)")
+                      f"{_fmt(pick['tokens_per_s'])} tokens/s, sequence p50 {_fmt(pick['latency_ms'])} ms{interval} "
+                      f"({origin})")
+    kinds = "measured" if set(answer.candidates["source"]) <= {"measured"} else "measured and predicted"
+    table = Table(title=f"{kinds} candidates (best first)" if pick else f"{kinds} candidates (none meets all)")
     for column in [*advice.TABLE_COLUMNS, *([] if pick else ["misses"])]:
         table.add_column(column, justify="right")
     for row in advice.table_rows(answer.feasible.head(args.top) if pick else answer.candidates.head(args.top),
@@ -320,4 +332,46 @@ def _recommend_generation(args: argparse.Namespace) -> int:
     console.print(table)
     for line in answer.excluded:
         console.print(f"[dim]excluded: {line}[/]")
+    if pick is not None and pick["source"] != "measured":
+        family, preset = answer.model.split("/", 1)
+        console.print("[yellow]the pick was not measured[/]: its figures are predictions; measure it with "
+                      f"'hwbench bench --scenario generation --model {family} --preset {preset} --target "
+                      f"{pick['target']} --batch {pick['batch_size']} --precision {pick['precision']} --prompt "
+                      f"{answer.prompt} --new-tokens {answer.new_tokens}' before relying on them")
     return 0 if pick else 1
+
+
+def _generation_predictions(data_dir: Path, model: tuple[str, str], targets: tuple | None, batches: tuple | None,
+                            precisions: tuple | None, results) -> tuple:
+    """(a (prompt, new tokens) -> predicted candidates function, a note on the estimator's held-out error), or
+    (None, why generation figures of ``model`` cannot be predicted here)."""
+    import polars as pl
+
+    from hwbench_pipeline.predict import data
+    from hwbench_pipeline.predict import generation_predicted as predicted
+    from hwbench_pipeline.predict.predictor import SCHEMA_FILE, Predictor
+    from hwbench_pipeline.predict.shapes import FlopCounter
+    from hwbench_pipeline.warehouse.store import Warehouse
+
+    family, preset = model
+    saved = data_dir / "predictor"
+    predictor = Predictor.load(saved) if (saved / SCHEMA_FILE).exists() else None
+    why = predicted.predictable_reason(family, predictor)
+    if why is not None:
+        return None, why
+    inputs = data.load(Warehouse(data_dir))
+    hardware = inputs.targets if targets is None else inputs.targets.filter(pl.col("target").is_in(list(targets)))
+    mine = results.filter((pl.col("family") == family) & (pl.col("preset") == preset))
+    batches = batches or tuple(sorted(set(mine["batch_size"]))) or predicted.DEFAULT_BATCHES
+    threads = int(mine["threads"].mode().item(0)) if mine.height else None
+    counter = FlopCounter.from_results(inputs.results, saved / "flops_cache.json")
+    errors = predicted.held_out_by_mode(predictor)
+    note = ("held-out MAPE on architectures the predictor did not see: "
+            + ", ".join(f"{mode} {_pct(value)}" for mode, value in errors.items()))
+
+    def predict(prompt: int, new_tokens: int):
+        return predicted.predicted_candidates(predictor, hardware, counter, inputs.models, family, preset, prompt,
+                                              new_tokens, batches=batches, precisions=precisions or ("fp32",),
+                                              threads=threads)
+
+    return predict, note

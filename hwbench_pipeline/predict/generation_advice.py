@@ -1,9 +1,10 @@
-"""Generation advice: rank target × batch × precision × cache for one generative model, from measured rows only.
+"""Generation advice: rank target × batch × precision × cache for one generative model.
 
-Generation figures are not predicted yet: the predictor learns single forward passes, and a decode loop's time
-to first token and inter-token latency depend on the cache, the prompt and the new tokens in ways it has never
-seen. So a candidate is a configuration somebody measured (the newest successful ``generation_results`` row of
-its ``GENERATION_KEY``), at one prompt length and one number of new tokens, and nothing else is invented.
+A candidate is a configuration somebody measured (the newest successful ``generation_results`` row of its
+``GENERATION_KEY``) at one prompt length and one number of new tokens, and, where a predictor that learned
+generation is at hand, each target × batch × precision with the runtime's default cache that nobody measured,
+predicted from its prefill and decode steps (generation_predicted.py) and labelled so. Without a predictor,
+nothing else is invented.
 
 Objectives: ``latency`` (lowest median time to first token), ``throughput`` (most tokens/s over whole
 sequences, prefill included). Constraints: ``max_ttft_ms`` (TTFT p50), ``min_tokens_per_s``,
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import polars as pl
@@ -25,7 +27,7 @@ from hwbench_pipeline.predict.recommender import measured_confidence
 from hwbench_pipeline.warehouse.schema import GENERATION_KEY
 from hwbench_pipeline.warehouse.store import Warehouse
 
-NOT_PREDICTED_YET = "generation figures are not predicted yet"
+NOT_PREDICTED_YET = "generation figures of this model are not predicted here"
 NOT_PREDICTED = (f"{NOT_PREDICTED_YET}: only configurations measured by the generation scenario are ranked, and a "
                  "configuration nobody measured is not a candidate")
 #: objective -> (column, best is the largest?, unit)
@@ -37,7 +39,12 @@ OBJECTIVES = {
 CANDIDATE = ["target", "batch_size", "precision", "cache", "cache_precision", "threads"]
 PREFERRED_PRESET = "small"  # what --model FAMILY means elsewhere in recommend, when that preset was measured
 TABLE_COLUMNS = ["target", "batch", "precision", "cache", "KV precision", "threads", "TTFT p50 ms", "TTFT p99 ms",
-                 "ITL p50 ms", "sequence p50 ms", "tokens/s", "peak MiB", "equal to generate()", "confidence"]
+                 "ITL p50 ms", "sequence p50 ms", "tokens/s", "peak MiB", "equal to generate()", "source",
+                 "confidence"]
+#: columns a predicted candidate adds (its intervals and its estimator's held-out error); null on measured ones
+PREDICTED_COLUMNS = {"ttft_low_ms": pl.Float64, "ttft_high_ms": pl.Float64, "itl_low_ms": pl.Float64,
+                     "itl_high_ms": pl.Float64, "latency_low_ms": pl.Float64, "latency_high_ms": pl.Float64,
+                     "held_out_mape": pl.Float64}
 
 
 class GenerationRequestError(ValueError):
@@ -176,7 +183,9 @@ def table_rows(frame: pl.DataFrame, *, misses: bool = False) -> list[list[str]]:
     return [[r["target"], str(r["batch_size"]), r["precision"], r["cache"], r["cache_precision_ran"] or "n/a",
              str(r["threads"]), number(r["ttft_p50_ms"], ".4g"), number(r["ttft_p99_ms"], ".4g"),
              number(r["itl_p50_ms"], ".4g"), number(r["latency_ms"], ".4g"), number(r["tokens_per_s"], ".4g"),
-             number(r["memory_mb"], ".0f"), f"{r['tokens_matching_reference']}/{r['new_tokens']}", r["confidence"]]
+             number(r["memory_mb"], ".0f"),
+             "not run" if r["tokens_matching_reference"] is None
+             else f"{r['tokens_matching_reference']}/{r['new_tokens']}", r["source"], r["confidence"]]
             + (["; ".join(r["misses"]) or "meets all"] if misses else [])
             for r in frame.iter_rows(named=True)]
 
@@ -224,32 +233,47 @@ def _newest(frame: pl.DataFrame, column: str) -> int:
     return int(frame.sort("_measured_at").row(-1, named=True)[column])
 
 
-def _pick_shape(rows: pl.DataFrame, model: str, prompt: int | None, new_tokens: int | None) -> tuple[int, int]:
-    """The prompt and new tokens asked for, or those of the model's newest measurement (given the other)."""
+def _pick_shape(rows: pl.DataFrame, model: str, prompt: int | None, new_tokens: int | None,
+                predicting: bool = False, why_not: str | None = None) -> tuple[int, int]:
+    """The prompt and new tokens asked for, or those of the model's newest measurement (given the other). Without
+    ``predicting``, a prompt or a number of new tokens nobody measured is refused."""
+    if predicting:
+        if prompt is None or new_tokens is None:
+            if not rows.height:
+                raise GenerationRequestError(f"no generation row of {model}: give --prompt and --new-tokens for "
+                                             "predicted figures")
+            measured = rows if prompt is None else rows.filter(pl.col("seq_len") == prompt)
+            measured = measured if measured.height else rows
+            prompt = prompt if prompt is not None else _newest(measured, "seq_len")
+            new_tokens = new_tokens if new_tokens is not None else _newest(measured, "new_tokens")
+        return prompt, new_tokens
     hint = f"measure it with 'hwbench bench --scenario generation --model {model.replace('/', ' --preset ')}"
+    not_predicted = NOT_PREDICTED_YET + (f", as {why_not}" if why_not else "")
     if prompt is not None and prompt not in _values(rows, "seq_len"):
         raise GenerationRequestError(
             f"{model} generation was measured at prompts {', '.join(map(str, _values(rows, 'seq_len')))}, not "
-            f"{prompt}; {NOT_PREDICTED_YET}: {hint} --prompt {prompt}'")
+            f"{prompt}; {not_predicted}: {hint} --prompt {prompt}'")
     if prompt is not None:
         rows = rows.filter(pl.col("seq_len") == prompt)
     if new_tokens is not None and new_tokens not in _values(rows, "new_tokens"):
         at = f" at prompt {prompt}" if prompt is not None else ""
         raise GenerationRequestError(
             f"{model} generation{at} was measured with {', '.join(map(str, _values(rows, 'new_tokens')))} new "
-            f"tokens, not {new_tokens}; {NOT_PREDICTED_YET}: {hint} --new-tokens {new_tokens}'")
+            f"tokens, not {new_tokens}; {not_predicted}: {hint} --new-tokens {new_tokens}'")
     if new_tokens is not None:
         rows = rows.filter(pl.col("new_tokens") == new_tokens)
     return (prompt if prompt is not None else _newest(rows, "seq_len"),
             new_tokens if new_tokens is not None else _newest(rows, "new_tokens"))
 
 
-def _restrict(rows: pl.DataFrame, column: str, wanted: tuple | None, option: str, model: str) -> pl.DataFrame:
-    """Rows whose ``column`` is one of ``wanted`` (everything when None); refused when none of them was measured."""
+def _restrict(rows: pl.DataFrame, column: str, wanted: tuple | None, option: str, model: str,
+              predicting: bool = False) -> pl.DataFrame:
+    """Rows whose ``column`` is one of ``wanted`` (everything when None); refused when none of them was measured,
+    unless predicted candidates may stand in."""
     if wanted is None:
         return rows
     kept = rows.filter(pl.col(column).is_in(list(wanted)))
-    if not kept.height:
+    if not kept.height and not predicting:
         measured = ", ".join(map(str, _values(rows, column))) or "none"
         raise GenerationRequestError(f"{option} {','.join(map(str, wanted))}: no generation row of {model} there; "
                                      f"measured: {measured}")
@@ -274,22 +298,29 @@ def advise_generation(results: pl.DataFrame, failures: pl.DataFrame, family: str
                       prompt: int | None = None, new_tokens: int | None = None, objective: str = "latency",
                       constraints: GenerationConstraints | None = None, targets: tuple[str, ...] | None = None,
                       batches: tuple[int, ...] | None = None, precisions: tuple[str, ...] | None = None,
-                      ) -> GenerationAdvice:
-    """Rank the measured configurations of ``family/preset`` (rows from :func:`load_generation`)."""
+                      predict: Callable[[int, int], pl.DataFrame] | None = None,
+                      prediction_note: str | None = None) -> GenerationAdvice:
+    """Rank the configurations of ``family/preset``: the measured ones (rows from :func:`load_generation`) and,
+    with ``predict`` ((prompt, new tokens) -> predicted candidates, generation_predicted.py), those nobody
+    measured, labelled as predictions. ``prediction_note`` says with what error they are predicted, or, without
+    ``predict``, why nothing is."""
     constraints = constraints or GenerationConstraints()
     model = f"{family}/{preset}"
+    predicting = predict is not None
     rows = results.filter((pl.col("family") == family) & (pl.col("preset") == preset))
-    if not rows.height:
+    if not rows.height and not predicting:
         raise GenerationRequestError(f"no generation row of {model}; measured: "
                                      f"{', '.join(measured_models(results)) or 'none'}")
     measured = {"targets": _values(rows, "target"), "batches": _values(rows, "batch_size"),
                 "prompts": _values(rows, "seq_len"), "new tokens": _values(rows, "new_tokens"),
                 "precisions": _values(rows, "precision"), "caches": _values(rows, "cache_implementation")}
-    prompt, new_tokens = _pick_shape(rows, model, prompt, new_tokens)
+    prompt, new_tokens = _pick_shape(rows, model, prompt, new_tokens, predicting,
+                                     None if predicting else prediction_note)
     shape = rows.filter((pl.col("seq_len") == prompt) & (pl.col("new_tokens") == new_tokens))
     for column, wanted, option in (("target", targets, "--targets"), ("batch_size", batches, "--batch"),
                                    ("precision", precisions, "--precision")):
-        shape = _restrict(shape, column, wanted, option, f"{model} at prompt {prompt}, {new_tokens} new tokens")
+        shape = _restrict(shape, column, wanted, option, f"{model} at prompt {prompt}, {new_tokens} new tokens",
+                          predicting)
     failed = failures.filter((pl.col("family") == family) & (pl.col("preset") == preset)
                              & (pl.col("seq_len") == prompt) & (pl.col("new_tokens") == new_tokens))
     for column, wanted in (("target", targets), ("batch_size", batches), ("precision", precisions)):
@@ -305,7 +336,11 @@ def advise_generation(results: pl.DataFrame, failures: pl.DataFrame, family: str
         "ttft_p99_ms", "itl_p50_ms", "itl_p99_ms", pl.col("p50_ms").alias("latency_ms"), "tokens_per_s",
         "decode_tokens_per_s", pl.coalesce("device_peak_mb", "peak_rss_mb").alias("memory_mb"),
         "kv_cache_bytes_per_token", "tokens_matching_reference", "run_id", source=pl.lit("measured"),
-        confidence=measured_confidence(newest))
+        confidence=measured_confidence(newest)).with_columns(
+        [pl.lit(None, dtype).alias(name) for name, dtype in PREDICTED_COLUMNS.items()])
+    notes = [NOT_PREDICTED] + ([f"why: {prediction_note}"] if prediction_note else [])
+    if predict is not None:
+        frame, notes = with_predictions(frame, predict(prompt, new_tokens), prediction_note)
     scored = []
     for r in frame.iter_rows(named=True):
         misses = constraints.misses(r)
@@ -320,4 +355,18 @@ def advise_generation(results: pl.DataFrame, failures: pl.DataFrame, family: str
                                               "misses": pl.List(pl.String)})
     return GenerationAdvice(model=model, prompt=prompt, new_tokens=new_tokens, objective=objective,
                             constraints=constraints, candidates=candidates, measured=measured,
-                            excluded=_excluded(failed, rows))
+                            excluded=_excluded(failed, rows), notes=notes)
+
+
+def with_predictions(measured: pl.DataFrame, predicted: pl.DataFrame,
+                     note: str | None) -> tuple[pl.DataFrame, list[str]]:
+    """The measured candidates and the predicted ones no measurement covers (same target, batch, precision, cache
+    and threads), and the notes that say so."""
+    if not predicted.height:
+        why = f": {note}" if note else ""
+        return measured, [f"no configuration to predict at this prompt and number of new tokens{why}"]
+    key = ["target", "batch_size", "precision", "cache", "threads"]
+    fresh = predicted.join(measured.select(key), on=key, how="anti").select(measured.columns).cast(measured.schema)
+    notes = [f"{fresh.height} candidate(s) were not measured: their figures are predictions (source predicted or "
+             f"roofline, with a 90 % interval){'; ' + note if note else ''}"]
+    return pl.concat([measured, fresh]), notes

@@ -26,8 +26,9 @@ import polars as pl
 from hwbench_pipeline.bench.precision import MODEL_CACHE_PRECISION
 
 GENERATION_MODES = ("prefill", "decode")
-#: each runtime's default cache (torch, ONNX Runtime, OpenVINO): the cache a predicted generation figure means
-DEFAULT_CACHES = ("dynamic", "past-io", "stateful")
+#: each runtime's default cache: the cache a predicted generation figure means
+DEFAULT_CACHE_BY_BACKEND = {"torch": "dynamic", "onnxruntime": "past-io", "openvino": "stateful"}
+DEFAULT_CACHES = tuple(DEFAULT_CACHE_BY_BACKEND.values())
 LEARNED_CATEGORY = "text decoder"
 #: flops per cached position and layer of one decoded token: q·k and the weighted sum of v, 2 flops per multiply-add
 ATTENTION_FLOPS_PER_POSITION = 4

@@ -4,6 +4,7 @@ source. The inference rows beside them are the committed fixture of real measure
 
 import dataclasses
 from datetime import UTC, datetime
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -154,3 +155,72 @@ def test_a_predictor_saved_before_the_context_feature_still_answers(frame, hardw
     assert "log_context" not in saved.names
     answer = saved.predict(frame.head(5))
     assert (answer["latency_ms"] > 0).all()
+
+
+@pytest.fixture(scope="module")
+def with_saved_predictor(warehouse_with_generation, hardware):
+    """The warehouse above with its predictor (prefill and decode learned) saved where the CLI looks for it."""
+    from hwbench_pipeline.predict.predictor import train
+
+    warehouse, rows = warehouse_with_generation
+    inputs = data.load(warehouse)
+    train(inputs.results, inputs.models, inputs.targets, warehouse.data_dir / "predictor")
+    return str(warehouse.data_dir), rows
+
+
+def _recommend(capsys, data_dir: str, *args: str) -> tuple[int, dict]:
+    import json
+
+    from hwbench_pipeline.cli import main
+
+    code = main(["recommend", "--mode", "generation", "--data-dir", data_dir, "--json", *args])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def test_recommend_generation_predicts_a_model_nobody_decoded_and_labels_every_figure(capsys, with_saved_predictor):
+    data_dir, _ = with_saved_predictor
+    code, answer = _recommend(capsys, data_dir, "--model", "qwen2/tiny", "--prompt", "16", "--new-tokens", "6")
+    assert code == 0 and answer["pick"] is not None
+    candidates = answer["candidates"]
+    # every target with a decode loop and peaks x the default batches, each with its runtime's default cache
+    assert {(c["target"], c["cache"]) for c in candidates} == {
+        ("cpu-torch", "dynamic"), ("cpu-onnxruntime", "past-io"), ("cpu-openvino", "stateful")}
+    assert {c["batch_size"] for c in candidates} == {1, 2, 4, 8}
+    for c in candidates:
+        assert c["source"] in ("predicted", "roofline") and c["tokens_matching_reference"] is None
+        assert c["latency_ms"] == pytest.approx(c["ttft_p50_ms"] + 5 * c["itl_p50_ms"])
+        assert c["latency_low_ms"] <= c["latency_ms"] <= c["latency_high_ms"]
+        assert c["tokens_per_s"] == pytest.approx(c["batch_size"] * 6 / c["latency_ms"] * 1e3)
+    # each quotes the held-out error of the generation answers, and claims no more confidence than it supports
+    from hwbench_pipeline.predict.generation_predicted import CONFIDENCE_ORDER, held_out_by_mode, supported_confidence
+
+    errors = held_out_by_mode(Predictor.load(Path(data_dir) / "predictor"))
+    ceiling = CONFIDENCE_ORDER.index(supported_confidence(errors))
+    for c in candidates:
+        assert c["held_out_mape"] == pytest.approx(max(errors.values()))
+        assert CONFIDENCE_ORDER.index(c["confidence"]) <= ceiling
+    assert any("were not measured: their figures are predictions" in n for n in answer["notes"])
+    assert any("held-out MAPE" in n and "prefill" in n and "decode" in n for n in answer["notes"])
+
+
+def test_a_measured_configuration_stays_measured_beside_predicted_ones(capsys, with_saved_predictor):
+    data_dir, rows = with_saved_predictor
+    (row,) = [r for r in rows
+              if r["family"] == "llama" and r["seq_len"] == 8 and r["cache_implementation"] == "dynamic"]
+    code, answer = _recommend(capsys, data_dir, "--model", "llama/tiny", "--prompt", "8", "--new-tokens", "6")
+    assert code == 0
+    measured = [c for c in answer["candidates"] if c["source"] == "measured"]
+    assert {(c["target"], c["batch_size"], c["cache"]) for c in measured} == {
+        ("cpu-torch", 1, "dynamic"), ("cpu-torch", 1, "static")}
+    (dynamic,) = [c for c in measured if c["cache"] == "dynamic"]
+    assert dynamic["ttft_p50_ms"] == row["ttft_p50_ms"]
+    # the measured configuration is not predicted as well
+    assert not [c for c in answer["candidates"] if c["source"] != "measured" and c["target"] == "cpu-torch"
+                and c["batch_size"] == 1 and c["cache"] == "dynamic"]
+
+
+def test_an_encoder_decoder_is_not_predicted_and_the_answer_says_why(capsys, with_saved_predictor):
+    data_dir, _ = with_saved_predictor
+    code, answer = _recommend(capsys, data_dir, "--model", "t5/tiny", "--prompt", "8", "--new-tokens", "6")
+    assert code == 0 and {c["source"] for c in answer["candidates"]} == {"measured"}
+    assert any("learns the generation of text decoders only" in n for n in answer["notes"])
