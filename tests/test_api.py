@@ -29,7 +29,7 @@ from hwbench_pipeline.warehouse.store import Warehouse
 
 TOKEN = "correct-horse-battery-staple"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-# The Host the test clients send: the API answers only requests that name it (see api/admission.py).
+# The Host the test clients send: the API answers only requests that name it (see bench/serving/admission.py).
 LOCAL = "http://127.0.0.1:8765"
 
 

@@ -22,10 +22,10 @@ import uvicorn
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from hwbench_pipeline.api import generate_app
-from hwbench_pipeline.api.generate_app import MAX_MESSAGE_BYTES, create_generate_app
 from hwbench_pipeline.bench.scenarios.generation import generate, reference_generation
 from hwbench_pipeline.bench.served_model import load_served_model
+from hwbench_pipeline.bench.serving import app as generate_app
+from hwbench_pipeline.bench.serving.app import MAX_MESSAGE_BYTES, create_generate_app
 from hwbench_pipeline.bench.streaming import StreamError, concurrency_sweep, stream, stream_request
 from hwbench_pipeline.cli import main
 from hwbench_pipeline.commands import serve_generate

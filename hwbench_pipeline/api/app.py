@@ -31,9 +31,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 from hwbench_pipeline.api import limits
-from hwbench_pipeline.api.admission import BodyCap, HostCheck, accepted_hosts
 from hwbench_pipeline.api.answers import answer_body, frame_records
 from hwbench_pipeline.api.gate import QueryGate
+from hwbench_pipeline.bench.serving.admission import BodyCap, HostCheck, accepted_hosts
 from hwbench_pipeline.warehouse.queries import (
     DEFAULT_MAX_ROWS,
     DEFAULT_MAX_SECONDS,

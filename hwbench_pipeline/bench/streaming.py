@@ -217,7 +217,7 @@ def serve_in_thread(served: ServedModel, *, max_clients: int, max_new_tokens: in
     made later inherit torch's setting)."""
     import uvicorn
 
-    from hwbench_pipeline.api.generate_app import MAX_MESSAGE_BYTES, create_generate_app
+    from hwbench_pipeline.bench.serving.app import MAX_MESSAGE_BYTES, create_generate_app
 
     for attempt in range(3):  # the port can be taken between free_port() and the bind: then another one
         port = free_port()

@@ -1,5 +1,5 @@
 """``hwbench serve-generate``: one generative model behind a WebSocket that streams each token as it is generated
-(hwbench_pipeline/api/generate_app.py; protocol and limits in docs/streaming.md).
+(hwbench_pipeline/bench/serving/app.py; protocol and limits in docs/streaming.md).
 
 Binds to 127.0.0.1 unless told otherwise and refuses any other address without a token, as ``hwbench serve``
 does, with the same token variable and the same Host-header rule.
@@ -31,9 +31,9 @@ def _serve_generate(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from hwbench_pipeline.api.generate_app import MAX_MESSAGE_BYTES, create_generate_app
     from hwbench_pipeline.bench.failures import BenchmarkFailure
     from hwbench_pipeline.bench.served_model import load_served_model
+    from hwbench_pipeline.bench.serving.app import MAX_MESSAGE_BYTES, create_generate_app
 
     console = make_console()
     if args.threads is not None:

@@ -8,8 +8,8 @@ from urllib.parse import urlsplit
 from fastapi import WebSocket
 from fastapi.responses import JSONResponse
 
-from hwbench_pipeline.api.admission import canonical_host
-from hwbench_pipeline.api.generate_protocol import CLOSE_POLICY
+from hwbench_pipeline.bench.serving.admission import canonical_host
+from hwbench_pipeline.bench.serving.protocol import CLOSE_POLICY
 
 
 def bearer_matches(header: str | None, token: str | None) -> bool:

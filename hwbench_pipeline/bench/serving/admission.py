@@ -1,4 +1,4 @@
-"""Which HTTP requests reach the API at all, decided before any route runs:
+"""Which HTTP requests reach a server at all (the REST API, the streaming server), decided before any route runs:
 
     HostCheck  the Host header must name this server: a page on another site that re-points its own name at
                127.0.0.1 (DNS rebinding) sends its own name as Host, and is answered 400

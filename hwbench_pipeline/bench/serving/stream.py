@@ -6,9 +6,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from hwbench_pipeline.api.generate_protocol import GenerateRequest
 from hwbench_pipeline.bench.scenarios.generation.decode import generate
 from hwbench_pipeline.bench.served_model import ServedModel
+from hwbench_pipeline.bench.serving.protocol import GenerateRequest
 
 
 class StreamStats:

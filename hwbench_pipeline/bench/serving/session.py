@@ -13,16 +13,16 @@ from typing import Any
 from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from hwbench_pipeline.api.generate_protocol import (
+from hwbench_pipeline.bench.failures import classify
+from hwbench_pipeline.bench.served_model import ServedModel
+from hwbench_pipeline.bench.serving.protocol import (
     CLOSE_INTERNAL,
     CLOSE_NORMAL,
     CLOSE_POLICY,
     CLOSE_TRY_AGAIN,
     GenerateRequest,
 )
-from hwbench_pipeline.api.generate_stream import GenerationCancelled, Progress, StreamStats, run_generation
-from hwbench_pipeline.bench.failures import classify
-from hwbench_pipeline.bench.served_model import ServedModel
+from hwbench_pipeline.bench.serving.stream import GenerationCancelled, Progress, StreamStats, run_generation
 
 
 @dataclass

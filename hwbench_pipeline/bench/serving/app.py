@@ -18,12 +18,12 @@ from concurrent.futures import ThreadPoolExecutor
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse
 
-from hwbench_pipeline.api.admission import HostCheck, accepted_hosts
-from hwbench_pipeline.api.generate_handshake import bearer_matches, handshake_refusal, refuse_handshake
-from hwbench_pipeline.api.generate_protocol import CLOSE_POLICY, RequestError, parse_request
-from hwbench_pipeline.api.generate_session import GenerateServer, Session
-from hwbench_pipeline.api.generate_stream import StreamStats
 from hwbench_pipeline.bench.served_model import ServedModel
+from hwbench_pipeline.bench.serving.admission import HostCheck, accepted_hosts
+from hwbench_pipeline.bench.serving.handshake import bearer_matches, handshake_refusal, refuse_handshake
+from hwbench_pipeline.bench.serving.protocol import CLOSE_POLICY, RequestError, parse_request
+from hwbench_pipeline.bench.serving.session import GenerateServer, Session
+from hwbench_pipeline.bench.serving.stream import StreamStats
 
 #: defaults of ``hwbench serve-generate``
 MAX_CLIENTS = 4
