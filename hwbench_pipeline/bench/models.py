@@ -135,11 +135,12 @@ def generates_tokens(model: str) -> bool:
 
 def generative_names() -> str:
     """The curated generative families, and how many other architectures generate, for a refusal's message."""
-    from hwbench_pipeline.bench.catalog.generative import generative_architectures
+    from hwbench_pipeline.bench.catalog.generative import EXAMPLES, generative_architectures
 
     curated_names = [name for name, spec in FAMILIES.items() if spec.generates_tokens]
     others = [name for name in generative_architectures() if name not in FAMILIES]
-    return f"{', '.join(curated_names)}, or any of {len(others)} other architectures such as gpt2, mistral, bart"
+    examples = ", ".join(name for name in EXAMPLES if name in others)
+    return f"{', '.join(curated_names)}, or any of {len(others)} other architectures such as {examples}"
 
 
 def build_generative_model(family: str, preset: str, *, seed: int = 0, device: str = "cpu") -> torch.nn.Module:
@@ -163,7 +164,7 @@ def build_generative_model(family: str, preset: str, *, seed: int = 0, device: s
     if device == "meta":
         with torch.device("meta"):
             return build_with_head(config, source.model_type, meta=True)
-    return build_with_head(config, source.model_type, seed=seed, checkpoint=checkpoint)
+    return build_with_head(config, source.model_type, seed=seed, checkpoint=checkpoint).to(device)
 
 
 def use_default_attention(model: torch.nn.Module) -> str:

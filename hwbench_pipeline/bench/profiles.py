@@ -377,7 +377,8 @@ def _generative_list(raw: object, source: str) -> tuple[str, ...]:
     names = _model_list(raw, source)
     silent = [name for name in names if not models.generates_tokens(name)]
     if silent:
-        raise ProfileError(f"{source}: {_names(silent)} do not generate tokens; generative models: "
+        verb = "does" if len(silent) == 1 else "do"
+        raise ProfileError(f"{source}: {_names(silent)} {verb} not generate tokens; generative models: "
                            f"{models.generative_names()}")
     return names
 

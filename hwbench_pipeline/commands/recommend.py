@@ -6,8 +6,9 @@
     hwbench recommend --model llama/tiny --mode generation --max-ttft-ms 50 --min-tokens-per-s 100 --json
 
 Figures are measured where that exact configuration was measured, else predicted (the saved predictor, or
-the roofline fallback), and every figure says which. Generation figures are measured only: --mode generation
-ranks the configurations the generation scenario measured (predict/generation_advice.py). Reads the warehouse;
+the roofline fallback), and every figure says which. --mode generation ranks the
+configurations the generation scenario measured, and predicts the others of a text decoder where a saved predictor
+learned generation (predict/generation_advice.py, generation_predicted.py). Reads the warehouse;
 writes nothing there.
 """
 
@@ -43,7 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                        "(default: small), or a config.json (at its own size)")
     which.add_argument("--config", help="a transformers config.json of any architecture (at its own size)")
     p.add_argument("--mode", choices=["inference", "training", "generation"], default="inference",
-                   help="generation: ranks measured generation configurations only (not predicted yet)")
+                   help="generation: ranks measured generation configurations, and predicted ones where a saved "
+                        "predictor learned generation")
     p.add_argument("--objective", choices=["latency", "throughput", "cost"], default="latency")
     p.add_argument("--seq", type=positive_int, help="sequence length (default: the family's)")
     p.add_argument("--batch", help="comma-separated batch sizes to consider (default "
@@ -317,7 +319,8 @@ def _recommend_generation(args: argparse.Namespace) -> int:
     else:
         measured = pick["source"] == "measured"
         origin = f"measured, run {pick['run_id']}" if measured else \
-            f"{pick['source']}, {pick['confidence']} confidence, {_held_out(pick)}"
+            f"{pick['source']}, {pick['confidence']} confidence, held-out MAPE of the prefill and decode answers " \
+            f"{_pct(pick['held_out_mape'])}"
         interval = "" if measured else f" [{_fmt(pick['latency_low_ms'])}, {_fmt(pick['latency_high_ms'])}]"
         console.print(f"[green]recommended[/]: {advice.configuration(pick)}: TTFT p50 {_fmt(pick['ttft_p50_ms'])} ms, "
                       f"{_fmt(pick['tokens_per_s'])} tokens/s, sequence p50 {_fmt(pick['latency_ms'])} ms{interval} "
@@ -333,9 +336,8 @@ def _recommend_generation(args: argparse.Namespace) -> int:
     for line in answer.excluded:
         console.print(f"[dim]excluded: {line}[/]")
     if pick is not None and pick["source"] != "measured":
-        family, preset = answer.model.split("/", 1)
         console.print("[yellow]the pick was not measured[/]: its figures are predictions; measure it with "
-                      f"'hwbench bench --scenario generation --model {family} --preset {preset} --target "
+                      f"'hwbench bench --scenario generation --model {answer.family} --preset {answer.preset} --target "
                       f"{pick['target']} --batch {pick['batch_size']} --precision {pick['precision']} --prompt "
                       f"{answer.prompt} --new-tokens {answer.new_tokens}' before relying on them")
     return 0 if pick else 1
@@ -360,10 +362,17 @@ def _generation_predictions(data_dir: Path, model: tuple[str, str], targets: tup
     if why is not None:
         return None, why
     inputs = data.load(Warehouse(data_dir))
+    if targets is not None:
+        unknown = set(targets) - set(inputs.targets["target"]) - set(results["target"])
+        if unknown:
+            raise UsageError(f"--targets: no measured peaks or generation rows for {', '.join(sorted(unknown))} in "
+                             f"{data_dir}; known: {', '.join(sorted(set(inputs.targets['target']))) or 'none'}")
     hardware = inputs.targets if targets is None else inputs.targets.filter(pl.col("target").is_in(list(targets)))
     mine = results.filter((pl.col("family") == family) & (pl.col("preset") == preset))
     batches = batches or tuple(sorted(set(mine["batch_size"]))) or predicted.DEFAULT_BATCHES
-    threads = int(mine["threads"].mode().item(0)) if mine.height else None
+    # each target at the thread count the model was measured with there (its most frequent), else its peaks'
+    threads = {target: int(rows["threads"].mode().item(0))
+               for (target,), rows in mine.partition_by("target", as_dict=True).items()}
     counter = FlopCounter.from_results(inputs.results, saved / "flops_cache.json")
     errors = predicted.held_out_by_mode(predictor)
     note = ("held-out MAPE on architectures the predictor did not see: "

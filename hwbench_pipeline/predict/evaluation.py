@@ -23,6 +23,7 @@ from collections.abc import Iterator
 import numpy as np
 import polars as pl
 
+from hwbench_pipeline.predict.generation_modes import GENERATION_MODES
 from hwbench_pipeline.predict.predictor import (
     LEVEL,
     MIN_ROWS,
@@ -135,8 +136,14 @@ def leave_architecture_out(frame: pl.DataFrame) -> tuple[dict, pl.DataFrame]:
         predicted_low=pl.Series(np.where(in_domain, low, oof["fallback_low"].to_numpy())),
         predicted_high=pl.Series(np.where(in_domain, high, oof["fallback_high"].to_numpy())),
     )
-    result = _pooled(oof, "leave_architecture_out", sorted(oof["architecture"].unique().to_list()))
-    result["estimators"] = estimator_errors(oof, low, high)
+    # the headline and each estimator's error are the forward passes' (what inference and training answers quote,
+    # and what decides whether unseen architectures get the roofline); generation's are in by_mode
+    forward = ~oof["mode"].is_in(GENERATION_MODES).to_numpy()
+    if not forward.any():  # generation rows alone: they are the headline
+        forward[:] = True
+    rows = oof.filter(pl.Series(forward))
+    result = _pooled(rows, "leave_architecture_out", sorted(oof["architecture"].unique().to_list()))
+    result["estimators"] = estimator_errors(rows, low[forward], high[forward])
     result["by_mode"] = errors_by_mode(oof)
     if "memory_booster" in oof.columns and oof["memory_booster"].null_count() == 0:
         m_low, m_high = _cv_plus(oof, "memory_residual", "memory_booster")
@@ -287,11 +294,13 @@ def evaluate_recommendations(oof: pl.DataFrame) -> dict:
     """On each held-out model: how often the pick made from predictions alone is the measured optimum, and the
     mean regret (how much worse the pick measured than the optimum), per objective; the roofline baseline's
     picks beside them. A decision is one (model, sequence, mode) with at least two measured candidates
-    (target x batch x precision x threads)."""
+    (target x batch x precision x threads). Prefill and decode rows are not decisions the inference recommender
+    makes (a generation candidate is a whole sequence), so they are left out."""
     from hwbench_pipeline.predict.recommender import OBJECTIVES, Constraints, rank
 
     outcomes: dict[str, dict[str, list]] = {}
-    for _, group in oof.group_by(["family", "preset", "seq_len", "mode"], maintain_order=True):
+    forward = oof.filter(~pl.col("mode").is_in(GENERATION_MODES))
+    for _, group in forward.group_by(["family", "preset", "seq_len", "mode"], maintain_order=True):
         if group.height < 2:
             continue
         truth = _figures(group, "p50_ms")

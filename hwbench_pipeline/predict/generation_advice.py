@@ -96,7 +96,9 @@ class GenerationConstraints:
 
 @dataclass
 class GenerationAdvice:
-    model: str
+    model: str  # family/preset
+    family: str
+    preset: str
     prompt: int
     new_tokens: int
     objective: str
@@ -123,8 +125,9 @@ class GenerationAdvice:
         return min(self.candidates.iter_rows(named=True), key=lambda r: (r["worst_miss"], r["batch_size"]))
 
     def best(self) -> dict[str, dict]:
-        """The best measured figure of each kind among the candidates, and where it was measured."""
-        rows = list(self.candidates.iter_rows(named=True))
+        """The best measured figure of each kind among the candidates, and where it was measured (predicted
+        candidates are left out: their figures were not measured)."""
+        rows = list(self.candidates.filter(pl.col("source") == "measured").iter_rows(named=True))
         if not rows:
             return {}
         found = {"ttft_p50_ms": min(rows, key=lambda r: r["ttft_p50_ms"]),
@@ -138,7 +141,8 @@ class GenerationAdvice:
 
     def no_match(self) -> list[str]:
         """Lines that say nothing meets the constraints, what was measured and how far the best figures are."""
-        lines = [f"no measured configuration of {self.model} at prompt {self.prompt}, {self.new_tokens} new tokens "
+        kinds = "measured" if set(self.candidates["source"]) <= {"measured"} else "measured or predicted"
+        lines = [f"no {kinds} configuration of {self.model} at prompt {self.prompt}, {self.new_tokens} new tokens "
                  f"meets {self.constraints.describe()}",
                  f"measured for {self.model}: " + "; ".join(f"{k} {', '.join(map(str, v))}"
                                                             for k, v in self.measured.items())]
@@ -340,7 +344,9 @@ def advise_generation(results: pl.DataFrame, failures: pl.DataFrame, family: str
         [pl.lit(None, dtype).alias(name) for name, dtype in PREDICTED_COLUMNS.items()])
     notes = [NOT_PREDICTED] + ([f"why: {prediction_note}"] if prediction_note else [])
     if predict is not None:
-        frame, notes = with_predictions(frame, predict(prompt, new_tokens), prediction_note)
+        model_failures = failures.filter((pl.col("family") == family) & (pl.col("preset") == preset))
+        frame, notes = with_predictions(frame, without_failed(predict(prompt, new_tokens), failed, rows,
+                                                              model_failures), prediction_note)
     scored = []
     for r in frame.iter_rows(named=True):
         misses = constraints.misses(r)
@@ -353,20 +359,42 @@ def advise_generation(results: pl.DataFrame, failures: pl.DataFrame, family: str
                                -r[other[0]] if other[1] else r[other[0]], r["batch_size"], r["target"]))
     candidates = pl.DataFrame(scored, schema={**frame.schema, "meets": pl.Boolean, "worst_miss": pl.Float64,
                                               "misses": pl.List(pl.String)})
-    return GenerationAdvice(model=model, prompt=prompt, new_tokens=new_tokens, objective=objective,
-                            constraints=constraints, candidates=candidates, measured=measured,
+    return GenerationAdvice(model=model, family=family, preset=preset, prompt=prompt, new_tokens=new_tokens,
+                            objective=objective, constraints=constraints, candidates=candidates, measured=measured,
                             excluded=_excluded(failed, rows), notes=notes)
+
+
+def without_failed(predicted: pl.DataFrame, failed: pl.DataFrame, ok: pl.DataFrame,
+                   model_failures: pl.DataFrame) -> pl.DataFrame:
+    """Predicted candidates less those known to fail: a configuration whose newest attempt at this prompt failed
+    (``failed``, against the successful ``ok`` rows), and every one on a target where the model itself failed
+    (a model-level failure class: the model does not build, export or agree there, whatever the batch)."""
+    from hwbench_pipeline.predict.recommender import MODEL_LEVEL_FAILURES
+
+    if not predicted.height:
+        return predicted
+    newest_ok = {tuple(r[k] for k in GENERATION_KEY): r["_measured_at"] for r in ok.iter_rows(named=True)}
+    known = {(r["target"], r["batch_size"], r["precision"], r["cache_implementation"])
+             for r in failed.iter_rows(named=True)
+             if newest_ok.get(tuple(r[k] for k in GENERATION_KEY)) is None
+             or newest_ok[tuple(r[k] for k in GENERATION_KEY)] < r["_measured_at"]}
+    broken = set(model_failures.filter(pl.col("failure_class").is_in(sorted(MODEL_LEVEL_FAILURES)))["target"])
+    keep = [(r["target"], r["batch_size"], r["precision"], r["cache"]) not in known and r["target"] not in broken
+            for r in predicted.iter_rows(named=True)]
+    return predicted.filter(pl.Series(keep, dtype=pl.Boolean))
 
 
 def with_predictions(measured: pl.DataFrame, predicted: pl.DataFrame,
                      note: str | None) -> tuple[pl.DataFrame, list[str]]:
-    """The measured candidates and the predicted ones no measurement covers (same target, batch, precision, cache
-    and threads), and the notes that say so."""
-    if not predicted.height:
-        why = f": {note}" if note else ""
-        return measured, [f"no configuration to predict at this prompt and number of new tokens{why}"]
-    key = ["target", "batch_size", "precision", "cache", "threads"]
-    fresh = predicted.join(measured.select(key), on=key, how="anti").select(measured.columns).cast(measured.schema)
+    """The measured candidates and the predicted ones no measurement covers (same target, batch, precision and
+    cache, at whatever thread count it was measured), and the notes that say so."""
+    key = ["target", "batch_size", "precision", "cache"]
+    fresh = predicted.join(measured.select(key), on=key, how="anti").select(measured.columns).cast(measured.schema) \
+        if predicted.height else predicted
+    if not fresh.height:
+        why = f" ({note})" if note else ""
+        return measured, [f"nothing left to predict at this prompt and number of new tokens: every configuration "
+                          f"that can run was measured, or is known to fail{why}"]
     notes = [f"{fresh.height} candidate(s) were not measured: their figures are predictions (source predicted or "
-             f"roofline, with a 90 % interval){'; ' + note if note else ''}"]
+             f"roofline, with an approximate 90 % interval){'; ' + note if note else ''}"]
     return pl.concat([measured, fresh]), notes

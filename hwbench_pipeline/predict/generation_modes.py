@@ -89,13 +89,16 @@ def with_query_context(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 @functools.cache
-def head_flops(family: str, preset: str) -> float:
+def head_flops(family: str, preset: str) -> float | None:
     """FLOPs of projecting one position onto the vocabulary: 2 per weight of the model's output embedding, read
     from the generating model built on the meta device."""
     from hwbench_pipeline.bench.models import build_generative_model
 
-    head = build_generative_model(family, preset, device="meta").get_output_embeddings()
-    return 2.0 * float(head.weight.numel()) if head is not None else 0.0
+    try:
+        head = build_generative_model(family, preset, device="meta").get_output_embeddings()
+    except Exception:  # noqa: BLE001 - any model that cannot be built on meta: the caller estimates from the shape
+        return None
+    return 2.0 * float(head.weight.numel()) if head is not None else None
 
 
 def with_generation_flops(frame: pl.DataFrame, counter) -> pl.DataFrame:
@@ -115,6 +118,9 @@ def with_generation_flops(frame: pl.DataFrame, counter) -> pl.DataFrame:
         spec = ModelSpec(row["family"], row["preset"])
         hidden, layers = row.get("hidden_size") or 0, row.get("layers") or 0
         head = head_flops(row["family"], row["preset"])
+        estimated_head = head is None
+        if estimated_head:  # the model did not build on the meta device: hidden size x vocabulary
+            head = 2.0 * hidden * (row.get("vocab_size") or 0)
         # a curated generative family is counted with its LM head at every position; any other architecture's
         # count is its base model's, without one
         counted_heads = 1.0 if is_curated(row["family"]) else 0.0
@@ -125,6 +131,8 @@ def with_generation_flops(frame: pl.DataFrame, counter) -> pl.DataFrame:
             per_sample += ATTENTION_FLOPS_PER_POSITION * layers * hidden * float(row["context_len"])
         if per_sample <= 0:  # a shape that contradicts the count: the forward pass alone, said to be estimated
             per_sample, how = forward, "estimated"
+        elif estimated_head:
+            how = "estimated"
         flops.append(per_sample * int(row["batch_size"]))
         sources.append(how)
     return frame.with_columns(flops_per_call=pl.Series(flops, dtype=pl.Float64),

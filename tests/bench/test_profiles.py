@@ -145,7 +145,7 @@ HUGE = 10**400  # an integer no float holds
     ("distributed.microbatches", 2.0, "distributed: 'microbatches' must be an integer > 0, got 2.0"),
     ("distributed.timeout_s", -1, "distributed: 'timeout_s' must be a number > 0"),
     # generation
-    ("generation.families", ["bert"], "generation: bert do not generate tokens; generative models: t5, llama, qwen2"),
+    ("generation.families", ["bert"], "generation: bert does not generate tokens; generative models: t5, llama, qwen2"),
     ("generation.families", ["no_such_model"], "generation: unknown families no_such_model; accepted: bert,"),
     ("generation.prompt_lens", [16, 16], "generation: 'prompt_lens' lists 16 more than once"),
     ("generation.new_tokens", 0, "generation: 'new_tokens' must be an integer > 0, got 0"),

@@ -224,3 +224,58 @@ def test_an_encoder_decoder_is_not_predicted_and_the_answer_says_why(capsys, wit
     code, answer = _recommend(capsys, data_dir, "--model", "t5/tiny", "--prompt", "8", "--new-tokens", "6")
     assert code == 0 and {c["source"] for c in answer["candidates"]} == {"measured"}
     assert any("learns the generation of text decoders only" in n for n in answer["notes"])
+
+
+def test_only_targets_that_can_decode_the_model_get_questions(hardware):
+    from hwbench_pipeline.predict.generation_predicted import decode_loops
+
+    every = {"cpu-torch": "dynamic", "cpu-onnxruntime": "past-io", "cpu-openvino": "stateful"}
+    assert {t: cache for t, (cache, _) in decode_loops("llama", "tiny", hardware, 16, 6).items()} == every
+    # a recurrent model: the exported runtimes keep one full-attention cache per layer, so torch alone
+    assert set(decode_loops("mamba", "tiny", hardware, 16, 6)) == {"cpu-torch"}
+    assert decode_loops("llama", "tiny", hardware, 10**6, 6) == {}  # beyond the model's context
+    # each target offers only the precisions its decode loop runs
+    _, onnx_precisions = decode_loops("llama", "tiny", hardware, 16, 6)["cpu-onnxruntime"]
+    assert "int8-static" not in onnx_precisions and "fp32" in onnx_precisions
+
+
+def test_a_configuration_known_to_fail_is_not_predicted():
+    from hwbench_pipeline.predict.generation_advice import without_failed
+
+    when = datetime(2026, 1, 2, tzinfo=UTC)
+    predicted = pl.DataFrame({"target": ["cpu-onnxruntime", "cpu-onnxruntime", "cpu-openvino", "cpu-torch"],
+                              "batch_size": [1, 2, 1, 1], "precision": ["fp32"] * 4,
+                              "cache": ["past-io", "past-io", "stateful", "dynamic"]})
+    key = {"family": "llama", "preset": "tiny", "config_hash": "h", "seq_len": 8, "quantization": None,
+           "cache_precision": "model", "attention": "sdpa", "threads": 2, "measurement_method": "m", "new_tokens": 6}
+    # the input: a failure at this prompt on ONNX Runtime batch 1, and a model-level one on OpenVINO
+    failed = pl.DataFrame([{**key, "target": "cpu-onnxruntime", "batch_size": 1, "precision": "fp32",
+                            "cache_implementation": "past-io", "failure_class": "runtime_error", "_measured_at": when}])
+    model_failures = pl.DataFrame([{**key, "target": "cpu-openvino", "batch_size": 4, "precision": "fp32",
+                                    "cache_implementation": "stateful", "failure_class": "export_error",
+                                    "_measured_at": when}])
+    no_success = failed.head(0)
+    kept = without_failed(predicted, failed, no_success, model_failures)
+    assert kept.select("target", "batch_size").rows() == [("cpu-onnxruntime", 2), ("cpu-torch", 1)]
+    # a success measured after the failure makes the configuration a candidate again
+    later = failed.with_columns(_measured_at=pl.lit(datetime(2026, 1, 3, tzinfo=UTC)))
+    again = without_failed(predicted, failed, later, model_failures.head(0))
+    assert ("cpu-onnxruntime", 1) in again.select("target", "batch_size").rows()
+
+
+def test_an_unknown_target_is_one_clear_line(capsys, with_saved_predictor):
+    from hwbench_pipeline.cli import main
+
+    data_dir, _ = with_saved_predictor
+    code = main(["recommend", "--mode", "generation", "--data-dir", data_dir, "--model", "qwen2/tiny", "--prompt",
+                 "16", "--new-tokens", "6", "--targets", "cpu-nope"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--targets: no measured peaks or generation rows for cpu-nope" in err[0]
+
+
+def test_the_default_caches_learned_are_each_backends_own_default():
+    from hwbench_pipeline.bench.backends import load_backend
+    from hwbench_pipeline.predict.generation_modes import DEFAULT_CACHE_BY_BACKEND
+
+    for backend, cache in DEFAULT_CACHE_BY_BACKEND.items():
+        assert load_backend(backend).generation_caches("cpu")[0] == cache

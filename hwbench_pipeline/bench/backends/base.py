@@ -96,6 +96,9 @@ class GeneratingBackend(Protocol):
     def generation_caches(self, device_kind: str) -> tuple[str, ...]:
         """The cache implementations this backend offers for generation there, its default first."""
 
+    def generation_precisions(self, device_kind: str) -> tuple[str, ...]:
+        """The precision specs this backend's decode loop runs there (none where it has no decode loop)."""
+
     def prepare_generator(self, model: Any, inputs: dict[str, Any], device: str, precision: str, *,
                           max_new_tokens: int, cache: str) -> Generator:
         """Make ``model`` (a transformers generative model, eval, fp32 on the CPU) ready to decode prompts shaped

@@ -49,8 +49,9 @@ def check_generative(model_type: str, name: str) -> str:
 
         category = architecture(model_type).category
         some = generative_architectures()
+        what = f"a {category} model" if name == model_type else f"{model_type}, a {category} model"
         raise UnsupportedConfigurationError(
-            f"{name} ({model_type}, a {category}) does not generate text: generation takes a text decoder with a "
+            f"{name} ({what}) does not generate text: generation takes a text decoder with a "
             f"causal-LM head or an encoder-decoder with a sequence-to-sequence LM head ({len(some)} architectures "
             f"here, e.g. {', '.join(n for n in EXAMPLES if n in some)})")
     return auto

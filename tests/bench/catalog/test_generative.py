@@ -71,7 +71,7 @@ def test_a_checkpoint_of_a_causal_lm_decodes_with_its_own_weights(tmp_path):
 
 
 @pytest.mark.parametrize("model_type, expected", [
-    ("deit", "deit (deit, a vision) does not generate text"),
+    ("deit", "deit (a vision model) does not generate text"),
     # a model that keeps no cache: each token would rerun the whole sequence, which is not a cached decode
     ("openai-gpt", "stored nothing in transformers' cache during the prefill"),
 ])

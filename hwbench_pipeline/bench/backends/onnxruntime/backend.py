@@ -504,6 +504,13 @@ class OnnxRuntimeBackend:
 
         return generation_caches(device_kind) if self.available(device_kind)[0] else ()
 
+    def generation_precisions(self, device_kind: str) -> tuple[str, ...]:
+        from hwbench_pipeline.bench.backends.onnxruntime.generate import GENERATION_PRECISIONS
+
+        if not self.generation_caches(device_kind):
+            return ()
+        return tuple(s for s in GENERATION_PRECISIONS if self.unsupported_reason(s, device_kind) is None)
+
     def prepare_generator(self, model: Any, inputs: dict[str, Any], device: str, precision: str, *,
                           max_new_tokens: int, cache: str) -> Any:
         """An exported decode-step graph with past key/values passed in and out (generate.py)."""

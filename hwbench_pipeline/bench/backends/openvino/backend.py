@@ -346,6 +346,13 @@ class OpenVINOBackend:
 
         return generation_caches(device_kind) if self.available(device_kind)[0] else ()
 
+    def generation_precisions(self, device_kind: str) -> tuple[str, ...]:
+        from hwbench_pipeline.bench.backends.openvino.generate import GENERATION_PRECISIONS
+
+        if not self.generation_caches(device_kind):
+            return ()
+        return tuple(s for s in GENERATION_PRECISIONS if self.unsupported_reason(s, device_kind) is None)
+
     def prepare_generator(self, model: Any, inputs: dict[str, Any], device: str, precision: str, *,
                           max_new_tokens: int, cache: str) -> Any:
         """The decode-step graph converted, made stateful and compiled for the CPU (generate.py)."""

@@ -257,6 +257,11 @@ class TorchBackend:
 
         return GENERATION_CACHES
 
+    def generation_precisions(self, device_kind: str) -> tuple[str, ...]:
+        from hwbench_pipeline.bench.backends.torch.generate import GENERATION_PRECISION_SPECS
+
+        return tuple(s for s in GENERATION_PRECISION_SPECS if self.unsupported_reason(s, device_kind) is None)
+
     def prepare_generator(self, model: Any, inputs: dict[str, Any], device: str, precision: str, *,
                           max_new_tokens: int, cache: str, cache_precision: str = "model",
                           residual_length: int = 0) -> Any:

@@ -16,6 +16,8 @@ from hwbench_pipeline.bench.precision import MODEL_CACHE_PRECISION, parse_spec
 #: the cache implementations torch offers, its default first; "compiled" is the static cache with the model's
 #: forward compiled by torch.compile (fixed shapes per decode step are what makes compiling worth it)
 GENERATION_CACHES = ("dynamic", "static", "compiled")
+#: int8-static is not offered: its activation scales are calibrated on one input shape, prefill and decode run two
+GENERATION_PRECISION_SPECS = ("fp32", "bf16", "fp16", "int8-dynamic")
 
 
 class TorchGenerator:
@@ -65,6 +67,7 @@ class TorchGenerator:
 
         self.cache_setup_s = prepare(cache_precision)  # a quantized cache's one-time build, before any timing
         self._cache: Any = None
+        self._cache_checked = False
         self._encoder: dict[str, Any] = {}
         self._position = 0
         self._logits: torch.Tensor | None = None
@@ -114,12 +117,14 @@ class TorchGenerator:
                 positions = torch.arange(self._prompt_len, device=self.device)
                 out = self._forward(**prompt, cache=self._cache, use_cache=True, cache_position=positions,
                                     **self._last_logits_only)
-            from hwbench_pipeline.bench.backends.torch.kv_cache import holds_states
+            if not self._cache_checked:  # once: the first prefill shows whether the model uses the cache at all
+                from hwbench_pipeline.bench.backends.torch.kv_cache import holds_states
 
-            if not holds_states(self._cache):
-                raise UnsupportedConfigurationError(
-                    f"{type(self.model).__name__} stored nothing in transformers' cache during the prefill (it keeps "
-                    f"no cache, or one of its own): a decode loop over a cache cannot run it")
+                if not holds_states(self._cache):
+                    raise UnsupportedConfigurationError(
+                        f"{type(self.model).__name__} stored nothing in transformers' cache during the prefill (it "
+                        f"keeps no cache, or one of its own): a decode loop over a cache cannot run it")
+                self._cache_checked = True
             return self._greedy(out)
 
     def next(self, tokens: torch.Tensor) -> torch.Tensor:
