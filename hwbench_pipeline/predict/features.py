@@ -116,10 +116,11 @@ def with_shapes(frame: pl.DataFrame, models: pl.DataFrame | None = None) -> pl.D
 def with_flops(frame: pl.DataFrame, counter: FlopCounter) -> pl.DataFrame:
     """FLOPs per call (per-sample count x batch) and where the count came from; a prefill or decode step's are
     worked out from counted forward passes (:mod:`~hwbench_pipeline.predict.generation_modes`)."""
-    if has_generation_rows(frame):
-        forward = with_flops(frame.filter(~is_generation_mode(frame)), counter)
-        steps = with_generation_flops(frame.filter(is_generation_mode(frame)), counter)
-        return pl.concat([forward, steps], how="diagonal_relaxed")
+    if has_generation_rows(frame):  # each kind counted its own way, the rows kept in the caller's order
+        indexed = frame.with_row_index("_row")
+        forward = with_flops(indexed.filter(~is_generation_mode(indexed)), counter)
+        steps = with_generation_flops(indexed.filter(is_generation_mode(indexed)), counter)
+        return pl.concat([forward, steps], how="diagonal_relaxed").sort("_row").drop("_row")
     per_sample, source = [], []
     for family, preset, seq in frame.select("family", "preset", "seq_len").iter_rows():
         flops, how = counter.per_sample(ModelSpec(family, preset), int(seq))
