@@ -14,6 +14,7 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 #: names the directory of the configuration being measured; unset or empty: no cache
 EXPORT_CACHE_ENV = "HWBENCH_EXPORT_CACHE"
@@ -64,3 +65,30 @@ def without_cache() -> Iterator[None]:
     finally:
         if saved is not None:
             os.environ[EXPORT_CACHE_ENV] = saved
+
+
+#: the torch fp32 eager output the first process computed (the agreement check's reference): the same model built
+#: from the same seed on the same inputs gives it again, so the later processes load it instead of running it
+REFERENCE_FILE = "reference.pt"
+
+
+def load_reference() -> Any | None:
+    """The configuration's reference output, when an earlier process of it published one."""
+    cache = configuration_cache()
+    path = cache / REFERENCE_FILE if cache is not None else None
+    if path is None or not path.is_file():
+        return None
+    import torch
+
+    return torch.load(path, weights_only=True)
+
+
+def save_reference(reference: Any) -> None:
+    """Publish the configuration's reference output for its later processes (nothing without a cache)."""
+    cache = configuration_cache()
+    if cache is None or (cache / REFERENCE_FILE).is_file():
+        return
+    import torch
+
+    with publish(cache / REFERENCE_FILE) as staged:
+        torch.save(reference, staged)

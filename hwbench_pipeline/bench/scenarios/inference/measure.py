@@ -25,6 +25,7 @@ def measure_inference(cfg: InferenceConfig, run_id: str) -> dict:
 
     from hwbench_pipeline.bench import models
     from hwbench_pipeline.bench.backends import load_backend
+    from hwbench_pipeline.bench.backends.export_cache import load_reference, save_reference
     from hwbench_pipeline.bench.hardware import parse_target
     from hwbench_pipeline.bench.quality import task_quality
     from hwbench_pipeline.bench.trackers.core_speed import slowest_core_ms
@@ -44,12 +45,15 @@ def measure_inference(cfg: InferenceConfig, run_id: str) -> dict:
     inputs = models.make_inputs(cfg.family, config, cfg.batch_size, cfg.seq_len, seed=cfg.seed, model=model)
     build_s = time.perf_counter() - t0
     params = sum(p.numel() for p in model.parameters())
+    # the first process counts FLOPs and publishes the reference output; the later ones load it (export_cache.py)
+    reference, flops = (None, None) if cfg.count_flops else (load_reference(), None)
     if cfg.count_flops:
         reference, flops = forward_counting_flops(model, inputs, models.forward)
-    else:
+    elif reference is None:
         with torch.inference_mode():
-            reference, flops = models.forward(model, inputs), None
+            reference = models.forward(model, inputs)
     reference = reference.float().cpu()
+    save_reference(reference)
     t0 = time.perf_counter()
     # FLOPs and the reference came from the eager model; the timed one runs what the configuration asks for
     attention_ran = models.use_default_attention(model) if cfg.attention == DEFAULT_ATTENTION else ATTENTION
