@@ -3,8 +3,11 @@ pair by pair (the statistics: trackers/paired.py)."""
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
 
 from hwbench_pipeline.bench.launchers.base import Launcher
 from hwbench_pipeline.bench.scenarios.base import Scenario
@@ -50,3 +53,75 @@ def measure_interleaved(a: Side, b: Side, scenario: Scenario, pairs: int, run_id
     b_medians = [r["p50_ms"] for r, ok in zip(b.rows, keep, strict=True) if ok]
     comparison = compare_pairs(a_medians, b_medians, threshold) if a_medians else None
     return InterleavedResult(a, b, comparison, keep.count(False))
+
+
+def side_build(side: Side) -> str:
+    """Which build measured a side: another build's interpreter, or this build."""
+    return getattr(side.launcher, "python", None) or "this build"
+
+
+def comparison_kind(a: Side, b: Side) -> str:
+    """targets, precisions or builds: what differs between the two sides."""
+    if side_build(a) != side_build(b):
+        return "builds"
+    return "targets" if a.cfg.target != b.cfg.target else "precisions"
+
+
+def comparison_row(result: InterleavedResult, *, run_id: str, started_at: datetime, purpose: str,
+                   pairs_asked: int) -> dict:
+    """The comparison as a row of the warehouse's ``comparisons`` table (B against A), failed or not."""
+    import statistics
+
+    from hwbench_pipeline.bench.config_key import model_config_hash
+    from hwbench_pipeline.bench.environment import git_revision
+
+    a, b, c = result.a, result.b, result.comparison
+    keep = [not (x or y) for x, y in zip(disturbed(a.rows), disturbed(b.rows), strict=False)]
+    medians_a = [r["p50_ms"] for r, ok in zip(a.rows, keep, strict=False) if ok]
+    medians_b = [r["p50_ms"] for r, ok in zip(b.rows, keep, strict=False) if ok]
+    if result.failure is not None:
+        failed = result.failure
+        first_line = (str(failed.get("message") or "").splitlines() or [""])[0][:300]
+        sentence = f"failed: {failed['target']} {failed['precision']}: {failed['failure_class']}: {first_line}"
+    elif c is None:
+        sentence = f"no undisturbed pair among {len(keep)}: the host was busy throughout; nothing compared"
+    else:
+        sentence = c.sentence(a.label, b.label)
+    return {
+        "run_id": run_id, "started_at": started_at, "purpose": purpose, "kind": comparison_kind(a, b),
+        "label_a": a.label, "label_b": b.label, "family": a.cfg.family, "preset": a.cfg.preset,
+        "config_hash": model_config_hash(a.cfg.family, a.cfg.preset), "batch_size": a.cfg.batch_size,
+        "seq_len": a.cfg.seq_len, "threads": a.cfg.threads, "target_a": a.cfg.target, "target_b": b.cfg.target,
+        "precision_a": a.cfg.precision, "precision_b": b.cfg.precision, "build_a": side_build(a),
+        "build_b": side_build(b), "seconds_per_process": a.cfg.rule.max_seconds, "pairs_asked": pairs_asked,
+        "pairs": c.pairs if c else 0, "dropped_pairs": result.dropped_pairs,
+        "verdict": "failed" if result.failure is not None else (c.verdict if c else "inconclusive"),
+        "ratio": c.ratio if c else None, "low": c.low if c else None, "high": c.high if c else None,
+        "coverage": c.coverage if c else None, "p_value": c.p_value if c else None,
+        "threshold": c.threshold if c else None,
+        "median_a_ms": statistics.median(medians_a) if medians_a else None,
+        "median_b_ms": statistics.median(medians_b) if medians_b else None,
+        "medians_a_ms": medians_a, "medians_b_ms": medians_b, "sentence": sentence, "git_revision": git_revision(),
+    }
+
+
+def run_interleaved(configs: tuple, labels: tuple[str, str], pairs: int, run_id: str, *, lock_dir: Path,
+                    baseline_python: str | None = None, threshold: float = DEFAULT_THRESHOLD,
+                    timeout_s: float = 600.0, on_pair: Callable[[int, dict, dict], None] | None = None,
+                    log: Callable[[str], None] = print) -> InterleavedResult:
+    """Measure two inference configurations (A, B) interleaved on this host, holding its measurement lock;
+    with ``baseline_python`` side A is measured by that build (launchers/build.py). BuildUnusableError when that
+    interpreter cannot run its ``hwbench bench``."""
+    from hwbench_pipeline.bench.host_lock import host_measurement_lock
+    from hwbench_pipeline.bench.launchers.build import BuildLauncher
+    from hwbench_pipeline.bench.launchers.process import ProcessLauncher
+    from hwbench_pipeline.bench.scenarios.inference import InferenceScenario
+
+    scenario = InferenceScenario()
+    with tempfile.TemporaryDirectory(prefix="hwbench-exports-") as cache:
+        current = ProcessLauncher(scenario.measure, cache)
+        baseline = BuildLauncher(baseline_python) if baseline_python else current
+        a, b = Side(labels[0], configs[0], baseline), Side(labels[1], configs[1], current)
+        with host_measurement_lock(lock_dir, log):
+            return measure_interleaved(a, b, scenario, pairs, run_id, timeout_s=timeout_s, threshold=threshold,
+                                       on_pair=on_pair)

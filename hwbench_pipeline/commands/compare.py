@@ -5,7 +5,8 @@ interleaved (A B A B …) and tested pair by pair (docs/measurement.md, "Interle
     hwbench compare --model bert --precision fp32,bf16
     hwbench compare --model bert --baseline-python ../hwbench-main/.venv/bin/python --fail-if-slower
 
-Nothing is stored; ``--json`` writes both sides' process rows and the comparison.
+``--store`` keeps the comparison in the warehouse's comparisons table (the comparison report shows it);
+``--json`` writes both sides' process rows and the comparison.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from hwbench_pipeline.cli import UsageError, csv_ints, make_console
 from hwbench_pipeline.commands.argtypes import positive_float, positive_int, timeout_seconds
-from hwbench_pipeline.paths import host_lock_dir
+from hwbench_pipeline.paths import default_data_dir, host_lock_dir
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,6 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=timeout_seconds, default=600.0, help="per-process timeout in seconds")
     p.add_argument("--fail-if-slower", action="store_true", help="exit 1 when the second side is slower")
     p.add_argument("--json", help="write both sides' process rows and the comparison here")
+    p.add_argument("--store", action="store_true", help="also store the comparison in the warehouse's comparisons "
+                                                        "table (the comparison report shows it)")
+    p.add_argument("--data-dir", default=None, help="the warehouse for --store (default: $HWBENCH_DATA_DIR or data/)")
     p.set_defaults(func=cmd_compare)
 
 
@@ -106,36 +110,37 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, sides: list[tuple[str, str, str]], configs: list) -> int:
-    import tempfile
+    from datetime import UTC, datetime
 
-    from hwbench_pipeline.bench.compare import Side, measure_interleaved
-    from hwbench_pipeline.bench.host_lock import host_measurement_lock
-    from hwbench_pipeline.bench.launchers.build import BuildLauncher, BuildUnusableError
-    from hwbench_pipeline.bench.launchers.process import ProcessLauncher
-    from hwbench_pipeline.bench.scenarios.inference import InferenceScenario
+    from hwbench_pipeline.bench.compare import comparison_row, run_interleaved
+    from hwbench_pipeline.bench.launchers.build import BuildUnusableError
 
     console = make_console()
-    scenario = InferenceScenario()
     run_id = f"compare-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
-    with tempfile.TemporaryDirectory(prefix="hwbench-exports-") as cache:
-        current = ProcessLauncher(scenario.measure, cache)
-        try:
-            baseline = BuildLauncher(args.baseline_python) if args.baseline_python else current
-        except BuildUnusableError as exc:
-            raise UsageError(str(exc)) from None
-        a = Side(sides[0][0], configs[0], baseline)
-        b = Side(sides[1][0], configs[1], current)
+    labels = (sides[0][0], sides[1][0])
 
-        def on_pair(i: int, ra: dict, rb: dict) -> None:
-            console.print(f"pair {i}/{args.pairs}: {a.label} {ra['p50_ms']:.3f} ms, {b.label} {rb['p50_ms']:.3f} ms"
-                          + (" (disturbed)" if ra.get("contaminated") or rb.get("contaminated") else ""))
+    def on_pair(i: int, ra: dict, rb: dict) -> None:
+        console.print(f"pair {i}/{args.pairs}: {labels[0]} {ra['p50_ms']:.3f} ms, {labels[1]} {rb['p50_ms']:.3f} ms"
+                      + (" (disturbed)" if ra.get("contaminated") or rb.get("contaminated") else ""))
 
-        console.print(f"comparing {configs[0].family}/{configs[0].preset} batch {configs[0].batch_size} seq "
-                      f"{configs[0].seq_len}, threads {configs[0].threads}: {a.label} against {b.label}, "
-                      f"{args.pairs} interleaved pairs")
-        with host_measurement_lock(host_lock_dir(), console.print):
-            result = measure_interleaved(a, b, scenario, args.pairs, run_id, timeout_s=args.timeout,
-                                         threshold=args.threshold, on_pair=on_pair)
+    console.print(f"comparing {configs[0].family}/{configs[0].preset} batch {configs[0].batch_size} seq "
+                  f"{configs[0].seq_len}, threads {configs[0].threads}: {labels[0]} against {labels[1]}, "
+                  f"{args.pairs} interleaved pairs")
+    started = datetime.now(UTC)
+    try:
+        result = run_interleaved(tuple(configs), labels, args.pairs, run_id, lock_dir=host_lock_dir(),
+                                 baseline_python=args.baseline_python, threshold=args.threshold,
+                                 timeout_s=args.timeout, on_pair=on_pair, log=console.print)
+    except BuildUnusableError as exc:
+        raise UsageError(str(exc)) from None
+    a, b = result.a, result.b
+    if args.store:
+        from hwbench_pipeline.warehouse.store import Warehouse
+
+        row = comparison_row(result, run_id=run_id, started_at=started, purpose="comparison",
+                             pairs_asked=args.pairs)
+        path = Warehouse(Path(args.data_dir or default_data_dir())).write("comparisons", [row], run_id=run_id)
+        console.print(f"stored in the comparisons table: {path}")
     if args.json:  # whatever came of it: both sides' rows, the failure, the comparison
         Path(args.json).write_text(json.dumps({
             "a": {"label": a.label, "rows": a.rows}, "b": {"label": b.label, "rows": b.rows},

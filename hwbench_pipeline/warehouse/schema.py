@@ -541,6 +541,52 @@ REGRESSIONS = pa.schema(
     ]
 )
 
+#: two configurations (two targets, two precisions) or one configuration under two builds, measured by
+#: interleaved fresh processes (A B, B A, …) and compared pair by pair (bench/compare.py, trackers/paired.py):
+#: a profile's comparisons, ``hwbench compare --store``, and the regression report's checks against a baseline build
+COMPARISONS = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("started_at", TS),
+        ("purpose", pa.string()),  # comparison, regression check
+        ("kind", pa.string()),  # targets, precisions, builds
+        ("label_a", pa.string()),
+        ("label_b", pa.string()),
+        ("family", pa.string()),
+        ("preset", pa.string()),
+        ("config_hash", pa.string()),
+        ("batch_size", pa.int64()),
+        ("seq_len", pa.int64()),
+        ("threads", pa.int64()),
+        ("target_a", pa.string()),
+        ("target_b", pa.string()),
+        ("precision_a", pa.string()),
+        ("precision_b", pa.string()),
+        ("build_a", pa.string()),  # the interpreter of a baseline build, or "this build"
+        ("build_b", pa.string()),
+        ("seconds_per_process", pa.float64()),
+        ("pairs_asked", pa.int64()),
+        ("pairs", pa.int64()),  # undisturbed pairs compared
+        ("dropped_pairs", pa.int64()),
+        ("verdict", pa.string()),  # slower, faster, same, inconclusive (B against A); failed
+        ("ratio", pa.float64()),  # B / A, the median of the pairs' ratios
+        ("low", pa.float64()),
+        ("high", pa.float64()),
+        ("coverage", pa.float64()),
+        ("p_value", pa.float64()),
+        ("threshold", pa.float64()),
+        ("median_a_ms", pa.float64()),
+        ("median_b_ms", pa.float64()),
+        ("medians_a_ms", pa.list_(pa.float64())),
+        ("medians_b_ms", pa.list_(pa.float64())),
+        ("sentence", pa.string()),  # the verdict in words, or why there is none
+        ("git_revision", pa.string()),
+    ]
+)
+COMPARISON_KEY = ["purpose", "kind", "family", "preset", "config_hash", "batch_size", "seq_len", "threads", "target_a",
+                  "target_b", "precision_a", "precision_b", "build_a", "build_b"]
+COMPARISON_VERDICTS = ["slower", "faster", "same", "inconclusive", "failed"]
+
 #: one architecture probed on one target (the coverage sweep, docs/catalog.md): did a forward pass run, and if not,
 #: the failure class and message, with its shape, counted FLOPs and a short timed series (PROBE_RULE)
 ARCHITECTURE_COVERAGE = pa.schema(
@@ -621,6 +667,7 @@ TABLES: dict[str, pa.Schema] = {
     "latency_samples": LATENCY_SAMPLES,
     "predictions": PREDICTIONS,
     "regressions": REGRESSIONS,
+    "comparisons": COMPARISONS,
     "training_results": TRAINING_RESULTS,
     "distributed_results": DISTRIBUTED_RESULTS,
     "generation_results": GENERATION_RESULTS,
@@ -650,6 +697,7 @@ TABLE_KEYS: dict[str, list[str]] = {
     "latency_samples": ["scenario", *CONFIG_KEY, "sample_index"],
     "predictions": ["mode", *CONFIG_KEY, "metric"],
     "regressions": ["scenario", *CONFIG_KEY, "metric"],
+    "comparisons": COMPARISON_KEY,
     "training_results": CONFIG_KEY,
     "distributed_results": DISTRIBUTED_KEY,
     "generation_results": GENERATION_KEY,

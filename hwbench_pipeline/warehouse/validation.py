@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from hwbench_pipeline.bench.precision import NO_QUANTIZATION, PRECISIONS, QUANTIZATIONS
-from hwbench_pipeline.warehouse.schema import CONFIG_KEY, UNRECORDED
+from hwbench_pipeline.warehouse.schema import COMPARISON_KEY, COMPARISON_VERDICTS, CONFIG_KEY, UNRECORDED
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
@@ -290,6 +290,22 @@ def regressions_suite():
         e.ExpectColumnValuesToBeInSet(column="verdict",
                                       value_set=["slower", "faster", "unchanged", "new", "unreliable"]),
         e.ExpectColumnValuesToBeBetween(column="p_value", min_value=0, max_value=1),
+    ])
+
+
+def comparisons_suite():
+    """comparisons: a verdict from the allowed set; a compared pair count no larger than the pairs asked for;
+    a p-value in [0, 1]; a positive ratio."""
+    import great_expectations as gx
+
+    e = gx.expectations
+    return _keys_suite("comparisons", ["run_id", *COMPARISON_KEY], [
+        e.ExpectColumnValuesToBeInSet(column="verdict", value_set=COMPARISON_VERDICTS),
+        e.ExpectColumnValuesToBeInSet(column="kind", value_set=["targets", "precisions", "builds"]),
+        e.ExpectColumnValuesToBeBetween(column="pairs", min_value=0),
+        e.ExpectColumnPairValuesAToBeGreaterThanB(column_A="pairs_asked", column_B="pairs", or_equal=True),
+        e.ExpectColumnValuesToBeBetween(column="p_value", min_value=0, max_value=1),
+        e.ExpectColumnValuesToBeBetween(column="ratio", min_value=0, strict_min=True),
     ])
 
 

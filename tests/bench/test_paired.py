@@ -14,6 +14,7 @@ from hwbench_pipeline.bench.launchers.process import ProcessLauncher
 from hwbench_pipeline.bench.scenarios.inference import InferenceConfig, InferenceScenario
 from hwbench_pipeline.bench.trackers.paired import compare_pairs
 from hwbench_pipeline.bench.trackers.stats import StoppingRule
+from hwbench_pipeline.warehouse.store import Warehouse
 
 
 def test_a_shared_slow_stretch_cancels_in_the_pairs():
@@ -78,7 +79,8 @@ def test_compare_against_a_baseline_build_runs_that_builds_bench_interleaved(tmp
     out = tmp_path / "compare.json"
     done = subprocess.run([sys.executable, "-m", "hwbench_pipeline.cli", "compare", "--model", "bert", "--preset",
                            "tiny", "--seq", "16", "--threads", "1", "--pairs", "2", "--seconds-per-process", "0.3",
-                           "--baseline-python", sys.executable, "--json", str(out)],
+                           "--baseline-python", sys.executable, "--json", str(out), "--store", "--data-dir",
+                           str(tmp_path / "data")],
                           capture_output=True, text=True, timeout=600)
     report = json.loads(out.read_text())  # written whatever came of it
     assert report["a"]["label"] == "baseline" and report["b"]["label"] == "current"
@@ -91,6 +93,10 @@ def test_compare_against_a_baseline_build_runs_that_builds_bench_interleaved(tmp
         assert done.returncode == 0, done.stdout + done.stderr
         assert report["comparison"]["pairs"] + report["dropped_pairs"] == 2
         assert "interleaved pairs" in done.stdout and report["comparison"]["verdict"] == "inconclusive"
+    # --store keeps the comparison, whatever came of it, in the warehouse's comparisons table
+    (stored,) = Warehouse(tmp_path / "data").read("comparisons").iter_rows(named=True)
+    assert (stored["kind"], stored["purpose"], stored["build_a"]) == ("builds", "comparison", sys.executable)
+    assert stored["pairs"] + stored["dropped_pairs"] == 2 and stored["pairs_asked"] == 2
 
 
 @pytest.mark.parametrize("args, message", [
