@@ -2,7 +2,14 @@
 
 import dagster as dg
 
-from hwbench_pipeline.assets import COVERAGE, DOWNSTREAM, MEASUREMENTS, UNPARTITIONED_UPSTREAM, inference_runs
+from hwbench_pipeline.assets import (
+    COMPARISONS,
+    COVERAGE,
+    DOWNSTREAM,
+    MEASUREMENTS,
+    UNPARTITIONED_UPSTREAM,
+    inference_runs,
+)
 
 catalog_job = dg.define_asset_job(
     "catalog_job", selection=UNPARTITIONED_UPSTREAM,
@@ -21,6 +28,11 @@ coverage_job = dg.define_asset_job(
     "coverage_job", selection=COVERAGE,
     description="The coverage sweep of the profile's architectures section on one hardware target (one partition): "
                 "every architecture of transformers built at its tiny preset and run once. Resumable.",
+)
+comparison_job = dg.define_asset_job(
+    "comparison_job", selection=COMPARISONS,
+    description="Measure the profile's comparisons (two targets, two precisions) interleaved on this host and test "
+                "them pair by pair.",
 )
 refresh_job = dg.define_asset_job(
     "refresh_job", selection=DOWNSTREAM,

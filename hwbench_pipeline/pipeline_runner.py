@@ -14,7 +14,14 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from hwbench_pipeline.assets import ALL_ASSETS, COVERAGE, DOWNSTREAM, MEASUREMENTS, UNPARTITIONED_UPSTREAM
+from hwbench_pipeline.assets import (
+    ALL_ASSETS,
+    COMPARISONS,
+    COVERAGE,
+    DOWNSTREAM,
+    MEASUREMENTS,
+    UNPARTITIONED_UPSTREAM,
+)
 from hwbench_pipeline.dead_runs import process_tags, release_dead_runs
 from hwbench_pipeline.partitions import hardware_target_partitions
 from hwbench_pipeline.paths import default_data_dir
@@ -66,8 +73,11 @@ def run_pipeline(
 
     stages: list[tuple[str, list, str | None]] = [("catalog and hardware targets", UNPARTITIONED_UPSTREAM, None)]
     stages += [(f"measurements on {t}", MEASUREMENTS, t) for t in targets]
-    if settings.load_profile().architectures is not None:
+    loaded = settings.load_profile()
+    if loaded.architectures is not None:
         stages += [(f"architecture coverage on {t}", COVERAGE, t) for t in targets]
+    if loaded.comparisons:
+        stages += [("interleaved comparisons", COMPARISONS, None)]
     stages += [("tables, predictor, predictions, recommendations, reports", DOWNSTREAM, None)]
     for i, (name, selection, partition) in enumerate(stages, start=1):
         say(f"[{i}/{len(stages)}] {name} …")
@@ -92,12 +102,14 @@ def run_pipeline(
             return summary
 
     measured_runs = {run_id for name, _, _, run_id in summary.stages if name.startswith("measurements on ")}
+    compared_runs = {run_id for name, _, _, run_id in summary.stages if name == "interleaved comparisons"}
     report_dir = warehouse.reports_dir
     summary.report_html = report_dir / "regression_report.html"
     summary.report_markdown = report_dir / "regression_report.md"
     summary.comparison_html = report_dir / "comparison_report.html"
     summary.comparison_pdf = report_dir / "comparison_report.pdf"
     _print_summary(warehouse, summary, measured_runs, say)
+    _print_comparisons(warehouse, compared_runs, say)
     return summary
 
 
@@ -121,8 +133,20 @@ def _print_summary(warehouse: WarehouseResource, summary: PipelineSummary, run_i
             say(f"  predictor: held-out MAPE {evaluation['mape'] * 100:.1f} % leaving out one of "
                 f"{evaluation['n_groups']} families at a time")
     total = sum(s[2] for s in summary.stages)
+    for name, _, seconds, _ in summary.stages:
+        say(f"  {name}: {seconds:.0f} s")
     say(f"  wall time {total:.0f} s")
     say(f"report: {summary.report_html}")
     say(f"        {summary.report_markdown}")
     say(f"comparison report: {summary.comparison_html}")
     say(f"                   {summary.comparison_pdf}")
+
+
+def _print_comparisons(warehouse: WarehouseResource, run_ids: set[str], say) -> None:
+    store = warehouse.warehouse()
+    if not run_ids or not store.files("comparisons"):
+        return
+    rows = store.read("comparisons").filter(pl.col("run_id").is_in(sorted(run_ids)))
+    for row in rows.iter_rows(named=True):
+        say(f"interleaved: {row['family']}/{row['preset']} bs={row['batch_size']} seq={row['seq_len']}: "
+            f"{row['sentence']}")

@@ -90,4 +90,16 @@ def profile_violations(profile: Profile) -> list[str]:
             "generation.stream_clients": g.stream_clients == () or _counts(g.stream_clients),
             "generation.stopping": _rule(g.stopping), "generation.timeout_s": _timeout(g.timeout_s),
         }
+    for i, c in enumerate(profile.comparisons):
+        pairs = {"targets": c.targets, "precisions": c.precisions}
+        checks |= {
+            f"comparisons[{i}].names": all(isinstance(v, str) for v in (c.model, c.preset)),
+            f"comparisons[{i}].shape": _count(c.batch_size) and _count(c.seq_len) and _count(c.pairs),
+            f"comparisons[{i}].seconds_per_process": type(c.seconds_per_process) is float
+            and _positive(c.seconds_per_process),
+            f"comparisons[{i}].threshold": type(c.threshold) is float and _positive(c.threshold, 1.0),
+            # two names each, and the sides differ in exactly one of target and precision
+            f"comparisons[{i}].sides": all(isinstance(v, tuple) and len(v) == 2 for v in pairs.values())
+            and sum(v[0] != v[1] for v in pairs.values()) == 1,
+        }
     return sorted(name for name, holds in checks.items() if not holds)

@@ -1,6 +1,7 @@
 """Assets, one module per stage. They stay thin: the work lives in bench/, warehouse/, predict/, report/."""
 
 from hwbench_pipeline.assets.catalog import model_catalog
+from hwbench_pipeline.assets.comparisons import interleaved_comparisons
 from hwbench_pipeline.assets.coverage import architecture_coverage
 from hwbench_pipeline.assets.distributed import distributed_runs
 from hwbench_pipeline.assets.generation import generation_runs
@@ -19,6 +20,8 @@ MEASUREMENTS = [inference_runs, training_runs, distributed_runs, generation_runs
 #: partitioned by hardware target, in the opt-in "coverage" group (no schedule or sensor selects it by default)
 COVERAGE = [architecture_coverage]
 UNPARTITIONED_UPSTREAM = [model_catalog, hardware_targets]
+#: the profile's interleaved comparisons: unpartitioned (their two sides may be two targets), after the measurements
+COMPARISONS = [interleaved_comparisons]
 DOWNSTREAM = [inference_results, failure_patterns, performance_predictor, predictions, hardware_recommendations,
               regression_report, comparison_report]
-ALL_ASSETS = UNPARTITIONED_UPSTREAM + MEASUREMENTS + COVERAGE + DOWNSTREAM
+ALL_ASSETS = UNPARTITIONED_UPSTREAM + MEASUREMENTS + COVERAGE + COMPARISONS + DOWNSTREAM

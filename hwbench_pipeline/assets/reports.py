@@ -2,10 +2,12 @@
 comparison_report (targets side by side, charts, HTML/Markdown/PDF)."""
 
 import json
+import os
 
 import dagster as dg
 
 from hwbench_pipeline.assets.checks import check_spec, stored_file_check
+from hwbench_pipeline.assets.comparisons import interleaved_comparisons
 from hwbench_pipeline.assets.distributed import distributed_runs
 from hwbench_pipeline.assets.generation import generation_runs
 from hwbench_pipeline.assets.predictions import predictions
@@ -13,22 +15,39 @@ from hwbench_pipeline.assets.predictor import performance_predictor
 from hwbench_pipeline.assets.recommendations import hardware_recommendations
 from hwbench_pipeline.assets.tables import inference_results
 from hwbench_pipeline.assets.training import training_runs
+from hwbench_pipeline.bench.launchers.build import BuildUnusableError
+from hwbench_pipeline.paths import host_lock_dir
 from hwbench_pipeline.report.comparison import render_comparison_report, report_predictions
+from hwbench_pipeline.report.regression_checks import BASELINE_PYTHON_ENV, CheckSettings, check_findings
 from hwbench_pipeline.report.regressions import detect_regressions, finding_rows
 from hwbench_pipeline.report.render import render_regression_report
 from hwbench_pipeline.resources.warehouse import WarehouseResource
-from hwbench_pipeline.warehouse.validation import regressions_suite
+from hwbench_pipeline.warehouse.validation import comparisons_suite, regressions_suite
 
 #: the regressions table is not partitioned by target: one file per report run covers every target
 REGRESSIONS_PARTITION = "all"
+
+
+class RegressionReportConfig(dg.Config):
+    """Where a baseline build is given (here or in $HWBENCH_BASELINE_PYTHON), each configuration the history
+    flags is measured again interleaved against that build before the report is written."""
+
+    baseline_python: str = ""  # the baseline build's interpreter (another checkout's virtual environment)
+    pairs: int = 8  # interleaved pairs per check (a verdict needs 6 undisturbed ones)
+    seconds_per_process: float = 1.0
+    max_checks: int = 3  # the most urgent flagged configurations
 
 
 @dg.asset(deps=[inference_results, training_runs, hardware_recommendations, performance_predictor],
           group_name="reports", pool="hwbench_warehouse",
           check_specs=[check_spec("regressions", "regression_report",
                                   "One finding per scenario, configuration and metric, with an allowed verdict and "
-                                  "a p-value in [0, 1].")])
-def regression_report(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+                                  "a p-value in [0, 1]."),
+                       check_spec("comparisons", "regression_report",
+                                  "The interleaved checks against a baseline build (when one is given): an allowed "
+                                  "verdict, no more pairs than asked for, a p-value in [0, 1].")])
+def regression_report(context: dg.AssetExecutionContext, config: RegressionReportConfig,
+                      warehouse: WarehouseResource):
     """Every inference and training configuration's newest run against its history (change points over the
     run medians, Mann–Whitney U on the raw samples, a minimum magnitude from the history's spread), stored in
     the regressions table; the report shows the inference findings, the failures, the recommendations and
@@ -42,8 +61,23 @@ def regression_report(context: dg.AssetExecutionContext, warehouse: WarehouseRes
     stored = (store.write("regressions", finding_rows(findings), run_id=run_id, partition=REGRESSIONS_PARTITION)
               if findings else None)
     check = stored_file_check(stored, "regressions", regressions_suite(), required=bool(findings))
+    rows: list[dict] = []
+    baseline_python = config.baseline_python or os.environ.get(BASELINE_PYTHON_ENV, "")
+    if baseline_python:
+        try:
+            rows = check_findings(findings, baseline_python, run_id=run_id, lock_dir=host_lock_dir(),
+                                  settings=CheckSettings(pairs=config.pairs,
+                                                         seconds_per_process=config.seconds_per_process,
+                                                         max_checks=config.max_checks),
+                                  log=context.log.info)
+        except BuildUnusableError as exc:
+            raise dg.Failure(f"the baseline build cannot be used: {exc}") from None
+    checked = store.write("comparisons", rows, run_id=run_id) if rows else None
+    interleaved_check = stored_file_check(checked, "comparisons", comparisons_suite(), required=False)
     schema_path = warehouse.predictor_dir / "latency_model.schema.json"
     predictor = json.loads(schema_path.read_text()) if schema_path.exists() else None
+    # the interleaved checks of this run and earlier ones, beside the changes the history flags
+    comparisons = store.read("comparisons") if store.files("comparisons") else None
     report = render_regression_report(
         history,
         store.read("failures", latest=True),
@@ -51,6 +85,7 @@ def regression_report(context: dg.AssetExecutionContext, warehouse: WarehouseRes
         predictor,
         warehouse.reports_dir,
         findings=inference,
+        comparisons=comparisons,
     )
     flagged = [f for f in findings if f.verdict in ("slower", "faster")]
     for f in flagged:
@@ -70,10 +105,14 @@ def regression_report(context: dg.AssetExecutionContext, warehouse: WarehouseRes
         "flagged": dg.MetadataValue.md("\n".join(
             f"- {f.scenario} {f.label}: **{f.verdict}** {f.change:+.1%}" for f in flagged) or "none"),
         "preview": dg.MetadataValue.md(report.markdown.read_text()[:20000]),
-    }, check_results=[check])
+        "interleaved_checks": dg.MetadataValue.md("\n".join(f"- {r['family']}/{r['preset']} {r['target_b']}: "
+                                                            f"{r['sentence']}" for r in rows) or "none")
+        if baseline_python else "no baseline build given",
+    }, check_results=[check, interleaved_check])
 
 
-@dg.asset(deps=[inference_results, training_runs, distributed_runs, generation_runs, predictions, regression_report],
+@dg.asset(deps=[inference_results, training_runs, distributed_runs, generation_runs, interleaved_comparisons,
+                predictions, regression_report],
           group_name="reports", pool="hwbench_warehouse")
 def comparison_report(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Targets side by side: latency and throughput against batch, latency distributions, the compatibility

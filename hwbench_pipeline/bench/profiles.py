@@ -15,12 +15,13 @@ from typing import Any
 import yaml
 
 from hwbench_pipeline.bench.precision import FLOAT_PRECISIONS
+from hwbench_pipeline.bench.profile_comparisons import ComparisonSpec, ComparisonSpecError, parse_comparisons
 from hwbench_pipeline.bench.trackers.stats import StoppingRule, is_finite_number
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
 REQUIRED_KEYS = {"families", "presets", "batch_sizes", "seq_lens", "precisions"}
 OPTIONAL_KEYS = {"description", "threads", "stopping", "timeout_s", "memory_limit_mb", "training", "distributed",
-                 "architectures", "generation"}
+                 "architectures", "generation", "comparisons"}
 ARCHITECTURES_KEYS = {"models", "preset", "batch_size", "seq_len", "timeout_s"}
 DISTRIBUTED_REQUIRED_KEYS = {"families", "presets", "strategies", "workers", "batch_size", "seq_len"}
 DISTRIBUTED_OPTIONAL_KEYS = {"steps", "warmup_steps", "threads_per_worker", "microbatches", "max_failures",
@@ -130,6 +131,8 @@ class Profile:
     distributed: DistributedProfile | None = None
     architectures: ArchitecturesProfile | None = None
     generation: GenerationProfile | None = None
+    #: pairs of configurations measured interleaved (bench/profile_comparisons.py)
+    comparisons: tuple[ComparisonSpec, ...] = ()
     #: each measuring process's memory limit (MiB); past it the configuration is an out_of_memory row. None: none
     memory_limit_mb: float | None = None
     #: where trained task-model weights are kept (bench/trained.py): training keeps its fp32 weights there and
@@ -604,6 +607,15 @@ def _distributed_section(raw: object, source: str, timeout: float) -> Distribute
     return spec
 
 
+def _comparisons_section(raw: object, source: str) -> tuple[ComparisonSpec, ...]:
+    if raw is None:
+        return ()
+    try:
+        return parse_comparisons(raw, source)
+    except ComparisonSpecError as exc:
+        raise ProfileError(str(exc)) from None
+
+
 def load_profile(name_or_path: str) -> Profile:
     """Load a built-in profile by name or a YAML file by path; ProfileError says what is wrong."""
     from hwbench_pipeline.bench import models
@@ -657,6 +669,7 @@ def load_profile(name_or_path: str) -> Profile:
         architectures=_architectures_section(data["architectures"], source, timeout)
         if "architectures" in data else None,
         generation=_generation_section(data["generation"], source, timeout) if "generation" in data else None,
+        comparisons=_comparisons_section(data.get("comparisons"), source),
         memory_limit_mb=float(_number(data["memory_limit_mb"], "memory_limit_mb", source, low=16))
         if data.get("memory_limit_mb") is not None else None,
     )

@@ -56,7 +56,8 @@ def cmd_report(args: argparse.Namespace) -> int:
             warehouse.read("inference_results"), warehouse.read("failures", latest=True),
             warehouse.read_newest_run("recommendations"),
             json.loads(schema.read_text()) if schema.exists() else None,
-            out, template_dir=templates, min_change=args.min_change, alpha=args.alpha)
+            out, template_dir=templates, min_change=args.min_change, alpha=args.alpha,
+            comparisons=warehouse.read("comparisons"))
         verdicts = ", ".join(f"{k} {v}" for k, v in sorted(rendered.verdicts.items()))
         print(f"regression report: {rendered.n_configs} configurations ({verdicts}), {rendered.n_failures} failures")
         print(f"  {rendered.html}\n  {rendered.markdown}")

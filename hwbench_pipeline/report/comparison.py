@@ -3,7 +3,8 @@
 The sections (:mod:`hwbench_pipeline.report.comparison_sections` for inference,
 :mod:`hwbench_pipeline.report.precision_section` for precision against quality,
 :mod:`hwbench_pipeline.report.training_sections` for training and distributed training,
-:mod:`hwbench_pipeline.report.generation_section` for generation) are drawn as PNG
+:mod:`hwbench_pipeline.report.generation_section` for generation, :mod:`hwbench_pipeline.report.interleaved_section`
+for the interleaved comparisons of the ``comparisons`` table) are drawn as PNG
 files for the Markdown and the PDF, and as interactive Plotly charts in the HTML page, which embeds plotly.js
 so it works offline. The HTML and Markdown come from Jinja templates (a user's template folder is searched
 first); the PDF is drawn from the same sections (:mod:`hwbench_pipeline.report.pdf`). Every file is written
@@ -36,6 +37,7 @@ from hwbench_pipeline.report.comparison_sections import (
     roofline_section,
 )
 from hwbench_pipeline.report.generation_section import generation_section
+from hwbench_pipeline.report.interleaved_section import MEASURED_APART, interleaved_section
 from hwbench_pipeline.report.precision_section import precision_section
 from hwbench_pipeline.report.training_sections import distributed_section, training_section
 from hwbench_pipeline.warehouse.store import Warehouse
@@ -110,6 +112,7 @@ def _context(data: ReportData, sections: list[Section], images: dict[str, Path])
         "hosts": sorted(set(data.measured["host"].drop_nulls())),
         "git_revisions": sorted(set(data.measured["git_revision"].drop_nulls())),
         "overview": overview_table(data),
+        "measured_apart": MEASURED_APART,
         "sections": views,
     }
 
@@ -144,8 +147,8 @@ def render_comparison_report(warehouse: Warehouse, out_dir: Path, *, template_di
     points = normalize_change_points(change_points if change_points is not None
                                       else change_points_from_regressions(warehouse))
     sections = [batch_section(data), distribution_section(data), compatibility_section(data),
-                precision_section(data), history_section(data, points), roofline_section(data),
-                prediction_section(data),
+                precision_section(data), interleaved_section(data.comparisons), history_section(data, points),
+                roofline_section(data), prediction_section(data),
                 training_section(data.training), distributed_section(data.distributed),
                 generation_section(data.generation, data.generation_failures)]
     out_dir = Path(out_dir)

@@ -3,6 +3,9 @@
 * latency (p50, whisker to p90) and throughput against batch size, one chart per model, a line per target;
 * latency distributions from the raw samples, one chart per target;
 * compatibility: family × target, each cell measured / failed:<class> / predicted / untested;
+* interleaved comparisons (their own module, :mod:`hwbench_pipeline.report.interleaved_section`): two sides
+  measured by alternating fresh processes in one window, against the target-by-target figures here, which come
+  from partitions measured apart;
 * history: p50 per configuration across runs, with change points (given, or read from ``regressions``);
 * roofline: achieved GFLOP/s against the target's measured peaks;
 * predicted against measured latency;
@@ -72,6 +75,8 @@ class ReportData:
     # the generation_results table, every row, and the failures table's newest rows (generation_section picks)
     generation: pl.DataFrame = field(default_factory=pl.DataFrame)
     generation_failures: pl.DataFrame = field(default_factory=pl.DataFrame)
+    # the comparisons table, every row (interleaved_section picks the newest comparison of each key)
+    comparisons: pl.DataFrame = field(default_factory=pl.DataFrame)
 
 
 def _normalize_predictions(frame: pl.DataFrame) -> pl.DataFrame:
@@ -121,7 +126,8 @@ def load_report_data(warehouse: Warehouse, predictions: pl.DataFrame | list[dict
                  targets=warehouse.read("hardware_targets", latest=True).sort("target"),
                  families=families, predictions=predicted, training=warehouse.read("training_results"),
                  distributed=warehouse.read("distributed_results"), generation=warehouse.read("generation_results"),
-                 generation_failures=warehouse.read("failures", latest=True).filter(pl.col("scenario") == "generation"))
+                 generation_failures=warehouse.read("failures", latest=True).filter(pl.col("scenario") == "generation"),
+                 comparisons=warehouse.read("comparisons"))
 
 
 def change_points_from_regressions(warehouse: Warehouse) -> dict[tuple, list[str]]:
@@ -213,7 +219,10 @@ def batch_section(data: ReportData) -> Section:
     section = Section("batch", "Latency and throughput against batch size",
                       "One pair of charts per model, a line per target (and per precision, sequence length or thread "
                       "count where those vary). Latency is the median per call with a whisker up to the 90th "
-                      "percentile; throughput is samples per second at the median.")
+                      "percentile; throughput is samples per second at the median. Each target's figures come from "
+                      "its own partition, measured apart from the others (at a different time): a ratio between two "
+                      "targets' figures here includes the host's drift in between, unlike the verdicts of the "
+                      "interleaved comparisons.")
     if data.measured.is_empty():
         section.empty = NOTHING_MEASURED
         return section

@@ -52,15 +52,29 @@ def _paragraph(pdf, text: str, *, size: float = 9, color: tuple[int, int, int] =
 
 
 def _column_widths(pdf, table: Table, padding: float) -> list[float]:
-    """Each column as wide as its widest cell, or its heading on two lines (headings wrap), at most 70 mm."""
-    widths = []
+    """Each column as wide as its widest cell, or its heading on two lines (headings wrap), at most 70 mm; where
+    that is wider than the page, narrower (see ``_fit``)."""
+    widths, words = [], []
+    extra = 2 * padding + 1.0
     for i, heading in enumerate(table.columns):
         pdf.set_font(FONT, "B", 7)
-        width = max(max(pdf.get_string_width(word) for word in heading.split()), pdf.get_string_width(heading) / 2)
+        word = max(pdf.get_string_width(w) for w in heading.split())
+        width = max(word, pdf.get_string_width(heading) / 2)
         pdf.set_font(FONT, "", 7)
         width = max([width, *(pdf.get_string_width(row[i]) for row in table.rows)])
-        widths.append(min(width + 2 * padding + 1.0, 70.0))
-    return widths
+        word = max([word, *(pdf.get_string_width(w) for row in table.rows for w in row[i].split())])
+        widths.append(min(width + extra, 70.0))
+        words.append(min(word + extra, widths[-1]))
+    return _fit(widths, words, pdf.epw)
+
+
+def _fit(widths: list[float], words: list[float], total: float) -> list[float]:
+    """Widths that fill at most ``total``: each column keeps its longest word whole (``words``), and what the page
+    has beyond those goes to each column in proportion to the text it would wrap, so long text wraps first."""
+    if sum(widths) <= total:
+        return widths
+    spare, wanted = max(total - sum(words), 0.0), sum(widths) - sum(words)
+    return [word + (width - word) * spare / wanted for width, word in zip(widths, words, strict=True)]
 
 
 def _table(pdf, table: Table) -> None:
@@ -151,7 +165,7 @@ def write_pdf(path: Path, context: dict, sections: list[Section], images: dict[s
     pdf.cell(0, 10, context["title"], new_x="LMARGIN", new_y="NEXT")
     summary = (f"Generated {context['generated_at']}: {context['n_configs']} configurations measured in "
                f"{context['n_runs']} runs, {context['n_failures']} failing. Every figure was measured, except those "
-               "labelled predicted.")
+               f"labelled predicted. {context['measured_apart']}")
     if context["hosts"]:
         summary += f" Hosts: {', '.join(context['hosts'])}."
     if context["git_revisions"]:

@@ -16,6 +16,8 @@ from hwbench_pipeline.report.compare import (
     compare_latest_runs,
     comparisons_from_findings,
 )
+from hwbench_pipeline.report.comparison import md_cell
+from hwbench_pipeline.report.regression_checks_view import FROM_HISTORY, HOW_TO_CHECK, checked_changes
 from hwbench_pipeline.report.regressions import Finding
 from hwbench_pipeline.warehouse.schema import CONFIG_KEY
 
@@ -34,8 +36,10 @@ class RenderedReport:
 def _environment(template_dir: Path | None) -> jinja2.Environment:
     # A user's template folder, when given, takes precedence over the built-in templates.
     paths = [str(template_dir)] if template_dir else []
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(paths + [str(TEMPLATE_DIR)]),
-                              autoescape=jinja2.select_autoescape(["html", "html.j2"]), keep_trailing_newline=True)
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(paths + [str(TEMPLATE_DIR)]),
+                             autoescape=jinja2.select_autoescape(["html", "html.j2"]), keep_trailing_newline=True)
+    env.filters["md_cell"] = md_cell  # free text (a message, a build's path) inside a Markdown table cell
+    return env
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -55,12 +59,15 @@ def render_regression_report(
     min_change: float = DEFAULT_MIN_CHANGE,
     alpha: float = 0.01,
     findings: list[Finding] | None = None,
+    comparisons: pl.DataFrame | None = None,
 ) -> RenderedReport:
     """``findings``, when given, are the inference findings already detected over ``history`` (with the same
-    ``min_change`` and ``alpha``); otherwise they are detected here."""
-    comparisons: list[Comparison] = (comparisons_from_findings(findings) if findings is not None
-                                     else compare_latest_runs(history, min_change=min_change, alpha=alpha))
-    by_key = {tuple(c.key[k] for k in CONFIG_KEY): c for c in comparisons}
+    ``min_change`` and ``alpha``); otherwise they are detected here. ``comparisons`` (rows of the ``comparisons``
+    table), when given, put each slower or faster change beside the newest interleaved regression check of its
+    configuration against a baseline build; a change without one says its verdict comes from history alone."""
+    judged: list[Comparison] = (comparisons_from_findings(findings) if findings is not None
+                                else compare_latest_runs(history, min_change=min_change, alpha=alpha))
+    by_key = {tuple(c.key[k] for k in CONFIG_KEY): c for c in judged}
     latest = history.filter(pl.col("status") == "ok").sort("_written_at", descending=True).unique(
         subset=CONFIG_KEY, keep="first").sort(["target", "family", "preset", "batch_size", "seq_len", "precision"])
     rows = []
@@ -75,8 +82,9 @@ def render_regression_report(
         if f["scenario"] != "inference" or tuple(f[k] for k in CONFIG_KEY) not in measured
     ]
     verdicts: dict[str, int] = {}
-    for c in comparisons:
+    for c in judged:
         verdicts[c.verdict] = verdicts.get(c.verdict, 0) + 1
+    checked = checked_changes(judged, comparisons)
     context = {
         "generated_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "n_configs": len(rows),
@@ -84,8 +92,13 @@ def render_regression_report(
         "min_change_pct": round(min_change * 100, 1),
         "alpha": alpha,
         "verdict_counts": sorted(verdicts.items()),
-        "changes": [c for c in comparisons if c.verdict in ("slower", "faster")],
-        "any_previous": any(c.previous_run for c in comparisons),
+        "changes": [c.change for c in checked],
+        # the same changes, each with its interleaved check or None (regression_checks_view.CheckedChange)
+        "checked_changes": checked,
+        "any_unchecked": any(c.check is None for c in checked),
+        "from_history": FROM_HISTORY,
+        "how_to_check": HOW_TO_CHECK,
+        "any_previous": any(c.previous_run for c in judged),
         "rows": rows,
         "failures": failures,
         "recommendations": list(recommendations.sort(["family", "preset", "objective"]).iter_rows(named=True)),

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from profile_invariants import profile_violations
 
+from hwbench_pipeline.bench import profile_comparisons
 from hwbench_pipeline.bench.profiles import (
     ARCHITECTURES_KEYS,
     BATCH_SCALING_KEYS,
@@ -98,6 +99,22 @@ ARCHITECTURES_OPTIONAL = {
     "preset": st.sampled_from(["tiny", "small", "base"]), "batch_size": st.integers(1, 8),
     "seq_len": st.integers(1, 64), "timeout_s": seconds,
 }
+COMPARISON_REQUIRED = {
+    "model": st.sampled_from(CURATED), "preset": st.sampled_from(["tiny", "small"]), "batch_size": st.integers(1, 64),
+    "seq_len": st.integers(1, 128),
+}
+COMPARISON_OPTIONAL = {"pairs": st.integers(1, 12), "seconds_per_process": st.floats(0.01, 60),
+                       "threshold": fractions}
+#: the two ways sides differ: two targets (at one precision), or two precisions (on one target)
+TWO_TARGETS = {"targets": st.permutations(["cpu-torch", "cpu-onnxruntime"])}
+TWO_PRECISIONS = {"precisions": st.lists(st.sampled_from(["fp32", "bf16", "fp16", "int8-static"]), min_size=2,
+                                         max_size=2, unique=True)}
+comparisons = st.lists(st.one_of(
+    st.fixed_dictionaries({**COMPARISON_REQUIRED, **TWO_TARGETS},
+                          optional={**COMPARISON_OPTIONAL, "precision": st.sampled_from(["fp32", "bf16"])}),
+    st.fixed_dictionaries({**COMPARISON_REQUIRED, **TWO_PRECISIONS},
+                          optional={**COMPARISON_OPTIONAL, "target": st.sampled_from(["cpu-torch", "cpu-openvino"])}),
+), min_size=1, max_size=2, unique_by=lambda item: repr(sorted(item.items())))
 REQUIRED = {
     "families": st.just("all") | st.lists(st.sampled_from([*CURATED, "roberta"]), min_size=1, max_size=4,
                                           unique=True),
@@ -114,6 +131,7 @@ OPTIONAL = {
     "architectures": st.fixed_dictionaries({"models": st.sampled_from(["all", "sample"]) | st.lists(
         st.sampled_from(["bert", "gpt2", "t5", "vit"]), min_size=1, max_size=3, unique=True)},
         optional=ARCHITECTURES_OPTIONAL),
+    "comparisons": comparisons,
 }
 valid_documents = st.fixed_dictionaries(REQUIRED, optional=OPTIONAL)
 
@@ -158,6 +176,8 @@ def test_the_fuzzer_draws_every_key_a_profile_has():
         GENERATION_REQUIRED_KEYS | GENERATION_OPTIONAL_KEYS)
     assert STOPPING.keys() == STOPPING_KEYS and BATCH_SCALING.keys() == BATCH_SCALING_KEYS
     assert ARCHITECTURES_OPTIONAL.keys() | {"models"} == ARCHITECTURES_KEYS
+    assert (COMPARISON_REQUIRED.keys() | COMPARISON_OPTIONAL.keys() | TWO_TARGETS.keys() | TWO_PRECISIONS.keys()
+            | {"target", "precision"}) == profile_comparisons.REQUIRED_KEYS | profile_comparisons.OPTIONAL_KEYS
 
 
 def test_any_profile_document_loads_valid_or_is_refused_in_one_line(tmp_path):

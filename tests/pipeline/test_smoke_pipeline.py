@@ -15,7 +15,7 @@ from hwbench_pipeline.warehouse.store import Warehouse
 
 ASSETS = ["model_catalog", "hardware_targets", "inference_runs", "training_runs", "distributed_runs", "generation_runs",
           "inference_results", "performance_predictor", "predictions", "hardware_recommendations",
-          "regression_report", "comparison_report", "failure_patterns"]
+          "regression_report", "comparison_report", "failure_patterns", "interleaved_comparisons"]
 
 
 @pytest.fixture(scope="module")
@@ -117,6 +117,22 @@ def test_training_distributed_regressions_and_comparison_report(smoke_run):
     assert "bert" in Path(meta["markdown"].value).read_text()
     assert Path(meta["pdf"].value).read_bytes().startswith(b"%PDF-")
     assert Path(meta["pdf"].value) == summary.comparison_pdf
+
+
+@pytest.mark.slow
+def test_the_profiles_comparison_is_measured_interleaved_stored_and_reported(smoke_run):
+    summary, warehouse, materialized = smoke_run
+    assert [name for name, *_ in summary.stages].count("interleaved comparisons") == 1
+    (row,) = warehouse.read("comparisons").iter_rows(named=True)
+    assert (row["purpose"], row["kind"], row["label_a"], row["label_b"]) == ("comparison", "precisions", "fp32", "bf16")
+    assert row["target_a"] == row["target_b"] == "cpu-torch" and row["pairs_asked"] == 2
+    # two pairs are too few for a verdict whatever they measured; a busy host may drop them, never fail them
+    assert row["verdict"] == "inconclusive" and row["pairs"] + row["dropped_pairs"] == 2
+    assert len(row["medians_a_ms"]) == len(row["medians_b_ms"]) == row["pairs"]
+    assert all(m > 0 for m in row["medians_a_ms"] + row["medians_b_ms"])
+    meta = materialized["comparison_report"].asset_materialization.metadata
+    markdown = Path(meta["markdown"].value).read_text()
+    assert "Interleaved comparisons" in markdown and row["sentence"].split(":")[0] in markdown
 
 
 @pytest.mark.slow
