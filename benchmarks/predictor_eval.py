@@ -7,6 +7,8 @@
                                                   # benchmarks/generation.py --json, with this host's peaks
     .venv/bin/python benchmarks/predictor_eval.py --journal data/sweeps/architectures.jsonl   # coverage probes
     ... --journal J --repeat R     # R: the same probes run again (architecture_sweep.py --only ... --journal R)
+    ... --data-dir D --repeat-data-dir E   # E: another warehouse that measured the same configurations (two
+                                           # `make run`s): the noise floor of the rows as the pipeline measures them
 
 With ``--journal`` (sweep journals, benchmarks/architecture_sweep.py), the rows are the completed, timed
 probes of those journals, and this host's peaks are measured now at the probes' thread count (the journals
@@ -132,6 +134,23 @@ def load_frame(data_dir: str | None, clean_only: bool, journals: list[str] | Non
     return frame.filter(pl.col("device_kind") == "cpu")
 
 
+def warehouse_noise_floor(frame: pl.DataFrame, other_dir: str) -> dict:
+    """How far the same configurations (the whole configuration key: model config, shape, precision, attention,
+    threads and measuring method) land in another warehouse's newest rows: the noise floor of rows measured
+    by the pipeline's method, split by measuring method."""
+    from hwbench_pipeline.predict import data
+    from hwbench_pipeline.warehouse.schema import CONFIG_KEY
+    from hwbench_pipeline.warehouse.store import Warehouse
+
+    other = data.load(Warehouse(other_dir)).results
+    key = [*CONFIG_KEY, *(["mode"] if "mode" in frame.columns and "mode" in other.columns else [])]
+    pairs = frame.select(*key, "p50_ms").join(other.select(*key, other_ms="p50_ms"), on=key)
+    out = {}
+    for (method,), rows in pairs.group_by("measurement_method", maintain_order=True):
+        out[f"two warehouses, method {method}"] = repeat_error(rows["p50_ms"].to_numpy(), rows["other_ms"].to_numpy())
+    return out
+
+
 BUSY = 0.6  # foreign busy fraction above which make_fixture.py measured a configuration again
 
 
@@ -164,6 +183,8 @@ def main() -> int:
     parser.add_argument("--clean-only", action="store_true", help="drop rows flagged contaminated")
     parser.add_argument("--journal", action="append", help="a coverage sweep journal of this host (repeatable)")
     parser.add_argument("--repeat", help="a journal of the same probes run again: their noise floor is printed")
+    parser.add_argument("--repeat-data-dir", help="with --data-dir: another warehouse that measured the same "
+                                                  "configurations; their noise floor is printed")
     parser.add_argument("--generation", action="append",
                         help="rows of benchmarks/generation.py --json from this host (repeatable): their prefill "
                              "and decode steps are the rows")
@@ -232,8 +253,12 @@ def main() -> int:
     for source, m in estimators.items():
         print(f"\nanswers labelled {source!r}, scored held out on the {m['n']} rows that estimator answers: "
               f"MAPE {pct(m['mape'])}, within ±10 % {pct(m['within_10pct'])}, coverage {pct(m['coverage'])}")
-    floor = probe_noise_floor(frame, args.repeat) if args.repeat else {} \
-        if args.data_dir or args.journal or args.generation else noise_floor()
+    if args.repeat:
+        floor = probe_noise_floor(frame, args.repeat)
+    elif args.repeat_data_dir:
+        floor = warehouse_noise_floor(frame, args.repeat_data_dir)
+    else:
+        floor = {} if args.data_dir or args.journal or args.generation else noise_floor()
     for name, f in floor.items():
         print(f"\nnoise floor, {name.replace('_', ' ')}: {f['n']} configurations measured twice differ by MAPE "
               f"{pct(f['mape'])}, median {pct(f['median_ape'])}; {pct(f['within_10pct'])} within ±10 %, "

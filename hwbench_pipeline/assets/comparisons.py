@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from hwbench_pipeline.assets.checks import check_spec, stored_file_check
-from hwbench_pipeline.assets.tables import inference_results
 from hwbench_pipeline.bench import hardware
 from hwbench_pipeline.bench.compare import comparison_row, run_interleaved
 from hwbench_pipeline.paths import host_lock_dir
@@ -15,13 +14,15 @@ from hwbench_pipeline.resources.settings import HwbenchSettings
 from hwbench_pipeline.resources.warehouse import WarehouseResource
 from hwbench_pipeline.warehouse.validation import comparisons_suite
 
-COMPARISONS_PARTITION = "all"
+#: the profile's comparisons; the regression report's checks against a baseline build have their own partition
+COMPARISONS_PARTITION = "profile"
 
 
-@dg.asset(deps=[inference_results], group_name="comparisons", pool="hwbench_warehouse",
+@dg.asset(group_name="comparisons", pool="hwbench_warehouse",
           check_specs=[check_spec("comparisons", "interleaved_comparisons",
-                                  "One row per comparison of the profile, with an allowed verdict, no more pairs "
-                                  "compared than asked for, a p-value in [0, 1] and a positive ratio.")])
+                                  "One row per comparison of the profile measured on this host, with an allowed "
+                                  "verdict, no more pairs compared than asked for, a p-value in [0, 1] and a "
+                                  "positive ratio.")])
 def interleaved_comparisons(context: dg.AssetExecutionContext, settings: HwbenchSettings,
                             warehouse: WarehouseResource, ray: RayResource):
     """Each comparison of the profile's ``comparisons:`` section measured interleaved: one fresh process of A,

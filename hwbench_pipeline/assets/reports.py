@@ -5,6 +5,7 @@ import json
 import os
 
 import dagster as dg
+from pydantic import Field
 
 from hwbench_pipeline.assets.checks import check_spec, stored_file_check
 from hwbench_pipeline.assets.comparisons import interleaved_comparisons
@@ -28,14 +29,21 @@ from hwbench_pipeline.warehouse.validation import comparisons_suite, regressions
 REGRESSIONS_PARTITION = "all"
 
 
+#: the regression report's interleaved checks against a baseline build, apart from the profile's comparisons
+CHECKS_PARTITION = "regression_checks"
+
+
 class RegressionReportConfig(dg.Config):
     """Where a baseline build is given (here or in $HWBENCH_BASELINE_PYTHON), each configuration the history
     flags is measured again interleaved against that build before the report is written."""
 
-    baseline_python: str = ""  # the baseline build's interpreter (another checkout's virtual environment)
-    pairs: int = 8  # interleaved pairs per check (a verdict needs 6 undisturbed ones)
-    seconds_per_process: float = 1.0
-    max_checks: int = 3  # the most urgent flagged configurations
+    baseline_python: str = Field(default="", description="the baseline build's interpreter (another checkout's "
+                                                          "virtual environment); empty: no checks")
+    pairs: int = Field(default=CheckSettings.pairs, gt=0, description="interleaved pairs per check (a verdict "
+                                                                      "needs 6 undisturbed ones)")
+    seconds_per_process: float = Field(default=CheckSettings.seconds_per_process, gt=0)
+    max_checks: int = Field(default=CheckSettings.max_checks, ge=0,
+                            description="the flagged configurations with the largest changes checked")
 
 
 @dg.asset(deps=[inference_results, training_runs, hardware_recommendations, performance_predictor],
@@ -62,6 +70,7 @@ def regression_report(context: dg.AssetExecutionContext, config: RegressionRepor
               if findings else None)
     check = stored_file_check(stored, "regressions", regressions_suite(), required=bool(findings))
     rows: list[dict] = []
+    unusable = None
     baseline_python = config.baseline_python or os.environ.get(BASELINE_PYTHON_ENV, "")
     if baseline_python:
         try:
@@ -70,10 +79,14 @@ def regression_report(context: dg.AssetExecutionContext, config: RegressionRepor
                                                          seconds_per_process=config.seconds_per_process,
                                                          max_checks=config.max_checks),
                                   log=context.log.info)
-        except BuildUnusableError as exc:
-            raise dg.Failure(f"the baseline build cannot be used: {exc}") from None
-    checked = store.write("comparisons", rows, run_id=run_id) if rows else None
-    interleaved_check = stored_file_check(checked, "comparisons", comparisons_suite(), required=False)
+        except BuildUnusableError as exc:  # the report is still written; the check says why nothing was checked
+            unusable = f"the baseline build cannot be used: {exc}"
+            context.log.warning(unusable)
+    checked = store.write("comparisons", rows, run_id=run_id, partition=CHECKS_PARTITION) if rows else None
+    interleaved_check = (stored_file_check(checked, "comparisons", comparisons_suite(), required=False)
+                         if unusable is None else dg.AssetCheckResult(
+                             check_name="comparisons_suite", passed=False, severity=dg.AssetCheckSeverity.WARN,
+                             metadata={"summary": unusable}))
     schema_path = warehouse.predictor_dir / "latency_model.schema.json"
     predictor = json.loads(schema_path.read_text()) if schema_path.exists() else None
     # the interleaved checks of this run and earlier ones, beside the changes the history flags
@@ -107,7 +120,7 @@ def regression_report(context: dg.AssetExecutionContext, config: RegressionRepor
         "preview": dg.MetadataValue.md(report.markdown.read_text()[:20000]),
         "interleaved_checks": dg.MetadataValue.md("\n".join(f"- {r['family']}/{r['preset']} {r['target_b']}: "
                                                             f"{r['sentence']}" for r in rows) or "none")
-        if baseline_python else "no baseline build given",
+        if baseline_python and unusable is None else unusable or "no baseline build given",
     }, check_results=[check, interleaved_check])
 
 

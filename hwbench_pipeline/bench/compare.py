@@ -6,7 +6,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from hwbench_pipeline.bench.launchers.base import Launcher
@@ -32,6 +32,9 @@ class InterleavedResult:
     comparison: PairedComparison | None
     dropped_pairs: int
     failure: dict | None = None  # the first failed process's row, when a side could not be measured
+    #: the process medians of the pairs compared (none when a process failed: nothing was compared)
+    a_medians: list[float] = field(default_factory=list)
+    b_medians: list[float] = field(default_factory=list)
 
 
 def measure_interleaved(a: Side, b: Side, scenario: Scenario, pairs: int, run_id: str, *, timeout_s: float = 600.0,
@@ -52,7 +55,7 @@ def measure_interleaved(a: Side, b: Side, scenario: Scenario, pairs: int, run_id
     a_medians = [r["p50_ms"] for r, ok in zip(a.rows, keep, strict=True) if ok]
     b_medians = [r["p50_ms"] for r, ok in zip(b.rows, keep, strict=True) if ok]
     comparison = compare_pairs(a_medians, b_medians, threshold) if a_medians else None
-    return InterleavedResult(a, b, comparison, keep.count(False))
+    return InterleavedResult(a, b, comparison, keep.count(False), a_medians=a_medians, b_medians=b_medians)
 
 
 def side_build(side: Side) -> str:
@@ -69,39 +72,39 @@ def comparison_kind(a: Side, b: Side) -> str:
 
 def comparison_row(result: InterleavedResult, *, run_id: str, started_at: datetime, purpose: str,
                    pairs_asked: int) -> dict:
-    """The comparison as a row of the warehouse's ``comparisons`` table (B against A), failed or not."""
+    """The comparison as a row of the warehouse's ``comparisons`` table (B against A), failed or not. Precisions
+    are specs (``int8-static``): two int8 recipes are two sides."""
     import statistics
 
     from hwbench_pipeline.bench.config_key import model_config_hash
-    from hwbench_pipeline.bench.environment import git_revision
+    from hwbench_pipeline.bench.environment import environment_fields
 
     a, b, c = result.a, result.b, result.comparison
-    keep = [not (x or y) for x, y in zip(disturbed(a.rows), disturbed(b.rows), strict=False)]
-    medians_a = [r["p50_ms"] for r, ok in zip(a.rows, keep, strict=False) if ok]
-    medians_b = [r["p50_ms"] for r, ok in zip(b.rows, keep, strict=False) if ok]
     if result.failure is not None:
         failed = result.failure
         first_line = (str(failed.get("message") or "").splitlines() or [""])[0][:300]
         sentence = f"failed: {failed['target']} {failed['precision']}: {failed['failure_class']}: {first_line}"
     elif c is None:
-        sentence = f"no undisturbed pair among {len(keep)}: the host was busy throughout; nothing compared"
+        sentence = (f"no undisturbed pair among {result.dropped_pairs}: the host was busy throughout; nothing "
+                    "compared")
     else:
         sentence = c.sentence(a.label, b.label)
+    medians_a, medians_b = result.a_medians, result.b_medians
     return {
-        "run_id": run_id, "started_at": started_at, "purpose": purpose, "kind": comparison_kind(a, b),
-        "label_a": a.label, "label_b": b.label, "family": a.cfg.family, "preset": a.cfg.preset,
-        "config_hash": model_config_hash(a.cfg.family, a.cfg.preset), "batch_size": a.cfg.batch_size,
-        "seq_len": a.cfg.seq_len, "threads": a.cfg.threads, "target_a": a.cfg.target, "target_b": b.cfg.target,
-        "precision_a": a.cfg.precision, "precision_b": b.cfg.precision, "build_a": side_build(a),
-        "build_b": side_build(b), "seconds_per_process": a.cfg.rule.max_seconds, "pairs_asked": pairs_asked,
-        "pairs": c.pairs if c else 0, "dropped_pairs": result.dropped_pairs,
+        "run_id": run_id, "started_at": started_at, "finished_at": datetime.now(UTC), "purpose": purpose,
+        "kind": comparison_kind(a, b), "label_a": a.label, "label_b": b.label, "family": a.cfg.family,
+        "preset": a.cfg.preset, "config_hash": model_config_hash(a.cfg.family, a.cfg.preset),
+        "batch_size": a.cfg.batch_size, "seq_len": a.cfg.seq_len, "threads": a.cfg.threads,
+        "target_a": a.cfg.target, "target_b": b.cfg.target, "precision_a": a.cfg.spec, "precision_b": b.cfg.spec,
+        "build_a": side_build(a), "build_b": side_build(b), "seconds_per_process": a.cfg.rule.max_seconds,
+        "pairs_asked": pairs_asked, "pairs": c.pairs if c else 0, "dropped_pairs": result.dropped_pairs,
         "verdict": "failed" if result.failure is not None else (c.verdict if c else "inconclusive"),
         "ratio": c.ratio if c else None, "low": c.low if c else None, "high": c.high if c else None,
         "coverage": c.coverage if c else None, "p_value": c.p_value if c else None,
         "threshold": c.threshold if c else None,
         "median_a_ms": statistics.median(medians_a) if medians_a else None,
         "median_b_ms": statistics.median(medians_b) if medians_b else None,
-        "medians_a_ms": medians_a, "medians_b_ms": medians_b, "sentence": sentence, "git_revision": git_revision(),
+        "medians_a_ms": medians_a, "medians_b_ms": medians_b, "sentence": sentence, **environment_fields(),
     }
 
 

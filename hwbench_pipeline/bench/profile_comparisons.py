@@ -150,6 +150,7 @@ def parse_comparisons(raw: object, source: str) -> tuple[ComparisonSpec, ...]:
     if not isinstance(raw, list) or not raw:
         raise ComparisonSpecError(f"{where}: expected a non-empty list of comparisons")
     specs = tuple(parse_comparison(item, f"{where}[{i}]") for i, item in enumerate(raw))
-    if len(set(specs)) != len(specs):
-        raise ComparisonSpecError(f"{where}: a comparison is listed twice")
+    sides = [(s.model, s.preset, s.batch_size, s.seq_len, s.targets, s.precisions) for s in specs]
+    if len(set(sides)) != len(sides):
+        raise ComparisonSpecError(f"{where}: a comparison is listed twice (the same model, shape and sides)")
     return specs

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -106,6 +107,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
             Path(args.json).write_text("")  # a path that cannot be written is refused before measuring
         except OSError as exc:
             raise UsageError(f"--json {args.json}: {exc.strerror}") from None
+    if args.store:
+        store_dir = Path(args.data_dir or default_data_dir())
+        try:  # a warehouse that cannot be written is refused before measuring
+            store_dir.mkdir(parents=True, exist_ok=True)
+            tempfile.TemporaryFile(dir=store_dir).close()
+        except OSError as exc:
+            raise UsageError(f"--store: the warehouse {store_dir} cannot be written: {exc.strerror}") from None
     return _run(args, sides, configs)
 
 
@@ -134,23 +142,17 @@ def _run(args: argparse.Namespace, sides: list[tuple[str, str, str]], configs: l
     except BuildUnusableError as exc:
         raise UsageError(str(exc)) from None
     a, b = result.a, result.b
-    if args.store:
-        from hwbench_pipeline.warehouse.store import Warehouse
-
-        row = comparison_row(result, run_id=run_id, started_at=started, purpose="comparison",
-                             pairs_asked=args.pairs)
-        path = Warehouse(Path(args.data_dir or default_data_dir())).write("comparisons", [row], run_id=run_id)
-        console.print(f"stored in the comparisons table: {path}")
     if args.json:  # whatever came of it: both sides' rows, the failure, the comparison
         Path(args.json).write_text(json.dumps({
             "a": {"label": a.label, "rows": a.rows}, "b": {"label": b.label, "rows": b.rows},
             "dropped_pairs": result.dropped_pairs, "failure": result.failure,
             "comparison": result.comparison.as_dict() if result.comparison else None}, indent=2, default=str))
         console.print(f"written to {args.json}")
+    row = comparison_row(result, run_id=run_id, started_at=started, purpose="comparison", pairs_asked=args.pairs)
+    if args.store:
+        _store(row, Path(args.data_dir or default_data_dir()), console)
     if result.failure is not None:
-        row = result.failure
-        console.print(f"[red]failed[/] {row['target']} {row['precision']}: {row['failure_class']}: "
-                      f"{row['message'].splitlines()[0][:200]}")
+        console.print(f"[red]{row['sentence']}[/]")
         return 1
     if result.comparison is None:
         console.print(f"every pair was disturbed by the host's other work ({result.dropped_pairs}); nothing to "
@@ -160,3 +162,19 @@ def _run(args: argparse.Namespace, sides: list[tuple[str, str, str]], configs: l
         console.print(f"{result.dropped_pairs} disturbed pair(s) left out")
     console.print(result.comparison.sentence(a.label, b.label))
     return 1 if args.fail_if_slower and result.comparison.verdict == "slower" else 0
+
+
+def _store(row: dict, data_dir: Path, console) -> None:
+    """Validate the comparison's row with the table's suite and store it (a row that fails is not stored)."""
+    import pandas as pd
+
+    from hwbench_pipeline.warehouse.store import Warehouse
+    from hwbench_pipeline.warehouse.validation import comparisons_suite, validate
+
+    flat = pd.DataFrame([{k: v for k, v in row.items() if not isinstance(v, list)}])
+    outcome = validate(flat, comparisons_suite())
+    if not outcome.success:
+        console.print(f"[red]not stored[/]: the comparison's row fails validation ({outcome.summary()})")
+        return
+    path = Warehouse(data_dir).write("comparisons", [row], run_id=row["run_id"])
+    console.print(f"stored in the comparisons table: {path}")

@@ -74,6 +74,8 @@ def _fit(widths: list[float], words: list[float], total: float) -> list[float]:
     if sum(widths) <= total:
         return widths
     spare, wanted = max(total - sum(words), 0.0), sum(widths) - sum(words)
+    if wanted <= 0:  # every column is as wide as its longest word already: the table scales them all alike
+        return widths
     return [word + (width - word) * spare / wanted for width, word in zip(widths, words, strict=True)]
 
 

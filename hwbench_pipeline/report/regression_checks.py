@@ -4,6 +4,8 @@ verdict no longer rests on runs measured hours apart (docs/measurement.md, "Inte
 
 from __future__ import annotations
 
+import math
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,7 +21,7 @@ BASELINE_PYTHON_ENV = "HWBENCH_BASELINE_PYTHON"
 class CheckSettings:
     pairs: int = 8
     seconds_per_process: float = 1.0
-    max_checks: int = 3  # the most urgent flagged configurations only: each check takes 2 x pairs processes
+    max_checks: int = 3  # the largest flagged changes only: each check takes 2 x pairs processes
     timeout_s: float = 600.0
 
     def __post_init__(self) -> None:
@@ -28,7 +30,8 @@ class CheckSettings:
 
 
 def checkable(findings: list[Finding], available_targets: set[str]) -> tuple[list[Finding], list[str]]:
-    """The flagged inference findings a check can measure here, and why each other flagged one cannot be."""
+    """The flagged inference findings a check can measure here, the largest change first, and why each other
+    flagged one cannot be."""
     from hwbench_pipeline.bench.config_key import model_config_hash
 
     chosen, skipped = [], []
@@ -41,26 +44,30 @@ def checkable(findings: list[Finding], available_targets: set[str]) -> tuple[lis
             skipped.append(f"{f.label}: the model's config changed since it was measured (another config_hash)")
         else:
             chosen.append(f)
+    chosen.sort(key=lambda f: -abs(math.log1p(f.change)) if f.change is not None and f.change > -1 else 0.0)
     return chosen, skipped
 
 
 def check_findings(findings: list[Finding], baseline_python: str, *, run_id: str, lock_dir: Path,
                    settings: CheckSettings | None = None,
                    log: Callable[[str], None] = print) -> list[dict]:
-    """Each checkable flagged finding, most urgent first and at most ``settings.max_checks``, measured
+    """Each checkable flagged finding, the largest change first and at most ``settings.max_checks``, measured
     interleaved against ``baseline_python``'s build: rows of the comparisons table, purpose "regression check".
     BuildUnusableError when that interpreter cannot run its ``hwbench bench``."""
     from hwbench_pipeline.bench.compare import comparison_row, run_interleaved
     from hwbench_pipeline.bench.hardware import detect_targets
+    from hwbench_pipeline.bench.launchers.build import BuildUnusableError
     from hwbench_pipeline.bench.scenarios.inference import InferenceConfig
     from hwbench_pipeline.bench.trackers.stats import StoppingRule
 
     settings = settings or CheckSettings()
+    if shutil.which(baseline_python) is None:  # said even when nothing is flagged
+        raise BuildUnusableError(f"{baseline_python} is not an executable file")
     chosen, skipped = checkable(findings, {t.key for t in detect_targets()})
     for reason in skipped:
         log(f"not checked against the baseline build: {reason}")
     if len(chosen) > settings.max_checks:
-        log(f"checking the {settings.max_checks} most urgent of {len(chosen)} flagged configurations")
+        log(f"checking the {settings.max_checks} largest of {len(chosen)} flagged changes")
     rule = StoppingRule(max_seconds=settings.seconds_per_process, processes=1, max_processes=1)
     rows = []
     for f in chosen[:settings.max_checks]:

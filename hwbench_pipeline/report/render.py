@@ -17,7 +17,7 @@ from hwbench_pipeline.report.compare import (
     comparisons_from_findings,
 )
 from hwbench_pipeline.report.comparison import md_cell
-from hwbench_pipeline.report.regression_checks_view import FROM_HISTORY, HOW_TO_CHECK, checked_changes
+from hwbench_pipeline.report.regression_checks_view import FROM_HISTORY, HOW_TO_CHECK, checked_changes, run_times
 from hwbench_pipeline.report.regressions import Finding
 from hwbench_pipeline.warehouse.schema import CONFIG_KEY
 
@@ -84,7 +84,7 @@ def render_regression_report(
     verdicts: dict[str, int] = {}
     for c in judged:
         verdicts[c.verdict] = verdicts.get(c.verdict, 0) + 1
-    checked = checked_changes(judged, comparisons)
+    checked = checked_changes(judged, comparisons, run_times(history))
     context = {
         "generated_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "n_configs": len(rows),

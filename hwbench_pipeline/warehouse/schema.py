@@ -548,6 +548,7 @@ COMPARISONS = pa.schema(
     [
         ("run_id", pa.string()),
         ("started_at", TS),
+        ("finished_at", TS),
         ("purpose", pa.string()),  # comparison, regression check
         ("kind", pa.string()),  # targets, precisions, builds
         ("label_a", pa.string()),
@@ -560,7 +561,7 @@ COMPARISONS = pa.schema(
         ("threads", pa.int64()),
         ("target_a", pa.string()),
         ("target_b", pa.string()),
-        ("precision_a", pa.string()),
+        ("precision_a", pa.string()),  # the spec: fp32, bf16, int8-dynamic, int8-static
         ("precision_b", pa.string()),
         ("build_a", pa.string()),  # the interpreter of a baseline build, or "this build"
         ("build_b", pa.string()),
@@ -580,11 +581,12 @@ COMPARISONS = pa.schema(
         ("medians_a_ms", pa.list_(pa.float64())),
         ("medians_b_ms", pa.list_(pa.float64())),
         ("sentence", pa.string()),  # the verdict in words, or why there is none
-        ("git_revision", pa.string()),
     ]
+    + ENVIRONMENT_COLUMNS
 )
-COMPARISON_KEY = ["purpose", "kind", "family", "preset", "config_hash", "batch_size", "seq_len", "threads", "target_a",
-                  "target_b", "precision_a", "precision_b", "build_a", "build_b"]
+COMPARISON_KEY = ["host", "purpose", "kind", "family", "preset", "config_hash", "batch_size", "seq_len", "threads",
+                  "target_a", "target_b", "precision_a", "precision_b", "build_a", "build_b"]
+COMPARISON_PURPOSES = ["comparison", "regression check"]
 COMPARISON_VERDICTS = ["slower", "faster", "same", "inconclusive", "failed"]
 
 #: one architecture probed on one target (the coverage sweep, docs/catalog.md): did a forward pass run, and if not,

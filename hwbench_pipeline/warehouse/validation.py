@@ -13,7 +13,13 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from hwbench_pipeline.bench.precision import NO_QUANTIZATION, PRECISIONS, QUANTIZATIONS
-from hwbench_pipeline.warehouse.schema import COMPARISON_KEY, COMPARISON_VERDICTS, CONFIG_KEY, UNRECORDED
+from hwbench_pipeline.warehouse.schema import (
+    COMPARISON_KEY,
+    COMPARISON_PURPOSES,
+    COMPARISON_VERDICTS,
+    CONFIG_KEY,
+    UNRECORDED,
+)
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
@@ -294,14 +300,19 @@ def regressions_suite():
 
 
 def comparisons_suite():
-    """comparisons: a verdict from the allowed set; a compared pair count no larger than the pairs asked for;
-    a p-value in [0, 1]; a positive ratio."""
+    """comparisons: an allowed purpose, kind and verdict; no more pairs compared than asked for; a p-value and a
+    coverage in [0, 1]; a positive ratio inside its interval; a positive threshold."""
     import great_expectations as gx
 
     e = gx.expectations
     return _keys_suite("comparisons", ["run_id", *COMPARISON_KEY], [
         e.ExpectColumnValuesToBeInSet(column="verdict", value_set=COMPARISON_VERDICTS),
         e.ExpectColumnValuesToBeInSet(column="kind", value_set=["targets", "precisions", "builds"]),
+        e.ExpectColumnValuesToBeInSet(column="purpose", value_set=COMPARISON_PURPOSES),
+        e.ExpectColumnValuesToBeBetween(column="coverage", min_value=0, max_value=1),
+        e.ExpectColumnValuesToBeBetween(column="threshold", min_value=0, strict_min=True),
+        e.ExpectColumnPairValuesAToBeGreaterThanB(column_A="ratio", column_B="low", or_equal=True),
+        e.ExpectColumnPairValuesAToBeGreaterThanB(column_A="high", column_B="ratio", or_equal=True),
         e.ExpectColumnValuesToBeBetween(column="pairs", min_value=0),
         e.ExpectColumnPairValuesAToBeGreaterThanB(column_A="pairs_asked", column_B="pairs", or_equal=True),
         e.ExpectColumnValuesToBeBetween(column="p_value", min_value=0, max_value=1),

@@ -172,19 +172,3 @@ def test_an_artifact_published_first_by_another_process_is_kept(tmp_path):
     assert (destination / "model").read_text() == "other"
     assert list(tmp_path.iterdir()) == [destination]
 
-
-def test_the_first_process_publishes_its_reference_output_and_the_later_ones_check_against_it(cache):
-    from hwbench_pipeline.bench.scenarios.inference import InferenceConfig, measure_inference
-    from hwbench_pipeline.bench.trackers.stats import StoppingRule
-
-    rule = StoppingRule(min_samples=3, max_seconds=0.1, warmup_max_seconds=0.05, processes=1, max_processes=1)
-    first = InferenceConfig(FAMILY, PRESET, "cpu-torch", BATCH, SEQ, threads=1, rule=rule)
-    later = InferenceConfig(FAMILY, PRESET, "cpu-torch", BATCH, SEQ, threads=1, rule=rule, count_flops=False)
-    row = measure_inference(first, "reference")
-    stored = torch.load(cache / "reference.pt", weights_only=True)
-    assert row["flops_per_call"] > 0 and stored.dtype == torch.float32 and stored.abs().sum() > 0
-    assert measure_inference(later, "reference")["max_abs_diff"] < 1e-4
-    # a later process checks against the published output, not one of its own: a wrong one fails it
-    torch.save(torch.ones_like(stored) * 1e3, cache / "reference.pt")
-    with pytest.raises(BenchmarkFailure, match="numerical_mismatch|differ|tolerance"):
-        measure_inference(later, "reference")

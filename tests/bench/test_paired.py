@@ -111,3 +111,32 @@ def test_compare_refuses_bad_input_in_one_line_before_measuring(args, message):
     done = subprocess.run([sys.executable, "-m", "hwbench_pipeline.cli", "compare", "--model", "bert", *args],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def _process_row(p50: float, contaminated: bool = False) -> dict:
+    return {"status": "ok", "p50_ms": p50, "contaminated": contaminated}
+
+
+def test_a_comparison_row_keeps_each_sides_recipe_and_only_the_compared_pairs_medians():
+    from datetime import UTC, datetime
+
+    from hwbench_pipeline.bench.compare import InterleavedResult, comparison_row
+
+    rule = StoppingRule(max_seconds=0.5, processes=1, max_processes=1)
+    dynamic, static = (InferenceConfig("bert", "tiny", "cpu-torch", 1, 16, precision="int8", quantization=q,
+                                       threads=1, rule=rule) for q in ("dynamic", "static"))
+    a = Side("int8-dynamic", dynamic, launcher=None, rows=[_process_row(10.0), _process_row(10.2, True)])
+    b = Side("int8-static", static, launcher=None, rows=[_process_row(8.0), _process_row(8.1)])
+    compared = compare_pairs([10.0], [8.0])
+    row = comparison_row(InterleavedResult(a, b, compared, 1, a_medians=[10.0], b_medians=[8.0]), run_id="r",
+                         started_at=datetime.now(UTC), purpose="comparison", pairs_asked=2)
+    assert (row["kind"], row["precision_a"], row["precision_b"]) == ("precisions", "int8-dynamic", "int8-static")
+    assert row["medians_a_ms"] == [10.0] and row["pairs"] == 1 and row["dropped_pairs"] == 1
+    assert row["host"] and row["finished_at"] >= row["started_at"]
+    # a failed process: nothing was compared, and the row says so without medians
+    failure = {"status": "failed", "target": "cpu-torch", "precision": "int8", "failure_class": "runtime_error",
+               "message": "boom\nmore"}
+    failed = comparison_row(InterleavedResult(a, b, None, 0, failure=failure), run_id="r",
+                            started_at=datetime.now(UTC), purpose="comparison", pairs_asked=2)
+    assert failed["verdict"] == "failed" and failed["medians_a_ms"] == [] and failed["median_a_ms"] is None
+    assert failed["sentence"] == "failed: cpu-torch int8: runtime_error: boom"

@@ -14,7 +14,7 @@ from key_columns import IDENTITY
 from hwbench_pipeline.bench.trackers.paired import compare_pairs
 from hwbench_pipeline.report.comparison import render_comparison_report
 from hwbench_pipeline.report.interleaved_section import NO_COMPARISONS
-from hwbench_pipeline.report.regression_checks_view import FROM_HISTORY, regression_check
+from hwbench_pipeline.report.regression_checks_view import FROM_HISTORY, regression_check, run_times
 from hwbench_pipeline.report.render import render_regression_report
 from hwbench_pipeline.warehouse.store import Warehouse
 
@@ -38,7 +38,7 @@ def _row(label_a: str, label_b: str, factor: float, *, purpose: str = "compariso
            "high": c.high, "coverage": c.coverage, "p_value": c.p_value, "threshold": c.threshold,
            "median_a_ms": float(np.median(A_MEDIANS)), "median_b_ms": float(np.median(b_medians)),
            "medians_a_ms": A_MEDIANS, "medians_b_ms": b_medians, "sentence": c.sentence(label_a, label_b),
-           "git_revision": "abc123"}
+           "git_revision": "abc123", "host": "h"}
     return {**row, **fields}
 
 
@@ -174,10 +174,24 @@ def test_the_newest_matching_check_is_picked_and_a_partial_key_matches_nothing()
            "threads": 1, "target": "cpu-torch", "precision": "fp32"}
     frame = pl.DataFrame([_check(1.2, minutes=5), _check(1.0, minutes=50, build_a="/other/python"),
                           _check(0.8, minutes=90, precision_a="bf16")])
-    assert regression_check(key, frame)["build_a"] == "/other/python"  # newest of the two fp32 checks
-    assert regression_check({**key, "config_hash": "another-model"}, frame) is None
-    assert regression_check({**key, "threads": None}, frame) is None
-    assert regression_check(key, pl.DataFrame()) is None
+    assert regression_check(key, frame, T0)["build_a"] == "/other/python"  # newest of the two fp32 checks
+    assert regression_check({**key, "config_hash": "another-model"}, frame, T0) is None
+    assert regression_check({**key, "threads": None}, frame, T0) is None
+    assert regression_check(key, pl.DataFrame(), T0) is None
+    # a check made before the judged run was measured judged an older run: it is not this change's check
+    assert regression_check(key, frame, T0 + timedelta(minutes=30))["build_a"] == "/other/python"
+    assert regression_check(key, frame, T0 + timedelta(minutes=60)) is None
+    assert regression_check(key, frame, None) is None
+    # an int8 recipe is told apart by its spec: a dynamic-int8 check is not a static-int8 finding's
+    int8 = pl.DataFrame([_check(1.2, minutes=5, precision_a="int8-dynamic", precision_b="int8-dynamic")])
+    assert regression_check({**key, "precision": "int8", "quantization": "dynamic"}, int8, T0) is not None
+    assert regression_check({**key, "precision": "int8", "quantization": "static"}, int8, T0) is None
+
+
+def test_a_run_is_measured_when_its_last_configuration_started():
+    history = pl.DataFrame({"run_id": ["r1", "r1", "r2"], "started_at": [T0, T0 + timedelta(minutes=3), None],
+                            "_written_at": [T0 + timedelta(minutes=9)] * 3})
+    assert run_times(history) == {"r1": T0 + timedelta(minutes=3), "r2": T0 + timedelta(minutes=9)}
 
 
 def test_a_failed_check_shows_its_verdict_and_pairs_without_made_up_figures(tmp_path):

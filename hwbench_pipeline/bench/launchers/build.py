@@ -52,7 +52,7 @@ class BuildLauncher:
             out = Path(tmp) / "rows.json"
             command = [self.python, "-m", "hwbench_pipeline.cli", "bench", "--model", cfg.family, "--preset",
                        cfg.preset, "--target", cfg.target, "--batch", str(cfg.batch_size), "--seq", str(cfg.seq_len),
-                       "--precision", cfg.precision, "--threads", str(cfg.threads), "--ci-target", str(rule.ci_target),
+                       "--precision", cfg.spec, "--threads", str(cfg.threads), "--ci-target", str(rule.ci_target),
                        "--max-seconds", str(rule.max_seconds), "--timeout", str(timeout_s), "--dispatch", "process",
                        "--json", str(out), *self._one_process]
             env = {**os.environ, "HWBENCH_LOCK_DIR": str(Path(tmp) / "locks")}
