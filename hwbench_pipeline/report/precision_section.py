@@ -41,7 +41,8 @@ def precision_rows(measured: pl.DataFrame) -> pl.DataFrame:
 def precision_section(data: ReportData) -> Section:
     section = Section("precision", "Precision: speed against quality",
                       "Each precision against fp32 on the same model, target, shape and threads: the speed-up (fp32 "
-                      "median ÷ this median), and what it costs. Output error is |output − torch fp32 output| on "
+                      "median ÷ this median, from rows measured apart: a profile's comparisons section measures two "
+                      "precisions interleaved), and what it costs. Output error is |output − torch fp32 output| on "
                       "the same inputs, its maximum and mean relative to the fp32 output's largest magnitude. Task "
                       "accuracy is measured where the model has learned a task (weights kept by the training "
                       "scenario): the held-out accuracy at this precision, and its drop from torch fp32.")

@@ -18,11 +18,14 @@ def test_the_first_process_publishes_its_reference_output_and_the_later_ones_che
     first = InferenceConfig("bert", "tiny", "cpu-torch", 1, 8, threads=1, rule=RULE)
     later = InferenceConfig("bert", "tiny", "cpu-torch", 1, 8, threads=1, rule=RULE, count_flops=False)
     row = measure_inference(first, "reference")
-    stored = torch.load(tmp_path / REFERENCE_FILE, weights_only=True)
+    published = torch.load(tmp_path / REFERENCE_FILE, weights_only=True)
+    stored = published["output"]
     assert row["flops_per_call"] > 0 and stored.dtype == torch.float32 and stored.abs().sum() > 0
     assert measure_inference(later, "reference")["max_abs_diff"] < 1e-4
     # a later process checks against the published output, not one of its own: a wrong one fails it
-    torch.save(torch.ones_like(stored) * 1e3, tmp_path / REFERENCE_FILE)
+    torch.save({**published, "output": torch.ones_like(stored) * 1e3}, tmp_path / REFERENCE_FILE)
     with pytest.raises(BenchmarkFailure, match="differ|tolerance|mismatch"):
         measure_inference(later, "reference")
-
+    # one published for another model or other inputs is not used: the process computes its own
+    torch.save({"output": torch.ones_like(stored) * 1e3, "fingerprint": "another model"}, tmp_path / REFERENCE_FILE)
+    assert measure_inference(later, "reference")["max_abs_diff"] < 1e-4

@@ -72,18 +72,20 @@ def without_cache() -> Iterator[None]:
 REFERENCE_FILE = "reference.pt"
 
 
-def load_reference() -> Any | None:
-    """The configuration's reference output, when an earlier process of it published one."""
+def load_reference(fingerprint: str) -> Any | None:
+    """The configuration's reference output, when an earlier process of it published one for the same model and
+    inputs (``fingerprint``); None otherwise (a model whose build did not repeat computes its own)."""
     cache = configuration_cache()
     path = cache / REFERENCE_FILE if cache is not None else None
     if path is None or not path.is_file():
         return None
     import torch
 
-    return torch.load(path, weights_only=True)
+    published = torch.load(path, weights_only=True)
+    return published["output"] if published.get("fingerprint") == fingerprint else None
 
 
-def save_reference(reference: Any) -> None:
+def save_reference(reference: Any, fingerprint: str) -> None:
     """Publish the configuration's reference output for its later processes (nothing without a cache)."""
     cache = configuration_cache()
     if cache is None or (cache / REFERENCE_FILE).is_file():
@@ -91,4 +93,4 @@ def save_reference(reference: Any) -> None:
     import torch
 
     with publish(cache / REFERENCE_FILE) as staged:
-        torch.save(reference, staged)
+        torch.save({"output": reference, "fingerprint": fingerprint}, staged)

@@ -7,9 +7,11 @@ is this configuration's own and nothing another configuration loaded is still wa
 
 from __future__ import annotations
 
+import hashlib
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from hwbench_pipeline.bench.config_key import ATTENTION, DEFAULT_ATTENTION
 from hwbench_pipeline.bench.precision import CALIBRATION_BATCHES
@@ -45,15 +47,17 @@ def measure_inference(cfg: InferenceConfig, run_id: str) -> dict:
     inputs = models.make_inputs(cfg.family, config, cfg.batch_size, cfg.seq_len, seed=cfg.seed, model=model)
     build_s = time.perf_counter() - t0
     params = sum(p.numel() for p in model.parameters())
-    # the first process counts FLOPs and publishes the reference output; the later ones load it (export_cache.py)
-    reference, flops = (None, None) if cfg.count_flops else (load_reference(), None)
+    # the first process counts FLOPs and publishes the reference output; the later ones load it when they built
+    # the same model and inputs (export_cache.py)
+    fingerprint = reference_fingerprint(model, inputs)
+    reference, flops = (None, None) if cfg.count_flops else (load_reference(fingerprint), None)
     if cfg.count_flops:
         reference, flops = forward_counting_flops(model, inputs, models.forward)
     elif reference is None:
         with torch.inference_mode():
             reference = models.forward(model, inputs)
     reference = reference.float().cpu()
-    save_reference(reference)
+    save_reference(reference, fingerprint)
     t0 = time.perf_counter()
     # FLOPs and the reference came from the eager model; the timed one runs what the configuration asks for
     attention_ran = models.use_default_attention(model) if cfg.attention == DEFAULT_ATTENTION else ATTENTION
@@ -127,6 +131,23 @@ def measure_inference(cfg: InferenceConfig, run_id: str) -> dict:
         "slowest_core_ms": max(core_before, core_after) if core_before and core_after else None,
         **series_fields(samples, started),
     }
+
+
+def reference_fingerprint(model: Any, inputs: dict) -> str:
+    """What a published reference output was computed from: the inputs' bytes and the sum of the weights."""
+    import torch
+
+    digest = hashlib.sha256()
+    for name in sorted(inputs):
+        value = inputs[name]
+        digest.update(name.encode())
+        if isinstance(value, torch.Tensor):
+            digest.update(value.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        else:
+            digest.update(repr(value).encode())
+    with torch.no_grad():
+        digest.update(repr(sum(float(p.double().sum()) for p in model.parameters())).encode())
+    return digest.hexdigest()
 
 
 def failure_row(cfg: InferenceConfig, run_id: str, failure_class: str, message: str,
