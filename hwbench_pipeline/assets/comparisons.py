@@ -50,7 +50,7 @@ def interleaved_comparisons(context: dg.AssetExecutionContext, settings: Hwbench
         result = run_interleaved(spec.configs(profile.threads), spec.labels, spec.pairs, context.run.run_id,
                                  lock_dir=host_lock_dir(), threshold=spec.threshold,
                                  timeout_s=ray.timeout_s or profile.timeout_s, on_pair=on_pair,
-                                 log=context.log.info)
+                                 log=context.log.info, memory_limit_mb=profile.memory_limit_mb)
         row = comparison_row(result, run_id=context.run.run_id, started_at=started, purpose="comparison",
                              pairs_asked=spec.pairs)
         (context.log.warning if row["verdict"] == "failed" else context.log.info)(

@@ -111,7 +111,7 @@ def comparison_row(result: InterleavedResult, *, run_id: str, started_at: dateti
 def run_interleaved(configs: tuple, labels: tuple[str, str], pairs: int, run_id: str, *, lock_dir: Path,
                     baseline_python: str | None = None, threshold: float = DEFAULT_THRESHOLD,
                     timeout_s: float = 600.0, on_pair: Callable[[int, dict, dict], None] | None = None,
-                    log: Callable[[str], None] = print) -> InterleavedResult:
+                    log: Callable[[str], None] = print, memory_limit_mb: float | None = None) -> InterleavedResult:
     """Measure two inference configurations (A, B) interleaved on this host, holding its measurement lock;
     with ``baseline_python`` side A is measured by that build (launchers/build.py). BuildUnusableError when that
     interpreter cannot run its ``hwbench bench``."""
@@ -122,7 +122,7 @@ def run_interleaved(configs: tuple, labels: tuple[str, str], pairs: int, run_id:
 
     scenario = InferenceScenario()
     with tempfile.TemporaryDirectory(prefix="hwbench-exports-") as cache:
-        current = ProcessLauncher(scenario.measure, cache)
+        current = ProcessLauncher(scenario.measure, cache, memory_limit_mb)
         baseline = BuildLauncher(baseline_python) if baseline_python else current
         a, b = Side(labels[0], configs[0], baseline), Side(labels[1], configs[1], current)
         with host_measurement_lock(lock_dir, log):
