@@ -124,7 +124,8 @@ def test_the_profiles_comparison_is_measured_interleaved_stored_and_reported(smo
     summary, warehouse, materialized = smoke_run
     assert [name for name, *_ in summary.stages].count("interleaved comparisons") == 1
     (row,) = warehouse.read("comparisons").iter_rows(named=True)
-    assert (row["purpose"], row["kind"], row["label_a"], row["label_b"]) == ("comparison", "precisions", "fp32", "bf16")
+    assert (row["purpose"], row["kind"], row["label_a"], row["label_b"]) == (
+        "comparison", "precisions", "fp32", "int8-dynamic")
     assert row["target_a"] == row["target_b"] == "cpu-torch" and row["pairs_asked"] == 2
     # two pairs are too few for a verdict whatever they measured; a busy host may drop them, never fail them
     assert row["verdict"] == "inconclusive" and row["pairs"] + row["dropped_pairs"] == 2
