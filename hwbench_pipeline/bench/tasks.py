@@ -149,7 +149,9 @@ def tone_waveforms(gen: torch.Generator, labels: torch.Tensor, samples: int) -> 
 
 
 @functools.cache
-def _mel_filters(n_mels: int) -> torch.Tensor:
+def mel_filters(n_mels: int) -> torch.Tensor:
+    """(N_FFT // 2 + 1, n_mels) Slaney mel filter bank that :func:`log_mel` projects power spectra with
+    (shared with the browser page, which computes the same features in JavaScript)."""
     from transformers.audio_utils import mel_filter_bank
 
     bank = mel_filter_bank(num_frequency_bins=N_FFT // 2 + 1, num_mel_filters=n_mels, min_frequency=0.0,
@@ -162,7 +164,7 @@ def log_mel(waveforms: torch.Tensor, n_mels: int, frames: int) -> torch.Tensor:
     """(batch, n_mels, frames) log-mel spectrogram, scaled like Whisper's features (log10, 8 decades, /4)."""
     spec = torch.stft(waveforms, N_FFT, HOP, window=torch.hann_window(N_FFT), return_complex=True)
     power = spec.abs() ** 2  # (batch, freq bins, time)
-    mel = torch.einsum("bft,fm->bmt", power, _mel_filters(n_mels)).clamp(min=1e-10).log10()
+    mel = torch.einsum("bft,fm->bmt", power, mel_filters(n_mels)).clamp(min=1e-10).log10()
     mel = torch.maximum(mel, mel.amax(dim=(1, 2), keepdim=True) - 8.0)
     return ((mel + 4.0) / 4.0)[..., :frames]
 

@@ -216,10 +216,14 @@ def _video(model: Any, config: Any, batch: int, seq: int, gen: torch.Generator) 
 
 
 def _waveform(model: Any, config: Any, batch: int, seq: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+    """One second of real speech (the shipped clip), the same on every channel of a multichannel model."""
+    from hwbench_pipeline.bench.speech import speech_waveform
+
     channels = int(_attribute(config, "audio_channels", default=1))
-    shape = (batch, channels, AUDIO_SAMPLES) if "padding_mask" in forward_parameters(model) or channels > 1 \
-        else (batch, AUDIO_SAMPLES)
-    return {"input_values": torch.randn(*shape, generator=gen)}
+    wave = speech_waveform(batch, AUDIO_SAMPLES)
+    if "padding_mask" in forward_parameters(model) or channels > 1:
+        wave = wave.unsqueeze(1).expand(batch, channels, AUDIO_SAMPLES).contiguous()
+    return {"input_values": wave}
 
 
 def _mel_frames(config: Any) -> int:
@@ -228,8 +232,11 @@ def _mel_frames(config: Any) -> int:
 
 
 def _mel_channels_first(model: Any, config: Any, batch: int, seq: int, gen: torch.Generator) -> dict:
+    from hwbench_pipeline.bench.speech import speech_log_mel
+
     mels = int(_attribute(config, "num_mel_bins", "feature_size", "n_mels", default=80))
-    inputs = {"input_features": torch.randn(batch, mels, _mel_frames(config), generator=gen)}
+    # real speech's log-mel features (Whisper's scaling), not noise: what a speech encoder sees in use
+    inputs = {"input_features": speech_log_mel(batch, mels, _mel_frames(config))}
     if "decoder_input_ids" in forward_parameters(model):
         inputs["decoder_input_ids"] = token_ids(config, batch, seq, gen)
     return inputs

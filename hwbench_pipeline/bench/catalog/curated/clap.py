@@ -46,7 +46,8 @@ def _text_limit(config: Any) -> int:
 
 
 def _inputs(config: Any, batch: int, seq_len: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
-    import torch
+    """Random text tokens; real speech's log-mel features as a (batch, 1, frames, mels) image."""
+    from hwbench_pipeline.bench.speech import speech_log_mel
 
     text, audio = config.text_config, config.audio_config
     check_seq_len("clap", seq_len, _text_limit(config), "text tokens")
@@ -57,7 +58,7 @@ def _inputs(config: Any, batch: int, seq_len: int, gen: torch.Generator) -> dict
             gen, batch, seq_len, text.vocab_size, low=3, first=text.bos_token_id, last=text.eos_token_id
         ),
         "attention_mask": full_attention_mask(batch, seq_len),
-        "input_features": torch.randn(batch, 1, frames, audio.num_mel_bins, generator=gen),
+        "input_features": speech_log_mel(batch, audio.num_mel_bins, frames).transpose(1, 2).unsqueeze(1).contiguous(),
     }
 
 

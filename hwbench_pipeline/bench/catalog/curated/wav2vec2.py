@@ -36,11 +36,15 @@ def _frames(config: Any, samples: int) -> int:
 
 
 def _inputs(config: Any, batch: int, seq_len: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
-    import torch
+    """Real speech (the shipped clip, looped to seq_len samples), normalized as wav2vec2's feature extractor does:
+    zero mean, unit (population) variance per utterance."""
+    from hwbench_pipeline.bench.speech import speech_waveform
 
     if seq_len < 1 or _frames(config, seq_len) < 1:
         raise ValueError(f"wav2vec2: seq_len={seq_len} audio samples is shorter than the conv receptive field")
-    return {"input_values": torch.randn(batch, seq_len, generator=gen)}
+    wave = speech_waveform(batch, seq_len)
+    variance = wave.var(dim=1, keepdim=True, unbiased=False)
+    return {"input_values": (wave - wave.mean(dim=1, keepdim=True)) / (variance + 1e-7).sqrt()}
 
 
 def _plant_task(

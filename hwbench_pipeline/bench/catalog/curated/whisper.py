@@ -45,11 +45,12 @@ def _text_limit(config: Any) -> int:
 
 
 def _inputs(config: Any, batch: int, seq_len: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
-    import torch
+    """Log-mel features of real speech (the shipped clip, looped to the window), a random decoder prompt."""
+    from hwbench_pipeline.bench.speech import speech_log_mel
 
     check_seq_len("whisper", seq_len, _text_limit(config), "decoder tokens")
     return {
-        "input_features": torch.randn(batch, config.num_mel_bins, 2 * config.max_source_positions, generator=gen),
+        "input_features": speech_log_mel(batch, config.num_mel_bins, 2 * config.max_source_positions),
         "decoder_input_ids": token_ids(gen, batch, seq_len, config.vocab_size, first=config.decoder_start_token_id),
     }
 
