@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export GX_ANALYTICS_ENABLED = false
 
-.PHONY: install chromium compiler run test lint ui clean-data
+.PHONY: install browsers web compiler run test lint ui clean-data
 
 install: $(VENV)/.installed
 
@@ -19,17 +19,32 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-# The browser test renders the Dagster UI in Debian's chromium: install it when missing and apt can (as root);
-# otherwise that one test skips and says why.
-chromium:
-	@if [ ! -x /usr/bin/chromium ]; then \
+# The browser targets (onnxruntime-web in headless Chromium and Firefox) and the UI's browser test need Debian's
+# chromium and firefox-esr, and node/npm to install onnxruntime-web: install what is missing when apt can (as
+# root); otherwise the targets are absent (`hwbench targets` says why) and their tests skip saying so.
+browsers:
+	@missing=""; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium fonts-liberation"; \
+	command -v firefox-esr >/dev/null 2>&1 || command -v firefox >/dev/null 2>&1 || missing="$$missing firefox-esr"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing Debian's chromium for the browser test"; \
+	    echo "installing$$missing for the browser targets"; \
 	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	        chromium fonts-liberation >/dev/null; } || echo "warning: chromium could not be installed: the browser test will skip"; \
+	        $$missing >/dev/null; } || echo "warning:$$missing could not be installed: those browser targets are absent"; \
 	  else \
-	    echo "warning: /usr/bin/chromium is missing and apt-get needs root here: the browser test will skip"; \
+	    echo "warning:$$missing missing and apt-get needs root here: those browser targets are absent"; \
 	  fi; \
+	fi
+
+# onnxruntime-web for the browser targets' page, pinned by web/package-lock.json, served from this checkout
+web: web/node_modules/.installed
+
+web/node_modules/.installed: web/package.json web/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+	  npm ci --prefix web --no-audit --no-fund --ignore-scripts --loglevel=error && touch $@; \
+	else \
+	  echo "warning: npm is missing: onnxruntime-web is not installed and the browser targets are absent"; \
 	fi
 
 # torch.compile (the generation scenario's compiled cache) and optimum-quanto (its int4/int2 KV caches) build C++
@@ -45,10 +60,10 @@ compiler:
 	  fi; \
 	fi
 
-run: install compiler
+run: install browsers web compiler
 	$(VENV)/bin/hwbench run --profile $(PROFILE)
 
-test: install chromium compiler
+test: install browsers web compiler
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest
 

@@ -62,11 +62,14 @@ def make_console():
 
 # ---- hwbench targets ------------------------------------------------------------------------------------
 def cmd_targets(args: argparse.Namespace) -> int:
+    from hwbench_pipeline.bench.backends import load_backend
     from hwbench_pipeline.bench.hardware import detect_targets, skipped_targets
 
     console = make_console()
     for t in detect_targets():
-        console.print(f"[green]available[/]  {t.key}")
+        # a backend that runs elsewhere says where (a browser's version, its WebGPU adapter)
+        detail = getattr(load_backend(t.backend), "detail", None)
+        console.print(f"[green]available[/]  {t.key}" + (f": {detail()}" if detail else ""))
     for key, why in skipped_targets():
         console.print(f"[yellow]absent[/]     {key}: {why}")
     return 0

@@ -1,9 +1,12 @@
 """Hardware targets: what a target key means, and which targets this host has.
 
 A target key is ``<device>-<backend>``: ``cpu-torch``, ``cuda0-torch``, ``rocm0-torch``, ``mps-torch`` …
-The device part says where the model runs, the backend part which runtime runs it. Backends plug in through
-:mod:`hwbench_pipeline.bench.backends`; a key is only offered when its backend is implemented and its device
-is present here. Detection is cheap (no micro-benchmarks) so sensors can call it on every tick.
+The device part says where the model runs, the backend part which runtime runs it. In a browser the runtime is
+onnxruntime-web in one browser with one execution provider: ``browser-chromium-wasm``,
+``browser-chromium-webgpu`` … (backends/browser; the WebGPU adapter it got is recorded on each row). Backends
+plug in through :mod:`hwbench_pipeline.bench.backends`; a key is only offered when its backend is implemented
+and its device is present here. Detection is cheap (no micro-benchmarks; a browser's probe is cached) so sensors
+can call it on every tick.
 """
 
 from __future__ import annotations
@@ -11,9 +14,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from hwbench_pipeline.bench.backends import BACKENDS, backend_available
+from hwbench_pipeline.bench.backends import BACKENDS, BROWSER_BACKENDS, backend_available
 
-TARGET_KEY = re.compile(r"^(?P<device>cpu|mps|(?P<kind>cuda|rocm)(?P<index>\d+))-(?P<backend>[a-z0-9_]+)$")
+TARGET_KEY = re.compile(r"^(?P<device>cpu|mps|browser|(?P<kind>cuda|rocm)(?P<index>\d+))-(?P<backend>[a-z0-9_-]+)$")
+BROWSER_DEVICE = "browser"
 
 
 class UnknownTargetError(ValueError):
@@ -23,7 +27,7 @@ class UnknownTargetError(ValueError):
 @dataclass(frozen=True)
 class HardwareTarget:
     key: str
-    device_kind: str  # cpu, cuda, rocm, mps
+    device_kind: str  # cpu, cuda, rocm, mps, browser
     device_index: int | None
     backend: str
 
@@ -32,16 +36,20 @@ class HardwareTarget:
         """The torch device string; ROCm builds of torch address AMD GPUs as 'cuda'."""
         if self.device_kind in ("cuda", "rocm"):
             return f"cuda:{self.device_index}"
-        return self.device_kind
+        # a browser target's model is built and exported on the CPU, then run by the browser
+        return "cpu" if self.device_kind == BROWSER_DEVICE else self.device_kind
 
 
 def parse_target(key: str) -> HardwareTarget:
     """Parse a target key, or raise UnknownTargetError saying what is accepted."""
     match = TARGET_KEY.match(key)
-    if not match or match["backend"] not in BACKENDS:
+    if not match or match["backend"] not in BACKENDS \
+            or (match["device"] == BROWSER_DEVICE) != (match["backend"] in BROWSER_BACKENDS):
+        native = sorted(set(BACKENDS) - BROWSER_BACKENDS)
         raise UnknownTargetError(
             f"unknown hardware target {key!r}: expected <device>-<backend> with device cpu, mps, cudaN or rocmN "
-            f"and backend one of {', '.join(sorted(BACKENDS))} (e.g. cpu-torch, cuda0-torch)"
+            f"and backend one of {', '.join(native)} (e.g. cpu-torch, cuda0-torch), or "
+            f"{', '.join(f'browser-{name}' for name in sorted(BROWSER_BACKENDS))}"
         )
     kind = match["kind"] or match["device"]
     index = int(match["index"]) if match["index"] is not None else None
@@ -71,9 +79,14 @@ def detect_targets() -> list[HardwareTarget]:
     for kind, index in devices:
         device = kind if index is None else f"{kind}{index}"
         for backend in BACKENDS:
+            if backend in BROWSER_BACKENDS:
+                continue
             target = parse_target(f"{device}-{backend}")
             if backend_available(backend, target.device_kind)[0]:
                 targets.append(target)
+    for backend in sorted(BROWSER_BACKENDS):
+        if backend_available(backend, BROWSER_DEVICE)[0]:
+            targets.append(parse_target(f"{BROWSER_DEVICE}-{backend}"))
     return targets
 
 
@@ -90,7 +103,8 @@ def skipped_targets() -> list[tuple[str, str]]:
     if not getattr(torch.version, "hip", None):
         reasons.append(("rocm*-*", "torch is not a ROCm build"))
     for backend in BACKENDS:
-        ok, why = backend_available(backend, "cpu")
+        device = BROWSER_DEVICE if backend in BROWSER_BACKENDS else "cpu"
+        ok, why = backend_available(backend, device)
         if not ok:
-            reasons.append((f"cpu-{backend}", why))
+            reasons.append((f"{device}-{backend}", why))
     return reasons

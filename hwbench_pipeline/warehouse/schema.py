@@ -115,6 +115,22 @@ MACHINE_LOAD_COLUMNS = [
     ("slowest_core_ms", pa.float64()),  # trackers/core_speed.py: the worst of before and after sampling
 ]
 
+#: where a browser target ran (backends/browser): null on the other targets' rows
+BROWSER_COLUMNS = [
+    ("browser", pa.string()),  # chromium, firefox
+    ("browser_version", pa.string()),  # what the browser's --version printed
+    ("execution_provider", pa.string()),  # onnxruntime-web's: wasm, webgpu, webnn
+    ("ort_web_version", pa.string()),
+    ("wasm_threads", pa.int64()),  # onnxruntime-web's WASM threads after loading (1 without cross-origin isolation)
+    ("cross_origin_isolated", pa.bool_()),
+    ("adapter", pa.string()),  # the WebGPU adapter the page got: vendor, architecture, "(software, on the CPU)"
+    ("adapter_is_software", pa.bool_()),  # a software WebGPU device (SwiftShader): runs on the CPU, not a GPU
+    ("cold_start_ms", pa.float64()),  # page load to the first result, model download included
+    ("download_bytes", pa.int64()),  # what the page downloaded before its first result: page, runtime, model
+    ("features_ms", pa.float64()),  # an audio model's log-mel features computed in the page (median), apart
+    ("features_max_abs_diff", pa.float64()),  # the page's features against the ones Python computed
+]
+
 INFERENCE_RESULTS = pa.schema(
     [("run_id", pa.string()), *CONFIG_COLUMNS]
     + MEASURED_COLUMNS
@@ -149,6 +165,7 @@ INFERENCE_RESULTS = pa.schema(
         ("task_precision_ran", pa.string()),  # what the task model ran in (observed by the backend, as precision_ran)
         ("task_note", pa.string()),  # why there is no task accuracy although trained weights exist
     ]
+    + BROWSER_COLUMNS
     + MACHINE_LOAD_COLUMNS
     + [
         ("samples_ms", pa.list_(pa.float64())),

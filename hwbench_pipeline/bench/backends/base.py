@@ -29,6 +29,11 @@ class Runner(Protocol):
     def release(self) -> None:
         """Free the model and its device memory."""
 
+    # Optional, where a runner has them (the browser's): ``timed_call() -> float``, one call timed where the
+    # model runs, in ms (the scenarios time it instead of the call around it); ``own_pids() -> list[int]``, the
+    # other processes running the model (their CPU time is not foreign load); ``row_fields() -> dict``, columns
+    # about where it ran, added to its row before release.
+
 
 class Backend(Protocol):
     name: str

@@ -163,7 +163,7 @@ def _probe(cfg: ProbeConfig, run_id: str) -> dict:
         run_forward,
     )
     from hwbench_pipeline.bench.hardware import parse_target
-    from hwbench_pipeline.bench.scenarios.inference import check_agreement, count_flops
+    from hwbench_pipeline.bench.scenarios.inference import call_ms, check_agreement, count_flops
     from hwbench_pipeline.bench.trackers.memory import current_rss_mb
 
     torch.set_num_threads(cfg.threads)
@@ -200,9 +200,7 @@ def _probe(cfg: ProbeConfig, run_id: str) -> dict:
                 "not trace; every expert runs on every token)")]))
         stage = "run"
         if target.backend != "torch":
-            t0 = time.perf_counter()
-            runner()
-            fields["first_call_ms"] = (time.perf_counter() - t0) * 1e3
+            fields["first_call_ms"] = call_ms(runner)
             agreement = check_agreement(runner.output(), result.output.float(), backend.tolerance("fp32"),
                                         cfg.label)
             fields.update(max_abs_diff=agreement.max_abs_diff, max_rel_diff=agreement.max_rel_diff)
@@ -229,12 +227,13 @@ def timed_series(runner: Any) -> dict[str, Any]:
     from hwbench_pipeline.bench.trackers.stats import summarize
     from hwbench_pipeline.bench.trackers.system_load import is_contaminated, load_between, read_cpu_times
 
-    before = read_cpu_times()
+    own_pids = runner.own_pids() if hasattr(runner, "own_pids") else ()  # a browser's processes
+    before = read_cpu_times(own_pids)
     try:
         samples, warmup_calls, stop_reason = time_calls(runner, PROBE_RULE)
+        load = load_between(before, read_cpu_times(own_pids))
     finally:
         runner.release()
-    load = load_between(before, read_cpu_times())
     stats = summarize(samples)
     return {"p50_ms": stats["p50_ms"], "cv": stats["cv"], "n_samples": len(samples), "warmup_calls": warmup_calls,
             "stop_reason": stop_reason, "peak_rss_mb": rss_high_water_mb(), **load_fields(load, is_contaminated(load))}

@@ -194,6 +194,27 @@ def _cached_export(model: torch.nn.Module, inputs: dict[str, torch.Tensor], forw
     return *found, False
 
 
+def export_fp32(model: torch.nn.Module, inputs: dict[str, torch.Tensor], forward: Any, *,
+                own_directory: bool = False) -> tuple[Path, str, bool, Path | None]:
+    """The model's fp32 ONNX export (the configuration's cached one where the process has an export cache):
+    (model path, exporter, whether it came from the cache, the caller's own temporary directory or None).
+    The caller removes that directory when done; with ``own_directory`` there is one even beside a cache (to
+    derive other models in). An export that fails removes it and raises a classified failure."""
+    traceable_experts(model)
+    cache = configuration_cache()
+    directory = Path(tempfile.mkdtemp(prefix=TMP_PREFIX)) if cache is None or own_directory else None
+    try:
+        if cache is not None:
+            path, exporter, from_cache = _cached_export(model, inputs, forward, cache / CACHE_ENTRY)
+        else:
+            (path, exporter), from_cache = _export(model, inputs, forward, directory), False
+    except BaseException:
+        if directory is not None:
+            shutil.rmtree(directory, ignore_errors=True)
+        raise
+    return path, exporter, from_cache, directory
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Session
 # ----------------------------------------------------------------------------------------------------------
@@ -475,15 +496,8 @@ class OnnxRuntimeBackend:
         not_tensors = [name for name, value in inputs.items() if not isinstance(value, torch.Tensor)]
         if not_tensors:
             raise UnsupportedConfigurationError(f"onnxruntime takes tensor inputs only, not {', '.join(not_tensors)}")
-        traceable_experts(model)
-        cache = configuration_cache()
-        # the runner's own directory: the export when there is no cache, and any derived model
-        directory = Path(tempfile.mkdtemp(prefix=TMP_PREFIX)) if cache is None or spec != "fp32" else None
+        path, exporter, from_cache, directory = export_fp32(model, inputs, forward, own_directory=spec != "fp32")
         try:
-            if cache is not None:
-                path, exporter, from_cache = _cached_export(model, inputs, forward, cache / CACHE_ENTRY)
-            else:
-                (path, exporter), from_cache = _export(model, inputs, forward, directory), False
             if spec == "fp32":
                 session = make_session(path, provider, device_id)
                 return OnnxRuntimeRunner(session, inputs, directory, exporter, binding, from_cache=from_cache,

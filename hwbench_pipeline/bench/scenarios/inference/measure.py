@@ -16,7 +16,12 @@ from typing import Any
 from hwbench_pipeline.bench.config_key import ATTENTION, DEFAULT_ATTENTION
 from hwbench_pipeline.bench.precision import CALIBRATION_BATCHES
 from hwbench_pipeline.bench.scenarios.inference.config import InferenceConfig
-from hwbench_pipeline.bench.scenarios.inference.timing import check_agreement, forward_counting_flops, time_calls
+from hwbench_pipeline.bench.scenarios.inference.timing import (
+    call_ms,
+    check_agreement,
+    forward_counting_flops,
+    time_calls,
+)
 from hwbench_pipeline.bench.scenarios.rows import failure_fields, load_fields, measured_or_failure, now, series_fields
 from hwbench_pipeline.bench.trackers.stats import summarize
 
@@ -69,9 +74,7 @@ def measure_inference(cfg: InferenceConfig, run_id: str) -> dict:
     # build + prepare (export/convert/compile), not the checks nor the writing of the export cache
     load_s = build_s + time.perf_counter() - t0 - runner.cache_write_s
     try:
-        t0 = time.perf_counter()
-        runner()
-        first_call_ms = (time.perf_counter() - t0) * 1e3
+        first_call_ms = call_ms(runner)
         # a request the backend turned into another format (fp16 weights run in fp32 by ONNX Runtime's CPU
         # provider) carries the error of both: it is held to the looser of their bounds
         bound = backend.tolerance(cfg.spec)
@@ -79,11 +82,15 @@ def measure_inference(cfg: InferenceConfig, run_id: str) -> dict:
             bound = max(bound, backend.tolerance(runner.precision))
         agreement = check_agreement(runner.output(), reference, bound, cfg.label)
 
-        cpu_before, core_before = read_cpu_times(), slowest_core_ms()
+        # a runner whose model runs in other processes (a browser) names them: their CPU time is not other work
+        own_pids = runner.own_pids() if hasattr(runner, "own_pids") else ()
+        cpu_before, core_before = read_cpu_times(own_pids), slowest_core_ms()
         samples, warmup_calls, stop_reason = time_calls(runner, cfg.rule)
-        load, core_after = load_between(cpu_before, read_cpu_times()), slowest_core_ms()
+        load, core_after = load_between(cpu_before, read_cpu_times(own_pids)), slowest_core_ms()
         device_peak = runner.peak_memory_mb()
         precision_ran = runner.precision
+        # what a runner adds about where it ran (a browser's version, cold start, bytes downloaded)
+        runner_fields = runner.row_fields() if hasattr(runner, "row_fields") else {}
     finally:
         runner.release()
 
@@ -130,6 +137,7 @@ def measure_inference(cfg: InferenceConfig, run_id: str) -> dict:
         **load_fields(load, contaminated),
         "slowest_core_ms": max(core_before, core_after) if core_before and core_after else None,
         **series_fields(samples, started),
+        **runner_fields,
     }
 
 

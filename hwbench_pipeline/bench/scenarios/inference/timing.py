@@ -60,21 +60,28 @@ def check_agreement(output, reference, tolerance: float, label: str) -> Agreemen
     return Agreement(diff, diff / scale, float(error.mean()) / scale)
 
 
+def call_ms(runner) -> float:
+    """One call's duration in ms: as the runner times it where the model runs (a browser page's
+    performance.now(), ``timed_call``), else around the call here."""
+    timed = getattr(runner, "timed_call", None)
+    if timed is not None:
+        return timed()
+    t0 = time.perf_counter_ns()
+    runner()
+    return (time.perf_counter_ns() - t0) / 1e6
+
+
 def time_calls(runner, rule: StoppingRule) -> tuple[list[float], int, str]:
     """Warm up until stable, then sample until the stopping rule says so. Returns (samples ms, warmup calls, why)."""
     perf = time.perf_counter_ns
     warm: list[float] = []
     start = perf()
     while not rule.warmup_done(warm, (perf() - start) / 1e9):
-        t0 = perf()
-        runner()
-        warm.append((perf() - t0) / 1e6)
+        warm.append(call_ms(runner))
     samples: list[float] = []
     start = perf()
     while True:
-        t0 = perf()
-        runner()
-        samples.append((perf() - t0) / 1e6)
+        samples.append(call_ms(runner))
         reason = rule.stop_reason(samples, (perf() - start) / 1e9)
         if reason:
             return samples, len(warm), reason
