@@ -84,6 +84,8 @@ def profile_for_families(base: str, families: list[str], out_dir: Path) -> Path:
     source = PROFILE_DIR / f"{base}.yaml" if base in builtin_profiles() else Path(base)
     data = yaml.safe_load(source.read_text())
     data["families"] = sorted(families)
+    if isinstance(data.get("browsers"), dict) and "families" in data["browsers"]:
+        data["browsers"]["families"] = sorted(families)
     data.pop("architectures", None)  # the coverage sweep is opt-in: a catch-up run of new families never starts it
     data["description"] = f"profile {source.stem} restricted to families new to the catalog: {', '.join(families)}"
     suffix = "-".join(sorted(families))
@@ -107,7 +109,10 @@ def new_catalog_model_sensor(context: dg.SensorEvaluationContext, settings: Hwbe
                              warehouse: WarehouseResource):
     profile = settings.load_profile()
     targets = context.instance.get_dynamic_partitions(hardware_target_partitions.name)
-    missing = families_never_run(warehouse, profile.families, targets)
+    # a browser target's families are the profile's browsers: section's where it names them
+    never_run = families_never_run(warehouse, profile.families, targets)
+    missing = {target: wanted for target, fams in never_run.items()
+               if (wanted := [f for f in fams if f in profile.grid_for(target).families])}
     busy = partitions_in_flight(context.instance)
     waiting = sorted(t for t in missing if t in busy)
     missing = {t: fams for t, fams in missing.items() if t not in busy}

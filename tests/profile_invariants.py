@@ -90,6 +90,12 @@ def profile_violations(profile: Profile) -> list[str]:
             "generation.stream_clients": g.stream_clients == () or _counts(g.stream_clients),
             "generation.stopping": _rule(g.stopping), "generation.timeout_s": _timeout(g.timeout_s),
         }
+    if (b := profile.browsers) is not None:
+        checks |= {
+            "browsers.families": _names(b.families), "browsers.presets": _names(b.presets),
+            "browsers.batch_sizes": _counts(b.batch_sizes), "browsers.seq_lens": _counts(b.seq_lens),
+            "browsers.stopping": _rule(b.stopping),
+        }
     for i, c in enumerate(profile.comparisons):
         pairs = {"targets": c.targets, "precisions": c.precisions}
         checks |= {

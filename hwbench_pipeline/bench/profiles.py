@@ -21,7 +21,8 @@ from hwbench_pipeline.bench.trackers.stats import StoppingRule, is_finite_number
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
 REQUIRED_KEYS = {"families", "presets", "batch_sizes", "seq_lens", "precisions"}
 OPTIONAL_KEYS = {"description", "threads", "stopping", "timeout_s", "memory_limit_mb", "training", "distributed",
-                 "architectures", "generation", "comparisons"}
+                 "architectures", "generation", "comparisons", "browsers"}
+BROWSERS_KEYS = {"families", "presets", "batch_sizes", "seq_lens", "stopping"}
 ARCHITECTURES_KEYS = {"models", "preset", "batch_size", "seq_len", "timeout_s"}
 DISTRIBUTED_REQUIRED_KEYS = {"families", "presets", "strategies", "workers", "batch_size", "seq_len"}
 DISTRIBUTED_OPTIONAL_KEYS = {"steps", "warmup_steps", "threads_per_worker", "microbatches", "max_failures",
@@ -116,6 +117,39 @@ def _architectures_section(raw: object, source: str, timeout: float) -> Architec
 
 
 @dataclass(frozen=True)
+class InferenceGrid:
+    """What one group of targets measures in the inference scenario: model x preset x batch x sequence x precision
+    under a stopping rule."""
+
+    families: tuple[str, ...]
+    presets: tuple[str, ...]
+    batch_sizes: tuple[int, ...]
+    seq_lens: tuple[int, ...]
+    precisions: tuple[str, ...]
+    stopping: StoppingRule
+
+
+def _browsers_section(raw: object, source: str, base: InferenceGrid) -> InferenceGrid:
+    """The optional ``browsers:`` section: the browser targets' own inference grid (a page loads each model
+    afresh and WebGPU may be a software device, so the whole grid can cost too much there); keys it leaves out
+    are the profile's. The browser targets measure fp32 only."""
+    from hwbench_pipeline.bench import models
+
+    source = f"{source}: browsers"
+    if not isinstance(raw, dict) or raw.keys() - BROWSERS_KEYS:
+        raise ProfileError(f"{source}: expected a mapping with keys among {_names(sorted(BROWSERS_KEYS))}, got {raw!r}")
+    return InferenceGrid(
+        families=_model_list(raw["families"], source) if "families" in raw else base.families,
+        presets=_choice_list(raw["presets"], "presets", tuple(models.PRESETS), source)
+        if "presets" in raw else base.presets,
+        batch_sizes=_int_list(raw["batch_sizes"], "batch_sizes", source) if "batch_sizes" in raw else base.batch_sizes,
+        seq_lens=_int_list(raw["seq_lens"], "seq_lens", source) if "seq_lens" in raw else base.seq_lens,
+        precisions=base.precisions,
+        stopping=_stopping_rule(raw.get("stopping"), base.stopping, source),
+    )
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     description: str
@@ -138,6 +172,21 @@ class Profile:
     #: where trained task-model weights are kept (bench/trained.py): training keeps its fp32 weights there and
     #: inference measures the task accuracy each precision costs with them. None: neither
     trained_dir: str | None = None
+    #: the browser targets' inference grid (the ``browsers:`` section); None: the profile's own
+    browsers: InferenceGrid | None = None
+
+    @property
+    def inference_grid(self) -> InferenceGrid:
+        return InferenceGrid(self.families, self.presets, self.batch_sizes, self.seq_lens, self.precisions,
+                             self.stopping)
+
+    def grid_for(self, target: str) -> InferenceGrid:
+        """The inference grid ``target`` measures: the ``browsers:`` section's on a browser target."""
+        from hwbench_pipeline.bench.hardware import BROWSER_DEVICE, parse_target
+
+        if self.browsers is not None and parse_target(target).device_kind == BROWSER_DEVICE:
+            return self.browsers
+        return self.inference_grid
 
     def with_trained_dir(self, path: str | Path) -> Profile:
         return replace(self, trained_dir=str(path))
@@ -229,24 +278,25 @@ class Profile:
         from hwbench_pipeline.bench.scenarios.inference import InferenceConfig
 
         trained = self.trained_weights()
+        grid = self.grid_for(target)
         configs = []
-        for family in self.families:
-            for preset in self.presets:
-                seqs = sorted({effective_seq_len(family, preset, s) for s in self.seq_lens})
-                for spec in self.precisions:
+        for family in grid.families:
+            for preset in grid.presets:
+                seqs = sorted({effective_seq_len(family, preset, s) for s in grid.seq_lens})
+                for spec in grid.precisions:
                     if precisions_available is not None and spec not in precisions_available:
                         continue
                     precision, quantization = parse_spec(spec)
                     weights = trained.get(family, {}).get(preset)
-                    for batch in self.batch_sizes:
+                    for batch in grid.batch_sizes:
                         for seq in seqs:
                             # task accuracy belongs to the model, precision and runtime, not to the shape: it
                             # is scored once, with the first shape (scoring exports the task model again)
-                            first = (batch, seq) == (self.batch_sizes[0], seqs[0])
+                            first = (batch, seq) == (grid.batch_sizes[0], seqs[0])
                             configs.append(InferenceConfig(
                                 family=family, preset=preset, target=target, batch_size=batch, seq_len=seq,
                                 precision=precision, quantization=quantization, threads=self.threads,
-                                rule=self.stopping, trained_weights=weights if first else None,
+                                rule=grid.stopping, trained_weights=weights if first else None,
                             ))
         return configs
 
@@ -653,7 +703,7 @@ def load_profile(name_or_path: str) -> Profile:
     if checkpoints and set(presets) != {"full"}:
         raise ProfileError(f"{source}: {', '.join(checkpoints)} run with their own weights at their own size: give "
                            "checkpoint folders a profile with presets: [full]")
-    return Profile(
+    profile = Profile(
         name=path.stem,
         description=str(data.get("description", "")),
         families=_model_list(data["families"], source),
@@ -673,3 +723,6 @@ def load_profile(name_or_path: str) -> Profile:
         memory_limit_mb=float(_number(data["memory_limit_mb"], "memory_limit_mb", source, low=16))
         if data.get("memory_limit_mb") is not None else None,
     )
+    if "browsers" in data:
+        profile = replace(profile, browsers=_browsers_section(data["browsers"], source, profile.inference_grid))
+    return profile

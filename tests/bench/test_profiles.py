@@ -199,3 +199,24 @@ def test_a_file_that_is_not_text_is_refused_in_one_line(tmp_path):
 def test_a_memory_limit_per_measuring_process_is_read_and_absent_means_none(tmp_path):
     assert load_profile(_write(tmp_path, {**VALID, "memory_limit_mb": 2048})).memory_limit_mb == 2048.0
     assert load_profile(_write(tmp_path, VALID)).memory_limit_mb is None
+
+
+def test_a_browsers_section_gives_the_browser_targets_their_own_grid_and_leaves_the_others_theirs(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump({
+        "families": ["bert", "vit", "llama"], "presets": ["small"], "batch_sizes": [1, 8], "seq_lens": [128],
+        "precisions": ["fp32", "int8-dynamic"], "stopping": {"processes": 3, "max_processes": 3},
+        "browsers": {"families": ["bert"], "presets": ["tiny"], "stopping": {"processes": 1, "max_processes": 1}},
+    }))
+    profile = load_profile(str(path))
+    browser = profile.inference_configs("browser-chromium-wasm")
+    # the section's keys replace the profile's; batch sizes and precisions it leaves out are the profile's
+    assert {(c.family, c.preset, c.batch_size, c.spec) for c in browser} == {
+        ("bert", "tiny", 1, "fp32"), ("bert", "tiny", 8, "fp32"), ("bert", "tiny", 1, "int8-dynamic"),
+        ("bert", "tiny", 8, "int8-dynamic")}
+    assert {c.rule.processes for c in browser} == {1}
+    native = profile.inference_configs("cpu-onnxruntime")
+    assert {c.family for c in native} == {"bert", "vit", "llama"} and {c.rule.processes for c in native} == {3}
+    path.write_text(yaml.safe_dump({**yaml.safe_load(path.read_text()), "browsers": {"browser": "chromium"}}))
+    with pytest.raises(ProfileError, match="browsers: expected a mapping with keys among"):
+        load_profile(str(path))

@@ -22,6 +22,7 @@ from hwbench_pipeline.bench import profile_comparisons
 from hwbench_pipeline.bench.profiles import (
     ARCHITECTURES_KEYS,
     BATCH_SCALING_KEYS,
+    BROWSERS_KEYS,
     DISTRIBUTED_OPTIONAL_KEYS,
     DISTRIBUTED_REQUIRED_KEYS,
     GENERATION_OPTIONAL_KEYS,
@@ -115,6 +116,10 @@ comparisons = st.lists(st.one_of(
     st.fixed_dictionaries({**COMPARISON_REQUIRED, **TWO_PRECISIONS},
                           optional={**COMPARISON_OPTIONAL, "target": st.sampled_from(["cpu-torch", "cpu-openvino"])}),
 ), min_size=1, max_size=2, unique_by=lambda item: repr(sorted(item.items())))
+BROWSERS = {
+    "families": _names(*CURATED), "presets": _names("tiny", "small"), "batch_sizes": _counts(), "seq_lens": _counts(),
+    "stopping": st.fixed_dictionaries({}, optional=STOPPING),
+}
 REQUIRED = {
     "families": st.just("all") | st.lists(st.sampled_from([*CURATED, "roberta"]), min_size=1, max_size=4,
                                           unique=True),
@@ -132,6 +137,7 @@ OPTIONAL = {
         st.sampled_from(["bert", "gpt2", "t5", "vit"]), min_size=1, max_size=3, unique=True)},
         optional=ARCHITECTURES_OPTIONAL),
     "comparisons": comparisons,
+    "browsers": st.fixed_dictionaries({}, optional=BROWSERS),
 }
 valid_documents = st.fixed_dictionaries(REQUIRED, optional=OPTIONAL)
 
@@ -176,6 +182,7 @@ def test_the_fuzzer_draws_every_key_a_profile_has():
         GENERATION_REQUIRED_KEYS | GENERATION_OPTIONAL_KEYS)
     assert STOPPING.keys() == STOPPING_KEYS and BATCH_SCALING.keys() == BATCH_SCALING_KEYS
     assert ARCHITECTURES_OPTIONAL.keys() | {"models"} == ARCHITECTURES_KEYS
+    assert BROWSERS.keys() == BROWSERS_KEYS
     assert (COMPARISON_REQUIRED.keys() | COMPARISON_OPTIONAL.keys() | TWO_TARGETS.keys() | TWO_PRECISIONS.keys()
             | {"target", "precision"}) == profile_comparisons.REQUIRED_KEYS | profile_comparisons.OPTIONAL_KEYS
 
