@@ -33,6 +33,14 @@ for target in cuda0-torch cuda0-onnxruntime; do
   python -m hwbench_pipeline.cli bench --model bert --preset base --target "$target" --batch 1 --seq 128 \
     --max-seconds 5 --dispatch ray --json "$out/${target}_bert_ray.json" || status=1
 done
+# WebGPU on the GPU: where chromium and onnxruntime-web are installed on the GPU host, the adapter the page gets
+# there (hardware, not SwiftShader) and bert/tiny measured through it
+if grep -q "available  browser-chromium-webgpu" "$out/targets.txt"; then
+  python -m hwbench_pipeline.cli bench --model bert --preset tiny --target browser-chromium-webgpu \
+    --batch 1 --seq 128 --max-seconds 5 --json "$out/browser_webgpu_bert.json" || status=1
+else
+  echo "browser-chromium-webgpu: not available on this host (see targets.txt)"
+fi
 # the GPU's measured peaks: the GEMM grows until one multiply takes 50 ms (n and GFLOP/s per precision)
 if grep -q "available  cuda0-torch" "$out/targets.txt"; then
   python -c "import json; from hwbench_pipeline.bench.peaks import measure_peaks; \

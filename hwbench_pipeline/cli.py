@@ -223,7 +223,7 @@ def _dagster_home() -> Path:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from hwbench_pipeline.bench.hardware import UnknownTargetError, detect_targets, parse_target
+    from hwbench_pipeline.bench.hardware import UnknownTargetError, detect_targets, parse_target, skipped_targets
     from hwbench_pipeline.bench.profiles import ProfileError, load_profile
 
     # Validate everything before anything is stored.
@@ -251,6 +251,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     console.print(f"[bold]hwbench[/] profile [cyan]{profile.name}[/]: {profile.description}")
     console.print(f"targets: {', '.join(targets)}; data: {default_data_dir()}; "
                   f"DAGSTER_HOME: {os.environ['DAGSTER_HOME']}")
+    if not args.targets:  # what is not measured, and why: each reason says how to add the target
+        for key, why in skipped_targets():
+            console.print(f"  not measured: {key}: {why}")
     summary = run_pipeline(args.profile, targets, console=console)
     return 0 if summary.success else 1
 

@@ -188,3 +188,26 @@ def test_a_browser_that_dies_is_a_crash_and_nothing_of_it_is_left(tmp_path):
         session.value("run", 30.0, n=1)
     assert caught.value.failure_class == "worker_crashed"
     assert gone_soon(pids), f"browser processes still running: {alive(pids)}"
+
+
+def _hold_a_page(path: Path, inputs_dir: Path, sender) -> None:
+    session, _, _ = open_model_page(BROWSER_TARGETS["chromium-wasm"], path, {"x": torch.ones(4)}, inputs_dir)
+    sender.send(session.process.pids())
+    time.sleep(600)  # killed by the test long before
+
+
+@needs("browser-chromium-wasm")
+def test_a_measuring_process_killed_takes_its_browser_with_it(tmp_path):
+    import multiprocessing
+
+    path = tiny_graph(tmp_path, [helper.make_node("Relu", ["x"], ["y"])], [helper.make_opsetid("", 17)])
+    (tmp_path / "inputs").mkdir()
+    receiver, sender = multiprocessing.Pipe(duplex=False)
+    worker = multiprocessing.get_context("spawn").Process(target=_hold_a_page, args=(path, tmp_path / "inputs", sender))
+    worker.start()
+    assert receiver.poll(120), "the page did not open"
+    pids = receiver.recv()
+    assert len(alive(pids)) > 1
+    os.kill(worker.pid, signal.SIGKILL)  # what a timeout does to a measuring process
+    worker.join()
+    assert gone_soon(pids), f"browser processes outlived their measuring process: {alive(pids)}"

@@ -1,0 +1,44 @@
+"""The coverage sweep in a browser: the CI export sample probed on browser-chromium-wasm, each probe in a fresh
+process with its own page, so the coverage table has a browser column. The full sweep on every browser target is
+benchmarks/architecture_sweep.py --targets browser-chromium-wasm,… (docs/browser.md)."""
+
+import pytest
+
+from hwbench_pipeline.bench.backends.onnxruntime.config import TOLERANCE
+from hwbench_pipeline.bench.catalog.probe import ProbeConfig
+from hwbench_pipeline.bench.catalog.sample import CI_EXPORT_SAMPLE
+from hwbench_pipeline.bench.catalog.sweep import coverage_table, run_sweep
+from hwbench_pipeline.bench.failures import FAILURE_CLASSES
+from hwbench_pipeline.bench.hardware import skipped_targets
+
+TARGET = "browser-chromium-wasm"
+# What ran when this sample was swept here (2-core AMD EPYC, Chromium 156, onnxruntime-web 1.30): a capability
+# lost is a regression; one gained shows in the printed table.
+RUNS_IN_THE_BROWSER = {"roberta", "llama", "t5", "vit", "convnext", "wav2vec2", "clip", "whisper", "videomae",
+                       "patchtst", "llava", "mixtral"}
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    why = dict(skipped_targets()).get(TARGET)
+    if why is not None:
+        pytest.skip(f"{TARGET} is absent here: {why}")
+    journal = tmp_path_factory.mktemp("sweep") / "browser.jsonl"
+    return run_sweep([ProbeConfig(m, target=TARGET) for m in CI_EXPORT_SAMPLE], journal, "ci-browser-sample",
+                     timeout_s=240)
+
+
+@pytest.mark.slow
+def test_every_probe_in_the_browser_ends_in_a_row_and_the_known_ones_run(swept):
+    table = coverage_table(swept)
+    for (category, target), counts in sorted(table.items()):
+        print(f"{target:24} {category:16} {dict(counts)}")
+    assert {target for _, target in table} == {TARGET} and len(swept) == len(CI_EXPORT_SAMPLE)
+    for row in swept:
+        if row["status"] == "failed":
+            assert row["failure_class"] in FAILURE_CLASSES and row["message"], row
+    ran = {r["model_type"] for r in swept if r["status"] == "ok"}
+    assert ran >= RUNS_IN_THE_BROWSER, f"{sorted(RUNS_IN_THE_BROWSER - ran)} no longer run in the browser"
+    # each output that ran agreed with torch, and was timed in the page
+    for row in (r for r in swept if r["status"] == "ok"):
+        assert row["max_rel_diff"] <= TOLERANCE["fp32"] and row["first_call_ms"] > 0, row
