@@ -132,7 +132,8 @@ class InferenceGrid:
 def _browsers_section(raw: object, source: str, base: InferenceGrid) -> InferenceGrid:
     """The optional ``browsers:`` section: the browser targets' own inference grid (a page loads each model
     afresh and WebGPU may be a software device, so the whole grid can cost too much there); keys it leaves out
-    are the profile's. The browser targets measure fp32 only."""
+    are the profile's. Its precisions are the profile's: those a browser does not run (all but fp32 so far)
+    become rows saying so, as on any target."""
     from hwbench_pipeline.bench import models
 
     source = f"{source}: browsers"
@@ -182,9 +183,10 @@ class Profile:
 
     def grid_for(self, target: str) -> InferenceGrid:
         """The inference grid ``target`` measures: the ``browsers:`` section's on a browser target."""
-        from hwbench_pipeline.bench.hardware import BROWSER_DEVICE, parse_target
+        from hwbench_pipeline.bench.hardware import BROWSER_DEVICE, TARGET_KEY
 
-        if self.browsers is not None and parse_target(target).device_kind == BROWSER_DEVICE:
+        match = TARGET_KEY.match(target)  # an unknown key (a stale partition) is refused by whoever measures it
+        if self.browsers is not None and match is not None and match["device"] == BROWSER_DEVICE:
             return self.browsers
         return self.inference_grid
 

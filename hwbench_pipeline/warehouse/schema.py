@@ -129,6 +129,8 @@ BROWSER_COLUMNS = [
     ("download_bytes", pa.int64()),  # what the page downloaded before its first result: page, runtime, model
     ("features_ms", pa.float64()),  # an audio model's log-mel features computed in the page (median), apart
     ("features_max_abs_diff", pa.float64()),  # the page's features against the ones Python computed
+    ("features_note", pa.string()),  # why an audio row has no features_ms
+    ("browser_peak_rss_mb", pa.float64()),  # the browser's processes' peak resident memory, summed
 ]
 
 INFERENCE_RESULTS = pa.schema(

@@ -53,7 +53,7 @@ def test_the_smoke_profile_on_chromium_stores_rows_that_matched_torch(browser_sm
         assert (ok["device_kind"] == "browser").all() and (ok["browser"] == "chromium").all()
         assert ok["browser_version"].str.starts_with("Chromium").all()
         assert (ok["cold_start_ms"] > 0).all() and (ok["download_bytes"] > 0).all()
-        assert ok["cross_origin_isolated"].all() and (ok["wasm_threads"] >= 1).all()
+        assert ok["cross_origin_isolated"].all() and (ok["wasm_threads"] == ok["threads"]).all()
     webgpu = rows.filter(pl.col("target") == "browser-chromium-webgpu")
     assert (webgpu["execution_provider"] == "webgpu").all() and webgpu["adapter"].is_not_null().all()
     # a SwiftShader adapter is recorded as the software device it is
@@ -62,4 +62,4 @@ def test_the_smoke_profile_on_chromium_stores_rows_that_matched_torch(browser_sm
     # training, distributed training and generation do not run in a browser: refused rows saying so
     refused = warehouse.read("failures").filter(pl.col("target").is_in(list(TARGETS))
                                                 & (pl.col("scenario") != "inference"))
-    assert (refused["failure_class"] == "unsupported_configuration").all()
+    assert refused.height > 0 and (refused["failure_class"] == "unsupported_configuration").all()

@@ -200,9 +200,13 @@ def _probe(cfg: ProbeConfig, run_id: str) -> dict:
                 "not trace; every expert runs on every token)")]))
         stage = "run"
         if target.backend != "torch":
-            fields["first_call_ms"] = call_ms(runner)
-            agreement = check_agreement(runner.output(), result.output.float(), backend.tolerance("fp32"),
-                                        cfg.label)
+            try:
+                fields["first_call_ms"] = call_ms(runner)
+                agreement = check_agreement(runner.output(), result.output.float(), backend.tolerance("fp32"),
+                                            cfg.label)
+            except BaseException:
+                runner.release()  # a browser, a session: not left behind by a failed probe
+                raise
             fields.update(max_abs_diff=agreement.max_abs_diff, max_rel_diff=agreement.max_rel_diff)
         if fields["first_call_ms"] <= SERIES_MAX_FIRST_CALL_MS:
             fields.update(timed_series(runner))

@@ -26,17 +26,23 @@ class CpuTimes:
     own: float  # this process's user + system time, in clock ticks
 
 
+def proc_stat(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat's fields after the command name (state, ppid, …), or None without that process."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            # the command name (field 2) may hold spaces and parentheses: the fields follow its last ")"
+            return fh.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
 def process_ticks(pids: Sequence[int]) -> float:
     """User + system clock ticks of the running processes ``pids`` (those that exited count nothing)."""
     ticks = 0.0
     for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as fh:
-                # the command name (field 2) may hold spaces: utime and stime are fields 14 and 15
-                fields = fh.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        ticks += int(fields[11]) + int(fields[12])
+        fields = proc_stat(pid)
+        if fields is not None:
+            ticks += int(fields[11]) + int(fields[12])  # utime and stime, fields 14 and 15 of the file
     return ticks
 
 

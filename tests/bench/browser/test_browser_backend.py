@@ -60,30 +60,31 @@ def test_a_browser_page_error_is_classified_by_what_it_says():
     assert classify_page_error("TypeError: x is undefined") == "runtime_error"
 
 
-def measured_row(target: str, family: str = "bert") -> dict:
+def measured_row(target: str, family: str = "bert", threads: int = 1) -> dict:
     cfg = InferenceConfig(family=family, preset="tiny", target=target, batch_size=1, seq_len=16, precision="fp32",
-                          threads=1, rule=RULE)
+                          threads=threads, rule=RULE)
     return run_configuration(cfg, "test-run")
 
 
 @needs("browser-chromium-wasm")
 def test_chromium_wasm_measures_a_model_in_the_page_and_matches_torch():
-    row = measured_row("browser-chromium-wasm")
+    row = measured_row("browser-chromium-wasm", threads=2)
     assert row["status"] == "ok", row.get("message")
     assert row["max_rel_diff"] <= load_backend("chromium-wasm").tolerance("fp32")
-    assert row["n_samples"] >= 5 and row["p50_ms"] > 0 and row["device_kind"] == "browser"
+    assert row["n_samples"] >= 3 and row["p50_ms"] > 0 and row["device_kind"] == "browser"
     assert row["browser"] == "chromium" and row["browser_version"].startswith("Chromium")
     assert row["execution_provider"] == "wasm" and row["adapter"] is None
-    assert row["cross_origin_isolated"] is True and row["wasm_threads"] == 1
+    # isolated, so onnxruntime-web runs the configuration's threads (a page that is not runs one)
+    assert row["cross_origin_isolated"] is True and row["wasm_threads"] == 2
     # the page downloaded onnxruntime-web's WASM runtime (megabytes) and the model before its first result
-    assert row["download_bytes"] > 5e6 and row["cold_start_ms"] > row["first_call_ms"] > 0
+    assert row["download_bytes"] > 5e6 and row["cold_start_ms"] > 0 and row["browser_peak_rss_mb"] > 50
 
 
 @needs("browser-chromium-wasm")
 def test_an_audio_model_computes_its_log_mel_features_in_the_page():
     row = measured_row("browser-chromium-wasm", "whisper")
     assert row["status"] == "ok", row.get("message")
-    assert row["features_ms"] > 0 and row["features_max_abs_diff"] < 1e-3
+    assert row["features_ms"] > 0 and row["features_max_abs_diff"] < 1e-3 and row.get("features_note") is None
 
 
 @needs("browser-firefox-wasm")
@@ -100,6 +101,8 @@ def test_a_software_webgpu_adapter_is_recorded_as_such():
     assert row["execution_provider"] == "webgpu" and row["adapter"]
     if "swiftshader" in row["adapter"]:
         assert row["adapter_is_software"] is True and "software" in row["adapter"]
+    else:  # a hardware adapter is not called software
+        assert row["adapter_is_software"] is False and "software" not in row["adapter"]
 
 
 def test_a_precision_the_browser_does_not_run_is_refused_with_the_reason():
@@ -184,6 +187,7 @@ def test_a_browser_that_dies_is_a_crash_and_nothing_of_it_is_left(tmp_path):
     session, _, _ = open_graph(tmp_path, path)
     pids = session.process.pids()
     os.kill(session.process.process.pid, signal.SIGKILL)
+    session.process.process.wait(timeout=30)  # before the command: a page still alive could answer it
     with pytest.raises(BenchmarkFailure, match="exited with code -9") as caught:
         session.value("run", 30.0, n=1)
     assert caught.value.failure_class == "worker_crashed"

@@ -11,6 +11,7 @@ import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import torch
 
@@ -24,7 +25,7 @@ from hwbench_pipeline.bench.backends.browser.config import (
 from hwbench_pipeline.bench.backends.browser.detect import (
     adapter_label,
     is_software_adapter,
-    launch_flags,
+    target_probe,
     target_unavailable,
     webgpu_probe,
 )
@@ -49,15 +50,16 @@ def _write_inputs(inputs: dict[str, torch.Tensor], directory: Path) -> list[dict
             raise UnsupportedConfigurationError(f"the browser page cannot feed a {value.dtype} input ({name})")
         (directory / f"{name}.bin").write_bytes(value.detach().cpu().contiguous().numpy().tobytes())
         specs.append({"name": name, "dtype": _DTYPES[value.dtype], "shape": list(value.shape),
-                      "url": f"/inputs/{name}.bin"})
+                      "url": f"/inputs/{quote(name)}.bin"})
     return specs
 
 
 def _audio_job(inputs: dict[str, torch.Tensor], directory: Path) -> dict[str, Any] | None:
     """Where an input is log-mel features of the catalog's speech clip, the page computes them from the
-    waveform itself (timed apart from the model); None when no input is."""
+    waveform too, timed apart from the model (which runs on Python's features, the ones torch's reference
+    saw); None when no input is."""
     from hwbench_pipeline.bench.speech import log_mel_recipe
-    from hwbench_pipeline.bench.tasks import mel_filters
+    from hwbench_pipeline.bench.tasks import HOP, N_FFT, mel_filters
 
     for name, value in inputs.items():
         recipe = log_mel_recipe(value) if isinstance(value, torch.Tensor) else None
@@ -66,7 +68,7 @@ def _audio_job(inputs: dict[str, torch.Tensor], directory: Path) -> dict[str, An
         (directory / "waveform.bin").write_bytes(recipe.waveform.float().contiguous().numpy().tobytes())
         (directory / "filters.bin").write_bytes(mel_filters(recipe.n_mels).float().contiguous().numpy().tobytes())
         return {"input": name, "batch": int(recipe.waveform.shape[0]), "samples": int(recipe.waveform.shape[1]),
-                "nMels": recipe.n_mels, "frames": recipe.frames, "layout": recipe.layout,
+                "nMels": recipe.n_mels, "frames": recipe.frames, "layout": recipe.layout, "nFft": N_FFT, "hop": HOP,
                 "waveformUrl": "/inputs/waveform.bin", "filtersUrl": "/inputs/filters.bin"}
     return None
 
@@ -134,14 +136,21 @@ class BrowserRunner:
             # the model's first call ran in the page while it loaded; the scenario's "first" call is its second
             "first_call_ms": float(loaded["firstRunMs"]),
         }
+        fields["browser_peak_rss_mb"] = self.session.process.peak_rss_mb()
         if self.audio is not None:
-            self.session.value("features", CALL_TIMEOUT_S, n=2)
-            samples = self.session.value("features", CALL_TIMEOUT_S, n=FEATURE_CALLS)
-            fields["features_ms"] = statistics.median(samples)
-            reply = self.session.call("features_output", CALL_TIMEOUT_S)
-            page = _tensor(reply.data, reply.meta or {}).reshape(self._features.shape)
-            fields["features_max_abs_diff"] = float((page - self._features.float()).abs().max())
+            try:
+                fields.update(self._feature_fields())
+            except BenchmarkFailure as exc:  # the model's timings stand: the row says why it has no features
+                fields["features_note"] = f"features not measured: {exc.failure_class}: {exc}"[:500]
         return fields
+
+    def _feature_fields(self) -> dict[str, Any]:
+        self.session.value("features", CALL_TIMEOUT_S, n=2)
+        samples = self.session.value("features", CALL_TIMEOUT_S, n=FEATURE_CALLS)
+        reply = self.session.call("features_output", CALL_TIMEOUT_S)
+        page = _tensor(reply.data, reply.meta or {}).reshape(self._features.shape)
+        return {"features_ms": statistics.median(samples),
+                "features_max_abs_diff": float((page - self._features.float()).abs().max())}
 
     def release(self) -> None:
         self.session.close()
@@ -191,19 +200,25 @@ class BrowserBackend:
             raise UnsupportedConfigurationError(f"precision {precision} on browser-{self.name}: {reason}")
         unavailable = target_unavailable(self.target.browser, self.target.execution_provider)
         if unavailable is not None:
-            raise UnsupportedConfigurationError(f"browser-{self.name} is not available here: {unavailable}")
+            # a browser that did not answer its probe now is a fault of this run, not a lasting absence
+            failed = target_probe(self.target.browser, self.target.execution_provider).failed
+            raise BenchmarkFailure("runtime_error" if failed else "unsupported_configuration",
+                                   f"browser-{self.name} is not available here: {unavailable}")
         not_tensors = [name for name, value in inputs.items() if not isinstance(value, torch.Tensor)]
         if not_tensors:
             raise UnsupportedConfigurationError(f"the browser page takes tensor inputs only, not "
                                                 f"{', '.join(not_tensors)}")
         path, exporter, from_cache, export_directory = export_fp32(model, inputs, forward)
         directory = Path(tempfile.mkdtemp(prefix="hwbench-browser-"))
+        session = None
         try:
             session, loaded, audio = open_model_page(self.target, path, inputs, directory)
             features = inputs[audio["input"]] if audio is not None else None
             return BrowserRunner(self.target, session, loaded, directory, export_directory, from_cache=from_cache,
                                  exporter=exporter, audio=audio, features=features)
         except BaseException:
+            if session is not None:
+                session.close()
             for d in (directory, export_directory):
                 if d is not None:
                     shutil.rmtree(d, ignore_errors=True)
@@ -224,7 +239,7 @@ def open_model_page(target: BrowserTarget, path: Path, inputs: dict[str, torch.T
         "inputs": _write_inputs(inputs, directory), "audio": audio,
     }
     routes = {"/ort/": ort_web_dist(), "/model/": path.parent, "/inputs/": directory}
-    flags = launch_flags(target.browser, target.execution_provider)
+    flags = target_probe(target.browser, target.execution_provider).flags
     session = PageSession(target.browser, find_browser(target.browser), flags, routes, job)
     try:
         return session, session.value("load", LOAD_TIMEOUT_S), audio

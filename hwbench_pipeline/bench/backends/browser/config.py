@@ -15,7 +15,9 @@ WEB_DIR = REPO_ROOT / "web"
 ORT_WEB_ENV = "HWBENCH_ORT_WEB"
 ORT_WEB_INSTALL_HINT = "run `make install` (it runs `npm ci --prefix web`; needs node and npm)"
 
-WEBGPU_FLAGS = ("--enable-unsafe-webgpu",)
+#: WebGPU on a real GPU: Chromium on Linux reaches it through Vulkan, and blocks many drivers unless told not to
+HARDWARE_WEBGPU_FLAGS = ("--enable-unsafe-webgpu", "--enable-features=Vulkan", "--use-angle=vulkan",
+                         "--ignore-gpu-blocklist")
 #: a software Vulkan device on the CPU: what WebGPU gets on a host without a usable GPU (recorded as such)
 SWIFTSHADER_FLAGS = ("--enable-unsafe-webgpu", "--use-webgpu-adapter=swiftshader", "--enable-unsafe-swiftshader")
 WEBNN_FLAGS = ("--enable-features=WebMachineLearningNeuralNetwork",)

@@ -12,9 +12,11 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from hwbench_pipeline.bench.trackers.system_load import proc_stat
 
 #: the executables tried for each browser, first found wins; ``HWBENCH_<NAME>`` (HWBENCH_CHROMIUM …) overrides
 EXECUTABLES: dict[str, tuple[str, ...]] = {
@@ -58,10 +60,14 @@ def browser_version(executable: Path) -> str:
     return (done.stdout.strip() or done.stderr.strip()).splitlines()[0] if done.returncode == 0 else ""
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: SIGKILL when the measuring process ends, however it ends."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+def _death_signal() -> Callable[[], None] | None:
+    """What the child runs before exec: SIGKILL when the measuring process ends, however it ends. prctl is
+    looked up here, in the parent: the child, forked beside other threads, only calls it."""
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux
+        return None
+    return lambda: prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 @dataclass
@@ -90,7 +96,7 @@ class BrowserProcess:
                        url]
         with log.open("wb") as out:
             process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                       start_new_session=True, preexec_fn=_die_with_parent,
+                                       start_new_session=True, preexec_fn=_death_signal(),
                                        env={**os.environ, "MOZ_HEADLESS": "1"})
         return cls(name, process, profile, log)
 
@@ -109,13 +115,13 @@ class BrowserProcess:
 
     def pids(self) -> list[int]:
         """The browser's processes: it and its descendants (renderers, GPU and utility processes, some of which
-        start sessions of their own)."""
+        start sessions of their own). Only the browser itself where /proc is missing."""
         children: dict[int, list[int]] = {}
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                with contextlib.suppress(OSError, IndexError, ValueError):
-                    parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                    children.setdefault(parent, []).append(int(entry.name))
+        with contextlib.suppress(OSError):
+            for entry in Path("/proc").iterdir():
+                fields = proc_stat(int(entry.name)) if entry.name.isdigit() else None
+                if fields is not None:
+                    children.setdefault(int(fields[1]), []).append(int(entry.name))
         found, todo = [], [self.process.pid]
         while todo:
             pid = todo.pop()
@@ -123,10 +129,24 @@ class BrowserProcess:
             todo.extend(children.get(pid, []))
         return found
 
+    def peak_rss_mb(self) -> float | None:
+        """The sum of the browser's processes' peak resident memory (VmHWM) so far; None without /proc."""
+        total, seen = 0.0, False
+        for pid in self.pids():
+            with contextlib.suppress(OSError, ValueError):
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        total, seen = total + int(line.split()[1]) / 1024, True
+        return total if seen else None
+
     def close(self) -> None:
-        """End every process of the browser and remove its profile."""
+        """End every process of the browser (its group, and descendants that left it) and remove its profile."""
+        descendants = self.pids()
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
+        for pid in descendants:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=10)
         shutil.rmtree(self.profile, ignore_errors=True)

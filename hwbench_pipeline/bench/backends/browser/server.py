@@ -7,13 +7,15 @@ from __future__ import annotations
 import json
 import mimetypes
 import queue
+import shutil
+import sys
 import threading
 from collections import Counter
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 PAGE_DIR = Path(__file__).with_name("page")
 #: how long the page's request for the next command waits before it is answered "nothing yet" (it asks again)
@@ -29,7 +31,9 @@ class _QuietServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # a browser ended mid-request (at close, or by a crash that the session reports itself)
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+        # else: a browser ended mid-request (at close, or by a crash that the session reports itself)
 
 
 @dataclass
@@ -42,10 +46,12 @@ class Reply:
 
 
 class PageServer:
-    """Serves ``routes`` (URL prefix -> directory) and the page's command channel until :meth:`close`."""
+    """Serves ``routes`` (URL prefix -> directory) and the page's command channel, which answers requests that
+    carry ``token`` only, until :meth:`close`."""
 
-    def __init__(self, routes: dict[str, Path]) -> None:
+    def __init__(self, routes: dict[str, Path], token: str) -> None:
         self.routes = {"/page/": PAGE_DIR, **routes}
+        self.token = token
         self.bytes_served: Counter[str] = Counter()  # by route prefix
         self.events: list[dict] = []  # errors the page reported outside a command
         self._commands: queue.Queue[dict] = queue.Queue()
@@ -97,10 +103,18 @@ class PageServer:
                 self.send_header("Cache-Control", "no-store")
                 self.end_headers()
 
+            def _authorized(self, url: Any) -> bool:
+                if parse_qs(url.query).get("token", [""])[0] == server.token:
+                    return True
+                self._headers(403, "text/plain", 0)
+                return False
+
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
-                path = urlparse(self.path).path
+                url = urlparse(self.path)
+                path = unquote(url.path)
                 if path == "/rpc/next":
-                    self._next_command()
+                    if self._authorized(url):
+                        self._next_command()
                     return
                 for prefix, directory in server.routes.items():
                     if path.startswith(prefix):
@@ -123,24 +137,32 @@ class PageServer:
                 if not target.is_file() or directory.resolve() not in target.parents:
                     self._headers(404, "text/plain", 0)
                     return
-                data = target.read_bytes()
+                size = target.stat().st_size
                 content_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
-                self._headers(200, content_type, len(data))
-                self.wfile.write(data)
-                server._count(prefix, len(data))
+                self._headers(200, content_type, size)
+                with target.open("rb") as fh:  # streamed: a model's weights may be gigabytes
+                    shutil.copyfileobj(fh, self.wfile, 1 << 20)
+                server._count(prefix, size)
 
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
                 url = urlparse(self.path)
                 length = int(self.headers.get("Content-Length") or 0)
                 data = self.rfile.read(length)
-                self._headers(204, "text/plain", 0)
                 if url.path != "/rpc/reply":
+                    self._headers(404, "text/plain", 0)
                     return
+                if not self._authorized(url):
+                    return
+                self._headers(204, "text/plain", 0)
                 command_id = parse_qs(url.query).get("id", [""])[0]
-                if self.headers.get("Content-Type", "").startswith("application/json"):
-                    reply = Reply(json.loads(data))
-                else:
-                    reply = Reply({"ok": True}, data, json.loads(self.headers.get("x-meta") or "{}"))
+                try:
+                    if self.headers.get("Content-Type", "").startswith("application/json"):
+                        reply = Reply(json.loads(data))
+                    else:
+                        reply = Reply({"ok": True}, data, json.loads(self.headers.get("x-meta") or "{}"))
+                except ValueError as exc:  # the command fails saying so, instead of waiting out its timeout
+                    reply = Reply({"ok": False, "error": {"name": "ProtocolError",
+                                                          "message": f"the page's reply was not readable: {exc}"}})
                 if command_id == "event":  # an error outside any command: kept for the failure's message
                     server.events.append(reply.body)
                 else:

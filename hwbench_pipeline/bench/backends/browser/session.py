@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import queue
+import secrets
 import time
 from pathlib import Path
 from typing import Any
@@ -12,16 +13,19 @@ from urllib.parse import quote
 
 from hwbench_pipeline.bench.backends.browser.launch import BrowserProcess
 from hwbench_pipeline.bench.backends.browser.server import PageServer, Reply
+from hwbench_pipeline.bench.backends.onnxruntime.config import (
+    UNSUPPORTED_OPERATOR_MARKERS as ORT_UNSUPPORTED_OPERATOR_MARKERS,
+)
 from hwbench_pipeline.bench.failures import BenchmarkFailure
 
 #: how often a wait for the page checks that the browser still runs
 CHECK_EVERY_S = 0.5
-#: what the page's errors say when WASM memory ran out or an operator has no kernel in the execution provider
+#: what the page's errors say when WASM memory ran out ("std::bad_alloc": an allocation past the 4 GiB WASM
+#: addresses) or an operator has no kernel (onnxruntime's own wording, as on the ONNX Runtime target)
 OUT_OF_MEMORY_MARKERS = ("out of memory", "array buffer allocation failed", "aborted(oom)", "cannot enlarge memory",
-                         "bad_alloc", "memory access out of bounds", "failed to allocate")
-UNSUPPORTED_OPERATOR_MARKERS = ("could not find an implementation", "not implemented", "unsupported op",
-                                "no kernel", "is not supported", "unsupported data type",
-                                "is not a registered function/op")
+                         "bad_alloc", "failed to allocate", "maximum memory size exceeded",
+                         "could not allocate memory")
+UNSUPPORTED_OPERATOR_MARKERS = (*ORT_UNSUPPORTED_OPERATOR_MARKERS, "is not a registered function/op")
 
 
 def classify_page_error(message: str) -> str:
@@ -41,9 +45,11 @@ class PageSession:
         self.browser = browser
         self.executable = executable
         self._closed = False
-        self.server = PageServer(routes)
+        # the channel answers only the page given this token: another local process cannot read or answer it
+        token = secrets.token_hex(16)
+        self.server = PageServer(routes, token)
         self._next_id = 0
-        url = f"{self.server.origin}/page/measure.html?job={quote(json.dumps(job))}"
+        url = f"{self.server.origin}/page/measure.html?job={quote(json.dumps({**job, 'token': token}))}"
         try:
             self.process = BrowserProcess.start(browser, executable, flags, url)
         except BaseException:
@@ -58,15 +64,16 @@ class PageSession:
         self.server.send({"id": command_id, "op": op, **args})
         deadline = time.monotonic() + timeout_s
         while True:
-            code = self.process.exited()
-            if code is not None:
-                self._fail("worker_crashed", f"{self.browser} exited with code {code} while the page ran {op!r}")
-            left = deadline - time.monotonic()
-            if left <= 0:
-                self._fail("timeout", f"the page in {self.browser} did not answer {op!r} within {timeout_s:.0f} s")
             try:
-                got_id, reply = self.server.reply(timeout=min(CHECK_EVERY_S, left))
+                got_id, reply = self.server.reply(timeout=max(min(CHECK_EVERY_S, deadline - time.monotonic()), 0))
             except queue.Empty:
+                # a reply that came before the browser ended is taken above; now its end is the answer
+                code = self.process.exited()
+                if code is not None:
+                    self._fail("worker_crashed", f"{self.browser} exited with code {code} while the page ran {op!r}")
+                if time.monotonic() >= deadline:
+                    self._fail("timeout", f"the page in {self.browser} did not answer {op!r} within "
+                                          f"{timeout_s:.0f} s")
                 continue
             if got_id != command_id:
                 continue  # the late answer to a command given up on

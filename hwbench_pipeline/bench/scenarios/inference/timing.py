@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from hwbench_pipeline.bench.trackers.stats import StoppingRule
 
@@ -60,7 +60,7 @@ def check_agreement(output, reference, tolerance: float, label: str) -> Agreemen
     return Agreement(diff, diff / scale, float(error.mean()) / scale)
 
 
-def call_ms(runner) -> float:
+def call_ms(runner: Any) -> float:
     """One call's duration in ms: as the runner times it where the model runs (a browser page's
     performance.now(), ``timed_call``), else around the call here."""
     timed = getattr(runner, "timed_call", None)

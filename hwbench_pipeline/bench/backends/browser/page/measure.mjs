@@ -1,12 +1,12 @@
 // The measuring page: loads onnxruntime-web and the model from the local server, then runs the commands the
-// Python side sends over /rpc (see channel.py). Every duration is taken here with performance.now(), so the
+// Python side sends over /rpc (session.py). Every duration is taken here with performance.now(), so the
 // round trips to Python are never inside a sample.
 
 const params = new URLSearchParams(location.search);
 const job = JSON.parse(params.get("job"));
 
 async function reply(id, body, binary = null, meta = null) {
-  const url = `/rpc/reply?id=${id}`;
+  const url = `/rpc/reply?id=${id}&token=${job.token}`;
   if (binary === null) {
     await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
   } else {
@@ -38,10 +38,15 @@ async function fetchBytes(url) {
   return await response.arrayBuffer();
 }
 
-async function adapterInfo() {
-  if (!("gpu" in navigator)) return { available: false, reason: "navigator.gpu is undefined" };
+async function requestAdapter() {
+  if (!("gpu" in navigator)) return [null, "navigator.gpu is undefined"];
   const adapter = await navigator.gpu.requestAdapter();
-  if (adapter === null) return { available: false, reason: "navigator.gpu.requestAdapter() returned null" };
+  return adapter === null ? [null, "navigator.gpu.requestAdapter() returned null"] : [adapter, ""];
+}
+
+async function adapterInfo(given = null) {
+  const [adapter, reason] = given === null ? await requestAdapter() : [given, ""];
+  if (adapter === null) return { available: false, reason };
   const info = adapter.info || (adapter.requestAdapterInfo ? await adapter.requestAdapterInfo() : {});
   return {
     available: true, vendor: info.vendor || "", architecture: info.architecture || "", device: info.device || "",
@@ -74,6 +79,7 @@ let ort = null;
 let session = null;
 let feeds = null;
 let audio = null;
+let adapter = null; // the WebGPU adapter onnxruntime-web was given: the one the row describes
 
 async function load() {
   const started = performance.now();
@@ -81,6 +87,10 @@ async function load() {
   ort.env.wasm.wasmPaths = job.ortBase;
   ort.env.wasm.numThreads = job.threads;
   ort.env.logLevel = "error";
+  if (job.executionProvider === "webgpu") {
+    [adapter] = await requestAdapter();
+    if (adapter !== null) ort.env.webgpu.adapter = adapter;
+  }
   const scriptMs = performance.now() - started;
   const options = { executionProviders: [job.executionProvider], graphOptimizationLevel: "all" };
   if (job.executionProvider === "webnn") options.executionProviders = [{ name: "webnn", deviceType: "cpu" }];
@@ -96,30 +106,31 @@ async function load() {
     const bytes = await fetchBytes(input.url);
     feeds[input.name] = new ort.Tensor(input.dtype, new ARRAYS[input.dtype](bytes), input.shape);
   }
-  if (job.audio !== null) {
-    const { logMel, transposeToFramesMels } = await import("/page/logmel.mjs");
-    const waveform = new Float32Array(await fetchBytes(job.audio.waveformUrl));
-    const filters = new Float32Array(await fetchBytes(job.audio.filtersUrl));
-    audio = { logMel, transposeToFramesMels, waveform, filters };
-    feeds[job.audio.input] = new ort.Tensor("float32", computeFeatures(), feeds[job.audio.input].dims);
-  }
   const t0 = performance.now();
   const outputs = await session.run(feeds);
   const firstRunMs = performance.now() - t0;
   disposeOutputs(outputs);
+  // performance.now() counts from the page's navigation start: page load to first result
+  const coldStartMs = performance.now();
+  if (job.audio !== null) {
+    // the model runs on the features Python made (torch's reference saw those); the page's own are timed apart
+    const { logMel, transposeToFramesMels } = await import("/page/logmel.mjs");
+    const waveform = new Float32Array(await fetchBytes(job.audio.waveformUrl));
+    const filters = new Float32Array(await fetchBytes(job.audio.filtersUrl));
+    audio = { logMel, transposeToFramesMels, waveform, filters };
+  }
   return {
-    // performance.now() counts from the page's navigation start: page load to first result
-    coldStartMs: performance.now(), scriptMs, sessionMs, firstRunMs,
+    coldStartMs, scriptMs, sessionMs, firstRunMs,
     threads: ort.env.wasm.numThreads, crossOriginIsolated: self.crossOriginIsolated === true,
     ortVersion: ort.env.versions ? (ort.env.versions.web || ort.env.versions.common) : "",
     userAgent: navigator.userAgent, outputNames: session.outputNames,
-    webgpu: job.executionProvider === "webgpu" ? await adapterInfo() : null,
+    webgpu: adapter !== null ? await adapterInfo(adapter) : null,
   };
 }
 
 function computeFeatures() {
   const a = job.audio;
-  const features = audio.logMel(audio.waveform, a.batch, a.samples, audio.filters, a.nMels, a.frames);
+  const features = audio.logMel(audio.waveform, a.batch, a.samples, audio.filters, a.nMels, a.frames, a.nFft, a.hop);
   return a.layout === "mels-frames" ? features : audio.transposeToFramesMels(features, a.batch, a.nMels, a.frames);
 }
 
@@ -162,7 +173,7 @@ async function mainOutput() {
 
 async function serve() {
   for (;;) {
-    const response = await fetch("/rpc/next");
+    const response = await fetch(`/rpc/next?token=${job.token}`);
     if (response.status === 204) continue; // nothing asked yet: ask again
     const command = await response.json();
     try {

@@ -1,0 +1,1 @@
+"""Browser targets: onnxruntime-web in a headless browser, driven through the measuring page (docs/browser.md)."""
