@@ -34,6 +34,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-seconds", type=float, default=10.0, help="time cap per process")
     parser.add_argument("--processes", type=int, default=3)
+    parser.add_argument("--min-samples", type=int, default=5, help="software WebGPU takes seconds per call")
     parser.add_argument("--timeout", type=float, default=1800.0)
     parser.add_argument("--json", type=Path, help="write every row here")
     args = parser.parse_args()
@@ -43,7 +44,8 @@ def main() -> None:
     for key, why in skipped_targets():
         if key.startswith(f"{BROWSER_DEVICE}-"):
             print(f"absent: {key}: {why}")
-    rule = StoppingRule(ci_target=0.02, min_samples=10, max_seconds=args.max_seconds, warmup_max_seconds=2.0,
+    rule = StoppingRule(ci_target=0.02, min_samples=args.min_samples, max_seconds=args.max_seconds,
+                        warmup_max_seconds=2.0,
                         processes=args.processes, max_processes=args.processes)
     rows: list[dict] = []
     with host_measurement_lock(host_lock_dir(), log=print):
