@@ -25,6 +25,8 @@ def detected_target_rows(run_id: str) -> list[dict]:
         backend = load_backend(target.backend)
         name = env["cpu_model"] if target.device_kind == "cpu" else names.get(
             (target.device_kind, target.device_index), target.device_kind)
+        if hasattr(backend, "detail"):  # a browser: its version and WebGPU adapter (a software one named so)
+            name = f"{backend.detail()} on {env['cpu_model']}"
         rows.append({
             "run_id": run_id,
             "target": target.key,
