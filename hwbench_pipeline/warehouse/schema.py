@@ -125,6 +125,7 @@ BROWSER_COLUMNS = [
     ("cross_origin_isolated", pa.bool_()),
     ("adapter", pa.string()),  # the WebGPU adapter the page got: vendor, architecture, "(software, on the CPU)"
     ("adapter_is_software", pa.bool_()),  # a software WebGPU device (SwiftShader): runs on the CPU, not a GPU
+    ("provider_fallback", pa.bool_()),  # onnxruntime-web warned that some nodes ran on another provider
     ("cold_start_ms", pa.float64()),  # page load to the first result, model download included
     ("download_bytes", pa.int64()),  # what the page downloaded before its first result: page, runtime, model
     ("features_ms", pa.float64()),  # an audio model's log-mel features computed in the page (median), apart

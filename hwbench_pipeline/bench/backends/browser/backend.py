@@ -131,6 +131,9 @@ class BrowserRunner:
             "cross_origin_isolated": bool(loaded.get("crossOriginIsolated")),
             "adapter": adapter_label(adapter) if adapter.get("available") else None,
             "adapter_is_software": is_software_adapter(adapter) if adapter.get("available") else None,
+            # onnxruntime-web's warning that some nodes run on another provider (WASM kernels under WebGPU, or
+            # shape ops it keeps on the CPU on purpose): the time is then a mix, said so on the row
+            "provider_fallback": bool(loaded.get("providerWarnings")),
             "cold_start_ms": float(loaded["coldStartMs"]),
             "download_bytes": int(self._download_bytes),
             # the model's first call ran in the page while it loaded; the scenario's "first" call is its second

@@ -80,19 +80,31 @@ let session = null;
 let feeds = null;
 let audio = null;
 let adapter = null; // the WebGPU adapter onnxruntime-web was given: the one the row describes
+const providerWarnings = [];
 
 async function load() {
   const started = performance.now();
+  // onnxruntime-web warns when graph nodes run on another provider than the one asked for (WebGPU nodes falling
+  // back to WASM kernels): kept for the row, which would otherwise time a mix under one provider's name
+  // (its C++ logs reach the page through console.error; the hook goes in before the bundle keeps a reference)
+  for (const level of ["warn", "log", "error"]) {
+    const original = console[level].bind(console);
+    console[level] = (...args) => {
+      const text = args.map(String).join(" ");
+      if (/not assigned to the preferred execution provider/i.test(text)) providerWarnings.push(text.slice(0, 500));
+      original(...args);
+    };
+  }
   ort = await import(job.ortModule);
   ort.env.wasm.wasmPaths = job.ortBase;
   ort.env.wasm.numThreads = job.threads;
-  ort.env.logLevel = "error";
   if (job.executionProvider === "webgpu") {
     [adapter] = await requestAdapter();
     if (adapter !== null) ort.env.webgpu.adapter = adapter;
   }
   const scriptMs = performance.now() - started;
-  const options = { executionProviders: [job.executionProvider], graphOptimizationLevel: "all" };
+  // warnings and worse: the one about nodes on another provider is a warning
+  const options = { executionProviders: [job.executionProvider], graphOptimizationLevel: "all", logSeverityLevel: 2 };
   if (job.executionProvider === "webnn") options.executionProviders = [{ name: "webnn", deviceType: "cpu" }];
   if (job.externalData.length) {
     options.externalData = job.externalData.map((name) => ({ path: name, data: `${job.modelBase}${name}` }));
@@ -123,7 +135,7 @@ async function load() {
     coldStartMs, scriptMs, sessionMs, firstRunMs,
     threads: ort.env.wasm.numThreads, crossOriginIsolated: self.crossOriginIsolated === true,
     ortVersion: ort.env.versions ? (ort.env.versions.web || ort.env.versions.common) : "",
-    userAgent: navigator.userAgent, outputNames: session.outputNames,
+    userAgent: navigator.userAgent, outputNames: session.outputNames, providerWarnings,
     webgpu: adapter !== null ? await adapterInfo(adapter) : null,
   };
 }
