@@ -1,19 +1,19 @@
-"""The coverage sweep in a browser: six architectures of the CI export sample (text encoder, decoder,
-encoder-decoder, vision, audio, image+text) probed on browser-chromium-wasm, each probe in a fresh process with its
-own page, so the coverage table has a browser column. The sweep of every browser target is
-benchmarks/architecture_sweep.py --targets browser-chromium-wasm,… (docs/browser.md)."""
+"""The coverage sweep in a browser: seven architectures of the CI sample (text encoder, decoder, encoder-decoder,
+vision, audio, image+text, and an audio codec whose output is int64 codes) probed on browser-chromium-wasm, each
+in a fresh process with its own page, so the coverage table has a browser column. The sweep of every browser
+target is benchmarks/architecture_sweep.py --targets browser-chromium-wasm,… (docs/browser.md)."""
 
 import pytest
 
 from hwbench_pipeline.bench.backends.onnxruntime.config import TOLERANCE
 from hwbench_pipeline.bench.catalog.probe import ProbeConfig
-from hwbench_pipeline.bench.catalog.sample import CI_EXPORT_SAMPLE
+from hwbench_pipeline.bench.catalog.sample import CI_SAMPLE
 from hwbench_pipeline.bench.catalog.sweep import coverage_table, run_sweep
 from hwbench_pipeline.bench.failures import FAILURE_CLASSES
 from hwbench_pipeline.bench.hardware import skipped_targets
 
 TARGET = "browser-chromium-wasm"
-SAMPLE = ("roberta", "llama", "t5", "vit", "whisper", "clip")
+SAMPLE = ("roberta", "llama", "t5", "vit", "whisper", "clip", "encodec")
 # Every one of them ran when swept here (2-core AMD EPYC, Chromium 156, onnxruntime-web 1.30), as did the rest of
 # the CI export sample: a capability lost is a regression.
 RUNS_IN_THE_BROWSER = set(SAMPLE)
@@ -25,7 +25,7 @@ def swept(tmp_path_factory):
     if why is not None:
         pytest.skip(f"{TARGET} is absent here: {why}")
     journal = tmp_path_factory.mktemp("sweep") / "browser.jsonl"
-    assert set(SAMPLE) <= set(CI_EXPORT_SAMPLE)
+    assert set(SAMPLE) <= set(CI_SAMPLE)
     return run_sweep([ProbeConfig(m, target=TARGET) for m in SAMPLE], journal, "ci-browser-sample",
                      timeout_s=240)
 

@@ -74,9 +74,12 @@ def _audio_job(inputs: dict[str, torch.Tensor], directory: Path) -> dict[str, An
 
 
 def _tensor(reply_data: bytes, meta: dict[str, Any]) -> torch.Tensor:
-    if meta.get("dtype") != "float32":
-        raise BenchmarkFailure("runtime_error", f"the page returned a {meta.get('dtype')} output, not float32")
-    return torch.frombuffer(bytearray(reply_data), dtype=torch.float32).reshape(meta["shape"])
+    """The page's output tensor, as float32 for the comparison with torch (an audio codec's codes are int64)."""
+    dtype = next((t for t, name in _DTYPES.items() if name == meta.get("dtype")), None)
+    if dtype is None:
+        raise BenchmarkFailure("runtime_error", f"the page returned a {meta.get('dtype')} output, which the "
+                                                f"comparison with torch does not read ({', '.join(_DTYPES.values())})")
+    return torch.frombuffer(bytearray(reply_data), dtype=dtype).reshape(meta["shape"]).float()
 
 
 class BrowserRunner:
