@@ -10,7 +10,6 @@ that failed is not kept: the next detection tries again.
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import json
 import os
@@ -116,10 +115,10 @@ def adapter_label(adapter: dict[str, Any]) -> str:
     return f"{names or 'unnamed adapter'}{' (software, on the CPU)' if is_software_adapter(adapter) else ''}"
 
 
-@functools.cache
 def webgpu_probe() -> Probe:
     """Chromium's WebGPU: a hardware adapter where one answers, else SwiftShader's software one; a failure
-    carries both attempts' reasons."""
+    carries both attempts' reasons. Not kept in the process: a long-lived one (the sensors' daemon) must see a
+    failed probe tried again, and the answers that worked are in the file already."""
     hardware = probe("chromium", HARDWARE_WEBGPU_FLAGS)
     if hardware.answer.get("webgpu", {}).get("available") or not hardware.installed:
         return hardware
