@@ -27,10 +27,11 @@ MEMORY_LIMIT_FRACTION = 0.5
 
 
 def done_key(row: dict) -> tuple:
-    """What makes a probe's row still valid: the same architecture, preset and target, transformers and runtime
-    versions, probe method and config."""
-    return (row["model_type"], row["preset"], row["target"], row["transformers_version"], row.get("runtime_version"),
-            row["method_version"], row.get("config_hash"))
+    """What makes a probe's row still valid: the same architecture, preset, target and shape, transformers and
+    runtime versions, probe method and config (a journal older than shapes holds the probe's default shape)."""
+    return (row["model_type"], row["preset"], row["target"], row.get("batch_size", 1), row.get("seq_len", 16),
+            row.get("threads", 1), row["transformers_version"], row.get("runtime_version"), row["method_version"],
+            row.get("config_hash"))
 
 
 def read_journal(path: Path) -> list[dict]:
@@ -78,8 +79,8 @@ def run_sweep(configs: Iterable[ProbeConfig], journal: Path, run_id: str, *, tim
     version = transformers.__version__
     hashes = {c: expected_config_hash(c) for c in configs}  # building a config is not free: once per probe
     runtimes = {t: runtime_version(t) for t in {c.target for c in configs}}
-    todo = [c for c in configs if (c.model_type, c.preset, c.target, version, runtimes[c.target],
-                                   PROBE_METHOD_VERSION, hashes[c]) not in done]
+    todo = [c for c in configs if (c.model_type, c.preset, c.target, c.batch_size, c.seq_len, c.threads, version,
+                                   runtimes[c.target], PROBE_METHOD_VERSION, hashes[c]) not in done]
     log(f"{len(configs)} probes, {len(configs) - len(todo)} already in {journal} for this transformers, runtime "
         f"and config, {len(todo)} to run")
     journal.parent.mkdir(parents=True, exist_ok=True)
