@@ -101,11 +101,13 @@ def test_a_sweep_resumes_from_its_journal_and_counts_outcomes_per_category(tmp_p
     assert len({r["worker_pid"] for r in first}) == 2  # a fresh process per probe
     with journal.open("a") as out:
         out.write('{"model_type": "cut short')  # what a kill mid-write leaves
-    again = run_sweep([ProbeConfig("roberta"), ProbeConfig("vit"), ProbeConfig("bert")], journal, "sweep-2",
-                      log=logged.append)
-    assert [r["model_type"] for r in again] == ["bert"]  # only the probe not yet in the journal ran
+    again = run_sweep([ProbeConfig("roberta"), ProbeConfig("vit"), ProbeConfig("bert"),
+                       ProbeConfig("roberta", batch_size=2)], journal, "sweep-2", log=logged.append)
+    # only the probes not yet in the journal ran: another shape of a probed architecture is another probe
+    assert [(r["model_type"], r["batch_size"]) for r in again] == [("bert", 1), ("roberta", 2)]
     assert any("2 already in" in line for line in logged)
     rows = read_journal(journal)
-    assert len(rows) == 3 and all(json.dumps(r, default=str) for r in rows)
+    assert len(rows) == 4 and all(json.dumps(r, default=str) for r in rows)
     table = coverage_table(rows)
+    # coverage counts architectures: roberta at two shapes is one
     assert table[("text encoder", "cpu-torch")]["ok"] == 2 and table[("vision", "cpu-torch")]["ok"] == 1
