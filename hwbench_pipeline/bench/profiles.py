@@ -21,8 +21,11 @@ from hwbench_pipeline.bench.trackers.stats import StoppingRule, is_finite_number
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
 REQUIRED_KEYS = {"families", "presets", "batch_sizes", "seq_lens", "precisions"}
 OPTIONAL_KEYS = {"description", "threads", "stopping", "timeout_s", "memory_limit_mb", "training", "distributed",
-                 "architectures", "generation", "comparisons", "browsers"}
+                 "architectures", "generation", "comparisons", "browsers", "planner"}
 BROWSERS_KEYS = {"families", "presets", "batch_sizes", "seq_lens", "stopping"}
+PLANNER_KEYS = {"families", "presets", "batch_sizes", "seq_lens", "precisions", "stopping", "budget", "strategy"}
+#: ``families: ci-sample`` in a planner section: the coverage sweep's fixed sample of architectures
+CI_SAMPLE_WORD = "ci-sample"
 ARCHITECTURES_KEYS = {"models", "preset", "batch_size", "seq_len", "timeout_s"}
 DISTRIBUTED_REQUIRED_KEYS = {"families", "presets", "strategies", "workers", "batch_size", "seq_len"}
 DISTRIBUTED_OPTIONAL_KEYS = {"steps", "warmup_steps", "threads_per_worker", "microbatches", "max_failures",
@@ -151,6 +154,49 @@ def _browsers_section(raw: object, source: str, base: InferenceGrid) -> Inferenc
 
 
 @dataclass(frozen=True)
+class PlannerProfile:
+    """The ``planner:`` section: the candidate space the benchmark planner chooses from (its axes over the
+    catalog), the budget per target it may spend each round, and its strategy (docs/planner.md)."""
+
+    space: InferenceGrid
+    budget: str  # predict/planner.py parse_budget: "20" configurations, or machine time "10m"
+    strategy: str
+
+
+def _planner_section(raw: object, source: str, base: InferenceGrid) -> PlannerProfile:
+    """Keys it leaves out are the profile's; ``families: ci-sample`` is the coverage sweep's fixed sample."""
+    from hwbench_pipeline.bench import models
+    from hwbench_pipeline.bench.catalog.sample import CI_SAMPLE
+    from hwbench_pipeline.predict.planner import STRATEGIES, PlanError, parse_budget
+
+    source = f"{source}: planner"
+    if not isinstance(raw, dict) or raw.keys() - PLANNER_KEYS:
+        raise ProfileError(f"{source}: expected a mapping with keys among {_names(sorted(PLANNER_KEYS))}, got {raw!r}")
+    families = raw.get("families", base.families)
+    if families == CI_SAMPLE_WORD:
+        families = list(CI_SAMPLE)
+    budget = str(raw.get("budget", "10"))
+    try:
+        parse_budget(budget)
+    except PlanError as exc:
+        raise ProfileError(f"{source}: {exc}") from exc
+    strategy = raw.get("strategy", "committee")
+    if strategy not in STRATEGIES:
+        raise ProfileError(f"{source}: strategy {strategy!r} is none of {_names(list(STRATEGIES))}")
+    return PlannerProfile(
+        space=InferenceGrid(
+            families=_model_list(list(families), source) if "families" in raw else base.families,
+            presets=_choice_list(raw["presets"], "presets", tuple(models.PRESETS), source)
+            if "presets" in raw else base.presets,
+            batch_sizes=_int_list(raw["batch_sizes"], "batch_sizes", source) if "batch_sizes" in raw
+            else base.batch_sizes,
+            seq_lens=_int_list(raw["seq_lens"], "seq_lens", source) if "seq_lens" in raw else base.seq_lens,
+            precisions=_precision_list(raw["precisions"], source) if "precisions" in raw else base.precisions,
+            stopping=_stopping_rule(raw.get("stopping"), base.stopping, source)),
+        budget=budget, strategy=strategy)
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     description: str
@@ -175,6 +221,9 @@ class Profile:
     trained_dir: str | None = None
     #: the browser targets' inference grid (the ``browsers:`` section); None: the profile's own
     browsers: InferenceGrid | None = None
+    #: the benchmark planner's candidate space, budget and strategy (the ``planner:`` section); None: the
+    #: profile's own grid, 10 configurations per target, the committee
+    planner: PlannerProfile | None = None
 
     @property
     def inference_grid(self) -> InferenceGrid:
@@ -189,6 +238,10 @@ class Profile:
         if self.browsers is not None and match is not None and match["device"] == BROWSER_DEVICE:
             return self.browsers
         return self.inference_grid
+
+    def planner_section(self) -> PlannerProfile:
+        """The planner's section, or the profile's own grid with the defaults."""
+        return self.planner or PlannerProfile(space=self.inference_grid, budget="10", strategy="committee")
 
     def with_trained_dir(self, path: str | Path) -> Profile:
         return replace(self, trained_dir=str(path))
@@ -727,4 +780,6 @@ def load_profile(name_or_path: str) -> Profile:
     )
     if "browsers" in data:
         profile = replace(profile, browsers=_browsers_section(data["browsers"], source, profile.inference_grid))
+    if "planner" in data:
+        profile = replace(profile, planner=_planner_section(data["planner"], source, profile.inference_grid))
     return profile

@@ -227,10 +227,11 @@ class Predictor:
     # ---- training --------------------------------------------------------------------------------------------
     @classmethod
     def fit(cls, frame: pl.DataFrame, *, level: float = LEVEL, calibrate_intervals: bool = True,
-            unseen_residuals: dict[str, np.ndarray] | None = None) -> Predictor:
+            unseen_residuals: dict[str, np.ndarray] | None = None, memory: bool = True) -> Predictor:
         """Train on a feature frame of measured rows (see features.training_frame with targets).
 
-        ``unseen_residuals`` (metric -> residuals of whole architectures held out) skips recomputing them.
+        ``unseen_residuals`` (metric -> residuals of whole architectures held out) skips recomputing them;
+        ``memory=False`` trains the latency booster alone (the planner's committee asks only about latency).
         """
         if frame.height < MIN_ROWS:
             raise NotEnoughDataError(f"the predictor needs at least {MIN_ROWS} measured rows, found {frame.height}")
@@ -241,7 +242,8 @@ class Predictor:
         baselines = _memory_baselines(frame)
         # the two-term model's two coefficients are fitted on every training row, the calibration folds included
         overhead = roofline.fit_overhead_model(frame)
-        y_latency, y_memory = latency_target(frame, overhead), memory_target(frame, baselines)
+        y_latency = latency_target(frame, overhead)
+        y_memory = memory_target(frame, baselines) if memory else None
         backends = frame["backend"].to_numpy()
         log_flops = frame["log_flops"].to_numpy()
         n_architectures = int(np.unique(architectures).size)
