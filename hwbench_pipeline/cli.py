@@ -259,7 +259,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 #: modules under hwbench_pipeline/commands/, each with ``register(subparsers)`` adding its subcommand(s)
-SUBCOMMAND_MODULES: tuple[str, ...] = ("query", "serve", "serve_generate", "db", "recommend", "report", "compare")
+SUBCOMMAND_MODULES: tuple[str, ...] = ("query", "serve", "serve_generate", "db", "recommend", "report", "compare",
+                                       "plan")
 
 
 def build_parser() -> argparse.ArgumentParser:

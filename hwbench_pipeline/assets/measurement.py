@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from hwbench_pipeline.assets.checks import check_spec, stored_table_check
-from hwbench_pipeline.assets.partition_target import MEASUREMENT_ASSET, device_peaks, resolve_target
+from hwbench_pipeline.assets.partition_target import MEASUREMENT_ASSET, resolve_target
 from hwbench_pipeline.bench.checkpoint import JOURNALS_DIR, Checkpoint
 from hwbench_pipeline.bench.dispatch import run_configurations
 from hwbench_pipeline.bench.profiles import Profile
@@ -19,6 +19,7 @@ from hwbench_pipeline.paths import host_lock_dir
 from hwbench_pipeline.resources.ray import RayResource
 from hwbench_pipeline.resources.settings import HwbenchSettings
 from hwbench_pipeline.resources.warehouse import WarehouseResource
+from hwbench_pipeline.warehouse.peaks import device_peaks
 from hwbench_pipeline.warehouse.storing import StoredRun, store_measurements
 from hwbench_pipeline.warehouse.validation import failures_suite, latency_samples_suite
 

@@ -1,16 +1,12 @@
 """The hardware target a partition names: parsed, checked to be reachable, and its measured peaks."""
 
 import dagster as dg
-import polars as pl
 
 from hwbench_pipeline.assets.catalog import model_catalog
 from hwbench_pipeline.assets.hardware import hardware_targets
 from hwbench_pipeline.bench import hardware
-from hwbench_pipeline.bench.environment import environment_fields
-from hwbench_pipeline.bench.precision import PRECISIONS
 from hwbench_pipeline.partitions import hardware_target_partitions
 from hwbench_pipeline.resources.ray import RayResource
-from hwbench_pipeline.warehouse.store import Warehouse
 
 #: what every measurement asset shares: one partition per hardware target, the catalog and the targets' peaks
 #: upstream, the "benchmarks" group (schedules and sensors select it) and the warehouse writers' pool
@@ -36,13 +32,3 @@ def resolve_target(target_key: str, ray: RayResource) -> hardware.HardwareTarget
                              f"unset; available here: {', '.join(here)}")
     return target
 
-
-def device_peaks(warehouse: Warehouse, target_key: str) -> dict[str, float | None]:
-    """The newest measured peaks of this target on this host (empty until hardware_targets has run)."""
-    host = environment_fields()["host"]
-    targets = warehouse.read("hardware_targets", latest=False).filter(
-        (pl.col("target") == target_key) & (pl.col("host") == host)).sort("_written_at", descending=True)
-    if not targets.height:
-        return {}
-    row = targets.row(0, named=True)
-    return {p: row.get(f"peak_gflops_{p}") for p in PRECISIONS}

@@ -678,6 +678,37 @@ FAILURE_PATTERNS = pa.schema(
     ]
 )
 
+#: the benchmark planner's picks (predict/planner.py): what to measure next on each target, and why
+BENCHMARK_PLANS = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("planned_at", TS),
+        ("target", pa.string()),
+        ("rank", pa.int64()),  # 1: the first to measure
+        ("family", pa.string()),
+        ("preset", pa.string()),
+        ("batch_size", pa.int64()),
+        ("seq_len", pa.int64()),
+        ("precision", pa.string()),
+        ("threads", pa.int64()),
+        ("mode", pa.string()),
+        ("architecture", pa.string()),
+        ("strategy", pa.string()),
+        ("budget", pa.string()),  # per target: "10 configurations" or "30 machine-minutes"
+        ("score", pa.float64()),  # the strategy's own score (not comparable between strategies)
+        ("expected_lesson", pa.string()),  # what measuring it is expected to teach the predictor
+        ("predicted_ms", pa.float64()),
+        ("predicted_low_ms", pa.float64()),
+        ("predicted_high_ms", pa.float64()),
+        ("prediction_source", pa.string()),  # predicted or roofline
+        ("predicted_wall_s", pa.float64()),  # how long measuring it should occupy the machine
+        ("candidates", pa.int64()),  # configurations of the target's candidate space not measured yet
+        ("wall_time_model", pa.string()),
+        ("predictor_fingerprint", pa.string()),
+        ("predictor_held_out_mape", pa.float64()),  # the predictor's leave-architecture-out MAPE when planned
+    ]
+)
+
 TABLES: dict[str, pa.Schema] = {
     "inference_results": INFERENCE_RESULTS,
     "failures": FAILURES,
@@ -695,6 +726,7 @@ TABLES: dict[str, pa.Schema] = {
     "generation_results": GENERATION_RESULTS,
     "architecture_coverage": ARCHITECTURE_COVERAGE,
     "failure_patterns": FAILURE_PATTERNS,
+    "benchmark_plans": BENCHMARK_PLANS,
 }
 
 
@@ -725,4 +757,5 @@ TABLE_KEYS: dict[str, list[str]] = {
     "generation_results": GENERATION_KEY,
     "architecture_coverage": ["model_type", "preset", "target"],
     "failure_patterns": ["signature"],
+    "benchmark_plans": ["run_id", "target", "rank"],
 }
