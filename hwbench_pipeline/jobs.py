@@ -7,8 +7,10 @@ from hwbench_pipeline.assets import (
     COVERAGE,
     DOWNSTREAM,
     MEASUREMENTS,
+    PLANNING,
     UNPARTITIONED_UPSTREAM,
     inference_runs,
+    performance_predictor,
 )
 
 catalog_job = dg.define_asset_job(
@@ -37,6 +39,13 @@ comparison_job = dg.define_asset_job(
 refresh_job = dg.define_asset_job(
     "refresh_job", selection=DOWNSTREAM,
     description="Refresh the DuckDB catalog, retrain the predictor, rebuild recommendations and the report.",
+)
+
+planned_round_job = dg.define_asset_job(
+    "planned_round_job", selection=[performance_predictor, *PLANNING],
+    description="One round of the benchmark planner: retrain the predictor on every stored measurement, plan the "
+                "configurations of the profile's planner space that should teach it most on each target of this "
+                "host (benchmark_plan), and measure them (planned_runs).",
 )
 
 

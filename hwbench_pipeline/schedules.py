@@ -1,6 +1,7 @@
-"""Schedules: the quick profile every night and the full profile every week, on every hardware target.
+"""Schedules: the quick profile every night and the full profile every week, on every hardware target; the
+architectures sweep every week; a round of the benchmark planner every day.
 
-Both start stopped: measuring takes the host's cores for minutes (quick) or hours (full), so a user turns them
+All start stopped: measuring takes the host's cores for minutes (quick) or hours (full), so a user turns them
 on in the UI (Automation) or with ``dagster schedule start``.
 """
 
@@ -10,7 +11,7 @@ from datetime import datetime
 
 import dagster as dg
 
-from hwbench_pipeline.jobs import profile_run_config
+from hwbench_pipeline.jobs import planned_round_job, profile_run_config
 from hwbench_pipeline.partitions import hardware_target_partitions
 
 #: Every measurement asset partitioned by hardware target (inference, training, distributed): they share the
@@ -58,3 +59,17 @@ def weekly_full_schedule(context: dg.ScheduleEvaluationContext):
 def weekly_architectures_schedule(context: dg.ScheduleEvaluationContext):
     return profile_run_requests(context.instance, "architectures", context.scheduled_execution_time,
                                 "weekly-architectures")
+
+
+#: the profile whose planner section the daily round plans from
+PLANNED_ROUND_PROFILE = "quick"
+
+
+@dg.schedule(job=planned_round_job, cron_schedule="0 5 * * *", execution_timezone="UTC",
+             default_status=dg.DefaultScheduleStatus.STOPPED,
+             description="Every day at 05:00 UTC: one round of the benchmark planner with the quick profile's planner "
+                         "section: retrain the predictor, plan the picks per target of this host, measure them.")
+def daily_planned_round_schedule(context: dg.ScheduleEvaluationContext):
+    stamp = context.scheduled_execution_time.strftime("%Y-%m-%dT%H%M")
+    return dg.RunRequest(run_key=f"planned-round-{stamp}", run_config=profile_run_config(PLANNED_ROUND_PROFILE),
+                         tags={"hwbench/profile": PLANNED_ROUND_PROFILE, "hwbench/schedule": "daily-planned-round"})

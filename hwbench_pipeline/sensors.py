@@ -129,9 +129,13 @@ def new_catalog_model_sensor(context: dg.SensorEvaluationContext, settings: Hwbe
     return requests
 
 
+#: what the refresh watches: every measurement asset, and the planner's measurements of its plan
+WATCHED = MEASUREMENTS | dg.AssetSelection.assets("planned_runs")
+
+
 def newest_measurement_after(context: dg.SensorEvaluationContext, storage_id: int) -> dict[str, int]:
     """The newest materialization of each measurement asset stored after ``storage_id`` (its storage id)."""
-    keys = MEASUREMENTS.resolve(context.repository_def.asset_graph)
+    keys = WATCHED.resolve(context.repository_def.asset_graph)
     newest = {}
     for key in keys:
         records = context.instance.fetch_materializations(
@@ -142,7 +146,8 @@ def newest_measurement_after(context: dg.SensorEvaluationContext, storage_id: in
 
 
 @dg.sensor(job=refresh_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,
-           description="After new measurements land (from any run: a schedule, the UI, a backfill) and no other "
+           description="After new measurements land (from any run: a schedule, the UI, a backfill, a planned "
+                       "round) and no other "
                        "measurement is queued or running: refresh the catalog, retrain the predictor, rebuild "
                        "recommendations and reports, once for the whole batch.")
 def refresh_after_measurement_sensor(context: dg.SensorEvaluationContext):

@@ -7,6 +7,7 @@ from hwbench_pipeline.assets.distributed import distributed_runs
 from hwbench_pipeline.assets.generation import generation_runs
 from hwbench_pipeline.assets.hardware import hardware_targets
 from hwbench_pipeline.assets.patterns import failure_patterns
+from hwbench_pipeline.assets.planning import benchmark_plan, planned_runs
 from hwbench_pipeline.assets.predictions import predictions
 from hwbench_pipeline.assets.predictor import performance_predictor
 from hwbench_pipeline.assets.recommendations import hardware_recommendations
@@ -24,4 +25,7 @@ UNPARTITIONED_UPSTREAM = [model_catalog, hardware_targets]
 COMPARISONS = [interleaved_comparisons]
 DOWNSTREAM = [inference_results, failure_patterns, performance_predictor, predictions, hardware_recommendations,
               regression_report, comparison_report]
-ALL_ASSETS = UNPARTITIONED_UPSTREAM + MEASUREMENTS + COVERAGE + COMPARISONS + DOWNSTREAM
+#: the benchmark planner's round (docs/planner.md): unpartitioned (one plan covers every target of this host), in
+#: the "predict" group, so no measurement schedule or sensor selects it; planned_round_job runs it
+PLANNING = [benchmark_plan, planned_runs]
+ALL_ASSETS = UNPARTITIONED_UPSTREAM + MEASUREMENTS + COVERAGE + COMPARISONS + DOWNSTREAM + PLANNING

@@ -1,4 +1,5 @@
-"""The nightly quick and weekly full schedules, evaluated against a real Dagster instance."""
+"""The nightly quick, weekly full, weekly architectures and daily planned-round schedules, evaluated against a
+real Dagster instance."""
 
 from datetime import UTC, datetime
 
@@ -8,6 +9,7 @@ import pytest
 from hwbench_pipeline.definitions import defs
 from hwbench_pipeline.schedules import (
     NO_PARTITIONS,
+    daily_planned_round_schedule,
     nightly_quick_schedule,
     weekly_architectures_schedule,
     weekly_full_schedule,
@@ -16,7 +18,7 @@ from hwbench_pipeline.schedules import (
 #: the code location with the schedules, whether or not definitions.py lists them all yet
 CODE_LOCATION = dg.Definitions(assets=defs.assets, jobs=defs.jobs, resources=defs.resources,
                                schedules=[nightly_quick_schedule, weekly_full_schedule,
-                                          weekly_architectures_schedule])
+                                          weekly_architectures_schedule, daily_planned_round_schedule])
 SUNDAY_3AM = datetime(2026, 3, 1, 3, 0, tzinfo=UTC)
 TARGETS = ["cpu-torch", "cpu-onnxruntime", "cpu-openvino"]
 
@@ -71,3 +73,21 @@ def test_skips_with_a_reason_while_no_target_partition_exists(schedule):
     with dg.instance_for_test() as instance:
         result = tick(schedule, instance, SUNDAY_3AM)
         assert not result.run_requests and result.skip_message == NO_PARTITIONS
+
+
+def test_the_planned_round_runs_daily_once_per_tick_with_the_quick_profiles_planner_and_starts_stopped():
+    assert daily_planned_round_schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+    assert (daily_planned_round_schedule.cron_schedule, daily_planned_round_schedule.execution_timezone) == (
+        "0 5 * * *", "UTC")
+    job = CODE_LOCATION.resolve_job_def(daily_planned_round_schedule.job_name)
+    assert job.partitions_def is None  # one plan covers every target of the host
+    assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == {
+        "performance_predictor", "benchmark_plan", "planned_runs"}
+    with dg.instance_for_test() as instance:  # no target partition needed
+        result = tick(daily_planned_round_schedule, instance, SUNDAY_3AM)
+        [request] = result.run_requests
+        assert request.run_config == {"resources": {"settings": {"config": {"profile": "quick"}}}}
+        assert request.tags["hwbench/profile"] == "quick"
+        assert request.run_key == tick(daily_planned_round_schedule, instance, SUNDAY_3AM).run_requests[0].run_key
+        next_day = datetime(2026, 3, 2, 3, 0, tzinfo=UTC)
+        assert request.run_key != tick(daily_planned_round_schedule, instance, next_day).run_requests[0].run_key

@@ -116,6 +116,17 @@ def test_new_results_request_one_refresh_once_nothing_is_measuring():
         assert tick(requested.cursor).skip_message == "no new measurement since the last refresh"
 
 
+def test_a_planned_round_that_landed_requests_a_refresh_that_retrains_the_predictor():
+    with dg.instance_for_test() as instance:
+        instance.report_runless_asset_event(dg.AssetMaterialization("planned_runs"))
+        requested = evaluate(refresh_after_measurement_sensor, instance)
+        assert len(requested.run_requests) == 1
+        assert requested.run_requests[0].tags["hwbench/refresh_after"] == "planned_runs"
+        refreshed = {k.to_user_string() for k in CODE_LOCATION.resolve_job_def("refresh_job").asset_layer
+                     .executable_asset_keys}
+        assert "performance_predictor" in refreshed
+
+
 # ---- slow: the sensor's requested run measures for real -------------------------------------------------------
 
 @pytest.fixture(scope="module")
