@@ -4,7 +4,8 @@ The sections (:mod:`hwbench_pipeline.report.comparison_sections` for inference,
 :mod:`hwbench_pipeline.report.precision_section` for precision against quality,
 :mod:`hwbench_pipeline.report.training_sections` for training and distributed training,
 :mod:`hwbench_pipeline.report.generation_section` for generation, :mod:`hwbench_pipeline.report.interleaved_section`
-for the interleaved comparisons of the ``comparisons`` table) are drawn as PNG
+for the interleaved comparisons of the ``comparisons`` table, :mod:`hwbench_pipeline.report.planner_section` for
+the benchmark planner's learning curves and newest plan) are drawn as PNG
 files for the Markdown and the PDF, and as interactive Plotly charts in the HTML page, which embeds plotly.js
 so it works offline. The HTML and Markdown come from Jinja templates (a user's template folder is searched
 first); the PDF is drawn from the same sections (:mod:`hwbench_pipeline.report.pdf`). Every file is written
@@ -38,6 +39,7 @@ from hwbench_pipeline.report.comparison_sections import (
 )
 from hwbench_pipeline.report.generation_section import generation_section
 from hwbench_pipeline.report.interleaved_section import MEASURED_APART, interleaved_section
+from hwbench_pipeline.report.planner_section import planner_section, read_curves
 from hwbench_pipeline.report.precision_section import precision_section
 from hwbench_pipeline.report.training_sections import distributed_section, training_section
 from hwbench_pipeline.warehouse.store import Warehouse
@@ -150,7 +152,8 @@ def render_comparison_report(warehouse: Warehouse, out_dir: Path, *, template_di
                 precision_section(data), interleaved_section(data.comparisons), history_section(data, points),
                 roofline_section(data), prediction_section(data),
                 training_section(data.training), distributed_section(data.distributed),
-                generation_section(data.generation, data.generation_failures)]
+                generation_section(data.generation, data.generation_failures),
+                planner_section(read_curves(warehouse.data_dir), data.plans, data.history)]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     images = _draw_images(sections, out_dir / IMAGE_DIR)

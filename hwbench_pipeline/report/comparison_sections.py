@@ -77,6 +77,8 @@ class ReportData:
     generation_failures: pl.DataFrame = field(default_factory=pl.DataFrame)
     # the comparisons table, every row (interleaved_section picks the newest comparison of each key)
     comparisons: pl.DataFrame = field(default_factory=pl.DataFrame)
+    # the benchmark_plans table's newest plan (planner_section)
+    plans: pl.DataFrame = field(default_factory=pl.DataFrame)
 
 
 def _normalize_predictions(frame: pl.DataFrame) -> pl.DataFrame:
@@ -127,7 +129,7 @@ def load_report_data(warehouse: Warehouse, predictions: pl.DataFrame | list[dict
                  families=families, predictions=predicted, training=warehouse.read("training_results"),
                  distributed=warehouse.read("distributed_results"), generation=warehouse.read("generation_results"),
                  generation_failures=warehouse.read("failures", latest=True).filter(pl.col("scenario") == "generation"),
-                 comparisons=warehouse.read("comparisons"))
+                 comparisons=warehouse.read("comparisons"), plans=warehouse.read_newest_run("benchmark_plans"))
 
 
 def change_points_from_regressions(warehouse: Warehouse) -> dict[tuple, list[str]]:

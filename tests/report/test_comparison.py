@@ -31,7 +31,7 @@ BATCHES = (1, 4)
 RUNS = ("run-a", "run-b")
 CATALOG = (*MEASURED, "wav2vec2", "t5", "qwen2")  # wav2vec2: fails only; t5: predicted only; qwen2: untested
 SECTIONS = ("batch", "distributions", "compatibility", "precision", "interleaved", "history", "roofline", "predictions",
-            "training", "distributed", "generation")
+            "training", "distributed", "generation", "planner")
 SECTION_TITLES = ("Latency and throughput against batch size", "Latency distributions", "Compatibility", "Precision",
                   "History and change points", "Roofline", "Predicted against measured")
 
@@ -106,7 +106,7 @@ def test_html_is_self_contained_and_has_every_section(measured):
     html = report.html.read_text()
     assert report.n_configs == 5 and report.n_failures == 2 and report.n_runs == 2
     # inference only: see test_training_sections.py and test_generation_section.py
-    assert report.empty_sections == ["interleaved", "training", "distributed", "generation"]
+    assert report.empty_sections == ["interleaved", "training", "distributed", "generation", "planner"]
     # Nothing is fetched: plotly.js is inline (its own text mentions map-tile URLs that only map traces use), and
     # the rest of the page has no external script, stylesheet, image, link or URL at all.
     bundle = plotly_bundle()
