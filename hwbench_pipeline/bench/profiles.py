@@ -175,6 +175,8 @@ def _planner_section(raw: object, source: str, base: InferenceGrid) -> PlannerPr
     families = raw.get("families", base.families)
     if families == CI_SAMPLE_WORD:
         families = list(CI_SAMPLE)
+    elif isinstance(families, str):
+        raise ProfileError(f"{source}: 'families' must be a list of names or {CI_SAMPLE_WORD!r}, got {families!r}")
     budget = str(raw.get("budget", "10"))
     try:
         parse_budget(budget)

@@ -12,8 +12,9 @@ Strategies (docs/planner.md):
   first shape, then every model at the next).
 
 With a budget in machine time, the informed strategies divide their score by the configuration's predicted
-wall time (``wall_time.py``). Within one batch of picks, each earlier pick of the same architecture halves a
-candidate's score, so a batch is not ten sizes of one model.
+wall time (``wall_time.py``). Within one batch of an informed strategy's picks, each earlier pick of the same
+architecture halves a candidate's score, so a batch is not ten sizes of one model. The baselines keep their own
+order, and a budget in machine time only stops them.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ _UNIT_S = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 def parse_budget(text: str) -> Budget:
     """``30m``, ``2h`` or ``90s`` is machine time per target; a bare number is a number of configurations."""
     text = str(text).strip()
-    if text.isdigit():
+    if re.fullmatch(r"[0-9]+", text):
         if int(text) < 1:
             raise PlanError("a budget of configurations must be at least 1")
         return Budget(configurations=int(text))
@@ -152,7 +153,7 @@ def score(strategy: str, measured: pl.DataFrame, candidates: pl.DataFrame, predi
     if strategy not in STRATEGIES:
         raise PlanError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     n = candidates.height
-    seen = set(measured["architecture"].to_list()) if measured.height else set()
+    seen = set(measured["architecture"].to_list()) if "architecture" in measured.columns else set()
     unseen = [a not in seen for a in candidates["architecture"].to_list()]
     answer = predictor.predict(candidates) if predictor is not None else pl.DataFrame()
     if strategy == "random":
@@ -171,8 +172,10 @@ def score(strategy: str, measured: pl.DataFrame, candidates: pl.DataFrame, predi
         finite = width[np.isfinite(width)]
         ceiling = (finite.max() if finite.size else 0.0) + 1.0  # no upper bound ranks above every finite one
         return Scored(np.where(np.isfinite(width), width, ceiling), lessons), answer
-    if measured["architecture"].n_unique() < 2:
-        raise PlanError(f"the {strategy} strategy needs measured rows of at least two architectures")
+    if measured.height < MIN_ROWS or "architecture" not in measured.columns or \
+            measured["architecture"].n_unique() < 2:
+        raise PlanError(f"the {strategy} strategy needs at least {MIN_ROWS} measured rows of two architectures or "
+                        f"more; found {measured.height}")
     committee = committee_log_ms(measured, candidates, seed=seed)
     spread = committee.std(axis=0)
     if strategy == "committee":
@@ -208,30 +211,38 @@ def _interval_text(width: float) -> str:
 # ---- choosing a batch ------------------------------------------------------------------------------------------
 def select(candidates: pl.DataFrame, scored: Scored, budget: Budget, wall_s: np.ndarray | None, *,
            diverse: bool = True, cost_weighted: bool | None = None) -> list[int]:
-    """Candidate indices, best first, within the budget: greedy on score (per predicted second when the budget is
-    machine time), each earlier pick of the same architecture halving a candidate's score."""
+    """Candidate indices, best first, within the budget: greedy on score (per predicted second when
+    ``cost_weighted``, by default with a budget in machine time), each earlier pick of the same architecture
+    halving a candidate's score when ``diverse``. A candidate whose score or wall time is not a finite number is
+    never picked."""
     if budget.machine_s is not None and wall_s is None:
         raise PlanError("a budget in machine time needs a wall-time model")
     weighted = budget.machine_s is not None if cost_weighted is None else cost_weighted
-    base = scored.score / wall_s if weighted and wall_s is not None else scored.score.astype(float)
-    architectures = candidates["architecture"].to_list()
+    base = scored.score.astype(float)
+    usable = np.isfinite(base)
+    if wall_s is not None and (weighted or budget.machine_s is not None):
+        usable &= np.isfinite(wall_s) & (wall_s > 0)
+        if weighted:
+            base = np.where(usable, base / np.where(usable, wall_s, 1.0), 0.0)
+    codes = np.unique(candidates["architecture"].fill_null("").to_numpy(), return_inverse=True)[1]
+    picks_of = np.zeros(codes.max() + 1 if codes.size else 0)
     picked: list[int] = []
-    per_architecture: dict[str, int] = {}
-    available = np.ones(candidates.height, dtype=bool)
-    spent = 0.0
+    available = usable.copy()
+    left = budget.machine_s
     limit = budget.configurations if budget.configurations is not None else candidates.height
-    while len(picked) < limit and available.any():
-        penalty = np.array([DIVERSITY ** per_architecture.get(a, 0) if diverse else 1.0 for a in architectures])
-        # scores may be negative (none are here) or zero: the penalty orders equal scores by diversity too
-        adjusted = np.where(available, base * penalty + penalty * 1e-12, -np.inf)
-        best = int(np.argmax(adjusted))
+    while len(picked) < limit:
+        if left is not None:
+            available &= wall_s <= left  # what no longer fits is out for good: what is left only shrinks
+        if not available.any():
+            break
+        penalty = DIVERSITY ** picks_of[codes] if diverse else np.ones(codes.size)
+        # the tiny term orders equal scores (zero ones too) by diversity, then by position
+        best = int(np.argmax(np.where(available, base * penalty + penalty * 1e-12, -np.inf)))
         available[best] = False
-        if budget.machine_s is not None:
-            if spent + wall_s[best] > budget.machine_s:
-                continue  # too long for what is left: a shorter one may still fit
-            spent += wall_s[best]
+        if left is not None:
+            left -= wall_s[best]
         picked.append(best)
-        per_architecture[architectures[best]] = per_architecture.get(architectures[best], 0) + 1
+        picks_of[codes[best]] += 1
     return picked
 
 
@@ -260,7 +271,12 @@ def plan_target(target: str, measured: pl.DataFrame, candidates: pl.DataFrame, p
         raise PlanError(f"{target}: every configuration of the candidate space is measured or known to fail")
     scored, answer = score(strategy, measured, mine, predictor, seed=seed)
     wall_s = wall_model.predict(mine) if wall_model is not None else None
-    chosen = select(mine, scored, budget, wall_s)
+    informed = strategy in INFORMED  # the baselines keep their own order: no cost weighting, no diversity
+    chosen = select(mine, scored, budget, wall_s, diverse=informed,
+                    cost_weighted=informed and budget.machine_s is not None)
+    if not chosen and budget.machine_s is not None and wall_s is not None:
+        raise PlanError(f"{target}: a budget of {budget.describe()} is less than the shortest predicted wall time "
+                        f"of a candidate ({np.nanmin(wall_s):.0f} s)")
     carried = [c for c in ("architecture", "pool_index") if c in mine.columns]  # pool_index: pool_eval's rows
     picks = mine.select([*PLAN_KEY, *carried]).with_columns(
         strategy=pl.lit(strategy), score=pl.Series(scored.score, dtype=pl.Float64),

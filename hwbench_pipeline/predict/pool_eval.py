@@ -18,7 +18,7 @@ import polars as pl
 from hwbench_pipeline.predict.data import probes_as_results
 from hwbench_pipeline.predict.evaluation import metrics
 from hwbench_pipeline.predict.features import training_frame
-from hwbench_pipeline.predict.planner import INFORMED, Budget, plan_target
+from hwbench_pipeline.predict.planner import INFORMED, Budget, PlanError, plan_target
 from hwbench_pipeline.predict.predictor import Predictor
 from hwbench_pipeline.predict.wall_time import WallTimeModel, observed_wall_s
 
@@ -90,11 +90,11 @@ def learning_curve(data: Split, strategy: str, per_round: Budget, *, seed: int =
         if not candidates.height or (rounds is not None and n_round >= rounds):
             return curve
         wall = WallTimeModel.fit(train) if per_round.machine_s is not None else None
-        chosen = plan_target(candidates["target"][0], train, candidates, predictor, strategy, per_round, wall,
-                             seed=seed + n_round)
-        picked = chosen.picks["pool_index"].to_list()
-        if not picked:  # nothing fits what is left of a time budget: the cheapest one is next
-            picked = candidates.sort("wall_s").head(1)["pool_index"].to_list()
+        try:
+            picked = plan_target(candidates["target"][0], train, candidates, predictor, strategy, per_round, wall,
+                                 seed=seed + n_round).picks["pool_index"].to_list()
+        except PlanError:  # nothing left fits a round's machine time: the one predicted shortest is next
+            picked = candidates[int(np.argmin(wall.predict(candidates)))]["pool_index"].to_list()
         labelled |= set(picked)
         n_round += 1
 
@@ -109,15 +109,17 @@ LEARNING_CURVES_FILE = Path("planner") / "learning_curves.json"
 
 
 def average_curves(curves: list[Curve]) -> dict[str, dict[str, list[dict]]]:
-    """{per_round: {strategy: points}}: each round's figures averaged over the seeds that reached it."""
+    """{per_round: {strategy: points}}: each round's figures averaged over the seeds. The pools of the seeds differ
+    in size (their held-out architectures do), so the curves stop at the round every seed reached: each point
+    averages all of them."""
     out: dict[str, dict[str, list[dict]]] = {}
     groups: dict[tuple[str, str], list[Curve]] = {}
     for curve in curves:
         groups.setdefault((curve.per_round, curve.strategy), []).append(curve)
     for (per_round, strategy), mine in groups.items():
         points = []
-        for i in range(max(len(c.points) for c in mine)):
-            at = [c.points[i] for c in mine if i < len(c.points)]
+        for i in range(min(len(c.points) for c in mine)):
+            at = [c.points[i] for c in mine]
             points.append({"round": i, "seeds": len(at),
                            **{k: float(np.mean([getattr(p, k) for p in at]))
                               for k in ("n_measured", "machine_s", "mape", "within_10pct")}})

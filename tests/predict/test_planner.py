@@ -2,6 +2,7 @@
 evaluation, on the committed pool of real probes (tests/predict/fixtures/README.md, "The planner's pool")."""
 
 import math
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import polars as pl
@@ -19,6 +20,7 @@ from hwbench_pipeline.predict.planner import (
     plan_target,
     select,
 )
+from hwbench_pipeline.predict.planning import measured_since
 from hwbench_pipeline.predict.pool_eval import average_curves, learning_curve, load_pool, split
 from hwbench_pipeline.predict.predictor import Predictor
 from hwbench_pipeline.predict.wall_time import NoWallTimesError, WallTimeModel
@@ -162,3 +164,54 @@ def test_a_profile_planner_section_names_its_space_budget_and_strategy(tmp_path)
         path.write_text(base + "planner:\n" + bad)
         with pytest.raises(ProfileError, match=message):
             load_profile(str(path))
+
+
+def test_the_baselines_keep_their_own_order_under_a_machine_time_budget(halves):
+    measured, candidates = halves
+    wall = WallTimeModel.fit(measured)
+    budget = Budget(machine_s=float(wall.predict(candidates).sum()) / 4)
+    for strategy in ("random", "grid"):
+        timed = plan_target("cpu-torch", measured, candidates, None, strategy, budget, wall).picks
+        counted = plan_target("cpu-torch", measured, candidates, None, strategy,
+                              Budget(configurations=candidates.height), wall).picks
+        # the time budget cuts the same order short (skipping what no longer fits), it does not reorder it
+        order = {key: i for i, key in enumerate(counted.select("family", "preset", "batch_size", "seq_len").rows())}
+        ranks = [order[key] for key in timed.select("family", "preset", "batch_size", "seq_len").rows()]
+        assert ranks == sorted(ranks) and timed["predicted_wall_s"].sum() <= budget.machine_s
+
+
+def test_a_budget_below_every_wall_time_and_too_few_measured_rows_are_refused(halves):
+    measured, candidates = halves
+    wall = WallTimeModel.fit(measured)
+    with pytest.raises(PlanError, match="less than the shortest predicted wall time"):
+        plan_target("cpu-torch", measured, candidates, None, "committee", Budget(machine_s=0.01), wall)
+    for few in (measured.head(0), measured.head(3)):
+        with pytest.raises(PlanError, match="at least 4 measured rows"):
+            plan_target("cpu-torch", few, candidates, None, "committee", Budget(configurations=2), None)
+
+
+def test_a_score_or_wall_time_that_is_not_a_number_is_never_picked():
+    candidates = _frame(["a", "b", "c", "d"])
+    scored = Scored(np.array([np.nan, 2.0, np.inf, 1.0]), [""] * 4)
+    assert select(candidates, scored, Budget(configurations=4), None) == [1, 3]
+    wall = np.array([1.0, np.nan, 1.0, 1.0])
+    finite = Scored(np.array([3.0, 2.0, 1.5, 1.0]), [""] * 4)
+    assert select(candidates, finite, Budget(machine_s=10.0), wall) == [0, 2, 3]
+
+
+def test_a_measurement_answers_a_pick_only_at_its_precision_recipe_and_threads_and_after_the_plan():
+    planned = datetime(2026, 12, 7, 12, tzinfo=UTC)
+    pick = {"run_id": "p", "target": "cpu-torch", "family": "bert", "preset": "tiny", "batch_size": 1, "seq_len": 32,
+            "threads": 1, "planned_at": planned}
+    plan = pl.DataFrame([{**pick, "rank": 1, "precision": "int8-static"}, {**pick, "rank": 2, "precision": "fp32"}])
+    row = {k: v for k, v in pick.items() if k not in ("run_id", "planned_at")} | {"status": "ok"}
+    later, earlier = planned + timedelta(minutes=5), planned - timedelta(minutes=5)
+    rows = pl.DataFrame([  # as read back from inference_results: the format and the recipe apart
+        {**row, "precision": "int8", "quantization": "static", "p50_ms": 2.0, "finished_at": later},
+        {**row, "precision": "int8", "quantization": "dynamic", "p50_ms": 3.0, "finished_at": later},
+        {**row, "precision": "fp32", "quantization": "none", "p50_ms": 4.0, "finished_at": earlier},
+        {**row, "precision": "fp32", "quantization": "none", "threads": 2, "p50_ms": 5.0, "finished_at": later},
+    ])
+    found = measured_since(plan, rows)
+    assert found["measured_p50_ms"].to_list() == [2.0, None]
+    assert found["measured_status"].to_list() == ["ok", None]
