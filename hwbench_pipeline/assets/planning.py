@@ -11,12 +11,18 @@ from hwbench_pipeline.assets.checks import check_spec, stored_table_check
 from hwbench_pipeline.assets.predictor import performance_predictor
 from hwbench_pipeline.assets.tables import inference_results
 from hwbench_pipeline.bench.hardware import detect_targets
-from hwbench_pipeline.bench.precision import spec_name
 from hwbench_pipeline.bench.profiles import PlannerProfile
 from hwbench_pipeline.predict import data
 from hwbench_pipeline.predict.planner import STRATEGIES, PlanError
-from hwbench_pipeline.predict.planning import Round, measure_picks, plan_round, plan_rows
-from hwbench_pipeline.predict.predictor import Predictor
+from hwbench_pipeline.predict.planning import (
+    Round,
+    measure_picks,
+    measured_since,
+    pick_key,
+    plan_round,
+    plan_rows,
+    usable_predictor,
+)
 from hwbench_pipeline.predict.shapes import FlopCounter
 from hwbench_pipeline.resources.ray import RayResource
 from hwbench_pipeline.resources.settings import HwbenchSettings
@@ -24,8 +30,6 @@ from hwbench_pipeline.resources.warehouse import WarehouseResource
 from hwbench_pipeline.warehouse.validation import failures_suite, inference_suite, latency_samples_suite
 
 PLANS_TABLE = "benchmark_plans"
-#: what identifies a pick among a measurement's rows
-PICK_KEY = ("target", "family", "preset", "batch_size", "seq_len", "precision")
 
 
 class BenchmarkPlanConfig(dg.Config):
@@ -37,20 +41,6 @@ class BenchmarkPlanConfig(dg.Config):
     seed: int = Field(default=0, description="the committee's bootstrap samples and the random baseline's order")
     targets: list[str] = Field(default_factory=list, description="plan only these targets (empty: every target "
                                                                  "with measured peaks that is on this host)")
-
-
-def load_predictor(warehouse: WarehouseResource) -> tuple[Predictor | None, str]:
-    """The saved predictor when it can answer, else None; and a line on which it is."""
-    try:
-        predictor = Predictor.load(warehouse.predictor_dir)
-    except (OSError, ValueError, KeyError) as exc:  # none saved, or unreadable
-        return None, f"none usable ({type(exc).__name__}: {exc}); strategies that need it skip every target"
-    if not predictor.usable:
-        return None, (f"trained on too few rows ({predictor.schema.get('n_rows')}) to be usable; strategies that "
-                      "need it skip every target")
-    mape = (predictor.schema.get("evaluation") or {}).get("mape")
-    error = f"{mape:.1%}" if mape is not None else "not evaluated"
-    return predictor, f"{predictor.schema.get('training_fingerprint')}: leave-architecture-out MAPE {error}"
 
 
 def _cell(text: object) -> str:
@@ -119,7 +109,7 @@ def benchmark_plan(context: dg.AssetExecutionContext, config: BenchmarkPlanConfi
         raise dg.Failure(f"no target to plan: on this host {', '.join(here) or 'none'}; with measured peaks "
                          f"{', '.join(sorted(with_peaks)) or 'none'}"
                          + (f"; asked for {', '.join(config.targets)}" if config.targets else ""))
-    predictor, predictor_line = load_predictor(warehouse)
+    predictor, predictor_line = usable_predictor(warehouse.predictor_dir)
     counter = FlopCounter.from_results(inputs.results, warehouse.predictor_dir / "flops_cache.json")
     try:
         round_ = plan_round(inputs, section, targets, profile.threads, predictor, counter, strategy=strategy,
@@ -130,6 +120,9 @@ def benchmark_plan(context: dg.AssetExecutionContext, config: BenchmarkPlanConfi
         raise dg.Failure("every target was skipped: " + "; ".join(f"{t}: {why}" for t, why in round_.skipped.items()))
     run_id = context.run.run_id
     rows = plan_rows(round_, run_id, predictor)
+    if not rows:
+        raise dg.Failure("the plan has no pick: " + "; ".join(f"{p.target}: {p.n_candidates} candidates"
+                                                              for p in round_.plans))
     path = store.write(PLANS_TABLE, rows, run_id=run_id)
     for target, why in round_.skipped.items():
         context.log.warning(f"{target}: no plan ({why})")
@@ -139,19 +132,13 @@ def benchmark_plan(context: dg.AssetExecutionContext, config: BenchmarkPlanConfi
 
 
 # ---- measuring the newest plan ---------------------------------------------------------------------------------
-def row_key(row: dict) -> tuple:
-    """A measured or failure row's pick key (its precision as a spec)."""
-    spec = spec_name(row["precision"], row.get("quantization"))
-    return (row["target"], row["family"], row["preset"], row["batch_size"], row["seq_len"], spec)
-
-
 def lessons_markdown(plan: pl.DataFrame, by_key: dict[tuple, dict]) -> tuple[str, list[float], int]:
     """Each pick's prediction against its measurement: (table, absolute errors, picks inside their interval)."""
     lines = ["| target | rank | model | batch | seq | precision | predicted ms [90 % interval] | measured p50 ms | "
              "error | inside interval | expected lesson |", "|---|---:|---|---:|---:|---|---:|---:|---:|---|---|"]
     errors, inside = [], 0
     for pick in plan.iter_rows(named=True):
-        row = by_key.get(tuple(pick[k] for k in PICK_KEY))
+        row = by_key.get(pick_key(pick))
         measured, error, within = "not measured", "n/a", "n/a"
         if row is not None and row["status"] != "ok":
             measured = f"failed: {row.get('failure_class')}"
@@ -196,10 +183,23 @@ def planned_runs(context: dg.AssetExecutionContext, settings: HwbenchSettings, w
     from hwbench_pipeline.bench.scenarios.inference import InferenceScenario
 
     store = warehouse.warehouse()
-    plan = store.read_newest_run(PLANS_TABLE).sort("target", "rank")
+    # the plan this run made (planned_round_job), else the newest one stored
+    plans = store.read(PLANS_TABLE)
+    mine = plans.filter(pl.col("run_id") == context.run.run_id) if plans.height else plans
+    plan = (mine if mine.height else store.read_newest_run(PLANS_TABLE)).sort("target", "rank")
     if not plan.height:
         raise dg.Failure("no benchmark plan stored; materialize benchmark_plan first")
     plan_run = plan["run_id"][0]
+    # a pick measured since the plan was made (this asset run before, or any other run) is not measured again
+    done = measured_since(plan, pl.concat([store.read("inference_results"), store.read("failures")],
+                                          how="diagonal_relaxed"))
+    already = done.filter(pl.col("measured_status").is_not_null())
+    if already.height:
+        context.log.info(f"{already.height} picks of the plan were measured since it was made; not again")
+    plan = done.filter(pl.col("measured_status").is_null()).drop("measured_p50_ms", "measured_status")
+    if not plan.height:
+        raise dg.Failure(f"every pick of plan {plan_run} was measured since it was made; materialize "
+                         "benchmark_plan for the next round")
     profile = settings.load_profile()
     section = profile.planner_section()
     scenario = InferenceScenario()
@@ -239,7 +239,7 @@ def planned_runs(context: dg.AssetExecutionContext, settings: HwbenchSettings, w
         raise dg.Failure(f"no pick of plan {plan_run} can be measured here: its targets "
                          f"{', '.join(absent)} are not on this host and RAY_ADDRESS is unset")
 
-    table, errors, inside = lessons_markdown(plan, {row_key(r): r for r in stored_rows})
+    table, errors, inside = lessons_markdown(plan, {pick_key(r): r for r in stored_rows})
     metadata = {
         "plan_run_id": plan_run,
         "strategy": ", ".join(sorted(set(plan["strategy"]))),

@@ -16,10 +16,18 @@ import argparse
 import json
 import math
 import time
+import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hwbench_pipeline.cli import UsageError, make_console
 from hwbench_pipeline.paths import default_data_dir
+
+if TYPE_CHECKING:
+    from hwbench_pipeline.bench.profiles import PlannerProfile, Profile
+    from hwbench_pipeline.predict.planning import Round
+    from hwbench_pipeline.predict.predictor import Predictor
+    from hwbench_pipeline.warehouse.store import Warehouse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,8 +50,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from hwbench_pipeline.bench.profiles import ProfileError, load_profile
     from hwbench_pipeline.predict import data
     from hwbench_pipeline.predict.planner import PlanError, parse_budget
-    from hwbench_pipeline.predict.planning import plan_round, plan_rows
-    from hwbench_pipeline.predict.predictor import Predictor
+    from hwbench_pipeline.predict.planning import plan_round, plan_rows, targets_here, usable_predictor
     from hwbench_pipeline.predict.shapes import FlopCounter
     from hwbench_pipeline.warehouse.store import Warehouse
 
@@ -60,12 +67,15 @@ def cmd_plan(args: argparse.Namespace) -> int:
         raise UsageError(f"no hardware targets in {data_dir}: run `hwbench run` (or materialize hardware_targets) "
                          "first")
     known = sorted(set(inputs.targets["target"].to_list()))
-    targets = [t.strip() for t in args.targets.split(",") if t.strip()] if args.targets else known
+    targets = [t.strip() for t in args.targets.split(",") if t.strip()] if args.targets else targets_here(known)
     unknown = [t for t in targets if t not in known]
     if unknown:
         raise UsageError(f"no measured peaks for {', '.join(unknown)} in {data_dir}; known: {', '.join(known)}")
+    if not targets:
+        raise UsageError(f"none of the targets with measured peaks in {data_dir} ({', '.join(known)}) is on this "
+                         "host: name them with --targets to plan for another host")
     predictor_dir = data_dir / "predictor"
-    predictor = Predictor.load(predictor_dir) if (predictor_dir / "latency_model.schema.json").exists() else None
+    predictor, predictor_line = usable_predictor(predictor_dir)
     counter = FlopCounter.from_results(inputs.results, predictor_dir / "flops_cache.json")
     section = profile.planner_section()
     try:
@@ -73,29 +83,26 @@ def cmd_plan(args: argparse.Namespace) -> int:
                              budget=args.budget, seed=args.seed)
     except PlanError as exc:
         raise UsageError(str(exc)) from exc
-    run_id = f"plan-{time.strftime('%Y%m%dT%H%M%S')}"
+    if not planned.plans:
+        raise UsageError("nothing to plan: " + "; ".join(f"{t}: {why}" for t, why in planned.skipped.items()))
+    run_id = f"plan-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
     rows = plan_rows(planned, run_id, predictor)
     if args.json:
         print(json.dumps(rows, indent=1, default=str))
     else:
-        print_plan(planned, predictor)
-    if not planned.plans:
-        return 1
-    if rows:
-        warehouse.write("benchmark_plans", rows, run_id=run_id)
+        print_plan(planned, predictor_line)
+    warehouse.write("benchmark_plans", rows, run_id=run_id)
     if args.run:
-        return run_plan(planned, section, profile, warehouse, run_id, predictor)
+        return run_plan(rows, section, profile, warehouse, run_id, predictor)
     return 0
 
 
-def print_plan(planned, predictor) -> None:
+def print_plan(planned: Round, predictor_line: str) -> None:
     console = make_console()
-    held_out = (predictor.schema.get("evaluation") or {}).get("mape") if predictor else None
     console.print(f"strategy {planned.strategy}, budget {planned.budget.describe()} per target; candidate space "
                   f"{planned.n_space} configurations: {planned.n_measured} measured, {planned.n_known_to_fail} known "
                   "to fail")
-    quality = "none saved (roofline only)" if predictor is None else f"held-out MAPE {_pct(held_out)}"
-    console.print(f"predictor: {quality}; wall time: {planned.wall_model or 'no stored run records one'}")
+    console.print(f"predictor: {predictor_line}; wall time: {planned.wall_model or 'no stored run records one'}")
     for target, why in planned.skipped.items():
         console.print(f"  {target}: no plan: {why}")
     for plan in planned.plans:
@@ -114,28 +121,27 @@ def print_plan(planned, predictor) -> None:
                           highlight=False)
 
 
-def run_plan(planned, section, profile, warehouse, run_id: str, before) -> int:
+def run_plan(rows: list[dict], section: PlannerProfile, profile: Profile, warehouse: Warehouse, run_id: str,
+             before: Predictor | None) -> int:
     """Measure the plan, store it, retrain the predictor, print its held-out error before and after."""
     import polars as pl
 
     from hwbench_pipeline.predict import data
-    from hwbench_pipeline.predict.planning import measure_picks
+    from hwbench_pipeline.predict.planning import held_out_mape, measure_picks, measured_since, pick_key
     from hwbench_pipeline.predict.predictor import NotEnoughDataError, held_out_predictions, train
 
-    picks = pl.concat([plan.picks for plan in planned.plans], how="diagonal_relaxed")
+    picks = pl.DataFrame(rows, infer_schema_length=None)
     measured = measure_picks(picks, section.space.stopping, warehouse, run_id, profile_name=profile.name,
                              timeout_s=profile.timeout_s, memory_limit_mb=profile.memory_limit_mb)
     ok = [r for r in measured.rows if r["status"] == "ok"]
     print(f"\nmeasured {len(ok)} of {len(measured.rows)} planned configurations; stored as run {run_id}")
-    key = ["target", "family", "preset", "batch_size", "seq_len"]
-    predicted = {tuple(p[k] for k in key): p.get("predicted_ms") for p in picks.iter_rows(named=True)}
-    errors_before = []
-    for row in ok:
-        guess = predicted.get(tuple(row[k] for k in key))
-        if guess:
-            errors_before.append(abs(guess - row["p50_ms"]) / row["p50_ms"])
-            print(f"  {row['target']} {row['family']}/{row['preset']} bs={row['batch_size']} seq={row['seq_len']}: "
-                  f"measured {row['p50_ms']:.3g} ms, predicted {guess:.3g} ms ({errors_before[-1]:.0%} off)")
+    found = measured_since(picks, pl.DataFrame(measured.rows, infer_schema_length=None)).filter(
+        pl.col("measured_p50_ms").is_not_null() & pl.col("predicted_ms").is_not_null())
+    errors_before = (found["predicted_ms"] / found["measured_p50_ms"] - 1).abs().to_list()
+    for pick, error in zip(found.iter_rows(named=True), errors_before, strict=True):
+        print(f"  {pick['target']} {pick['family']}/{pick['preset']} bs={pick['batch_size']} seq={pick['seq_len']} "
+              f"{pick['precision']}: measured {pick['measured_p50_ms']:.3g} ms, predicted {pick['predicted_ms']:.3g} "
+              f"ms ({error:.0%} off)")
     fresh = data.load(warehouse)
     out_dir = Path(warehouse.data_dir) / "predictor"
     try:
@@ -143,19 +149,18 @@ def run_plan(planned, section, profile, warehouse, run_id: str, before) -> int:
     except NotEnoughDataError as exc:
         print(f"predictor not retrained: {exc}")
         return 0
-    old = (before.schema.get("evaluation") or {}).get("mape") if before else None
-    new = (schema.get("evaluation") or {}).get("mape")
+    old = held_out_mape(before.schema if before is not None else None)
     print(f"predictor retrained on {schema['n_rows']} rows: leave-architecture-out MAPE {_pct(old)} before, "
-          f"{_pct(new)} after")
+          f"{_pct(held_out_mape(schema))} after")
     if errors_before:
         # the picks' own error: predicted before they were measured, and with their architecture held out after
         held_out = held_out_predictions(out_dir)
-        mine = held_out.join(pl.DataFrame(ok).select(key).unique(), on=key, how="semi") \
-            if held_out is not None else pl.DataFrame()
-        after = float((abs(mine["value"] / mine["measured_p50_ms"] - 1)).mean()) if mine.height else None
-        before_mape = sum(errors_before) / len(errors_before)
-        print(f"on the {len(errors_before)} measured pick(s): MAPE {_pct(before_mape)} predicted before they were "
-              f"measured, {_pct(after)} with their architecture held out after")
+        keys = {pick_key(p) for p in found.iter_rows(named=True)}
+        after = [abs(r["value"] / r["measured_p50_ms"] - 1) for r in held_out.iter_rows(named=True)
+                 if r["mode"] == "inference" and pick_key(r) in keys] if held_out is not None else []
+        print(f"on the {len(errors_before)} measured pick(s): MAPE {_pct(sum(errors_before) / len(errors_before))} "
+              f"predicted before they were measured, {_pct(sum(after) / len(after) if after else None)} with their "
+              "architecture held out after")
     return 0
 
 

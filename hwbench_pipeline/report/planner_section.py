@@ -23,6 +23,7 @@ from pathlib import Path
 import polars as pl
 
 from hwbench_pipeline.predict.planner import INFORMED, STRATEGIES
+from hwbench_pipeline.predict.planning import measured_since
 from hwbench_pipeline.predict.pool_eval import LEARNING_CURVES_FILE
 from hwbench_pipeline.report import charts
 from hwbench_pipeline.report.charts import Series, XYChart
@@ -42,8 +43,6 @@ SUMMARY_COLUMNS = ["per round", "strategy", "kind", "reaches the full grid's MAP
                    "last MAPE", "last (configurations)"]
 PLAN_COLUMNS = ["target", "rank", "model", "batch", "seq", "precision", "strategy", "predicted ms", "interval ms",
                 "source", "predicted wall s", "expected lesson", "measured p50 ms", "error %"]
-#: what a pick and a measured row must share to be the same configuration (the plan's precision is a spec)
-PICK_KEY = ["target", "family", "preset", "batch_size", "seq_len", "threads"]
 
 
 def _num(value: float | None, spec: str) -> str:
@@ -158,25 +157,6 @@ def _add_curves(section: Section, curves: dict) -> None:
 
 
 # ---- the newest plan -----------------------------------------------------------------------------------------
-def measured_since(plan: pl.DataFrame, history: pl.DataFrame) -> pl.DataFrame:
-    """The plan's picks with ``measured_p50_ms``: the newest successful measurement of the same configuration
-    (``history`` rows, with their ``spec``) that finished after the plan was made; null where none did."""
-    if history.is_empty() or "finished_at" not in history.columns:
-        return plan.with_columns(measured_p50_ms=pl.lit(None, dtype=pl.Float64))
-    utc = pl.Datetime("us", "UTC")
-    spec = pl.col("spec") if "spec" in history.columns else pl.col("precision")
-    measured = (history.select(*PICK_KEY, precision=spec, measured_p50_ms=pl.col("p50_ms"),
-                               measured_at=pl.col("finished_at").dt.convert_time_zone("UTC").cast(utc))
-                .filter(pl.col("measured_at").is_not_null()))
-    found = (plan.select("run_id", "target", "rank", *PICK_KEY[1:], "precision",
-                         planned=pl.col("planned_at").dt.convert_time_zone("UTC").cast(utc))
-             .join(measured, on=[*PICK_KEY, "precision"], how="inner")
-             .filter(pl.col("measured_at") > pl.col("planned"))
-             .sort("measured_at").unique(subset=["run_id", "target", "rank"], keep="last")
-             .select("run_id", "target", "rank", "measured_p50_ms"))
-    return plan.join(found, on=["run_id", "target", "rank"], how="left")
-
-
 def _plan_row(r: dict) -> list[str]:
     interval = (f"{_num(r['predicted_low_ms'], '.3g')} – {_num(r['predicted_high_ms'], '.3g')}"
                 if r["predicted_low_ms"] is not None else "n/a")

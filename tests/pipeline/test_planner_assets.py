@@ -137,3 +137,12 @@ def test_planned_runs_measures_the_newest_plans_pick_and_stores_exactly_that_con
     assert len(taught) == 3 and f"{stored['p50_ms'][0]:.4g}" in taught[2]
     predicted = plan["predicted_ms"][0]
     assert f"{predicted / stored['p50_ms'][0] - 1:+.0%}" in taught[2]  # the pick's error, measured
+
+    # materialized again, the plan has nothing left to measure: nothing is measured twice
+    again = dg.materialize([planned_runs], resources=resources(data_dir, tmp_path), raise_on_error=False)
+    assert not again.success
+    failure = again.failure_data_for_node("planned_runs").user_failure_data
+    assert "was measured since it was made" in failure.description
+    assert warehouse.read("inference_results", where=f"run_id = '{again.run_id}'").height == 0
+    assert not (data_dir / ".checkpoints" / "planned").exists() or not any(
+        (data_dir / ".checkpoints" / "planned").iterdir())  # the journal went once the round was stored
