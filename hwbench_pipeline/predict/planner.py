@@ -55,6 +55,8 @@ class Budget:
     def describe(self) -> str:
         if self.configurations is not None:
             return f"{self.configurations} configurations"
+        if self.machine_s < 120:
+            return f"{self.machine_s:.3g} machine-seconds"
         return f"{self.machine_s / 60:.4g} machine-minutes"
 
 

@@ -127,6 +127,24 @@ def average_curves(curves: list[Curve]) -> dict[str, dict[str, list[dict]]]:
     return out
 
 
+def versus_random(curves: list[dict], per_round: str) -> dict[str, list[float]]:
+    """{strategy: per seed, its MAPE minus random's averaged over the budgets both reached}: below zero, the
+    strategy taught the predictor more than random at the same budgets. The first point (the shared start) and
+    the last (the whole pool, the same for all) are left out. ``curves``: curves_json's saved curves."""
+    mine = [c for c in curves if c["per_round"] == per_round]
+    random = {c["seed"]: c["points"] for c in mine if c["strategy"] == "random"}
+    out: dict[str, list[float]] = {}
+    for curve in sorted(mine, key=lambda c: c["seed"]):
+        base = random.get(curve["seed"])
+        if curve["strategy"] == "random" or base is None:
+            continue
+        shared = min(len(base), len(curve["points"])) - 1
+        gaps = [a["mape"] - b["mape"] for a, b in zip(curve["points"][1:shared], base[1:shared], strict=True)]
+        if gaps:
+            out.setdefault(curve["strategy"], []).append(float(np.mean(gaps)))
+    return out
+
+
 def curves_json(curves: list[Curve], grid: dict[int, tuple[float, float]], meta: dict) -> dict:
     """What planner_eval saves: its settings, the full grid's error per seed and averaged, every curve, and the
     curves averaged over seeds."""
