@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -217,14 +218,26 @@ def _resume(states: list[_Configuration], checkpoint: Checkpoint | None, run_id:
 def _measure_with_retries(launcher: Launcher, scenario: Scenario, cfg: Any, run_id: str, timeout_s: float,
                           retries: int, log: Callable[[str], None], workspace: str | None = None) -> dict:
     row: dict = {}
+    spent = 0.0
     for attempt in range(1, retries + 2):
-        row = launcher.measure(cfg, run_id, timeout_s, scenario.failure_row, workspace=workspace)
+        row, took = _timed_measure(launcher, scenario, cfg, run_id, timeout_s, workspace)
+        spent += took
+        row["machine_s"] = spent  # every attempt occupied the machine, the discarded ones too
         row.setdefault("attempts", attempt)
         if not row.get("contaminated"):
             break
         if attempt <= retries:
             log(f"{cfg.label}: machine busy with other work during measurement; measuring again")
     return row
+
+
+def _timed_measure(launcher: Launcher, scenario: Scenario, cfg: Any, run_id: str, timeout_s: float,
+                   workspace: str | None) -> tuple[dict, float]:
+    """One measuring process's row, and how long it occupied the machine: from launching the process to its row
+    (start-up, build or export, warm-up, timed calls)."""
+    t0 = time.monotonic()
+    row = launcher.measure(cfg, run_id, timeout_s, scenario.failure_row, workspace=workspace)
+    return row, time.monotonic() - t0
 
 
 def _measure_one_more_process(launcher: Launcher, scenario: Scenario, state: _Configuration, rule: StoppingRule,
@@ -236,7 +249,8 @@ def _measure_one_more_process(launcher: Launcher, scenario: Scenario, state: _Co
     if rule.max_processes == 1:  # one measuring window, measured again when disturbed (measurement method hwbench-1)
         row = _measure_with_retries(launcher, scenario, measured, run_id, timeout_s, retries, log, str(state.index))
     else:
-        row = launcher.measure(measured, run_id, timeout_s, scenario.failure_row, workspace=str(state.index))
+        row, took = _timed_measure(launcher, scenario, measured, run_id, timeout_s, str(state.index))
+        row["machine_s"] = took
     if row["status"] != "ok":  # a process that fails fails the configuration: the others cannot stand for it
         failure = scenario.failure_row(cfg, run_id, row["failure_class"], row["message"], row.get("started_at"))
         settle(state, {**failure, "attempts": len(state.processes) + 1})

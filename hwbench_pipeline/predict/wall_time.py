@@ -1,9 +1,8 @@
 """How long measuring a configuration occupies the machine (build, export, warm-up, stopping), learned from
 stored runs: what a budget in machine-minutes is spent against.
 
-A benchmark row's wall time is from its first measuring process's start to its last one's end; a coverage
-probe's is its own ``wall_s`` (spawn to row). The model is a booster on log(wall seconds) over the predictor's
-features, with its error on held-out rows; with fewer rows than ``MIN_ROWS``, the median per backend.
+What a stored row says it took: see :func:`observed_wall_s`. The model is a booster on log(seconds) over the
+predictor's features, with its error on held-out rows; with fewer rows than ``MIN_ROWS``, the median per backend.
 """
 
 from __future__ import annotations
@@ -27,13 +26,11 @@ class NoWallTimesError(ValueError):
 
 
 def observed_wall_s(frame: pl.DataFrame) -> pl.Series:
-    """Each row's wall time in seconds (null where the row does not say)."""
-    parts = []
-    if "wall_s" in frame.columns:
-        parts.append(pl.col("wall_s").cast(pl.Float64))
-    if all(c in frame.columns and frame.schema[c].is_temporal() for c in ("started_at", "finished_at")):
-        span = (pl.col("finished_at") - pl.col("started_at")).dt.total_microseconds().cast(pl.Float64) / 1e6
-        parts.append(pl.when(span > 0).then(span))
+    """Each row's time on the machine in seconds, null where the row does not say: a benchmark's ``machine_s``
+    (its processes timed from launch to row by the dispatcher), a coverage probe's ``wall_s`` (spawn to row).
+    Rows measured before ``machine_s`` existed say neither: from the first process's start to the last one's end,
+    other configurations' processes ran too (a partition is measured in rounds), so that span is not theirs."""
+    parts = [pl.col(c).cast(pl.Float64) for c in ("machine_s", "wall_s") if c in frame.columns]
     if not parts:
         return pl.Series("wall_s", [None] * frame.height, dtype=pl.Float64)
     return frame.select(pl.coalesce(parts).alias("wall_s"))["wall_s"]
@@ -56,8 +53,8 @@ class WallTimeModel:
         wall = observed_wall_s(frame)
         rows = frame.with_columns(wall.alias("_wall")).filter(pl.col("_wall") > 0)
         if not rows.height:
-            raise NoWallTimesError("no stored run records its wall time; measure a few configurations first, or "
-                                   "give the budget as a number of configurations")
+            raise NoWallTimesError("no stored run records its time on the machine (machine_s); measure a few "
+                                   "configurations first, or give the budget as a number of configurations")
         per_backend = {b: float(v) for b, v in rows.group_by("backend").agg(pl.col("_wall").median()).iter_rows()}
         per_backend["*"] = float(rows["_wall"].median())
         model = cls(per_backend=per_backend, n_rows=rows.height)

@@ -148,6 +148,7 @@ INFERENCE_RESULTS = pa.schema(
         ("throughput_tokens_s", pa.float64()),
         ("first_call_ms", pa.float64()),
         ("load_s", pa.float64()),
+        ("machine_s", pa.float64()),  # how long its processes occupied the machine, launch to row, all of them
         ("baseline_rss_mb", pa.float64()),
         ("peak_rss_mb", pa.float64()),
         ("device_peak_mb", pa.float64()),
@@ -333,6 +334,7 @@ TRAINING_RESULTS = pa.schema(
         ("throughput_tokens_s", pa.float64()),
         ("first_step_ms", pa.float64()),
         ("load_s", pa.float64()),
+        ("machine_s", pa.float64()),  # its processes' time on the machine, launch to row
         ("baseline_rss_mb", pa.float64()),
         ("peak_rss_mb", pa.float64()),
         ("device_peak_mb", pa.float64()),
@@ -441,6 +443,7 @@ DISTRIBUTED_RESULTS = pa.schema(
         ("max_failures", pa.int64()),
         ("setup_s", pa.float64()),
         ("fit_s", pa.float64()),
+        ("machine_s", pa.float64()),  # the job's time on the machine, launch to row
         ("started_at", TS),
         ("finished_at", TS),
     ]
@@ -477,6 +480,7 @@ GENERATION_RESULTS = pa.schema(
         ("itl_samples_ms", pa.list_(pa.float64())),
         ("first_sequence_ms", pa.float64()),
         ("load_s", pa.float64()),
+        ("machine_s", pa.float64()),  # its processes' time on the machine, launch to row
         ("baseline_rss_mb", pa.float64()),
         ("peak_rss_mb", pa.float64()),
         ("device_peak_mb", pa.float64()),

@@ -70,7 +70,7 @@ def test_a_plan_is_printed_with_its_lessons_and_stored(warehouse_dir, capsys):
 
 @pytest.mark.parametrize(("target", "args", "message"), [
     ("cpu-torch", ["--budget", "ten minutes"], "give a number of configurations"),
-    ("cpu-torch", ["--budget", "5m"], "record how long they took"),  # the fixture's rows have no end time
+    ("cpu-torch", ["--budget", "5m"], "record how long they took"),  # the fixture predates machine_s
     ("cpu-tpu", [], "no measured peaks for cpu-tpu"),
 ])
 def test_bad_input_is_refused_in_one_line_and_nothing_is_stored(warehouse_dir, capsys, target, args, message):
@@ -94,6 +94,8 @@ def test_run_measures_the_plan_stores_it_and_retrains_the_predictor(warehouse_di
     assert (row["family"], row["preset"], row["batch_size"], row["seq_len"]) == (
         pick["family"], pick["preset"], pick["batch_size"], pick["seq_len"])
     assert row["p50_ms"] > 0 and row["processes"] == 1
+    # its time on the machine, timed by the dispatcher from launch to row: more than the process spent loading
+    assert row["machine_s"] > sum(row["process_load_s"])
     assert "measured 1 of 1 planned configurations" in out
     assert f"measured {row['p50_ms']:.3g} ms, predicted {pick['predicted_ms']:.3g} ms" in out
     assert "before," in out and "after" in out

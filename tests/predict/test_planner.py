@@ -129,7 +129,7 @@ def test_the_wall_time_model_learns_from_stored_runs_and_quotes_its_held_out_err
     actual = pool["wall_s"].to_numpy()
     assert np.mean(np.abs(predicted - actual) / actual) < np.mean(np.abs(median - actual) / actual)
     assert "held-out MAPE" in model.describe()
-    with pytest.raises(NoWallTimesError, match="wall time"):
+    with pytest.raises(NoWallTimesError, match="time on the machine"):
         WallTimeModel.fit(pool.drop("wall_s"))
 
 

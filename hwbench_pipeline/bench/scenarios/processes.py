@@ -91,6 +91,9 @@ def combine_process_rows(rows: list[dict], rule: StoppingRule, stop_reason: str)
         "process_core_slowdowns": [slowdowns[i] for i in used_at],
         "process_pids": [r.get("worker_pid") for r in used],
         "process_load_s": [r.get("load_s") for r in used],  # the later ones load the export from the cache
+        # every process occupied the machine, the disturbed ones that do not count too (dispatch.py times them)
+        "machine_s": sum(r["machine_s"] for r in rows) if all(r.get("machine_s") is not None for r in rows)
+        else None,
         "contaminated": not enough,
         "attempts": sum(r.get("attempts") or 1 for r in rows),  # a single window may have been measured again
         "finished_at": rows[-1]["finished_at"],
