@@ -21,7 +21,7 @@ from hwbench_pipeline.predict.planning import (
     pick_key,
     plan_round,
     plan_rows,
-    usable_predictor,
+    saved_predictor,
 )
 from hwbench_pipeline.predict.shapes import FlopCounter
 from hwbench_pipeline.resources.ray import RayResource
@@ -109,7 +109,7 @@ def benchmark_plan(context: dg.AssetExecutionContext, config: BenchmarkPlanConfi
         raise dg.Failure(f"no target to plan: on this host {', '.join(here) or 'none'}; with measured peaks "
                          f"{', '.join(sorted(with_peaks)) or 'none'}"
                          + (f"; asked for {', '.join(config.targets)}" if config.targets else ""))
-    predictor, predictor_line = usable_predictor(warehouse.predictor_dir)
+    predictor, predictor_line = saved_predictor(warehouse.predictor_dir)
     counter = FlopCounter.from_results(inputs.results, warehouse.predictor_dir / "flops_cache.json")
     try:
         round_ = plan_round(inputs, section, targets, profile.threads, predictor, counter, strategy=strategy,

@@ -50,7 +50,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from hwbench_pipeline.bench.profiles import ProfileError, load_profile
     from hwbench_pipeline.predict import data
     from hwbench_pipeline.predict.planner import PlanError, parse_budget
-    from hwbench_pipeline.predict.planning import plan_round, plan_rows, targets_here, usable_predictor
+    from hwbench_pipeline.predict.planning import plan_round, plan_rows, saved_predictor, targets_here
     from hwbench_pipeline.predict.shapes import FlopCounter
     from hwbench_pipeline.warehouse.store import Warehouse
 
@@ -75,7 +75,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         raise UsageError(f"none of the targets with measured peaks in {data_dir} ({', '.join(known)}) is on this "
                          "host: name them with --targets to plan for another host")
     predictor_dir = data_dir / "predictor"
-    predictor, predictor_line = usable_predictor(predictor_dir)
+    predictor, predictor_line = saved_predictor(predictor_dir)
     counter = FlopCounter.from_results(inputs.results, predictor_dir / "flops_cache.json")
     section = profile.planner_section()
     try:

@@ -75,18 +75,19 @@ def held_out_mape(schema: dict | None) -> float | None:
     return (schema.get("evaluation") or {}).get("mape") if schema is not None else None
 
 
-def usable_predictor(predictor_dir: Path) -> tuple[Predictor | None, str]:
-    """The saved predictor when it can answer, else None; and a line saying which it is."""
+def saved_predictor(predictor_dir: Path) -> tuple[Predictor | None, str]:
+    """The saved predictor (None when there is none), and a line saying what answers: its boosters, or, trained on
+    too few rows, the roofline fallback (whose intervals are one width per backend)."""
     try:
         predictor = Predictor.load(predictor_dir)
     except (OSError, ValueError, KeyError) as exc:  # none saved, or unreadable
-        return None, f"none usable ({type(exc).__name__}: {exc}); the uncertainty strategy cannot plan"
-    if not predictor.usable:
-        return None, (f"trained on too few rows ({predictor.schema.get('n_rows')}) to be usable; the uncertainty "
-                      "strategy cannot plan")
+        return None, f"none ({type(exc).__name__}: {exc}); the uncertainty strategy cannot plan"
     mape = held_out_mape(predictor.schema)
-    error = f"{mape:.1%}" if mape is not None else "not evaluated"
-    return predictor, f"{predictor.schema.get('training_fingerprint')}: leave-architecture-out MAPE {error}"
+    error = f"leave-architecture-out MAPE {mape:.1%}" if mape is not None else "not evaluated"
+    if not predictor.usable:
+        return predictor, (f"trained on {predictor.schema.get('n_rows')} rows, too few for its boosters: the "
+                           f"roofline fallback answers ({error})")
+    return predictor, f"{predictor.schema.get('training_fingerprint')}: {error}"
 
 
 def candidate_space(grid: InferenceGrid, targets: list[str], threads: int,
