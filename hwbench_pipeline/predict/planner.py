@@ -279,6 +279,9 @@ def plan_target(target: str, measured: pl.DataFrame, candidates: pl.DataFrame, p
     if not chosen and budget.machine_s is not None and wall_s is not None:
         raise PlanError(f"{target}: a budget of {budget.describe()} is less than the shortest predicted wall time "
                         f"of a candidate ({np.nanmin(wall_s):.0f} s)")
+    if "target" in measured.columns and target not in set(measured["target"].to_list()):
+        # the boosters have never seen this target: what they say of it is what they say of the others
+        scored.lesson = [f"{lesson}; the first rows of {target}" for lesson in scored.lesson]
     carried = [c for c in ("architecture", "pool_index") if c in mine.columns]  # pool_index: pool_eval's rows
     picks = mine.select([*PLAN_KEY, *carried]).with_columns(
         strategy=pl.lit(strategy), score=pl.Series(scored.score, dtype=pl.Float64),

@@ -215,3 +215,13 @@ def test_a_measurement_answers_a_pick_only_at_its_precision_recipe_and_threads_a
     found = measured_since(plan, rows)
     assert found["measured_p50_ms"].to_list() == [2.0, None]
     assert found["measured_status"].to_list() == ["ok", None]
+
+
+def test_a_pick_on_a_target_nothing_was_measured_on_says_so(halves):
+    measured, candidates = halves
+    elsewhere = candidates.with_columns(target=pl.lit("cpu-openvino"))
+    lessons = plan_target("cpu-openvino", measured, elsewhere, None, "committee", Budget(configurations=3),
+                          None).picks["expected_lesson"].to_list()
+    assert all(lesson.endswith("; the first rows of cpu-openvino") for lesson in lessons)
+    here = plan_target("cpu-torch", measured, candidates, None, "committee", Budget(configurations=3), None)
+    assert not any("first rows" in lesson for lesson in here.picks["expected_lesson"].to_list())
