@@ -175,8 +175,6 @@ def _planner_section(raw: object, source: str, base: InferenceGrid) -> PlannerPr
     families = raw.get("families", base.families)
     if families == CI_SAMPLE_WORD:
         families = list(CI_SAMPLE)
-    elif isinstance(families, str):
-        raise ProfileError(f"{source}: 'families' must be a list of names or {CI_SAMPLE_WORD!r}, got {families!r}")
     budget = str(raw.get("budget", "10"))
     try:
         parse_budget(budget)
@@ -187,7 +185,7 @@ def _planner_section(raw: object, source: str, base: InferenceGrid) -> PlannerPr
         raise ProfileError(f"{source}: strategy {strategy!r} is none of {_names(list(STRATEGIES))}")
     return PlannerProfile(
         space=InferenceGrid(
-            families=_model_list(list(families), source) if "families" in raw else base.families,
+            families=_model_list(families, source) if "families" in raw else base.families,
             presets=_choice_list(raw["presets"], "presets", tuple(models.PRESETS), source)
             if "presets" in raw else base.presets,
             batch_sizes=_int_list(raw["batch_sizes"], "batch_sizes", source) if "batch_sizes" in raw

@@ -28,6 +28,7 @@ from hwbench_pipeline.bench.profiles import (
     GENERATION_OPTIONAL_KEYS,
     GENERATION_REQUIRED_KEYS,
     OPTIONAL_KEYS,
+    PLANNER_KEYS,
     REQUIRED_KEYS,
     STOPPING_KEYS,
     TRAINING_OPTIONAL_KEYS,
@@ -120,6 +121,12 @@ BROWSERS = {
     "families": _names(*CURATED), "presets": _names("tiny", "small"), "batch_sizes": _counts(), "seq_lens": _counts(),
     "stopping": st.fixed_dictionaries({}, optional=STOPPING),
 }
+PLANNER = {
+    "families": st.just("ci-sample") | _names(*CURATED), "presets": _names("tiny", "small"), "batch_sizes": _counts(),
+    "seq_lens": _counts(), "precisions": _names("fp32", "bf16"),
+    "stopping": st.fixed_dictionaries({}, optional=STOPPING), "budget": st.sampled_from(["10", "30m", "90s", "2h"]),
+    "strategy": st.sampled_from(["uncertainty", "committee", "decision", "random", "grid"]),
+}
 REQUIRED = {
     "families": st.just("all") | st.lists(st.sampled_from([*CURATED, "roberta"]), min_size=1, max_size=4,
                                           unique=True),
@@ -138,6 +145,7 @@ OPTIONAL = {
         optional=ARCHITECTURES_OPTIONAL),
     "comparisons": comparisons,
     "browsers": st.fixed_dictionaries({}, optional=BROWSERS),
+    "planner": st.fixed_dictionaries({}, optional=PLANNER),
 }
 valid_documents = st.fixed_dictionaries(REQUIRED, optional=OPTIONAL)
 
@@ -182,7 +190,7 @@ def test_the_fuzzer_draws_every_key_a_profile_has():
         GENERATION_REQUIRED_KEYS | GENERATION_OPTIONAL_KEYS)
     assert STOPPING.keys() == STOPPING_KEYS and BATCH_SCALING.keys() == BATCH_SCALING_KEYS
     assert ARCHITECTURES_OPTIONAL.keys() | {"models"} == ARCHITECTURES_KEYS
-    assert BROWSERS.keys() == BROWSERS_KEYS
+    assert BROWSERS.keys() == BROWSERS_KEYS and PLANNER.keys() == PLANNER_KEYS
     assert (COMPARISON_REQUIRED.keys() | COMPARISON_OPTIONAL.keys() | TWO_TARGETS.keys() | TWO_PRECISIONS.keys()
             | {"target", "precision"}) == profile_comparisons.REQUIRED_KEYS | profile_comparisons.OPTIONAL_KEYS
 
