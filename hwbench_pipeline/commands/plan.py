@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hwbench_pipeline.cli import UsageError, make_console
+from hwbench_pipeline.commands.argtypes import non_negative_int
 from hwbench_pipeline.paths import default_data_dir
 
 if TYPE_CHECKING:
@@ -39,7 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--targets", help="comma-separated targets (default: every target with measured peaks)")
     p.add_argument("--strategy", choices=STRATEGIES, help="default: the profile's planner section, else committee")
     p.add_argument("--profile", default="quick", help="whose planner section is the candidate space")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0,
+                   help="the committee's bootstrap samples and the random baseline's order")
     p.add_argument("--run", action="store_true", help="measure the plan, store it, retrain the predictor")
     p.add_argument("--data-dir", default=None, help="data directory (default: $HWBENCH_DATA_DIR or data/)")
     p.add_argument("--json", action="store_true", help="print the plan's rows as JSON")
