@@ -13,6 +13,7 @@ from hwbench_pipeline.assets.tables import inference_results
 from hwbench_pipeline.bench.hardware import detect_targets
 from hwbench_pipeline.bench.profiles import PlannerProfile
 from hwbench_pipeline.predict import data
+from hwbench_pipeline.predict.data import concat_rows
 from hwbench_pipeline.predict.planner import STRATEGIES, PlanError
 from hwbench_pipeline.predict.planning import (
     Round,
@@ -38,7 +39,7 @@ class BenchmarkPlanConfig(dg.Config):
     strategy: str | None = Field(default=None, description=f"one of {', '.join(STRATEGIES)}; empty: the profile's")
     budget: str | None = Field(default=None, description="per target: configurations (10) or machine time (90s, "
                                                          "30m, 2h); empty: the profile's")
-    seed: int = Field(default=0, description="the committee's bootstrap samples and the random baseline's order")
+    seed: int = Field(default=0, ge=0, description="the committee's bootstrap samples and the random baseline's order")
     targets: list[str] = Field(default_factory=list, description="plan only these targets (empty: every target "
                                                                  "with measured peaks that is on this host)")
 
@@ -191,8 +192,7 @@ def planned_runs(context: dg.AssetExecutionContext, settings: HwbenchSettings, w
         raise dg.Failure("no benchmark plan stored; materialize benchmark_plan first")
     plan_run = plan["run_id"][0]
     # a pick measured since the plan was made (this asset run before, or any other run) is not measured again
-    done = measured_since(plan, pl.concat([store.read("inference_results"), store.read("failures")],
-                                          how="diagonal_relaxed"))
+    done = measured_since(plan, concat_rows(store.read("inference_results"), store.read("failures")))
     already = done.filter(pl.col("measured_status").is_not_null())
     if already.height:
         context.log.info(f"{already.height} picks of the plan were measured since it was made; not again")

@@ -1,5 +1,7 @@
-"""The smoke profile on the browser targets through Dagster: each family's rows measured in headless Chromium by
-onnxruntime-web (WASM, and WebGPU on whatever adapter this host gives), checked against torch."""
+"""The smoke profile on a browser target through Dagster: each family's rows measured in headless Chromium by
+onnxruntime-web's WASM provider, checked against torch. WebGPU goes through the same asset, dispatch and backend
+with another provider; on a host without a GPU it is SwiftShader, hundreds of times slower, so its rows are proved
+by tests/bench/browser (its adapter recorded as software) and measured in full by benchmarks/browser_targets.py."""
 
 import dagster as dg
 import polars as pl
@@ -14,7 +16,7 @@ from hwbench_pipeline.resources.settings import HwbenchSettings
 from hwbench_pipeline.resources.warehouse import WarehouseResource
 from hwbench_pipeline.warehouse.store import Warehouse
 
-TARGETS = ("browser-chromium-wasm", "browser-chromium-webgpu")
+TARGETS = ("browser-chromium-wasm",)
 FAMILIES = load_profile("smoke").browsers.families
 
 
@@ -54,11 +56,7 @@ def test_the_smoke_profile_on_chromium_stores_rows_that_matched_torch(browser_sm
         assert ok["browser_version"].str.starts_with("Chromium").all()
         assert (ok["cold_start_ms"] > 0).all() and (ok["download_bytes"] > 0).all()
         assert ok["cross_origin_isolated"].all() and (ok["wasm_threads"] == ok["threads"]).all()
-    webgpu = rows.filter(pl.col("target") == "browser-chromium-webgpu")
-    assert (webgpu["execution_provider"] == "webgpu").all() and webgpu["adapter"].is_not_null().all()
-    # a SwiftShader adapter is recorded as the software device it is
-    software = webgpu.filter(pl.col("adapter").str.contains("swiftshader"))
-    assert software["adapter_is_software"].all() and software["adapter"].str.contains("software").all()
+    assert (rows["execution_provider"] == "wasm").all()
     # training, distributed training and generation do not run in a browser: refused rows saying so
     refused = warehouse.read("failures").filter(pl.col("target").is_in(list(TARGETS))
                                                 & (pl.col("scenario") != "inference"))

@@ -43,11 +43,12 @@ PLAN_COLUMNS = ["family", "preset", "target", "batch_size", "seq_len", "precisio
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A data directory with the fixture's rows, failures and peaks, and the predictor trained on them (with its
-    held-out evaluation), built once for the module."""
+    """A data directory with the fixture's cpu-torch rows at the tiny preset, every target's peaks, and the
+    predictor trained on them (with its held-out evaluation), built once for the module."""
     root = tmp_path_factory.mktemp("planner")
-    warehouse = seed_warehouse(root / "data", pl.read_parquet(FIXTURES / "measurements.parquet"),
-                               pl.read_parquet(FIXTURES / "hardware_targets.parquet"))
+    rows = pl.read_parquet(FIXTURES / "measurements.parquet").filter(
+        (pl.col("target") == "cpu-torch") & (pl.col("preset") == "tiny"))  # enough to train on, quick to train
+    warehouse = seed_warehouse(root / "data", rows, pl.read_parquet(FIXTURES / "hardware_targets.parquet"))
     inputs = data.load(warehouse)
     train(inputs.results, inputs.models, inputs.targets, WarehouseResource(data_dir=str(root / "data")).predictor_dir)
     return root / "data"

@@ -97,10 +97,15 @@ def test_the_committee_disagrees_more_about_architectures_it_never_measured(pool
     assert np.median(spread[measured.height:]) > np.median(spread[:measured.height])
 
 
+@pytest.fixture(scope="module")
+def halves_predictor(halves) -> Predictor:
+    return Predictor.fit(halves[0])
+
+
 @pytest.mark.parametrize("strategy", ["uncertainty", "committee", "decision", "random", "grid"])
-def test_every_strategy_plans_within_budget_and_says_what_each_pick_should_teach(halves, strategy):
+def test_every_strategy_plans_within_budget_and_says_what_each_pick_should_teach(halves, halves_predictor, strategy):
     measured, candidates = halves
-    predictor = Predictor.fit(measured)
+    predictor = halves_predictor
     wall = WallTimeModel.fit(measured)
     plan = plan_target("cpu-torch", measured, candidates, predictor, strategy, Budget(configurations=6), wall)
     picks = plan.picks
