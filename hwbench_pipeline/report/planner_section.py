@@ -15,7 +15,6 @@ Without either the section still shows its title and says how to get them, so th
 from __future__ import annotations
 
 import json
-import math
 import re
 from datetime import UTC
 from pathlib import Path
@@ -28,6 +27,7 @@ from hwbench_pipeline.predict.pool_eval import LEARNING_CURVES_FILE
 from hwbench_pipeline.report import charts
 from hwbench_pipeline.report.charts import Series, XYChart
 from hwbench_pipeline.report.comparison_sections import Section, Table
+from hwbench_pipeline.report.generation_section import number
 
 TITLE = "Benchmark planner"
 EVAL_COMMAND = ".venv/bin/python benchmarks/planner_eval.py"
@@ -43,12 +43,6 @@ SUMMARY_COLUMNS = ["per round", "strategy", "kind", "reaches the full grid's MAP
                    "last MAPE", "last (configurations)"]
 PLAN_COLUMNS = ["target", "rank", "model", "batch", "seq", "precision", "strategy", "predicted ms", "interval ms",
                 "source", "predicted wall s", "expected lesson", "measured p50 ms", "error %"]
-
-
-def _num(value: float | None, spec: str) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "n/a"
-    return format(value, spec)
 
 
 def _slug(text: str) -> str:
@@ -114,11 +108,11 @@ def _summary_rows(label: str, by_strategy: dict[str, list[dict]], grid_mape: flo
         reach, third = first_reach(points, grid_mape), at_third(points, pool_size)
         share = reach["n_measured"] / pool_size if reach and pool_size else None
         rows.append([label, strategy, "informed" if strategy in INFORMED else "baseline",
-                     f"{reach['n_measured']:.0f}" if reach else "not reached", _num(share, ".0%"),
-                     _num(reach["machine_s"] / 60, ".1f") if reach else "n/a",
-                     _num(third["mape"], ".1%") if third else "n/a",
+                     f"{reach['n_measured']:.0f}" if reach else "not reached", number(share, ".0%"),
+                     number(reach["machine_s"] / 60, ".1f") if reach else "n/a",
+                     number(third["mape"], ".1%") if third else "n/a",
                      f"{third['n_measured']:.0f}" if third else "n/a",
-                     _num(points[-1]["mape"], ".1%"), f"{points[-1]['n_measured']:.0f}"])
+                     number(points[-1]["mape"], ".1%"), f"{points[-1]['n_measured']:.0f}"])
     return rows
 
 
@@ -158,15 +152,15 @@ def _add_curves(section: Section, curves: dict) -> None:
 
 # ---- the newest plan -----------------------------------------------------------------------------------------
 def _plan_row(r: dict) -> list[str]:
-    interval = (f"{_num(r['predicted_low_ms'], '.3g')} – {_num(r['predicted_high_ms'], '.3g')}"
+    interval = (f"{number(r['predicted_low_ms'], '.3g')} – {number(r['predicted_high_ms'], '.3g')}"
                 if r["predicted_low_ms"] is not None else "n/a")
     error = (abs(r["predicted_ms"] - r["measured_p50_ms"]) / r["measured_p50_ms"]
              if r["measured_p50_ms"] and r["predicted_ms"] is not None else None)
     return [r["target"], str(r["rank"]), f"{r['family']}/{r['preset']}", str(r["batch_size"]), str(r["seq_len"]),
-            r["precision"], r["strategy"], _num(r["predicted_ms"], ".3g"), interval, r["prediction_source"] or "n/a",
-            _num(r["predicted_wall_s"], ".1f"), r["expected_lesson"] or "",
-            _num(r["measured_p50_ms"], ".3g") if r["measured_p50_ms"] is not None else "not yet",
-            _num(100 * error, ".1f") if error is not None else "n/a"]
+            r["precision"], r["strategy"], number(r["predicted_ms"], ".3g"), interval, r["prediction_source"] or "n/a",
+            number(r["predicted_wall_s"], ".1f"), r["expected_lesson"] or "",
+            number(r["measured_p50_ms"], ".3g") if r["measured_p50_ms"] is not None else "not yet",
+            number(100 * error, ".1f") if error is not None else "n/a"]
 
 
 def _add_plan(section: Section, plans: pl.DataFrame, history: pl.DataFrame) -> None:
