@@ -1,11 +1,13 @@
 """A configuration's samples spread over several measuring processes: rounds over the configurations, the
 figure and interval between processes, disturbed processes left out, what the first process measured kept."""
 
+import json
 import tempfile
 from datetime import UTC, datetime
 
 import pytest
 
+from hwbench_pipeline.bench.checkpoint import Checkpoint, config_key
 from hwbench_pipeline.bench.dispatch import run_configurations
 from hwbench_pipeline.bench.scenarios.inference import InferenceConfig, InferenceScenario
 from hwbench_pipeline.bench.scenarios.processes import combine_process_rows, disturbed
@@ -71,10 +73,10 @@ def test_the_core_probe_times_every_core_this_process_may_use():
 
 def test_configurations_are_measured_in_rounds_each_by_several_fresh_processes(tmp_path):
     configs = [InferenceConfig("bert", "tiny", "cpu-torch", b, 8, threads=1, rule=RULE) for b in (1, 2)]
+    journal = tmp_path / "journal.jsonl"
     rows = run_configurations(InferenceScenario(), configs, "spread", dispatch="process", lock_dir=tmp_path,
-                              timeout_s=120)
+                              timeout_s=120, checkpoint=Checkpoint(journal, configs))
     assert [r["status"] for r in rows] == ["ok", "ok"], rows
-    first, second = (r["process_pids"] for r in rows)
     for row in rows:
         assert row["attempts"] == 3 and row["stop_reason"] in ("ci_reached", "process_cap")
         assert len(set(row["process_pids"])) == row["processes"] == len(row["process_medians_ms"])
@@ -82,8 +84,13 @@ def test_configurations_are_measured_in_rounds_each_by_several_fresh_processes(t
         assert row["n_samples"] == sum(row["process_sample_counts"]) == len(row["samples_ms"])
         assert row["flops_per_call"] > 0  # counted by the first process only
     # one process of each configuration per round (three each, all kept: there is no fourth to replace a
-    # disturbed one); the pids come from one server, in fork order
-    assert first[0] < second[0] < first[1] < second[1] < first[2] < second[2]
+    # disturbed one), in the order the journal received their rows (pids are no clock: they wrap)
+    records = [json.loads(line) for line in journal.read_text().splitlines()]
+    keys = [config_key(c) for c in configs]
+    ran = [keys.index(r["config"]) for r in records if "process" in r]
+    assert ran == [0, 1, 0, 1, 0, 1]
+    pids = [r["process"]["worker_pid"] for r in records if "process" in r]
+    assert rows[0]["process_pids"] == pids[0::2] and rows[1]["process_pids"] == pids[1::2]
 
 
 def test_later_processes_of_an_exported_configuration_load_the_first_ones_export(tmp_path):
