@@ -1,7 +1,6 @@
 """predictions: every configuration of the profile that nobody measured, with a predicted figure and interval."""
 
 import dagster as dg
-import polars as pl
 
 from hwbench_pipeline.assets.checks import check_spec, stored_table_check
 from hwbench_pipeline.assets.predictor import performance_predictor
@@ -28,9 +27,7 @@ def predictions(context: dg.AssetExecutionContext, settings: HwbenchSettings,
     inputs = data.load(store)
     predictor = Predictor.load(warehouse.predictor_dir)
     space = profile_space(settings.load_profile(), inputs.targets)
-    failures = inputs.failures.filter(pl.col("scenario") == "inference") if "scenario" in inputs.failures.columns \
-        else inputs.failures
-    todo, n_measured, n_failed = unmeasured(space, inputs.results.filter(pl.col("mode") == "inference"), failures)
+    todo, n_measured, n_failed = unmeasured(space, inputs.results, inputs.failures)
     run_id = context.run.run_id
     rows: list[dict] = []
     if todo.height:

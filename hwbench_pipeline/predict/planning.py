@@ -130,12 +130,7 @@ def plan_round(data: WarehouseData, section: PlannerProfile, targets: list[str],
         raise PlanError(f"no measured peaks for {', '.join(missing)}: materialize hardware_targets on the host "
                         "that has them first")
     space = candidate_space(section.space, targets, threads, target_precisions(data.targets))
-    # only an inference measurement (or failure) answers an inference candidate: a training step with the same
-    # model and shape does not
-    results = data.results.filter(pl.col("mode") == "inference") if "mode" in data.results.columns else data.results
-    failures = data.failures.filter(pl.col("scenario") == "inference") \
-        if "scenario" in data.failures.columns else data.failures
-    todo, n_measured, n_fail = unmeasured(space, results, failures)
+    todo, n_measured, n_fail = unmeasured(space, data.results, data.failures)
     measured = training_frame(data.results, data.models, data.targets) if data.results.height else pl.DataFrame()
     wall: WallTimeModel | None = None
     try:  # inference configurations only: a training step or a generated sequence takes other times

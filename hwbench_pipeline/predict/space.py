@@ -32,9 +32,15 @@ def profile_space(profile: Profile, targets: pl.DataFrame) -> pl.DataFrame:
 def unmeasured(space: pl.DataFrame, results: pl.DataFrame, failures: pl.DataFrame) -> tuple[pl.DataFrame, int, int]:
     """(configurations with neither a result nor a known failure, n measured, n known to fail).
 
-    A configuration known to fail gets no prediction: measured to fail, or covered by a failure that holds for
-    other shapes too (see recommender.failure_for).
+    Only a result or failure of the configuration's own mode answers it: a training step with the same model
+    and shape does not measure an inference candidate. A configuration known to fail gets no prediction:
+    measured to fail, or covered by a failure that holds for other shapes too (see recommender.failure_for).
     """
+    modes = space["mode"].unique().to_list() if space.height else []
+    if "mode" in results.columns:
+        results = results.filter(pl.col("mode").is_in(modes))
+    if "scenario" in failures.columns:
+        failures = failures.filter(pl.col("scenario").is_in(modes))
     keys = [k for k in KEY if k != "mode"]
     measured = results.select(keys).unique() if results.height else pl.DataFrame(schema=space.select(keys).schema)
     n_measured = space.join(measured, on=keys, how="semi").height

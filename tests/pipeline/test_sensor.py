@@ -125,6 +125,9 @@ def test_a_planned_round_that_landed_requests_a_refresh_that_retrains_the_predic
         refreshed = {k.to_user_string() for k in CODE_LOCATION.resolve_job_def("refresh_job").asset_layer
                      .executable_asset_keys}
         assert "performance_predictor" in refreshed
+        # the round is refreshed once: the next tick, from the cursor, has nothing new
+        again = evaluate(refresh_after_measurement_sensor, instance, cursor=requested.cursor)
+        assert not again.run_requests and "no new measurement" in again.skip_message
 
 
 # ---- slow: the sensor's requested run measures for real -------------------------------------------------------

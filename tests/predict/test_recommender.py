@@ -116,6 +116,20 @@ def test_unmeasured_space_leaves_out_measured_and_known_failures(measurements, h
     assert set(todo["batch_size"]) == {8}  # the fixture measured every batch-1 configuration of this profile
 
 
+def test_a_training_row_or_failure_does_not_answer_an_inference_configuration(hardware, results):
+    from hwbench_pipeline.bench.profiles import load_profile
+    from hwbench_pipeline.predict.space import profile_space, unmeasured
+
+    space = profile_space(load_profile("quick"), hardware).with_columns(threads=pl.lit(1, pl.Int64))
+    none = results.head(0)
+    # the measured rows, once as results, once as export failures (which hold for every shape of their model)
+    export_failures = results.with_columns(failure_class=pl.lit("export_error"), scenario=pl.lit("inference"))
+    assert unmeasured(space, results, none)[1] > 0 and unmeasured(space, none, export_failures)[2] > 0
+    todo, n_measured, n_failed = unmeasured(space, results.with_columns(mode=pl.lit("training")),
+                                            export_failures.with_columns(scenario=pl.lit("training")))
+    assert (n_measured, n_failed) == (0, 0) and todo.height == space.height
+
+
 @pytest.mark.parametrize("text, expected", [
     ("prices: [1, 2]", "expected a mapping"),
     ("prices:\n  cpu-torch:\n    per_hour: 1.2\n", "has a price but no 'source'"),
