@@ -20,8 +20,6 @@ a sentence that says so (``Section.empty``) instead of charts.
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -31,6 +29,7 @@ import polars as pl
 from hwbench_pipeline.bench.precision import BYTES_PER_WEIGHT, SPECS, spec_expr
 from hwbench_pipeline.report import charts
 from hwbench_pipeline.report.charts import Chart, Distribution, DistributionChart, HeatmapChart, Series, XYChart
+from hwbench_pipeline.report.text import number, slug
 from hwbench_pipeline.warehouse.schema import CONFIG_KEY
 from hwbench_pipeline.warehouse.store import Warehouse
 
@@ -153,31 +152,21 @@ def normalize_change_points(change_points: dict) -> dict[tuple, set[str]]:
 
 
 # ---- formatting --------------------------------------------------------------------------------------------
-def _num(value: float | None, spec: str = ".3g") -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "n/a"
-    return format(value, spec)
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-
-
-def _model(row: dict) -> str:
+def model_label(row: dict) -> str:
     return f"{row['family']}/{row['preset']}"
 
 
-def _varying(frame: pl.DataFrame, dimensions: Iterable[str]) -> list[str]:
+def varying_dimensions(frame: pl.DataFrame, dimensions: Iterable[str]) -> list[str]:
     return [d for d in dimensions if d in frame.columns and frame[d].n_unique() > 1]
 
 
-def _label(row: dict, dimensions: Iterable[str]) -> str:
+def series_label(row: dict, dimensions: Iterable[str]) -> str:
     names = {"target": "{}", "spec": "{}", "attention": "attn={}", "seq_len": "seq={}", "threads": "t={}",
              "batch_size": "bs={}", "family": "{}", "preset": "{}"}
     return " ".join(names[d].format(row[d]) for d in dimensions)
 
 
-def _spans_decades(values: Iterable[float | None], ratio: float = 20.0) -> bool:
+def spans_decades(values: Iterable[float | None], ratio: float = 20.0) -> bool:
     finite = [v for v in values if v is not None and v > 0]
     return bool(finite) and max(finite) / min(finite) >= ratio
 
@@ -208,8 +197,8 @@ def overview_table(data: ReportData) -> Table:
         info = data.targets.filter(pl.col("target") == target)
         info_row = info.row(0, named=True) if not info.is_empty() else {}
         rows.append([target, info_row.get("device_name") or "not in hardware_targets",
-                     _num(info_row.get("peak_gflops_fp32"), ".1f"), _num(info_row.get("peak_gflops_bf16"), ".1f"),
-                     _num(info_row.get("peak_gflops_int8"), ".1f"), _num(info_row.get("peak_gbps"), ".1f"),
+                     number(info_row.get("peak_gflops_fp32"), ".1f"), number(info_row.get("peak_gflops_bf16"), ".1f"),
+                     number(info_row.get("peak_gflops_int8"), ".1f"), number(info_row.get("peak_gbps"), ".1f"),
                      str(data.measured.filter(pl.col("target") == target).height),
                      str(data.failures.filter(pl.col("target") == target).height),
                      str(data.history.filter(pl.col("target") == target)["run_id"].n_unique())])
@@ -230,12 +219,12 @@ def batch_section(data: ReportData) -> Section:
         return section
     colors = charts.palette(data.measured["target"].to_list())
     for (family, preset), group in data.measured.group_by(["family", "preset"], maintain_order=True):
-        dims = ["target", *[d for d in _varying(group, SERIES_DIMENSIONS) if d != "target"]]
+        dims = ["target", *[d for d in varying_dimensions(group, SERIES_DIMENSIONS) if d != "target"]]
         latency, throughput = [], []
         for _, rows in group.group_by(dims, maintain_order=True):
             rows = rows.sort("batch_size")
             first = rows.row(0, named=True)
-            name = _label(first, dims)
+            name = series_label(first, dims)
             hover = [f"{name} bs={r['batch_size']}<br>p50 {r['p50_ms']:.3f} ms, p90 {r['p90_ms']:.3f} ms<br>"
                      f"{r['throughput_samples_s']:.1f} samples/s, run {r['run_id']}"
                      for r in rows.iter_rows(named=True)]
@@ -246,16 +235,16 @@ def batch_section(data: ReportData) -> Section:
                                      color=colors[first["target"]]))
         ticks = [(b, str(b)) for b in sorted(set(group["batch_size"]))]
         model = f"{family}/{preset}"
-        section.charts.append(XYChart(f"latency-{_slug(model)}", f"{model}: latency per call", "batch size",
+        section.charts.append(XYChart(f"latency-{slug(model)}", f"{model}: latency per call", "batch size",
                                       "ms (p50, whisker to p90)", latency, log_x=True,
-                                      log_y=_spans_decades(group["p50_ms"]), x_ticks=ticks))
-        section.charts.append(XYChart(f"throughput-{_slug(model)}", f"{model}: throughput", "batch size",
+                                      log_y=spans_decades(group["p50_ms"]), x_ticks=ticks))
+        section.charts.append(XYChart(f"throughput-{slug(model)}", f"{model}: throughput", "batch size",
                                       "samples/s (at p50)", throughput, log_x=True,
-                                      log_y=_spans_decades(group["throughput_samples_s"]), x_ticks=ticks))
-    rows = [[_model(r), r["target"], str(r["batch_size"]), str(r["seq_len"]), r["precision_ran"] or r["precision"],
-             str(r["threads"]), _num(r["p50_ms"], ".3f"), _num(r["p90_ms"], ".3f"), _num(r["p99_ms"], ".3f"),
-             _num(r["throughput_samples_s"], ".1f"), _num(r["achieved_gflops"], ".2f"),
-             _num(_pct_of_peak(r, data.targets), ".1f"), str(r["n_samples"]),
+                                      log_y=spans_decades(group["throughput_samples_s"]), x_ticks=ticks))
+    rows = [[model_label(r), r["target"], str(r["batch_size"]), str(r["seq_len"]), r["precision_ran"] or r["precision"],
+             str(r["threads"]), number(r["p50_ms"], ".3f"), number(r["p90_ms"], ".3f"), number(r["p99_ms"], ".3f"),
+             number(r["throughput_samples_s"], ".1f"), number(r["achieved_gflops"], ".2f"),
+             number(_pct_of_peak(r, data.targets), ".1f"), str(r["n_samples"]),
              r["stop_reason"] + (" (busy machine)" if r["contaminated"] else ""), r["run_id"]]
             for r in data.measured.iter_rows(named=True)]
     section.tables.append(Table(["model", "target", "batch", "seq", "precision ran", "threads", "p50 ms", "p90 ms",
@@ -287,20 +276,20 @@ def distribution_section(data: ReportData) -> Section:
     colors = charts.palette(with_samples["family"].to_list())
     rows = []
     for (target,), group in with_samples.group_by(["target"], maintain_order=True):
-        extra = _varying(group, ("spec", "attention", "seq_len", "threads"))
+        extra = varying_dimensions(group, ("spec", "attention", "seq_len", "threads"))
         groups = []
         for r in group.iter_rows(named=True):
             samples = np.asarray(r["samples_ms"], dtype=float)
-            label = " ".join([_model(r), _label(r, ["batch_size", *extra])])
+            label = " ".join([model_label(r), series_label(r, ["batch_size", *extra])])
             groups.append(Distribution(label, _quantiles(r["samples_ms"]), int(samples.size), colors[r["family"]]))
             p50, p99 = np.percentile(samples, [50, 99])
-            rows.append([target, _model(r), str(r["batch_size"]), r["precision_ran"] or r["precision"],
-                         str(samples.size), _num(float(samples.min()), ".3f"), _num(float(p50), ".3f"),
-                         _num(float(p99), ".3f"), _num(float(samples.max()), ".3f"), _num(float(p99 / p50), ".2f"),
-                         _num(r["cv"], ".3f")])
-        section.charts.append(DistributionChart(f"distribution-{_slug(target)}", f"{target}: latency per call",
+            rows.append([target, model_label(r), str(r["batch_size"]), r["precision_ran"] or r["precision"],
+                         str(samples.size), number(float(samples.min()), ".3f"), number(float(p50), ".3f"),
+                         number(float(p99), ".3f"), number(float(samples.max()), ".3f"),
+                         number(float(p99 / p50), ".2f"), number(r["cv"], ".3f")])
+        section.charts.append(DistributionChart(f"distribution-{slug(target)}", f"{target}: latency per call",
                                                 "ms per call", groups,
-                                                log_y=_spans_decades([q for g in groups for q in g.quantiles])))
+                                                log_y=spans_decades([q for g in groups for q in g.quantiles])))
     section.tables.append(Table(["target", "model", "batch", "precision ran", "samples", "min ms", "p50 ms", "p99 ms",
                                  "max ms", "p99 / p50", "CV"], rows,
                                 [False, False, True, False, True, True, True, True, True, True, True]))
@@ -356,7 +345,7 @@ def compatibility_section(data: ReportData) -> Section:
     if data.failures.is_empty():
         section.notes.append("No configuration is failing.")
     else:
-        rows = [[r["target"], _model(r), str(r["batch_size"]), str(r["seq_len"]), r["spec"], r["failure_class"],
+        rows = [[r["target"], model_label(r), str(r["batch_size"]), str(r["seq_len"]), r["spec"], r["failure_class"],
                  (r["message"] or "").splitlines()[0][:160] if r["message"] else "", r["run_id"]]
                 for r in data.failures.iter_rows(named=True)]
         section.tables.append(Table(["target", "model", "batch", "seq", "precision", "failure class", "message",
@@ -390,15 +379,15 @@ def history_section(data: ReportData, change_points: dict[tuple, set[str]]) -> S
     order = {run: i for i, run in enumerate(_run_order(data.history))}
     marked, table = set(), []
     for (family, preset), group in data.history.group_by(["family", "preset"], maintain_order=True):
-        dims = ["target", "batch_size", *_varying(group, ("spec", "attention", "seq_len", "threads"))]
+        dims = ["target", "batch_size", *varying_dimensions(group, ("spec", "attention", "seq_len", "threads"))]
         runs = sorted(set(group["run_id"]), key=order.get)
         position = {run: i for i, run in enumerate(runs)}
         series, change_x, change_y, change_hover, vlines = [], [], [], [], {}
-        colors = charts.palette([_label(r, dims) for r in group.iter_rows(named=True)])
+        colors = charts.palette([series_label(r, dims) for r in group.iter_rows(named=True)])
         for key, rows in group.group_by(CONFIG_KEY, maintain_order=True):
             rows = rows.with_columns(pl.col("run_id").replace_strict(position).alias("_x")).sort("_x")
             first = rows.row(0, named=True)
-            name = _label(first, dims)
+            name = series_label(first, dims)
             points = list(rows.iter_rows(named=True))
             hover = [f"{name}<br>run {r['run_id']}: p50 {r['p50_ms']:.3f} ms"
                      + (" (busy machine)" if r["contaminated"] else "") for r in points]
@@ -414,16 +403,16 @@ def history_section(data: ReportData, change_points: dict[tuple, set[str]]) -> S
                 change_hover.append(f"change point: {name}, run {r['run_id']}")
                 vlines[r["_x"]] = vlines.get(r["_x"], 0) + 1
                 before = points[i - 1]["p50_ms"] if i > 0 else None
-                table.append([f"{family}/{preset} {_label(r, dims)}", r["run_id"], _num(before, ".3f"),
-                              _num(r["p50_ms"], ".3f"),
-                              _num(100.0 * (r["p50_ms"] / before - 1.0), "+.1f") if before else "n/a"])
+                table.append([f"{family}/{preset} {series_label(r, dims)}", r["run_id"], number(before, ".3f"),
+                              number(r["p50_ms"], ".3f"),
+                              number(100.0 * (r["p50_ms"] / before - 1.0), "+.1f") if before else "n/a"])
         if change_x:
             series.append(Series("change point", change_x, change_y, hover=change_hover, color=charts.MARKER_COLOR,
                                  line=False, marker="x"))
         model = f"{family}/{preset}"
         section.charts.append(XYChart(
-            f"history-{_slug(model)}", f"{model}: median latency per run", "run (oldest first)", "p50 ms",
-            series, log_y=_spans_decades(group["p50_ms"]), x_ticks=[(i, _short_run(r)) for i, r in enumerate(runs)],
+            f"history-{slug(model)}", f"{model}: median latency per run", "run (oldest first)", "p50 ms",
+            series, log_y=spans_decades(group["p50_ms"]), x_ticks=[(i, _short_run(r)) for i, r in enumerate(runs)],
             vlines=[(x, "change point" if n == 1 else f"{n} change points") for x, n in sorted(vlines.items())]))
     given = {(key, run) for key, runs in change_points.items() for run in runs}
     if given - marked:
@@ -462,15 +451,16 @@ def roofline_section(data: ReportData) -> Section:
             achieved = r["achieved_gflops"] or r["flops_per_call"] / (r["p50_ms"] / 1e3) / 1e9
             peak, _ = _peak(data.targets, target, precision)
             intensity = r["flops_per_call"] / (r["params"] * width) if width else None
-            table.append([target, _model(r), str(r["batch_size"]), precision, _num(r["flops_per_call"] / 1e9, ".4g"),
-                          _num(r["params"] * width / 2**20, ".2f") if width else "n/a", _num(intensity, ".3g"),
-                          _num(achieved, ".3g"), _num(peak, ".1f"),
-                          _num(100.0 * achieved / peak if peak else None, ".1f")])
+            table.append([target, model_label(r), str(r["batch_size"]), precision,
+                          number(r["flops_per_call"] / 1e9, ".4g"),
+                          number(r["params"] * width / 2**20, ".2f") if width else "n/a", number(intensity, ".3g"),
+                          number(achieved, ".3g"), number(peak, ".1f"),
+                          number(100.0 * achieved / peak if peak else None, ".1f")])
             if intensity:
                 precisions.add(precision)
                 points.setdefault(r["family"], []).append(
-                    (intensity, achieved, f"{_model(r)} bs={r['batch_size']} {precision}<br>{achieved:.3g} GFLOP/s, "
-                                          f"{intensity:.3g} FLOP/byte"))
+                    (intensity, achieved, f"{model_label(r)} bs={r['batch_size']} {precision}<br>"
+                                          f"{achieved:.3g} GFLOP/s, {intensity:.3g} FLOP/byte"))
         series = [Series(family, [p[0] for p in pts], [p[1] for p in pts], hover=[p[2] for p in pts],
                          color=colors[family], line=False) for family, pts in sorted(points.items())]
         title = f"{target}: roofline"
@@ -488,7 +478,7 @@ def roofline_section(data: ReportData) -> Section:
             threads = data.targets.filter(pl.col("target") == target)["peak_threads"][0]
             title = f"{target}: roofline (peaks measured on {threads} thread{'' if threads == 1 else 's'})"
         if series:
-            section.charts.append(XYChart(f"roofline-{_slug(target)}", title, "arithmetic intensity (FLOP per byte of "
+            section.charts.append(XYChart(f"roofline-{slug(target)}", title, "arithmetic intensity (FLOP per byte of "
                                           "weights)", "GFLOP/s", series, log_x=True, log_y=True))
     section.tables.append(Table(["target", "model", "batch", "precision ran", "GFLOP per call", "weights MiB",
                                  "FLOP/byte", "GFLOP/s", "peak GFLOP/s", "% of peak"], table,
@@ -515,7 +505,7 @@ def prediction_section(data: ReportData) -> Section:
     colors = charts.palette(joined["target"].to_list())
     series = []
     for (target,), group in joined.group_by(["target"], maintain_order=True):
-        hover = [f"{_model(r)} bs={r['batch_size']} on {target}<br>measured {r['p50_ms']:.3f} ms, predicted "
+        hover = [f"{model_label(r)} bs={r['batch_size']} on {target}<br>measured {r['p50_ms']:.3f} ms, predicted "
                  f"{r['value']:.3f} ms" for r in group.iter_rows(named=True)]
         series.append(Series(target, group["p50_ms"].to_list(), group["value"].to_list(),
                              y_low=group["interval_low"].to_list(), y_high=group["interval_high"].to_list(),
@@ -530,9 +520,9 @@ def prediction_section(data: ReportData) -> Section:
     section.notes.append(f"{joined.height} configurations: mean absolute error {100 * ape.mean():.1f} %, median "
                          f"{100 * np.median(ape):.1f} %, within ±10 %: {100 * (ape <= 0.1).mean():.0f} %, within "
                          f"±20 %: {100 * (ape <= 0.2).mean():.0f} %.")
-    rows = [[r["target"], _model(r), str(r["batch_size"]), r["spec"], _num(r["p50_ms"], ".3f"),
-             _num(r["value"], ".3f"), _num(100.0 * (r["value"] / r["p50_ms"] - 1.0), "+.1f"),
-             f"{_num(r['interval_low'], '.3f')} – {_num(r['interval_high'], '.3f')}"
+    rows = [[r["target"], model_label(r), str(r["batch_size"]), r["spec"], number(r["p50_ms"], ".3f"),
+             number(r["value"], ".3f"), number(100.0 * (r["value"] / r["p50_ms"] - 1.0), "+.1f"),
+             f"{number(r['interval_low'], '.3f')} – {number(r['interval_high'], '.3f')}"
              if r["interval_low"] is not None else "n/a", r["source"] or "n/a"] for r in joined.iter_rows(named=True)]
     section.tables.append(Table(["target", "model", "batch", "precision", "measured ms", "predicted ms", "error %",
                                  "interval ms", "source"], rows, [False, False, True, False, True, True, True, False,

@@ -16,8 +16,6 @@ whichever is not the x axis) where those vary within the model.
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Iterable
 
 import polars as pl
@@ -25,7 +23,8 @@ import polars as pl
 from hwbench_pipeline.bench.precision import MODEL_CACHE_PRECISION, spec_expr
 from hwbench_pipeline.report import charts
 from hwbench_pipeline.report.charts import Series, XYChart
-from hwbench_pipeline.report.comparison_sections import Section, Table
+from hwbench_pipeline.report.comparison_sections import Section, Table, varying_dimensions
+from hwbench_pipeline.report.text import number, slug
 from hwbench_pipeline.report.training_sections import newest_successful
 from hwbench_pipeline.warehouse.schema import GENERATION_KEY
 
@@ -53,24 +52,11 @@ FAILURE_COLUMNS = ["target", "model", "batch", "prompt", "new tokens", "precisio
                    "failure class", "message", "run"]
 
 
-def number(value: float | None, spec: str) -> str:
-    """A figure as table text; ``n/a`` where it was not measured (an ITL with one new token, a CPU's device peak)."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "n/a"
-    return format(value, spec)
-
-
-def _slug(text: str) -> str:
-    return "-".join(re.findall(r"[a-z0-9]+", text.lower()))
 
 
 def _with_spec(frame: pl.DataFrame) -> pl.DataFrame:
     """A ``spec`` column (``int8-static``): the precision as the other sections name it."""
     return frame.with_columns(spec=spec_expr()) if frame.height else frame
-
-
-def _varying(frame: pl.DataFrame, dimensions: Iterable[str]) -> list[str]:
-    return [d for d in dimensions if frame.get_column(d).n_unique() > 1]
 
 
 def _name(row: dict, dimensions: Iterable[str]) -> str:
@@ -116,7 +102,7 @@ def _ttft_chart(model: str, group: pl.DataFrame, dims: list[str], colors: dict[s
                  for r in rows.iter_rows(named=True)]
         series.append(Series(name, rows["seq_len"].to_list(), rows["ttft_p50_ms"].to_list(),
                              y_high=rows["ttft_p99_ms"].to_list(), hover=hover, color=colors[name]))
-    return XYChart(f"generation-ttft-{_slug(model)}", f"{model}: time to first token", "prompt tokens",
+    return XYChart(f"generation-ttft-{slug(model)}", f"{model}: time to first token", "prompt tokens",
                    "TTFT ms (p50, whisker to p99)", series, log_x=True,
                    log_y=_log_scale([*group["ttft_p50_ms"], *group["ttft_p99_ms"]]), x_ticks=_ticks(group["seq_len"]))
 
@@ -139,7 +125,7 @@ def _itl_chart(model: str, group: pl.DataFrame, dims: list[str], colors: dict[st
         series.append(Series(name, batches, rows["itl_p50_ms"].to_list(), hover=hover, color=colors[name]))
         series.append(Series(f"{name} p99", batches, rows["itl_p99_ms"].to_list(), hover=hover, color=colors[name],
                              dash=True, marker="diamond"))  # a marker: a lone batch size has no line to show
-    return XYChart(f"generation-itl-{_slug(model)}", f"{model}: inter-token latency", "batch size",
+    return XYChart(f"generation-itl-{slug(model)}", f"{model}: inter-token latency", "batch size",
                    "ITL ms (p50; dashed, diamonds: p99)", series, log_x=True,
                    log_y=_log_scale([*with_itl["itl_p50_ms"], *with_itl["itl_p99_ms"]]),
                    x_ticks=_ticks(with_itl["batch_size"]))
@@ -248,7 +234,7 @@ def generation_section(generation: pl.DataFrame, failures: pl.DataFrame) -> Sect
         measured = measured.sort(_ORDER)
         for (family, preset), group in measured.group_by(["family", "preset"], maintain_order=True):
             model = f"{family}/{preset}"
-            varying = _varying(group, LINE_DIMENSIONS)
+            varying = varying_dimensions(group, LINE_DIMENSIONS)
             ttft_dims = ["target", *[d for d in varying if d not in ("target", "seq_len")]]
             itl_dims = ["target", *[d for d in varying if d not in ("target", "batch_size")]]
             colors = charts.palette([_name(r, dims) for r in group.iter_rows(named=True)

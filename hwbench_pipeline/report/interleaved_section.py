@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 import polars as pl
 
 from hwbench_pipeline.report.comparison_sections import Section, Table
-from hwbench_pipeline.report.generation_section import number
+from hwbench_pipeline.report.text import number
 from hwbench_pipeline.warehouse.schema import COMPARISON_KEY
 
 #: the ``purpose`` of a row the comparison report shows; "regression check" rows belong to the regression report

@@ -15,7 +15,6 @@ Without either the section still shows its title and says how to get them, so th
 from __future__ import annotations
 
 import json
-import re
 from datetime import UTC
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from hwbench_pipeline.predict.pool_eval import LEARNING_CURVES_FILE
 from hwbench_pipeline.report import charts
 from hwbench_pipeline.report.charts import Series, XYChart
 from hwbench_pipeline.report.comparison_sections import Section, Table
-from hwbench_pipeline.report.generation_section import number
+from hwbench_pipeline.report.text import number, slug
 
 TITLE = "Benchmark planner"
 EVAL_COMMAND = ".venv/bin/python benchmarks/planner_eval.py"
@@ -44,9 +43,6 @@ SUMMARY_COLUMNS = ["per round", "strategy", "kind", "reaches the full grid's MAP
 PLAN_COLUMNS = ["target", "rank", "model", "batch", "seq", "precision", "strategy", "predicted ms", "interval ms",
                 "source", "predicted wall s", "expected lesson", "measured p50 ms", "error %"]
 
-
-def _slug(text: str) -> str:
-    return "-".join(re.findall(r"[a-z0-9]+", text.lower()))
 
 
 def read_curves(data_dir: Path) -> dict | None:
@@ -123,15 +119,15 @@ def _add_curves(section: Section, curves: dict) -> None:
     colors = charts.palette(list(STRATEGIES) + [s for by in curves["averaged"].values() for s in by])
     summary = []
     for label, by_strategy in curves["averaged"].items():
-        slug = _slug(label)
+        key = slug(label)
         section.charts += [
-            _curve_chart(f"planner-mape-{slug}", f"Held-out MAPE against configurations measured ({label} a round)",
+            _curve_chart(f"planner-mape-{key}", f"Held-out MAPE against configurations measured ({label} a round)",
                          "configurations measured", "held-out MAPE %", by_strategy, "n_measured", "mape",
                          grid["mape"], colors),
-            _curve_chart(f"planner-mape-time-{slug}", f"Held-out MAPE against machine time ({label} a round)",
+            _curve_chart(f"planner-mape-time-{key}", f"Held-out MAPE against machine time ({label} a round)",
                          "machine time of the measured configurations (min)", "held-out MAPE %", by_strategy,
                          "machine_s", "mape", grid["mape"], colors),
-            _curve_chart(f"planner-within-{slug}", f"Share within ±10 % against configurations measured ({label} a "
+            _curve_chart(f"planner-within-{key}", f"Share within ±10 % against configurations measured ({label} a "
                          "round)", "configurations measured", "held-out predictions within ±10 % (%)", by_strategy,
                          "n_measured", "within_10pct", grid["within_10pct"], colors)]
         summary += _summary_rows(label, by_strategy, grid["mape"], pool_size)

@@ -32,13 +32,12 @@ from hwbench_pipeline.report.comparison_sections import (
     SERIES_DIMENSIONS,
     Section,
     Table,
-    _label,
-    _model,
-    _num,
-    _slug,
-    _spans_decades,
-    _varying,
+    model_label,
+    series_label,
+    spans_decades,
+    varying_dimensions,
 )
+from hwbench_pipeline.report.text import number, slug
 from hwbench_pipeline.warehouse.schema import CONFIG_KEY, DISTRIBUTED_KEY
 
 NO_TRAINING = "No training results yet: materialize training_runs."
@@ -93,7 +92,7 @@ def _largest_batch(row: dict) -> str:
 def _loss_chart(model: str, group: pl.DataFrame, dims: list[str], colors: dict[str, str]) -> XYChart | None:
     series, hit_x, hit_y, hit_hover = [], [], [], []
     for r in group.filter(pl.col("loss_curve").list.len() > 0).iter_rows(named=True):
-        name = _label(r, [*dims, "batch_size"])
+        name = series_label(r, [*dims, "batch_size"])
         steps = list(range(1, len(r["loss_curve"]) + 1))
         hover = [f"{name}<br>step {s}: loss {loss:.4g}" for s, loss in zip(steps, r["loss_curve"], strict=True)]
         series.append(Series(name, steps, r["loss_curve"], hover=hover, color=colors[name], marker="none"))
@@ -101,14 +100,14 @@ def _loss_chart(model: str, group: pl.DataFrame, dims: list[str], colors: dict[s
             hit_x.append(r["steps_to_target"])
             hit_y.append(r["loss_curve"][r["steps_to_target"] - 1])
             hit_hover.append(f"{name}: target reached at step {r['steps_to_target']} (running mean of the losses "
-                             f"≤ {_num(r.get('target_fraction'), '.0%')} of the initial loss)"
+                             f"≤ {number(r.get('target_fraction'), '.0%')} of the initial loss)"
                              + ("" if r.get("converged") else "; the held-out loss did not stay there"))
     if not series:
         return None
     if hit_x:
         series.append(Series("target reached", hit_x, hit_y, hover=hit_hover, color=charts.MARKER_COLOR,
                              line=False, marker="x"))
-    return XYChart(f"training-loss-{_slug(model)}", f"{model}: training loss per step", "step", "training loss",
+    return XYChart(f"training-loss-{slug(model)}", f"{model}: training loss per step", "step", "training loss",
                    series)
 
 
@@ -128,13 +127,13 @@ def training_section(training: pl.DataFrame) -> Section:
     measured = measured.sort(_ORDER)
     for (family, preset), group in measured.group_by(["family", "preset"], maintain_order=True):
         model = f"{family}/{preset}"
-        dims = ["target", *[d for d in _varying(group, SERIES_DIMENSIONS) if d != "target"]]
-        colors = charts.palette([_label(r, dims) for r in group.iter_rows(named=True)]
-                                + [_label(r, [*dims, "batch_size"]) for r in group.iter_rows(named=True)])
+        dims = ["target", *[d for d in varying_dimensions(group, SERIES_DIMENSIONS) if d != "target"]]
+        colors = charts.palette([series_label(r, dims) for r in group.iter_rows(named=True)]
+                                + [series_label(r, [*dims, "batch_size"]) for r in group.iter_rows(named=True)])
         throughput, memory = [], []
         for _, rows in group.group_by(dims, maintain_order=True):
             rows = rows.sort("batch_size")
-            name = _label(rows.row(0, named=True), dims)
+            name = series_label(rows.row(0, named=True), dims)
             points = list(rows.iter_rows(named=True))
             batches = rows["batch_size"].to_list()
             peaks = [_peak_memory(r) for r in points]
@@ -143,21 +142,21 @@ def training_section(training: pl.DataFrame) -> Section:
                                             f"samples/s, step p50 {r['p50_ms']:.2f} ms<br>run {r['run_id']}"
                                             for r in points]))
             memory.append(Series(name, batches, peaks, color=colors[name],
-                                 hover=[f"{name} bs={r['batch_size']}<br>peak {_num(p, '.0f')} MiB of a "
-                                        f"{_num(r['memory_budget_mb'], '.0f')} MiB budget"
+                                 hover=[f"{name} bs={r['batch_size']}<br>peak {number(p, '.0f')} MiB of a "
+                                        f"{number(r['memory_budget_mb'], '.0f')} MiB budget"
                                         + ("" if r["within_budget"] else " (OVER the budget)")
                                         for r, p in zip(points, peaks, strict=True)]))
             if any(b is not None for b in rows["memory_budget_mb"]):
                 memory.append(Series(f"{name} budget", batches, rows["memory_budget_mb"].to_list(),
                                      color=colors[name], dash=True, marker="none"))
         ticks = _ticks(group["batch_size"])
-        section.charts.append(XYChart(f"training-throughput-{_slug(model)}", f"{model}: training throughput",
+        section.charts.append(XYChart(f"training-throughput-{slug(model)}", f"{model}: training throughput",
                                       "batch size", "samples/s (at the median step)", throughput, log_x=True,
-                                      log_y=_spans_decades(group["throughput_samples_s"]), x_ticks=ticks))
+                                      log_y=spans_decades(group["throughput_samples_s"]), x_ticks=ticks))
         all_memory = [_peak_memory(r) for r in group.iter_rows(named=True)] + group["memory_budget_mb"].to_list()
-        section.charts.append(XYChart(f"training-memory-{_slug(model)}", f"{model}: peak memory per training step",
+        section.charts.append(XYChart(f"training-memory-{slug(model)}", f"{model}: peak memory per training step",
                                       "batch size", "peak MiB (dashed: memory budget)", memory, log_x=True,
-                                      log_y=_spans_decades(all_memory, ratio=10.0), x_ticks=ticks))
+                                      log_y=spans_decades(all_memory, ratio=10.0), x_ticks=ticks))
         loss = _loss_chart(model, group, dims, colors)
         if loss is not None:
             section.charts.append(loss)
@@ -165,11 +164,11 @@ def training_section(training: pl.DataFrame) -> Section:
         section.notes.append("No configuration ran a convergence run (convergence_steps = 0): no loss curves.")
     if note := _busy_note(measured):
         section.notes.append(note)
-    rows = [[_model(r), r["target"], str(r["batch_size"]), str(r["seq_len"]), r["precision_ran"] or r["precision"],
-             str(r["threads"]), _num(r["p50_ms"], ".2f"), _num(r["p90_ms"], ".2f"),
-             _num(r["throughput_samples_s"], ".1f"), _num(r["throughput_tokens_s"], ".0f"),
-             _num(_peak_memory(r), ".0f"), _num(r["memory_budget_mb"], ".0f"), _largest_batch(r), _convergence(r),
-             f"{_num(r['initial_loss'], '.3g')} → {_num(r['final_loss'], '.3g')}"
+    rows = [[model_label(r), r["target"], str(r["batch_size"]), str(r["seq_len"]), r["precision_ran"] or r["precision"],
+             str(r["threads"]), number(r["p50_ms"], ".2f"), number(r["p90_ms"], ".2f"),
+             number(r["throughput_samples_s"], ".1f"), number(r["throughput_tokens_s"], ".0f"),
+             number(_peak_memory(r), ".0f"), number(r["memory_budget_mb"], ".0f"), _largest_batch(r), _convergence(r),
+             f"{number(r['initial_loss'], '.3g')} → {number(r['final_loss'], '.3g')}"
              if r["initial_loss"] is not None else "n/a", r["run_id"]]
             for r in measured.iter_rows(named=True)]
     section.tables.append(Table(["model", "target", "batch", "seq", "precision ran", "threads", "step p50 ms",
@@ -193,11 +192,11 @@ def distributed_section(distributed: pl.DataFrame) -> Section:
         section.empty = NO_DISTRIBUTED
         return section
     measured = measured.sort([*_ORDER, "strategy", "workers"])
-    varying = _varying(measured, DISTRIBUTED_DIMENSIONS)
+    varying = varying_dimensions(measured, DISTRIBUTED_DIMENSIONS)
     dims = ["family", "preset", "strategy", *varying]
 
     def label(row: dict) -> str:
-        return " ".join([_model(row), row["strategy"], _label(row, varying)]).strip()
+        return " ".join([model_label(row), row["strategy"], series_label(row, varying)]).strip()
 
     colors = charts.palette([label(r) for r in measured.iter_rows(named=True)])
     efficiency, throughput, without_baseline = [], [], 0
@@ -206,7 +205,7 @@ def distributed_section(distributed: pl.DataFrame) -> Section:
         name = label(rows.row(0, named=True))
         points = list(rows.iter_rows(named=True))
         hover = [f"{name}, {r['workers']} workers<br>{r['throughput_samples_s']:.1f} samples/s, efficiency "
-                 f"{_num(100 * r['scaling_efficiency'] if r['scaling_efficiency'] is not None else None, '.0f')} %"
+                 f"{number(100 * r['scaling_efficiency'] if r['scaling_efficiency'] is not None else None, '.0f')} %"
                  f"<br>per rank: {', '.join(f'{v:.1f}' for v in r['per_rank_throughput'] or [])}<br>run {r['run_id']}"
                  for r in points]
         throughput.append(Series(name, rows["workers"].to_list(), rows["throughput_samples_s"].to_list(),
@@ -226,18 +225,18 @@ def distributed_section(distributed: pl.DataFrame) -> Section:
                                       "scaling efficiency % (100 = linear)", efficiency, log_x=True, x_ticks=ticks))
     section.charts.append(XYChart("distributed-throughput", "Total training throughput against workers", "workers",
                                   "samples/s (whole group, at the median step)", throughput, log_x=True,
-                                  log_y=_spans_decades(measured["throughput_samples_s"]), x_ticks=ticks))
+                                  log_y=spans_decades(measured["throughput_samples_s"]), x_ticks=ticks))
     if without_baseline:
         section.notes.append(f"{without_baseline} configurations have no scaling efficiency: their run measured no "
                              "1-worker configuration of the same series.")
     if note := _busy_note(measured):
         section.notes.append(note)
-    rows = [[_model(r), r["target"], r["strategy"], str(r["workers"]), r["backend"] or "n/a", str(r["batch_size"]),
-             str(r["seq_len"]), r["precision_ran"] or r["precision"], str(r["threads"]), _num(r["p50_ms"], ".2f"),
-             _num(r["throughput_samples_s"], ".1f"),
-             ", ".join(_num(v, ".1f") for v in r["per_rank_throughput"] or []) or "n/a",
-             _num(100 * r["scaling_efficiency"] if r["scaling_efficiency"] is not None else None, ".0f"),
-             _num(r["peak_rss_mb"], ".0f"), f"{_num(r['loss_start'], '.3g')} → {_num(r['loss_end'], '.3g')}",
+    rows = [[model_label(r), r["target"], r["strategy"], str(r["workers"]), r["backend"] or "n/a", str(r["batch_size"]),
+             str(r["seq_len"]), r["precision_ran"] or r["precision"], str(r["threads"]), number(r["p50_ms"], ".2f"),
+             number(r["throughput_samples_s"], ".1f"),
+             ", ".join(number(v, ".1f") for v in r["per_rank_throughput"] or []) or "n/a",
+             number(100 * r["scaling_efficiency"] if r["scaling_efficiency"] is not None else None, ".0f"),
+             number(r["peak_rss_mb"], ".0f"), f"{number(r['loss_start'], '.3g')} → {number(r['loss_end'], '.3g')}",
              str(r["attempts"]) if r["attempts"] is not None else "n/a", r["run_id"]]
             for r in measured.iter_rows(named=True)]
     section.tables.append(Table(["model", "target", "strategy", "workers", "backend", "global batch", "seq",

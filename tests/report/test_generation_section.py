@@ -5,14 +5,11 @@ asked for more positions than its context holds (a real refusal, recorded as a f
 generation_runs asset stores them, through the generation suite."""
 
 import dataclasses
-import html
-import json
-import re
 from datetime import UTC, datetime
-from pathlib import Path
 
 import polars as pl
 import pytest
+import report_pages
 
 from hwbench_pipeline.bench.host_lock import host_measurement_lock
 from hwbench_pipeline.bench.scenarios.generation import (
@@ -78,40 +75,9 @@ def generation_report(generation_runs, tmp_path_factory):
     return render_comparison_report(warehouse, tmp / "report")
 
 
-def _figures(html: str) -> dict[str, dict]:
-    found = re.findall(r'<script type="application/json" id="figure-([a-z0-9-]+)">(.*?)</script>', html, flags=re.S)
-    return {key: json.loads(text) for key, text in found}
 
 
-def _traces(figure: dict) -> dict[str, dict]:
-    return {t["name"]: t for t in figure["data"]}
 
-
-def _section_html(html: str, key: str) -> str:
-    match = re.search(rf'<section id="{key}">(.*?)</section>', html, flags=re.S)
-    assert match, f"no section {key}"
-    return match.group(1)
-
-
-def _tables(section_html: str) -> list[list[dict[str, str]]]:
-    """Each table of a section as rows of heading -> cell text."""
-    tables = []
-    for table in re.findall(r"<table[^>]*>(.*?)</table>", section_html, flags=re.S):
-        headings = re.findall(r"<th(?: [^>]*)?>(.*?)</th>", table, flags=re.S)
-        rows = [re.findall(r"<td[^>]*>(.*?)</td>", row, flags=re.S)
-                for row in re.findall(r"<tr>(.*?)</tr>", table.split("<tbody>")[1], flags=re.S)]
-        tables.append([{h: html.unescape(cell) for h, cell in zip(headings, row, strict=True)} for row in rows])
-    return tables
-
-
-def _pdf_text(path: Path) -> str:
-    import pypdfium2 as pdfium
-
-    document = pdfium.PdfDocument(str(path))
-    try:
-        return "\n".join(document[i].get_textpage().get_text_range() for i in range(1, len(document)))
-    finally:
-        document.close()
 
 
 def _measured(runs: dict[str, list[dict]]) -> dict[tuple[int, int, str], dict]:
@@ -128,15 +94,16 @@ def test_an_empty_warehouse_shows_the_empty_state_line_in_every_format(tmp_path)
     report = render_comparison_report(Warehouse(tmp_path / "data"), tmp_path / "out")
     assert "generation" in report.empty_sections
     page, md = report.html.read_text(), report.markdown.read_text()
-    assert NO_GENERATION in _section_html(page, "generation")
+    assert NO_GENERATION in report_pages.section_html(page, "generation")
     assert f"## {TITLE}" in md and f"*{NO_GENERATION}*" in md
-    pdf = _pdf_text(report.pdf)
+    pdf = report_pages.pdf_text(report.pdf)
     assert TITLE in pdf and NO_GENERATION in pdf
 
 
 def test_the_table_shows_each_configurations_newest_measurement(generation_runs, generation_report):
     assert "generation" not in generation_report.empty_sections
-    measured, _, failures = _tables(_section_html(generation_report.html.read_text(), "generation"))
+    section = report_pages.section_html(generation_report.html.read_text(), "generation")
+    measured, _, failures = report_pages.tables(section)
     assert list(measured[0]) == TABLE_COLUMNS and list(failures[0]) == FAILURE_COLUMNS
     rows = {(int(r["batch"]), int(r["prompt"]), r["cache"]): r for r in measured}
     expected = _measured(generation_runs)
@@ -158,8 +125,8 @@ def test_the_table_shows_each_configurations_newest_measurement(generation_runs,
     assert older["ttft_samples_ms"] != generation_runs["gen-b"][0]["ttft_samples_ms"]
 
 
-def test_the_streaming_table_shows_the_overhead_and_each_client_counts_figures(generation_runs, generation_report):
-    _, streaming, _ = _tables(_section_html(generation_report.html.read_text(), "generation"))
+def test_the_streaming_table_shows_the_overhead_and_each_client_countsfigures(generation_runs, generation_report):
+    _, streaming, _ = report_pages.tables(report_pages.section_html(generation_report.html.read_text(), "generation"))
     streamed = generation_runs["gen-b"][0]
     assert list(streaming[0]) == STREAM_COLUMNS and len(streaming) == 1  # only the configuration asked to stream
     line = streaming[0]
@@ -169,8 +136,8 @@ def test_the_streaming_table_shows_the_overhead_and_each_client_counts_figures(g
 
 
 def test_the_ttft_chart_plots_p50_against_prompt_length_with_a_whisker_to_p99(generation_runs, generation_report):
-    figures = _figures(generation_report.html.read_text())
-    traces = _traces(figures["generation-ttft-llama-tiny"])
+    figures = report_pages.figures(generation_report.html.read_text())
+    traces = report_pages.traces(figures["generation-ttft-llama-tiny"])
     measured = _measured(generation_runs)
     assert set(traces) == {f"{TARGET} cache=dynamic bs=1", f"{TARGET} cache=dynamic bs=2",
                            f"{TARGET} cache=static bs=1"}
@@ -183,8 +150,8 @@ def test_the_ttft_chart_plots_p50_against_prompt_length_with_a_whisker_to_p99(ge
 
 
 def test_the_itl_chart_plots_p50_and_p99_against_batch_size(generation_runs, generation_report):
-    figures = _figures(generation_report.html.read_text())
-    traces = _traces(figures["generation-itl-llama-tiny"])
+    figures = report_pages.figures(generation_report.html.read_text())
+    traces = report_pages.traces(figures["generation-itl-llama-tiny"])
     measured = _measured(generation_runs)
     name = f"{TARGET} cache=dynamic prompt=8"
     assert set(traces) == {name, f"{name} p99", f"{TARGET} cache=dynamic prompt=16",
@@ -200,7 +167,7 @@ def test_the_itl_chart_plots_p50_and_p99_against_batch_size(generation_runs, gen
 
 def test_failures_are_listed_with_their_class_and_message(generation_runs, generation_report):
     failed = generation_runs["gen-a"][-1]
-    _, _, failures = _tables(_section_html(generation_report.html.read_text(), "generation"))
+    _, _, failures = report_pages.tables(report_pages.section_html(generation_report.html.read_text(), "generation"))
     assert len(failures) == 1
     row = failures[0]
     assert (row["model"], row["batch"], row["prompt"], row["new tokens"]) == ("gpt2/tiny", "1", "1020", "6")
@@ -213,7 +180,7 @@ def test_failures_alone_show_the_empty_state_line_and_the_failures(generation_ru
     warehouse = Warehouse(tmp_path / "data")
     _store(warehouse, [generation_runs["gen-a"][-1]], "gen-a")
     report = render_comparison_report(warehouse, tmp_path / "out")
-    section = _section_html(report.html.read_text(), "generation")
+    section = report_pages.section_html(report.html.read_text(), "generation")
     assert NO_GENERATION in section and "unsupported_configuration" in section
     assert "generation" not in report.empty_sections and not any(
         image.name.startswith("generation-") for image in report.images)
@@ -226,7 +193,7 @@ def test_the_charts_and_table_reach_the_markdown_and_the_pdf(generation_runs, ge
         assert f"(comparison_report_files/{key}.png)" in md and data[:8] == b"\x89PNG\r\n\x1a\n"
     newest = generation_runs["gen-b"][0]
     assert f"| {newest['ttft_p50_ms']:.3f} |" in md and NO_GENERATION not in md
-    pdf = _pdf_text(generation_report.pdf)
+    pdf = report_pages.pdf_text(generation_report.pdf)
     assert TITLE in pdf and "gen-b" in pdf and "unsupported_configuration" in pdf
 
 

@@ -6,11 +6,11 @@ measured just before."""
 
 import html
 import json
-import re
 from pathlib import Path
 
 import polars as pl
 import pytest
+import report_pages
 
 from hwbench_pipeline.bench.scenarios.inference.config import InferenceConfig
 from hwbench_pipeline.bench.scenarios.inference.measure import measure_inference
@@ -110,36 +110,8 @@ def planned(pool_split, curves, tmp_path_factory) -> dict:
     return {"report": report, "picks": newest, "before": before, "after": after, "warehouse": warehouse}
 
 
-def _figures(page: str) -> dict[str, dict]:
-    found = re.findall(r'<script type="application/json" id="figure-([a-z0-9-]+)">(.*?)</script>', page, flags=re.S)
-    return {key: json.loads(text) for key, text in found}
 
 
-def _section_html(page: str, key: str) -> str:
-    match = re.search(rf'<section id="{key}">(.*?)</section>', page, flags=re.S)
-    assert match, f"no section {key}"
-    return match.group(1)
-
-
-def _tables(section_html: str) -> list[list[dict[str, str]]]:
-    """Each table of a section as rows of heading -> cell text."""
-    tables = []
-    for table in re.findall(r"<table[^>]*>(.*?)</table>", section_html, flags=re.S):
-        headings = [html.unescape(h) for h in re.findall(r"<th(?: [^>]*)?>(.*?)</th>", table, flags=re.S)]
-        rows = [re.findall(r"<td[^>]*>(.*?)</td>", row, flags=re.S)
-                for row in re.findall(r"<tr>(.*?)</tr>", table.split("<tbody>")[1], flags=re.S)]
-        tables.append([{h: html.unescape(cell) for h, cell in zip(headings, row, strict=True)} for row in rows])
-    return tables
-
-
-def _pdf_text(path: Path) -> str:
-    import pypdfium2 as pdfium
-
-    document = pdfium.PdfDocument(str(path))
-    try:
-        return "\n".join(document[i].get_textpage().get_text_range() for i in range(len(document)))
-    finally:
-        document.close()
 
 
 def test_learning_curves_are_drawn_per_strategy_beside_the_full_grid(curves, planned):
@@ -147,7 +119,7 @@ def test_learning_curves_are_drawn_per_strategy_beside_the_full_grid(curves, pla
     assert "planner" not in report.empty_sections
     label = PER_ROUND.describe()
     assert list(curves["averaged"]) == [label]
-    figures = _figures(report.html.read_text())
+    figures = report_pages.figures(report.html.read_text())
     slug = "10-configurations"
     mape, by_time, within = (figures[f"planner-{kind}-{slug}"] for kind in ("mape", "mape-time", "within"))
     grid = curves["full_grid_mean"]
@@ -172,8 +144,8 @@ def test_learning_curves_are_drawn_per_strategy_beside_the_full_grid(curves, pla
 
 def test_summary_table_says_where_each_strategy_reaches_the_full_grid(curves, pool_split, planned):
     report = planned["report"]
-    section = _section_html(report.html.read_text(), "planner")
-    summary, plan = _tables(section)
+    section = report_pages.section_html(report.html.read_text(), "planner")
+    summary, plan = report_pages.tables(section)
     assert list(summary[0]) == SUMMARY_COLUMNS and list(plan[0]) == PLAN_COLUMNS
     rows = {r["strategy"]: r for r in summary}
     assert list(rows) == list(STRATEGIES)
@@ -198,7 +170,7 @@ def test_summary_table_says_where_each_strategy_reaches_the_full_grid(curves, po
 
 def test_the_newest_plan_shows_what_its_picks_measured_since(planned):
     report, picks, after = planned["report"], planned["picks"], planned["after"]
-    _, plan = _tables(_section_html(report.html.read_text(), "planner"))
+    _, plan = report_pages.tables(report_pages.section_html(report.html.read_text(), "planner"))
     # plan-new only (plan-old, by the random strategy, was written before it)
     assert [r["rank"] for r in plan] == [str(p["rank"]) for p in picks]
     assert {r["strategy"] for r in plan} == {"uncertainty"}
@@ -226,9 +198,10 @@ def test_without_learning_curves_or_a_plan_the_section_names_the_command(tmp_pat
     report = render_comparison_report(Warehouse(tmp_path / "data"), tmp_path / "out")
     assert "planner" in report.empty_sections
     page, md = html.unescape(report.html.read_text()), report.markdown.read_text()
-    assert NO_CURVES in _section_html(page, "planner") and NO_PLAN in _section_html(page, "planner")
+    section = report_pages.section_html(page, "planner")
+    assert NO_CURVES in section and NO_PLAN in section
     assert f"## {TITLE}" in md and EVAL_COMMAND in md and "planner-" not in md
-    pdf = _pdf_text(report.pdf)
+    pdf = report_pages.pdf_text(report.pdf, first_page=0)
     assert TITLE in pdf and EVAL_COMMAND in pdf
 
 

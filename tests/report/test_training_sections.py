@@ -4,13 +4,13 @@ batch 2 again in a later run (the report must show the newer one); DDP of bert/t
 from the session's distributed sweep (slow: a private Ray instance starts). Rows are stored as the assets store
 them, through the validation suites."""
 
-import json
 import re
 from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
 import pytest
+import report_pages
 
 from hwbench_pipeline.bench.host_lock import host_measurement_lock
 from hwbench_pipeline.bench.scenarios.training import TrainingConfig, mark_batch_scaling, run_training_configuration
@@ -63,19 +63,7 @@ def _write_training(warehouse: Warehouse, runs: dict[str, list[dict]]) -> None:
         _store(warehouse, rows, "training", run_id)
 
 
-def _figures(html: str) -> dict[str, dict]:
-    found = re.findall(r'<script type="application/json" id="figure-([a-z0-9-]+)">(.*?)</script>', html, flags=re.S)
-    return {key: json.loads(text) for key, text in found}
 
-
-def _traces(figure: dict) -> dict[str, dict]:
-    return {t["name"]: t for t in figure["data"]}
-
-
-def _section_html(html: str, key: str) -> str:
-    match = re.search(rf'<section id="{key}">(.*?)</section>', html, flags=re.S)
-    assert match, f"no section {key}"
-    return match.group(1)
 
 
 def _table_rows(section_html: str) -> list[list[str]]:
@@ -83,16 +71,6 @@ def _table_rows(section_html: str) -> list[list[str]]:
     return [re.findall(r"<td[^>]*>(.*?)</td>", row, flags=re.S) for row in re.findall(r"<tr>(.*?)</tr>", body,
                                                                                       flags=re.S)]
 
-
-def _pdf_text(path: Path, first_page: int = 1) -> str:
-    """The text of the PDF's pages from ``first_page`` (0 is the title page, whose contents name every section)."""
-    import pypdfium2 as pdfium
-
-    document = pdfium.PdfDocument(str(path))
-    try:
-        return "\n".join(document[i].get_textpage().get_text_range() for i in range(first_page, len(document)))
-    finally:
-        document.close()
 
 
 def _assert_png_links(markdown: Path, keys: list[str]) -> None:
@@ -111,7 +89,7 @@ def test_an_empty_warehouse_says_why_in_every_format(tmp_path):
     for text in (html, md):
         assert NO_TRAINING in text and NO_DISTRIBUTED in text
     assert '<section id="training">' in html and '<section id="distributed">' in html
-    pdf = _pdf_text(report.pdf)
+    pdf = report_pages.pdf_text(report.pdf)
     assert TRAINING_TITLE in pdf and DISTRIBUTED_TITLE in pdf
     assert NO_TRAINING in pdf and NO_DISTRIBUTED in pdf
 
@@ -128,21 +106,21 @@ def test_training_charts_show_each_configurations_newest_measurement(training_ru
     _, report = training_report
     html = report.html.read_text()
     assert "training" not in report.empty_sections and "distributed" in report.empty_sections
-    figures = _figures(html)
+    figures = report_pages.figures(html)
     (bert2_a, bert8, llama2), (bert2_b,) = training_runs["train-a"], training_runs["train-b"]
 
-    throughput = _traces(figures["training-throughput-bert-tiny"])[TARGET]
+    throughput = report_pages.traces(figures["training-throughput-bert-tiny"])[TARGET]
     assert throughput["x"] == [2, 8]
     # batch 2 is train-b's figure (measured last), not train-a's
     assert throughput["y"] == pytest.approx([bert2_b["throughput_samples_s"], bert8["throughput_samples_s"]])
     assert bert2_b["throughput_samples_s"] != bert2_a["throughput_samples_s"]
 
-    memory = _traces(figures["training-memory-bert-tiny"])
+    memory = report_pages.traces(figures["training-memory-bert-tiny"])
     assert memory[TARGET]["y"] == pytest.approx([bert2_b["peak_rss_mb"], bert8["peak_rss_mb"]])
     assert memory[f"{TARGET} budget"]["y"] == pytest.approx([bert2_b["memory_budget_mb"], bert8["memory_budget_mb"]])
     assert memory[f"{TARGET} budget"]["line"]["dash"] == "dash"
 
-    loss = _traces(figures["training-loss-bert-tiny"])
+    loss = report_pages.traces(figures["training-loss-bert-tiny"])
     assert set(loss) == {f"{TARGET} bs=8", "target reached"}  # batch 2 ran no convergence: no curve
     assert loss[f"{TARGET} bs=8"]["x"] == list(range(1, CONVERGENCE_STEPS + 1))
     assert loss[f"{TARGET} bs=8"]["y"] == pytest.approx(bert8["loss_curve"])
@@ -150,11 +128,11 @@ def test_training_charts_show_each_configurations_newest_measurement(training_ru
     assert loss["target reached"]["x"] == [bert8["steps_to_target"]]
 
     # llama: its own throughput and memory charts; no convergence run, so no loss chart
-    assert _traces(figures["training-throughput-llama-tiny"])[TARGET]["y"] == pytest.approx(
+    assert report_pages.traces(figures["training-throughput-llama-tiny"])[TARGET]["y"] == pytest.approx(
         [llama2["throughput_samples_s"]])
     assert "training-loss-llama-tiny" not in figures
 
-    rows = {(r[0], r[2]): r for r in _table_rows(_section_html(html, "training"))}
+    rows = {(r[0], r[2]): r for r in _table_rows(report_pages.section_html(html, "training"))}
     assert set(rows) == {("bert/tiny", "2"), ("bert/tiny", "8"), ("llama/tiny", "2")}
     assert rows[("bert/tiny", "2")][-1] == "train-b" and rows[("bert/tiny", "8")][-1] == "train-a"
     assert rows[("bert/tiny", "8")][13] == f"yes, step {bert8['steps_to_target']} of {CONVERGENCE_STEPS}"
@@ -170,7 +148,7 @@ def test_training_charts_reach_the_markdown_and_the_pdf(training_report):
             "training-throughput-llama-tiny", "training-memory-llama-tiny"]
     _assert_png_links(report.markdown, keys)
     assert f"## {TRAINING_TITLE}" in report.markdown.read_text()
-    pdf = _pdf_text(report.pdf)
+    pdf = report_pages.pdf_text(report.pdf)
     assert TRAINING_TITLE in pdf and "train-b" in pdf
     assert NO_DISTRIBUTED in pdf and NO_TRAINING not in pdf
 
@@ -200,18 +178,18 @@ def test_distributed_charts_show_scaling_and_every_ranks_throughput(distributed_
     report = full_report
     assert "training" not in report.empty_sections and "distributed" not in report.empty_sections
     html = report.html.read_text()
-    figures = _figures(html)
+    figures = report_pages.figures(html)
     one, two = distributed_rows
-    efficiency = _traces(figures["distributed-efficiency"])
+    efficiency = report_pages.traces(figures["distributed-efficiency"])
     assert efficiency["bert/tiny ddp"]["x"] == [1, 2]
     assert efficiency["bert/tiny ddp"]["y"] == pytest.approx([100.0, 100.0 * two["scaling_efficiency"]])
     assert two["scaling_efficiency"] == pytest.approx(two["throughput_samples_s"] / (2 * one["throughput_samples_s"]))
     assert efficiency["linear (100 %)"]["y"] == [100.0, 100.0]
-    throughput = _traces(figures["distributed-throughput"])["bert/tiny ddp"]
+    throughput = report_pages.traces(figures["distributed-throughput"])["bert/tiny ddp"]
     assert throughput["x"] == [1, 2]
     assert throughput["y"] == pytest.approx([one["throughput_samples_s"], two["throughput_samples_s"]])
 
-    rows = {int(r[3]): r for r in _table_rows(_section_html(html, "distributed"))}
+    rows = {int(r[3]): r for r in _table_rows(report_pages.section_html(html, "distributed"))}
     assert set(rows) == {1, 2}
     per_rank = two["per_rank_throughput"]
     assert len(per_rank) == 2 and rows[2][11] == ", ".join(f"{v:.1f}" for v in per_rank)
@@ -223,6 +201,6 @@ def test_distributed_charts_show_scaling_and_every_ranks_throughput(distributed_
 def test_distributed_charts_reach_the_markdown_and_the_pdf(full_report):
     _assert_png_links(full_report.markdown, ["distributed-efficiency", "distributed-throughput",
                                              "training-throughput-bert-tiny"])
-    pdf = _pdf_text(full_report.pdf)
+    pdf = report_pages.pdf_text(full_report.pdf)
     assert DISTRIBUTED_TITLE in pdf and TRAINING_TITLE in pdf and "gloo" in pdf
     assert NO_DISTRIBUTED not in pdf and NO_TRAINING not in pdf
