@@ -265,13 +265,25 @@ class Plan:
 
 
 def plan_target(target: str, measured: pl.DataFrame, candidates: pl.DataFrame, predictor: Predictor | None,
-                strategy: str, budget: Budget, wall_model: WallTimeModel | None, *, seed: int = 0) -> Plan:
+                strategy: str, budget: Budget, wall_model: WallTimeModel | None, *, seed: int = 0,
+                scored_all: tuple[Scored, pl.DataFrame] | None = None) -> Plan:
     """Choose the configurations of ``target`` to measure next among ``candidates`` (a feature frame of
-    configurations not measured), learning from ``measured`` (a feature frame of measured rows)."""
-    mine = candidates.filter(pl.col("target") == target)
+    configurations not measured), learning from ``measured`` (a feature frame of measured rows).
+
+    ``scored_all`` is :func:`score` of every candidate, every target's: a round scores once, so that a decision's
+    options on other targets compete with this target's and the committee is trained once. Without it, only this
+    target's candidates are scored."""
+    on_target = (candidates["target"] == target).to_numpy() if candidates.height else np.zeros(0, dtype=bool)
+    mine = candidates.filter(pl.Series(on_target))
     if not mine.height:
         raise PlanError(f"{target}: every configuration of the candidate space is measured or known to fail")
-    scored, answer = score(strategy, measured, mine, predictor, seed=seed)
+    if scored_all is None:
+        scored, answer = score(strategy, measured, mine, predictor, seed=seed)
+    else:
+        every, every_answer = scored_all
+        at = np.flatnonzero(on_target)
+        scored = Scored(every.score[at], [every.lesson[i] for i in at])
+        answer = every_answer.filter(pl.Series(on_target)) if every_answer.height else every_answer
     wall_s = wall_model.predict(mine) if wall_model is not None else None
     informed = strategy in INFORMED  # the baselines keep their own order: no cost weighting, no diversity
     chosen = select(mine, scored, budget, wall_s, diverse=informed,

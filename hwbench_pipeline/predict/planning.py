@@ -15,7 +15,7 @@ from hwbench_pipeline.bench.profiles import InferenceGrid, PlannerProfile, effec
 from hwbench_pipeline.bench.trackers.stats import StoppingRule
 from hwbench_pipeline.predict.data import WarehouseData
 from hwbench_pipeline.predict.features import query_frame, training_frame
-from hwbench_pipeline.predict.planner import Budget, Plan, PlanError, parse_budget, plan_target
+from hwbench_pipeline.predict.planner import Budget, Plan, PlanError, parse_budget, plan_target, score
 from hwbench_pipeline.predict.predictor import Predictor
 from hwbench_pipeline.predict.recommender import target_precisions
 from hwbench_pipeline.predict.shapes import FlopCounter
@@ -144,10 +144,19 @@ def plan_round(data: WarehouseData, section: PlannerProfile, targets: list[str],
     candidates = query_frame(todo, data.targets, counter, data.models) if todo.height else \
         todo.with_columns(architecture=pl.lit(None, pl.String))
     plans, skipped = [], {}
+    scored_all, refused = None, None
+    if candidates.height:
+        try:  # once for every target: a decision's options on all of them compete, and the committee trains once
+            scored_all = score(strategy, measured, candidates, predictor, seed=seed)
+        except PlanError as exc:
+            refused = str(exc)
     for target in targets:
+        if refused:
+            skipped[target] = refused
+            continue
         try:
             plans.append(plan_target(target, measured, candidates, predictor, strategy, chosen_budget, wall,
-                                     seed=seed))
+                                     seed=seed, scored_all=scored_all))
         except PlanError as exc:
             skipped[target] = str(exc)
     return Round(plans=plans, strategy=strategy, budget=chosen_budget, n_space=space.height, n_measured=n_measured,

@@ -18,6 +18,7 @@ from hwbench_pipeline.predict.planner import (
     decision_value,
     parse_budget,
     plan_target,
+    score,
     select,
 )
 from hwbench_pipeline.predict.planning import measured_since
@@ -95,6 +96,24 @@ def test_the_committee_disagrees_more_about_architectures_it_never_measured(pool
     spread = committee_log_ms(measured, pl.concat([measured, unseen]), seed=0).std(axis=0)
     assert spread.shape == (measured.height + unseen.height,)
     assert np.median(spread[measured.height:]) > np.median(spread[:measured.height])
+
+
+def test_a_rounds_decision_weighs_each_targets_options_against_the_other_targets(halves):
+    measured, candidates = halves
+    candidates = candidates.filter(pl.col("preset") == "tiny")
+    # a second target the committee cannot tell from the first (the same features): the first target's option
+    # wins every tie, so in one decision across both, no option of the second can change a pick
+    twin = candidates.with_columns(target=pl.lit("cpu-twin"))
+    both = pl.concat([candidates, twin])
+    scored_all = score("decision", measured, both, None)
+    alone = plan_target("cpu-twin", measured, twin, None, "decision", Budget(configurations=5), None)
+    joint = plan_target("cpu-twin", measured, both, None, "decision", Budget(configurations=5), None,
+                        scored_all=scored_all)
+    assert alone.picks["expected_lesson"].str.starts_with("could change").any()
+    assert joint.picks["expected_lesson"].str.starts_with("no pick in sight").all()
+    first = plan_target("cpu-torch", measured, both, None, "decision", Budget(configurations=5), None,
+                        scored_all=scored_all)
+    assert first.picks["expected_lesson"].str.starts_with("could change").any()
 
 
 @pytest.fixture(scope="module")
