@@ -281,6 +281,9 @@ def plan_target(target: str, measured: pl.DataFrame, candidates: pl.DataFrame, p
         scored, answer = score(strategy, measured, mine, predictor, seed=seed)
     else:
         every, every_answer = scored_all
+        if every.score.size != candidates.height or every_answer.height not in (0, candidates.height):
+            raise ValueError(f"scored_all holds {every.score.size} scores for {candidates.height} candidates: it "
+                             "must be score() of exactly these candidates, in their order")
         at = np.flatnonzero(on_target)
         scored = Scored(every.score[at], [every.lesson[i] for i in at])
         answer = every_answer.filter(pl.Series(on_target)) if every_answer.height else every_answer

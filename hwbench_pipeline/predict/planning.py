@@ -151,7 +151,7 @@ def plan_round(data: WarehouseData, section: PlannerProfile, targets: list[str],
         except PlanError as exc:
             refused = str(exc)
     for target in targets:
-        if refused:
+        if refused is not None and (candidates["target"] == target).any():
             skipped[target] = refused
             continue
         try:

@@ -36,12 +36,12 @@ def unmeasured(space: pl.DataFrame, results: pl.DataFrame, failures: pl.DataFram
     and shape does not measure an inference candidate. A configuration known to fail gets no prediction:
     measured to fail, or covered by a failure that holds for other shapes too (see recommender.failure_for).
     """
-    modes = space["mode"].unique().to_list() if space.height else []
-    if "mode" in results.columns:
-        results = results.filter(pl.col("mode").is_in(modes))
+    if "mode" not in space.columns:
+        raise ValueError("unmeasured needs the space's 'mode' column (inference, training …)")
+    modes = space["mode"].unique().to_list()
     if "scenario" in failures.columns:
         failures = failures.filter(pl.col("scenario").is_in(modes))
-    keys = [k for k in KEY if k != "mode"]
+    keys = KEY if "mode" in results.columns else [k for k in KEY if k != "mode"]
     measured = results.select(keys).unique() if results.height else pl.DataFrame(schema=space.select(keys).schema)
     n_measured = space.join(measured, on=keys, how="semi").height
     todo = space.join(measured, on=keys, how="anti")

@@ -152,7 +152,7 @@ def normalize_change_points(change_points: dict) -> dict[tuple, set[str]]:
 
 
 # ---- formatting --------------------------------------------------------------------------------------------
-def model_label(row: dict) -> str:
+def family_preset(row: dict) -> str:
     return f"{row['family']}/{row['preset']}"
 
 
@@ -241,8 +241,9 @@ def batch_section(data: ReportData) -> Section:
         section.charts.append(XYChart(f"throughput-{slug(model)}", f"{model}: throughput", "batch size",
                                       "samples/s (at p50)", throughput, log_x=True,
                                       log_y=spans_decades(group["throughput_samples_s"]), x_ticks=ticks))
-    rows = [[model_label(r), r["target"], str(r["batch_size"]), str(r["seq_len"]), r["precision_ran"] or r["precision"],
-             str(r["threads"]), number(r["p50_ms"], ".3f"), number(r["p90_ms"], ".3f"), number(r["p99_ms"], ".3f"),
+    rows = [[family_preset(r), r["target"], str(r["batch_size"]), str(r["seq_len"]),
+             r["precision_ran"] or r["precision"], str(r["threads"]), number(r["p50_ms"], ".3f"),
+             number(r["p90_ms"], ".3f"), number(r["p99_ms"], ".3f"),
              number(r["throughput_samples_s"], ".1f"), number(r["achieved_gflops"], ".2f"),
              number(_pct_of_peak(r, data.targets), ".1f"), str(r["n_samples"]),
              r["stop_reason"] + (" (busy machine)" if r["contaminated"] else ""), r["run_id"]]
@@ -280,10 +281,10 @@ def distribution_section(data: ReportData) -> Section:
         groups = []
         for r in group.iter_rows(named=True):
             samples = np.asarray(r["samples_ms"], dtype=float)
-            label = " ".join([model_label(r), series_label(r, ["batch_size", *extra])])
+            label = " ".join([family_preset(r), series_label(r, ["batch_size", *extra])])
             groups.append(Distribution(label, _quantiles(r["samples_ms"]), int(samples.size), colors[r["family"]]))
             p50, p99 = np.percentile(samples, [50, 99])
-            rows.append([target, model_label(r), str(r["batch_size"]), r["precision_ran"] or r["precision"],
+            rows.append([target, family_preset(r), str(r["batch_size"]), r["precision_ran"] or r["precision"],
                          str(samples.size), number(float(samples.min()), ".3f"), number(float(p50), ".3f"),
                          number(float(p99), ".3f"), number(float(samples.max()), ".3f"),
                          number(float(p99 / p50), ".2f"), number(r["cv"], ".3f")])
@@ -345,7 +346,7 @@ def compatibility_section(data: ReportData) -> Section:
     if data.failures.is_empty():
         section.notes.append("No configuration is failing.")
     else:
-        rows = [[r["target"], model_label(r), str(r["batch_size"]), str(r["seq_len"]), r["spec"], r["failure_class"],
+        rows = [[r["target"], family_preset(r), str(r["batch_size"]), str(r["seq_len"]), r["spec"], r["failure_class"],
                  (r["message"] or "").splitlines()[0][:160] if r["message"] else "", r["run_id"]]
                 for r in data.failures.iter_rows(named=True)]
         section.tables.append(Table(["target", "model", "batch", "seq", "precision", "failure class", "message",
@@ -451,7 +452,7 @@ def roofline_section(data: ReportData) -> Section:
             achieved = r["achieved_gflops"] or r["flops_per_call"] / (r["p50_ms"] / 1e3) / 1e9
             peak, _ = _peak(data.targets, target, precision)
             intensity = r["flops_per_call"] / (r["params"] * width) if width else None
-            table.append([target, model_label(r), str(r["batch_size"]), precision,
+            table.append([target, family_preset(r), str(r["batch_size"]), precision,
                           number(r["flops_per_call"] / 1e9, ".4g"),
                           number(r["params"] * width / 2**20, ".2f") if width else "n/a", number(intensity, ".3g"),
                           number(achieved, ".3g"), number(peak, ".1f"),
@@ -459,7 +460,7 @@ def roofline_section(data: ReportData) -> Section:
             if intensity:
                 precisions.add(precision)
                 points.setdefault(r["family"], []).append(
-                    (intensity, achieved, f"{model_label(r)} bs={r['batch_size']} {precision}<br>"
+                    (intensity, achieved, f"{family_preset(r)} bs={r['batch_size']} {precision}<br>"
                                           f"{achieved:.3g} GFLOP/s, {intensity:.3g} FLOP/byte"))
         series = [Series(family, [p[0] for p in pts], [p[1] for p in pts], hover=[p[2] for p in pts],
                          color=colors[family], line=False) for family, pts in sorted(points.items())]
@@ -505,7 +506,7 @@ def prediction_section(data: ReportData) -> Section:
     colors = charts.palette(joined["target"].to_list())
     series = []
     for (target,), group in joined.group_by(["target"], maintain_order=True):
-        hover = [f"{model_label(r)} bs={r['batch_size']} on {target}<br>measured {r['p50_ms']:.3f} ms, predicted "
+        hover = [f"{family_preset(r)} bs={r['batch_size']} on {target}<br>measured {r['p50_ms']:.3f} ms, predicted "
                  f"{r['value']:.3f} ms" for r in group.iter_rows(named=True)]
         series.append(Series(target, group["p50_ms"].to_list(), group["value"].to_list(),
                              y_low=group["interval_low"].to_list(), y_high=group["interval_high"].to_list(),
@@ -520,7 +521,7 @@ def prediction_section(data: ReportData) -> Section:
     section.notes.append(f"{joined.height} configurations: mean absolute error {100 * ape.mean():.1f} %, median "
                          f"{100 * np.median(ape):.1f} %, within ±10 %: {100 * (ape <= 0.1).mean():.0f} %, within "
                          f"±20 %: {100 * (ape <= 0.2).mean():.0f} %.")
-    rows = [[r["target"], model_label(r), str(r["batch_size"]), r["spec"], number(r["p50_ms"], ".3f"),
+    rows = [[r["target"], family_preset(r), str(r["batch_size"]), r["spec"], number(r["p50_ms"], ".3f"),
              number(r["value"], ".3f"), number(100.0 * (r["value"] / r["p50_ms"] - 1.0), "+.1f"),
              f"{number(r['interval_low'], '.3f')} – {number(r['interval_high'], '.3f')}"
              if r["interval_low"] is not None else "n/a", r["source"] or "n/a"] for r in joined.iter_rows(named=True)]

@@ -52,8 +52,6 @@ FAILURE_COLUMNS = ["target", "model", "batch", "prompt", "new tokens", "precisio
                    "failure class", "message", "run"]
 
 
-
-
 def _with_spec(frame: pl.DataFrame) -> pl.DataFrame:
     """A ``spec`` column (``int8-static``): the precision as the other sections name it."""
     return frame.with_columns(spec=spec_expr()) if frame.height else frame

@@ -44,7 +44,6 @@ PLAN_COLUMNS = ["target", "rank", "model", "batch", "seq", "precision", "strateg
                 "source", "predicted wall s", "expected lesson", "measured p50 ms", "error %"]
 
 
-
 def read_curves(data_dir: Path) -> dict | None:
     """The learning curves planner_eval saved under ``data_dir``, or None where there are none."""
     path = Path(data_dir) / LEARNING_CURVES_FILE

@@ -3,25 +3,18 @@ output quality, configuration by configuration (same model, target, shape and th
 
 from __future__ import annotations
 
-import math
-
 import polars as pl
 
 from hwbench_pipeline.bench.precision import SPECS
 from hwbench_pipeline.report import charts
 from hwbench_pipeline.report.charts import Series, XYChart
 from hwbench_pipeline.report.comparison_sections import ReportData, Section, Table
+from hwbench_pipeline.report.text import number
 from hwbench_pipeline.warehouse.schema import CONFIG_KEY
 
 #: what makes two rows the same configuration but for the precision: the whole key but the format and recipe
 SAME_BUT_PRECISION = [k for k in CONFIG_KEY if k not in ("precision", "quantization")]
 QUALITY_COLUMNS = ("max_rel_diff", "mean_rel_diff", "task_accuracy", "task_accuracy_fp32", "accuracy_drop")
-
-
-def _fmt(value: float | None, spec: str) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "n/a"
-    return format(value, spec)
 
 
 def precision_rows(measured: pl.DataFrame) -> pl.DataFrame:
@@ -66,10 +59,10 @@ def precision_section(data: ReportData) -> Section:
                                       "mean output error (relative to the fp32 output's scale)",
                                       "speed-up over fp32 (×)", series, log_x=True))
     table = [[f"{r['family']}/{r['preset']}", r["target"], str(r["batch_size"]), str(r["seq_len"]), r["spec"],
-              r.get("precision_ran") or r["precision"], _fmt(r["p50_ms"], ".3f"), _fmt(r["speedup"], ".2f"),
-              _fmt(r["max_rel_diff"], ".2g"), _fmt(r["mean_rel_diff"], ".2g"),
-              _fmt(100 * r["task_accuracy"] if r["task_accuracy"] is not None else None, ".1f"),
-              _fmt(100 * r["accuracy_drop"] if r["accuracy_drop"] is not None else None, "+.1f")]
+              r.get("precision_ran") or r["precision"], number(r["p50_ms"], ".3f"), number(r["speedup"], ".2f"),
+              number(r["max_rel_diff"], ".2g"), number(r["mean_rel_diff"], ".2g"),
+              number(100 * r["task_accuracy"] if r["task_accuracy"] is not None else None, ".1f"),
+              number(100 * r["accuracy_drop"] if r["accuracy_drop"] is not None else None, "+.1f")]
              for r in rows.iter_rows(named=True)]
     section.tables.append(Table(["model", "target", "batch", "seq", "precision", "ran", "p50 ms", "× fp32",
                                  "max error", "mean error", "task accuracy %", "accuracy drop pts"], table,

@@ -32,7 +32,7 @@ from hwbench_pipeline.report.comparison_sections import (
     SERIES_DIMENSIONS,
     Section,
     Table,
-    model_label,
+    family_preset,
     series_label,
     spans_decades,
     varying_dimensions,
@@ -164,8 +164,9 @@ def training_section(training: pl.DataFrame) -> Section:
         section.notes.append("No configuration ran a convergence run (convergence_steps = 0): no loss curves.")
     if note := _busy_note(measured):
         section.notes.append(note)
-    rows = [[model_label(r), r["target"], str(r["batch_size"]), str(r["seq_len"]), r["precision_ran"] or r["precision"],
-             str(r["threads"]), number(r["p50_ms"], ".2f"), number(r["p90_ms"], ".2f"),
+    rows = [[family_preset(r), r["target"], str(r["batch_size"]), str(r["seq_len"]),
+             r["precision_ran"] or r["precision"], str(r["threads"]), number(r["p50_ms"], ".2f"),
+             number(r["p90_ms"], ".2f"),
              number(r["throughput_samples_s"], ".1f"), number(r["throughput_tokens_s"], ".0f"),
              number(_peak_memory(r), ".0f"), number(r["memory_budget_mb"], ".0f"), _largest_batch(r), _convergence(r),
              f"{number(r['initial_loss'], '.3g')} → {number(r['final_loss'], '.3g')}"
@@ -196,7 +197,7 @@ def distributed_section(distributed: pl.DataFrame) -> Section:
     dims = ["family", "preset", "strategy", *varying]
 
     def label(row: dict) -> str:
-        return " ".join([model_label(row), row["strategy"], series_label(row, varying)]).strip()
+        return " ".join([family_preset(row), row["strategy"], series_label(row, varying)]).strip()
 
     colors = charts.palette([label(r) for r in measured.iter_rows(named=True)])
     efficiency, throughput, without_baseline = [], [], 0
@@ -231,8 +232,9 @@ def distributed_section(distributed: pl.DataFrame) -> Section:
                              "1-worker configuration of the same series.")
     if note := _busy_note(measured):
         section.notes.append(note)
-    rows = [[model_label(r), r["target"], r["strategy"], str(r["workers"]), r["backend"] or "n/a", str(r["batch_size"]),
-             str(r["seq_len"]), r["precision_ran"] or r["precision"], str(r["threads"]), number(r["p50_ms"], ".2f"),
+    rows = [[family_preset(r), r["target"], r["strategy"], str(r["workers"]), r["backend"] or "n/a",
+             str(r["batch_size"]), str(r["seq_len"]), r["precision_ran"] or r["precision"], str(r["threads"]),
+             number(r["p50_ms"], ".2f"),
              number(r["throughput_samples_s"], ".1f"),
              ", ".join(number(v, ".1f") for v in r["per_rank_throughput"] or []) or "n/a",
              number(100 * r["scaling_efficiency"] if r["scaling_efficiency"] is not None else None, ".0f"),

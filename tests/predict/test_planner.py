@@ -11,6 +11,7 @@ from fixture_data import FIXTURES
 
 from hwbench_pipeline.bench.profiles import ProfileError, load_profile
 from hwbench_pipeline.predict.planner import (
+    PLAN_KEY,
     Budget,
     PlanError,
     Scored,
@@ -101,19 +102,24 @@ def test_the_committee_disagrees_more_about_architectures_it_never_measured(pool
 def test_a_rounds_decision_weighs_each_targets_options_against_the_other_targets(halves):
     measured, candidates = halves
     candidates = candidates.filter(pl.col("preset") == "tiny")
-    # a second target the committee cannot tell from the first (the same features): the first target's option
-    # wins every tie, so in one decision across both, no option of the second can change a pick
-    twin = candidates.with_columns(target=pl.lit("cpu-twin"))
-    both = pl.concat([candidates, twin])
+    # a second target whose roofline bound is a thousand times the first's: every member of the committee
+    # answers it slower, so in one decision across both targets none of its options can change a pick
+    slow = candidates.with_columns(target=pl.lit("cpu-slow"), roofline_ms=pl.col("roofline_ms") * 1000)
+    both = pl.concat([candidates, slow])
+    committee = committee_log_ms(measured, both)
+    assert (committee[:, candidates.height:] > committee[:, :candidates.height]).all()
     scored_all = score("decision", measured, both, None)
-    alone = plan_target("cpu-twin", measured, twin, None, "decision", Budget(configurations=5), None)
-    joint = plan_target("cpu-twin", measured, both, None, "decision", Budget(configurations=5), None,
+    alone = plan_target("cpu-slow", measured, slow, None, "decision", Budget(configurations=5), None)
+    joint = plan_target("cpu-slow", measured, both, None, "decision", Budget(configurations=5), None,
                         scored_all=scored_all)
     assert alone.picks["expected_lesson"].str.starts_with("could change").any()
     assert joint.picks["expected_lesson"].str.starts_with("no pick in sight").all()
-    first = plan_target("cpu-torch", measured, both, None, "decision", Budget(configurations=5), None,
-                        scored_all=scored_all)
-    assert first.picks["expected_lesson"].str.starts_with("could change").any()
+    fast = plan_target("cpu-torch", measured, both, None, "decision", Budget(configurations=5), None,
+                       scored_all=scored_all)
+    assert fast.picks["expected_lesson"].str.starts_with("could change").any()
+    with pytest.raises(ValueError, match="scored"):
+        plan_target("cpu-torch", measured, both, None, "decision", Budget(configurations=5), None,
+                    scored_all=score("decision", measured, candidates, None))
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +138,7 @@ def test_every_strategy_plans_within_budget_and_says_what_each_pick_should_teach
     assert picks["strategy"].unique().to_list() == [strategy]
     assert all(lesson for lesson in picks["expected_lesson"].to_list())
     assert picks["predicted_wall_s"].min() > 0 and picks["predicted_ms"].min() > 0
-    assert picks.join(candidates, on=["family", "preset", "batch_size", "seq_len"], how="semi").height == 6
+    assert picks.select(PLAN_KEY).is_unique().all()  # no configuration picked twice
     assert picks["architecture"].n_unique() >= 3  # diversity: not six shapes of one or two models
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+import report_pages
 
 from hwbench_pipeline.bench.environment import environment_fields
 from hwbench_pipeline.bench.peaks import measure_peaks
@@ -95,11 +96,6 @@ def measured(tmp_path_factory):
     return warehouse, report, peaks
 
 
-def _figures(html: str) -> dict[str, dict]:
-    found = re.findall(r'<script type="application/json" id="figure-([a-z0-9-]+)">(.*?)</script>', html, flags=re.S)
-    return {key: json.loads(text) for key, text in found}
-
-
 @pytest.mark.slow
 def test_html_is_self_contained_and_has_every_section(measured):
     warehouse, report, peaks = measured
@@ -117,7 +113,7 @@ def test_html_is_self_contained_and_has_every_section(measured):
     assert "http" not in page.lower() and "//cdn" not in page.lower()
     for key in SECTIONS:
         assert f'<section id="{key}">' in html
-    figures = _figures(html)
+    figures = report_pages.figures(html)
     assert len(figures) == report.n_charts == len(report.images)
     import plotly.graph_objects as go
 
@@ -212,7 +208,7 @@ def test_empty_warehouse_says_so_in_every_format(tmp_path):
     report = render_comparison_report(warehouse, out, predictions=[prediction])
     assert report.n_charts == 1 and "compatibility" not in report.empty_sections
     html = report.html.read_text()
-    assert _figures(html)["compatibility"]["data"][0]["text"] == [["predicted"]]
+    assert report_pages.figures(html)["compatibility"]["data"][0]["text"] == [["predicted"]]
     assert "1 predictions, none of them for a configuration that has been measured" in html
 
     # Nothing at all, rendered into the same folder: every section says why it is empty, and the chart of the

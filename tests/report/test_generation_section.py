@@ -75,11 +75,6 @@ def generation_report(generation_runs, tmp_path_factory):
     return render_comparison_report(warehouse, tmp / "report")
 
 
-
-
-
-
-
 def _measured(runs: dict[str, list[dict]]) -> dict[tuple[int, int, str], dict]:
     """The newest successful row of each llama configuration by (batch, prompt, cache)."""
     newest = {}
@@ -125,7 +120,7 @@ def test_the_table_shows_each_configurations_newest_measurement(generation_runs,
     assert older["ttft_samples_ms"] != generation_runs["gen-b"][0]["ttft_samples_ms"]
 
 
-def test_the_streaming_table_shows_the_overhead_and_each_client_countsfigures(generation_runs, generation_report):
+def test_the_streaming_table_shows_the_overhead_and_each_client_counts_figures(generation_runs, generation_report):
     _, streaming, _ = report_pages.tables(report_pages.section_html(generation_report.html.read_text(), "generation"))
     streamed = generation_runs["gen-b"][0]
     assert list(streaming[0]) == STREAM_COLUMNS and len(streaming) == 1  # only the configuration asked to stream

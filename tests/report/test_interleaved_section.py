@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import polars as pl
+import report_pages
 from key_columns import IDENTITY
 
 from hwbench_pipeline.bench.trackers.paired import compare_pairs
@@ -80,13 +81,7 @@ def test_a_comparison_shows_its_verdict_figures_and_sentence_in_every_format(tmp
     # the target-by-target figures say how they were measured
     assert "Each target's figures come from its own partition, measured apart" in md
 
-    import pypdfium2 as pdfium
-
-    document = pdfium.PdfDocument(str(report.pdf))
-    try:
-        text = "\n".join(document[i].get_textpage().get_text_range() for i in range(len(document)))
-    finally:
-        document.close()
+    text = report_pages.pdf_text(report.pdf, first_page=0)
     assert "Interleaved comparisons" in text and "cpu-onnxruntime" in text and "faster" in text
 
 

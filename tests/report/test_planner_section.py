@@ -110,10 +110,6 @@ def planned(pool_split, curves, tmp_path_factory) -> dict:
     return {"report": report, "picks": newest, "before": before, "after": after, "warehouse": warehouse}
 
 
-
-
-
-
 def test_learning_curves_are_drawn_per_strategy_beside_the_full_grid(curves, planned):
     report = planned["report"]
     assert "planner" not in report.empty_sections

@@ -63,14 +63,10 @@ def _write_training(warehouse: Warehouse, runs: dict[str, list[dict]]) -> None:
         _store(warehouse, rows, "training", run_id)
 
 
-
-
-
 def _table_rows(section_html: str) -> list[list[str]]:
     body = re.search(r"<tbody>(.*?)</tbody>", section_html, flags=re.S).group(1)
     return [re.findall(r"<td[^>]*>(.*?)</td>", row, flags=re.S) for row in re.findall(r"<tr>(.*?)</tr>", body,
                                                                                       flags=re.S)]
-
 
 
 def _assert_png_links(markdown: Path, keys: list[str]) -> None:
