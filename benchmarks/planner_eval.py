@@ -1,6 +1,6 @@
 """How fast each planner strategy teaches the predictor, on a pool of real measurements (docs/planner.md).
 
-    .venv/bin/python benchmarks/planner_eval.py                     # 5 seeds, 20 configurations a round and the
+    .venv/bin/python benchmarks/planner_eval.py                     # 10 seeds, 20 configurations a round and the
                                                                     # same machine time a round, every strategy
     .venv/bin/python benchmarks/planner_eval.py --seeds 2 --strategies committee,random --per-round 10
 
@@ -105,7 +105,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pool", default=str(FIXTURES / "planner_pool.parquet"))
     parser.add_argument("--hardware", default=str(FIXTURES / "planner_pool_hardware.json"))
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
     parser.add_argument("--per-round", action="append",
                         help="configurations (20) or machine time (40s) a round; repeat for several; default: 20 "
