@@ -5,7 +5,7 @@ checked against the Arrow type of its column in ``inference_results`` (``status`
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +71,10 @@ def _typed(column: str, dtype: pa.DataType, value: Any, where: str) -> Any:
             stamp = None
         if stamp is None or stamp.tzinfo is None:
             raise BadFile(f"{where}: {column} must be an ISO time with a time zone, got {show(value)}")
-        return stamp
+        try:  # stored in UTC: year 1 at +14:00 is before year 1 there, and cannot be read back
+            return stamp.astimezone(UTC)
+        except OverflowError:
+            raise BadFile(f"{where}: {column} {show(value)} is out of range once in UTC") from None
     if pa.types.is_list(dtype):
         if column in LATENCY_LISTS:
             return latencies(value, f"{where}: {column}", 1.0)
