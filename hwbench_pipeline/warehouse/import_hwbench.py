@@ -71,7 +71,7 @@ def _typed(column: str, dtype: pa.DataType, value: Any, where: str) -> Any:
             stamp = None
         if stamp is None or stamp.tzinfo is None:
             raise BadFile(f"{where}: {column} must be an ISO time with a time zone, got {show(value)}")
-        try:  # stored in UTC: year 1 at +14:00 is before year 1 there, and cannot be read back
+        try:  # stored in UTC, where 0001-01-01 at +14:00 falls before year 1 and could not be read back
             return stamp.astimezone(UTC)
         except OverflowError:
             raise BadFile(f"{where}: {column} {show(value)} is out of range once in UTC") from None
