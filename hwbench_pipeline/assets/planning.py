@@ -1,7 +1,6 @@
 """benchmark_plan and planned_runs: choose the configurations that should teach the predictor most, then measure
 them (docs/planner.md)."""
 
-import math
 
 import dagster as dg
 import polars as pl
@@ -25,6 +24,7 @@ from hwbench_pipeline.predict.planning import (
     saved_predictor,
 )
 from hwbench_pipeline.predict.shapes import FlopCounter
+from hwbench_pipeline.report.text import number
 from hwbench_pipeline.resources.ray import RayResource
 from hwbench_pipeline.resources.settings import HwbenchSettings
 from hwbench_pipeline.resources.warehouse import WarehouseResource
@@ -48,14 +48,11 @@ def _cell(text: object) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def _ms(value: float | None) -> str:
-    return "n/a" if value is None or not math.isfinite(value) else f"{value:.4g}"
-
-
 def _interval(row: dict) -> str:
     if row.get("predicted_ms") is None:
         return "n/a"
-    return f"{_ms(row['predicted_ms'])} [{_ms(row.get('predicted_low_ms'))}, {_ms(row.get('predicted_high_ms'))}]"
+    low, high = number(row.get("predicted_low_ms"), ".4g"), number(row.get("predicted_high_ms"), ".4g")
+    return f"{number(row['predicted_ms'], '.4g')} [{low}, {high}]"
 
 
 def picks_markdown(rows: list[dict]) -> str:
@@ -63,7 +60,7 @@ def picks_markdown(rows: list[dict]) -> str:
     lines = ["| target | rank | model | batch | seq | precision | predicted ms [90 % interval] | predicted wall s | "
              "expected lesson |", "|---|---:|---|---:|---:|---|---:|---:|---|"]
     lines += [f"| {r['target']} | {r['rank']} | {r['family']}/{r['preset']} | {r['batch_size']} | {r['seq_len']} | "
-              f"{r['precision']} | {_interval(r)} | {_ms(r.get('predicted_wall_s'))} | "
+              f"{r['precision']} | {_interval(r)} | {number(r.get('predicted_wall_s'), '.4g')} | "
               f"{_cell(r['expected_lesson'])} |" for r in rows]
     return "\n".join(lines)
 
@@ -145,7 +142,7 @@ def lessons_markdown(plan: pl.DataFrame, by_key: dict[tuple, dict]) -> tuple[str
             measured = f"failed: {row.get('failure_class')}"
         elif row is not None:
             p50 = row["p50_ms"]
-            measured = _ms(p50)
+            measured = number(p50, ".4g")
             if pick.get("predicted_ms") is not None and p50 > 0:
                 errors.append(abs(pick["predicted_ms"] / p50 - 1))
                 error = f"{pick['predicted_ms'] / p50 - 1:+.0%}"
